@@ -1,0 +1,271 @@
+"""The ``routedllm`` command: the catalog, routing decisions and the sample-workload demo.
+
+Nothing here touches the network. Machine output (``--json``) is stable; errors go to
+stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from routedllm.catalog import BENCHMARKS, Catalog
+from routedllm.errors import InvalidRequestError, RoutedLLMError
+from routedllm.policy import PRESETS, Decision, Policy, Request, decide
+from routedllm.pricing import estimate_cost
+from routedllm.tags import TAG_NAMES
+from routedllm.workload import read_rows, sample_rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            status = int(args.run(args) or 0)
+    except (RoutedLLMError, ValidationError, ValueError) as exc:
+        print(f"routedllm: error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into e.g. `head`
+        return 0
+    for warning in caught:
+        print(f"routedllm: warning: {warning.message}", file=sys.stderr)
+    return status
+
+
+# -- commands -------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    rows = [_model_json(card) for card in catalog]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("id", "origin", "in $/M", "out $/M", "context", "mmlu", "humaneval", "ceval", "image")
+    table = [
+        (
+            r["id"], r["origin"] or "-", _num(r["input_usd_per_mtok"]),
+            _num(r["output_usd_per_mtok"]), _num(r["context_window"]),
+            *(_num(r["scores"][b]) for b in BENCHMARKS), _num(r["capabilities"]["image_input"]),
+        )
+        for r in rows
+    ]
+    print(_table(header, table))
+    print(f"\nprices USD per 1M tokens, as of {catalog.info.as_of}; '-' = not published")
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    messages = _messages(args)
+    decision = decide(catalog, _policy(args), Request(
+        messages=messages, tags=[t for group in args.tags or () for t in group] or None, max_output_tokens=args.max_tokens,
+        require=frozenset(args.require or ())))
+    if args.json:
+        print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print(decision.render())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Route a workload (the bundled sample by default) and compare with a baseline model."""
+    catalog = _catalog(args)
+    policy = _policy(args)
+    baseline = catalog.get(args.baseline)
+    rows = list(read_rows(args.workload)) if args.workload else sample_rows()
+    results: list[dict[str, Any]] = []
+    for row in rows:
+        d = decide(catalog, policy, Request(
+            messages=row.chat_messages(), tags=row.tags,
+            max_output_tokens=row.expected_output_tokens))
+        base = estimate_cost(baseline, d.estimated_input_tokens, d.expected_output_tokens)
+        results.append({"id": row.id, "decision": d, "baseline_cost_usd": base})
+    if args.json:
+        print(json.dumps(_demo_json(results, args.baseline), indent=2, ensure_ascii=False))
+        return 0
+    header = ("row", "tags", "model", "score", "est. cost", args.baseline, "saved")
+    table = []
+    for r in results:
+        d: Decision = r["decision"]
+        table.append((
+            r["id"], ",".join(d.tags) + ("*" if d.inferred_tags else ""), d.model,
+            f"{d.benchmark} {_num(d.score)}", _usd(d.estimated_cost_usd),
+            _usd(r["baseline_cost_usd"]), _saved(d.estimated_cost_usd, r["baseline_cost_usd"]),
+        ))
+    print(_table(header, table))
+    totals = _demo_json(results, args.baseline)["totals"]
+    print(
+        f"\n{totals['calls']} calls, policy {policy.preset}: routed ${totals['routed_cost_usd']:.6f} "
+        f"vs always-{args.baseline} ${totals['baseline_cost_usd']:.6f} "
+        f"({totals['cost_ratio']:.1%} of the baseline cost)"
+    )
+    print("* tags inferred from the messages; costs are estimates from the catalog prices "
+          f"(as of {catalog.info.as_of}) and each row's expected output length")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _demo_json(results: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    routed = sum(r["decision"].estimated_cost_usd or 0.0 for r in results)
+    base = sum(r["baseline_cost_usd"] or 0.0 for r in results)
+    return {
+        "baseline_model": baseline,
+        "rows": [
+            {"id": r["id"], **r["decision"].summary(), "baseline_cost_usd": r["baseline_cost_usd"]}
+            for r in results
+        ],
+        "totals": {
+            "calls": len(results),
+            "routed_cost_usd": routed,
+            "baseline_cost_usd": base,
+            "cost_ratio": routed / base if base else None,
+        },
+    }
+
+
+def _model_json(card: Any) -> dict[str, Any]:
+    data = card.model_dump(mode="json")
+    data["scores"] = {b: card.score(b) for b in BENCHMARKS}
+    return data
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
+    catalog.check_freshness(args.max_price_age_days)
+    return catalog
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    fields: dict[str, Any] = {"preset": args.policy}
+    if args.gap is not None:
+        fields["quality_gap"] = args.gap
+    if args.max_cost is not None:
+        fields["max_cost_usd"] = args.max_cost
+    if args.allow_model:
+        fields["allowed_models"] = frozenset(args.allow_model)
+    if args.deny_model:
+        fields["denied_models"] = frozenset(args.deny_model)
+    if args.origin:
+        fields["allowed_origins"] = frozenset(args.origin)
+    fields["allow_unpriced"] = args.allow_unpriced
+    fields["allow_unscored"] = args.allow_unscored
+    return Policy(**fields)
+
+
+def _messages(args: argparse.Namespace) -> list[Any]:
+    if args.file and args.prompt:
+        raise InvalidRequestError("give a PROMPT or --file, not both")
+    if args.file:
+        text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            try:
+                messages = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequestError(f"{args.file}: not a valid JSON message list: {exc.msg}") from None
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise InvalidRequestError(f"{args.file}: a message list is a JSON array of objects")
+            return messages
+        return [{"role": "user", "content": text}]
+    if not args.prompt:
+        raise InvalidRequestError("give a PROMPT or --file (a prompt, or a JSON message list)")
+    return [{"role": "user", "content": args.prompt}]
+
+
+def _split_tags(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.6f}"
+
+
+def _saved(cost: float | None, base: float | None) -> str:
+    if cost is None or not base:
+        return "-"
+    return f"{1 - cost / base:.0%}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
+             for row in (header, *rows)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routedllm", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--catalog", metavar="FILE",
+                        help="override file merged over the packaged catalog "
+                             "(default: $ROUTEDLLM_CATALOG if set)")
+    common.add_argument("--max-price-age-days", type=int, default=180, metavar="DAYS",
+                        help="warn when the catalog's prices are older than this (default 180)")
+    pol = argparse.ArgumentParser(add_help=False)
+    pol.add_argument("--policy", choices=PRESETS, default="value")
+    pol.add_argument("--gap", type=float, help="quality gap in benchmark points (value preset)")
+    pol.add_argument("--max-cost", type=float, metavar="USD", help="per-call estimated cost cap")
+    pol.add_argument("--allow-model", action="append", metavar="ID", help="only these models")
+    pol.add_argument("--deny-model", action="append", metavar="ID", help="never these models")
+    pol.add_argument("--origin", action="append", metavar="ORIGIN",
+                     help="allowed model origins, e.g. US (repeatable)")
+    pol.add_argument("--allow-unpriced", action="store_true",
+                     help="route to models with no input price")
+    pol.add_argument("--allow-unscored", action="store_true",
+                     help="route to models with no score on the call's benchmark")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", parents=[common], help="the catalog as a table")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("route", parents=[common, pol], help="show the decision for a prompt")
+    p.add_argument("prompt", nargs="?", metavar="PROMPT")
+    p.add_argument("--file", metavar="FILE", help="a prompt, or a JSON message list ('-': stdin)")
+    p.add_argument("--tags", action="append", metavar="TAG", type=_split_tags,
+                   help=f"task tags, repeatable or comma-separated; known: {', '.join(TAG_NAMES)}")
+    p.add_argument("--require", nargs="+", metavar="CAP",
+                   choices=("image_input", "tools", "structured_output"))
+    p.add_argument("--max-tokens", type=int, metavar="N", help="expected output tokens")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_route)
+
+    p = sub.add_parser("demo", parents=[common, pol],
+                       help="route the bundled sample workload and compare with a baseline")
+    p.add_argument("--workload", metavar="FILE.jsonl", help="your own workload instead")
+    p.add_argument("--baseline", default="gpt-4o", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""The routing decision: policy presets, constraints, and ``decide()``. No I/O here.
+
+``decide(catalog, policy, request)`` is a pure function. It scores every catalog model on
+the benchmark of the call's primary tag, removes the ones a constraint rules out (saying
+why), and picks per the policy preset:
+
+* ``value`` (default): the cheapest model whose score is within ``quality_gap`` points of
+  the best eligible score (the quality floor);
+* ``quality``: the highest score, the cheaper one on a tie;
+* ``cheapest``: the cheapest model that has a score.
+
+The rest of the eligible models, in the preset's order, are the fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from routedllm.catalog import CAPABILITIES, Catalog, ModelCard
+from routedllm.errors import InvalidRequestError, NoEligibleModelError, UnknownModelError
+from routedllm.tags import (
+    TAG_NAMES,
+    VOCABULARY,
+    infer_tags,
+    message_features,
+    primary_tag,
+    validate_tags,
+)
+
+Preset = Literal["value", "quality", "cheapest"]
+PRESETS: tuple[str, ...] = ("value", "quality", "cheapest")
+Capability = Literal["image_input", "tools", "structured_output"]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class Policy(BaseModel):
+    """How to trade quality for cost, and the constraints every choice must meet.
+
+    Quality knobs are in benchmark points: ``quality_gap=2`` accepts any model within two
+    points of the best eligible one on the call's benchmark. ``tag_gaps`` sets the gap per
+    tag; by default extraction and classification (format-following work, where general
+    reasoning scores overstate what is needed) accept a 4-point gap.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Preset = "value"
+    quality_gap: float = Field(default=2.0, ge=0, le=100)
+    tag_gaps: dict[str, float] = Field(
+        default_factory=lambda: {"extraction": 4.0, "classification": 4.0}
+    )
+    require: frozenset[Capability] = frozenset()
+    allowed_models: frozenset[str] | None = None
+    denied_models: frozenset[str] = frozenset()
+    allowed_origins: frozenset[str] | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0, description="Per-call estimate cap.")
+    allow_unpriced: bool = False
+    allow_unscored: bool = False
+    allow_unknown_capabilities: bool = False
+    default_output_tokens: int = Field(default=512, gt=0)
+    cjk_share: float = Field(default=0.3, gt=0, le=1)
+    long_context_tokens: int = Field(default=32_000, gt=0)
+
+    _plans: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("tag_gaps")
+    @classmethod
+    def _known_tags(cls, value: dict[str, float]) -> dict[str, float]:
+        for tag, gap in value.items():
+            if tag not in VOCABULARY:
+                raise ValueError(f"tag_gaps: unknown tag {tag!r}; known tags: {', '.join(TAG_NAMES)}")
+            if not 0 <= gap <= 100:
+                raise ValueError(f"tag_gaps[{tag!r}] must be within 0-100 points, got {gap}")
+        return value
+
+    def gap_for(self, tag: str) -> float:
+        """The quality gap, in benchmark points, that applies to ``tag``."""
+        return self.tag_gaps.get(tag, self.quality_gap)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the router needs to know about one call.
+
+    ``messages`` are OpenAI-style dicts or LangChain messages. ``tags`` given here win over
+    inferred ones. ``require`` adds capabilities the call needs (adapters add ``tools``
+    when tools are bound). ``input_tokens`` overrides the estimate from the messages.
+    """
+
+    messages: Sequence[Any]
+    tags: Sequence[str] | None = None
+    max_output_tokens: int | None = None
+    require: frozenset[str] = frozenset()
+    input_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_output_tokens is not None and self.max_output_tokens <= 0:
+            raise InvalidRequestError(f"max_output_tokens must be positive, got {self.max_output_tokens}")
+        if self.input_tokens is not None and self.input_tokens < 0:
+            raise InvalidRequestError(f"input_tokens cannot be negative, got {self.input_tokens}")
+        unknown = set(self.require) - set(CAPABILITIES)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown capability {sorted(unknown)}; known: {', '.join(CAPABILITIES)}"
+            )
+
+
+class Rejection(BaseModel):
+    """A model the decision did not use, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    code: str
+    reason: str
+
+
+class Decision(BaseModel):
+    """The routing decision for one call, with everything needed to explain it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    name: str
+    fallbacks: tuple[str, ...]
+    tags: tuple[str, ...]
+    given_tags: tuple[str, ...]
+    inferred_tags: tuple[str, ...]
+    primary_tag: str
+    benchmark: str
+    score: float | None
+    best_score: float | None
+    quality_floor: float | None
+    policy: str
+    estimated_input_tokens: int
+    expected_output_tokens: int
+    estimated_cost_usd: float | None
+    binding_constraint: str
+    catalog_as_of: str | None
+    required_capabilities: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+
+    @property
+    def ranking(self) -> tuple[str, ...]:
+        """The chosen model, then the fallbacks: the order an adapter tries them."""
+        return (self.model, *self.fallbacks)
+
+    def summary(self) -> dict[str, Any]:
+        """A compact JSON-ready mapping (what adapters attach to responses)."""
+        return {
+            "model": self.model,
+            "fallbacks": list(self.fallbacks),
+            "tags": list(self.tags),
+            "policy": self.policy,
+            "benchmark": self.benchmark,
+            "score": self.score,
+            "estimated_cost_usd": self.estimated_cost_usd,
+            "binding_constraint": self.binding_constraint,
+        }
+
+    def render(self) -> str:
+        """A readable table of the decision and every rejected candidate."""
+        cost = "unknown" if self.estimated_cost_usd is None else f"${self.estimated_cost_usd:.6f}"
+        rows = [
+            ("model", f"{self.model} ({self.name})"),
+            ("policy", self.policy),
+            ("tags", ", ".join(self.tags) + (" (inferred)" if self.inferred_tags else "")),
+            ("benchmark", f"{self.benchmark} = {self.score}" + (
+                f" (best {self.best_score}, floor {self.quality_floor})"
+                if self.quality_floor is not None else "")),
+            ("estimated cost", f"{cost} for ~{self.estimated_input_tokens} in / "
+                               f"{self.expected_output_tokens} out tokens"),
+            ("binding constraint", self.binding_constraint),
+            ("fallbacks", ", ".join(self.fallbacks) or "none"),
+            ("prices as of", self.catalog_as_of or "unknown"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        out = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        if self.rejected:
+            mw = max(len(r.model) for r in self.rejected)
+            out.append("rejected:")
+            out.extend(f"  {r.model.ljust(mw)}  {r.reason}" for r in self.rejected)
+        return "\n".join(out)
+
+
+# -- the decision ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Candidate:
+    id: str
+    name: str
+    score: float | None
+    pin: float | None  # USD per token
+    pout: float | None
+    window: int | None
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What a (catalog, policy, benchmark, capabilities) fixes, computed once."""
+
+    candidates: list[_Candidate] = field(default_factory=list)
+    static_rejected: list[Rejection] = field(default_factory=list)
+    # priced models rejected for a fixed reason, for the binding constraint
+    static_priced: list[tuple[_Candidate, str]] = field(default_factory=list)
+    # quality-floor rejections, reused across calls: (model, floor) -> Rejection
+    floor_rejections: dict[tuple[str, float], Rejection] = field(default_factory=dict)
+
+
+def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
+    """Pick the model for one call. Pure: same inputs, same decision; no I/O."""
+    given = validate_tags(request.tags) if request.tags else ()
+    features = message_features(request.messages, scan=not given)
+    inferred = () if given else infer_tags(
+        features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+    )
+    tags = given or inferred
+    primary = primary_tag(tags)
+    benchmark = VOCABULARY[primary].benchmark
+    required = policy.require | request.require
+    for tag in tags:
+        if VOCABULARY[tag].requires:
+            required = required | VOCABULARY[tag].requires
+    long_context = "long-context" in tags
+    plan = _plan(catalog, policy, benchmark, required)
+
+    in_tokens = features.input_tokens if request.input_tokens is None else request.input_tokens
+    out_tokens = request.max_output_tokens or policy.default_output_tokens
+    need = in_tokens + out_tokens
+    max_cost = policy.max_cost_usd
+    rejected = list(plan.static_rejected)
+    priced = [  # (cost, model, code) of rejected models, for the binding constraint
+        (_cost(c, in_tokens, out_tokens) or 0.0, c.id, code) for c, code in plan.static_priced
+    ]
+    eligible: list[tuple[_Candidate, float | None]] = []
+    for cand in plan.candidates:
+        cost = _cost(cand, in_tokens, out_tokens)
+        window = cand.window
+        if window is not None and need > window:
+            code, reason = "context_window", f"needs ~{need} tokens, context window is {window}"
+        elif window is None and long_context:
+            code, reason = "context_window", "context window unknown and the call is long-context"
+        elif max_cost is not None and (cost is None or cost > max_cost):
+            code, reason = "max_cost", ("estimated cost unknown" if cost is None else
+                f"estimated ${cost:.6f} above the per-call maximum ${max_cost:.6f}")
+        else:
+            eligible.append((cand, cost))
+            continue
+        rejected.append(_trusted(Rejection, model=cand.id, code=code, reason=reason))
+        if cost is not None:
+            priced.append((cost, cand.id, code))
+
+    best: float | None = None
+    floor: float | None = None
+    scores = [c.score for c, _ in eligible if c.score is not None]
+    if scores:
+        best = max(scores)
+    if policy.preset == "value" and best is not None:
+        gap = policy.gap_for(primary)
+        floor = round(best - gap, 6)
+        kept = []
+        for c, cost in eligible:
+            if c.score is not None and c.score < floor:
+                rejected.append(_floor_rejection(plan, c, floor, best, gap, benchmark))
+                if cost is not None:
+                    priced.append((cost, c.id, "quality_floor"))
+            else:
+                kept.append((c, cost))
+        eligible = kept
+    if not eligible:
+        raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
+
+    ranked = _rank(policy.preset, eligible)
+    chosen, chosen_cost = ranked[0]
+    return _trusted(
+        Decision,
+        model=chosen.id,
+        name=chosen.name,
+        fallbacks=tuple(c.id for c, _ in ranked[1:]),
+        tags=tags,
+        given_tags=given,
+        inferred_tags=inferred,
+        primary_tag=primary,
+        benchmark=benchmark,
+        score=chosen.score,
+        best_score=best,
+        quality_floor=floor,
+        policy=policy.preset,
+        estimated_input_tokens=in_tokens,
+        expected_output_tokens=out_tokens,
+        estimated_cost_usd=chosen_cost,
+        binding_constraint=_binding(policy.preset, chosen_cost, priced),
+        catalog_as_of=catalog.info.as_of,
+        required_capabilities=tuple(sorted(required)),
+        rejected=tuple(rejected),
+    )
+
+
+def _cost(c: _Candidate, in_tokens: int, out_tokens: int) -> float | None:
+    """Same figure as :func:`routedllm.pricing.estimate_cost`, from per-token prices."""
+    if c.pin is None or c.pout is None:
+        return None
+    return in_tokens * c.pin + out_tokens * c.pout
+
+
+def _floor_rejection(
+    plan: _Plan, c: _Candidate, floor: float, best: float, gap: float, benchmark: str
+) -> Rejection:
+    key = (c.id, floor)
+    rejection = plan.floor_rejections.get(key)
+    if rejection is None:
+        rejection = plan.floor_rejections[key] = _trusted(
+            Rejection, model=c.id, code="quality_floor",
+            reason=f"{benchmark} {c.score} below the floor {floor} (best {best} - gap {gap})")
+    return rejection
+
+
+def _trusted(cls: type[_M], **values: Any) -> _M:
+    """Build a pydantic model from values this module computed, skipping validation.
+
+    ``decide`` runs on every call; ``model_construct`` costs more than the decision itself.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _rank(
+    preset: str, eligible: list[tuple[_Candidate, float | None]]
+) -> list[tuple[_Candidate, float | None]]:
+    """Order eligible models: scored before unscored, priced before unpriced."""
+    inf = float("inf")
+    if preset == "quality":
+        def key(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
+            c, cost = item
+            return (c.score is None, -(c.score or 0.0), cost is None, cost or inf, c.id)
+    else:
+        def key(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
+            c, cost = item
+            return (c.score is None, cost is None, cost or inf, -(c.score or 0.0), c.id)
+    return sorted(eligible, key=key)
+
+
+_BINDING_TEXT = {
+    "quality_floor": "quality floor: cheaper models score too low",
+    "capability": "required capability: cheaper models lack it or it is unknown",
+    "context_window": "context window: cheaper models are too small or unknown",
+    "max_cost": "per-call cost maximum",
+    "origin": "allowed origins: cheaper models come from elsewhere",
+    "not_allowed": "allowed models list",
+    "denied": "denied models list",
+    "unscored": "no benchmark score: cheaper models are unscored (allow_unscored to use them)",
+}
+
+
+def _binding(preset: str, chosen_cost: float | None, priced: list[tuple[float, str, str]]) -> str:
+    """The constraint that kept the call off the cheapest model cheaper than the choice."""
+    cheaper = [p for p in priced if chosen_cost is not None and p[0] < chosen_cost]
+    if cheaper:
+        code = min(cheaper)[2]
+        return _BINDING_TEXT.get(code, code)
+    return {"quality": "highest score", "cheapest": "cheapest scored model"}.get(
+        preset, "none: the cheapest eligible model")
+
+
+def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[str]) -> _Plan:
+    """Static eligibility for (catalog, benchmark, capabilities), cached on the policy."""
+    key = (id(catalog), benchmark, required)
+    cached = policy._plans.get(key)
+    if cached is not None and cached[0] is catalog:
+        return cached[1]
+    for mid in (policy.allowed_models or ()):
+        if mid not in catalog:
+            raise UnknownModelError(mid, catalog.ids)
+    for mid in policy.denied_models:
+        if mid not in catalog:
+            raise UnknownModelError(mid, catalog.ids)
+    plan = _Plan()
+    for card in catalog:
+        reason = _static_reason(card, policy, benchmark, required)
+        pin, pout = card.input_usd_per_mtok, card.output_usd_per_mtok
+        cand = _Candidate(card.id, card.name, card.score(benchmark),
+                          None if pin is None else pin / 1e6,
+                          None if pout is None else pout / 1e6, card.context_window)
+        if reason is None:
+            plan.candidates.append(cand)
+        else:
+            plan.static_rejected.append(Rejection(model=card.id, code=reason[0], reason=reason[1]))
+            if card.priced:
+                plan.static_priced.append((cand, reason[0]))
+    policy._plans[key] = (catalog, plan)
+    return plan
+
+
+def _static_reason(
+    card: ModelCard, policy: Policy, benchmark: str, required: Iterable[str]
+) -> tuple[str, str] | None:
+    if card.id in policy.denied_models:
+        return "denied", "in denied_models"
+    if policy.allowed_models is not None and card.id not in policy.allowed_models:
+        return "not_allowed", "not in allowed_models"
+    if policy.allowed_origins is not None and card.origin not in policy.allowed_origins:
+        where = card.origin or "unknown"
+        return "origin", f"origin {where} not in allowed origins {sorted(policy.allowed_origins)}"
+    for cap in sorted(required):
+        has = getattr(card.capabilities, cap)
+        if has is False:
+            return "capability", f"no {cap}"
+        if has is None and not policy.allow_unknown_capabilities:
+            return "capability", f"{cap} unknown in the catalog (set it in an override file, " \
+                                 "or allow_unknown_capabilities)"
+    if not card.priced and not policy.allow_unpriced:
+        missing = "input" if card.input_usd_per_mtok is None else "output"
+        return "unpriced", f"no {missing} price in the catalog (allow_unpriced to use it)"
+    if card.score(benchmark) is None and not policy.allow_unscored:
+        return "unscored", f"no {benchmark} score in the catalog (allow_unscored to use it)"
+    return None

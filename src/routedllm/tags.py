@@ -1,0 +1,184 @@
+"""Task tags: the vocabulary, the benchmark and capability behind each, and inference.
+
+A call's tags say what kind of work it is. Each tag names the benchmark that measures
+that work and any capability it needs. When a caller gives no tags, they are inferred
+from the messages (see :func:`infer_tags`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from routedllm.errors import InvalidRequestError, UnknownTagError
+
+
+@dataclass(frozen=True, slots=True)
+class TagSpec:
+    """One tag: the benchmark that measures it and the capabilities it requires."""
+
+    name: str
+    benchmark: str
+    requires: frozenset[str]
+    description: str
+
+
+# Order matters: when a call has several tags, the first tag here that it carries is the
+# primary one, whose benchmark scores the candidates (vision work is judged as vision work
+# first, Chinese code as code, ...). ``general`` and ``long-context`` rank last.
+VOCABULARY: Mapping[str, TagSpec] = {
+    spec.name: spec
+    for spec in (
+        TagSpec("vision", "mmlu", frozenset({"image_input"}), "the input holds images"),
+        TagSpec("code", "humaneval", frozenset(), "writing, fixing or explaining code"),
+        TagSpec("chinese", "ceval", frozenset(), "Chinese-language or mixed-language work"),
+        TagSpec("extraction", "mmlu", frozenset(), "pulling fields or facts out of text"),
+        TagSpec("summarization", "mmlu", frozenset(), "condensing a text"),
+        TagSpec("classification", "mmlu", frozenset(), "labelling a text from a fixed set"),
+        TagSpec("general", "mmlu", frozenset(), "general reasoning and writing"),
+        TagSpec("long-context", "mmlu", frozenset(), "inputs that need a large context window"),
+    )
+}
+TAG_NAMES: tuple[str, ...] = tuple(VOCABULARY)
+_PRIORITY = {name: i for i, name in enumerate(TAG_NAMES)}
+
+# CJK Unified Ideographs (+ extension A, compatibility) and CJK punctuation.
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+# Code-like lines: how they start (case-sensitive) and end; checked line by line, no regex.
+_CODE_LINE_STARTS = ("def ", "class ", "import ", "#include", "function ", "const ", "let ",
+                     "var ", "public ", "private ", "fn ", "func ", "SELECT ", "CREATE TABLE",
+                     "return ", "if (", "for (", "while (")
+_CODE_LINE_ENDS = (";", ") {", "){", "):")
+# Asking for code without showing any: language, tool and task words (lower case).
+_CODE_WORDS = ("python", "typescript", "javascript", "golang", "rust", "java", "kotlin",
+               "swift", "c++", "c#", "sql", "postgres", "postgresql", "mysql", "bash",
+               "shell script", "regex", "function", "refactor", "debug", "stack trace",
+               "stacktrace", "compiler", "compile", "unit test", "unit tests", "api endpoint",
+               "dockerfile")
+_WORD_CHAR = re.compile(r"[a-z0-9_]")
+_WORD_WINDOW = 3000  # characters searched for code words: the first 2,000 and the last 1,000
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What inference and cost estimation need to know about a message list."""
+
+    chars: int
+    cjk_chars: int
+    has_image: bool
+    has_code: bool
+    input_tokens: int
+
+    @property
+    def cjk_share(self) -> float:
+        return self.cjk_chars / self.chars if self.chars else 0.0
+
+
+def validate_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Tags in the caller's order, duplicates dropped; an unknown tag raises."""
+    out: list[str] = []
+    for tag in tags:
+        if tag not in VOCABULARY:
+            raise UnknownTagError(tag, TAG_NAMES)
+        if tag not in out:
+            out.append(tag)
+    return tuple(out)
+
+
+def primary_tag(tags: Sequence[str]) -> str:
+    """The tag whose benchmark scores candidates (see the order of ``VOCABULARY``)."""
+    return min(tags, key=_PRIORITY.__getitem__) if tags else "general"
+
+
+def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
+    """Size, script and content features of OpenAI-style dicts or LangChain messages.
+
+    ``scan=False`` (tags already given) skips the regex scans: CJK characters are then
+    approximated from the UTF-8 length, which is all the token estimate needs.
+    """
+    if not messages:
+        raise InvalidRequestError("the message list is empty: give at least one message")
+    texts: list[str] = []
+    has_image = False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else getattr(
+            message, "content", message if isinstance(message, str) else None
+        )
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, str):
+                    texts.append(part)
+                elif isinstance(part, dict):
+                    kind = part.get("type")
+                    if kind == "text":
+                        texts.append(str(part.get("text", "")))
+                    elif kind in ("image_url", "image", "input_image"):
+                        has_image = True
+        elif content is not None:
+            raise InvalidRequestError(
+                f"message content must be a string or a list of parts, got {type(content).__name__}"
+            )
+    text = "\n".join(texts)
+    chars = len(text)
+    if text.isascii():
+        cjk = 0
+    elif scan:
+        cjk = len(_CJK.findall(text))
+    else:  # CJK is 3 bytes in UTF-8: count non-ASCII weight without a regex pass
+        cjk = (len(text.encode("utf-8", "surrogatepass")) - chars) // 2
+    # ~4 characters per token for Latin text, ~1 token per CJK character; images count a
+    # flat 765 tokens (a 1024x1024 image at high detail in OpenAI's accounting).
+    tokens = (chars - cjk + 3) // 4 + cjk + (765 if has_image else 0) + 4 * len(messages)
+    has_code = scan and looks_like_code(text)
+    return Features(chars, cjk, has_image, has_code, tokens)
+
+
+def looks_like_code(text: str) -> bool:
+    """Code fences, code-shaped lines, or words that ask for code (``SQL``, ``refactor``)."""
+    if "```" in text or "=>" in text:
+        return True
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(_CODE_LINE_STARTS) or (len(line) > 1 and line.endswith(_CODE_LINE_ENDS)):
+            return True
+        if line.startswith("from ") and " import " in line:
+            return True
+    # Instructions sit at the start or the end of a prompt: look for the words there only.
+    lower = text.lower() if len(text) <= _WORD_WINDOW else (
+        text[: _WORD_WINDOW * 2 // 3] + "\n" + text[-_WORD_WINDOW // 3 :]).lower()
+    return any(_has_word(lower, word) for word in _CODE_WORDS)
+
+
+def _has_word(text: str, word: str) -> bool:
+    """``word`` occurs in ``text`` not inside a longer Latin word (CJK neighbours are fine)."""
+    start = text.find(word)
+    while start != -1:
+        end = start + len(word)
+        before = text[start - 1] if start else " "
+        after = text[end] if end < len(text) else " "
+        if not _WORD_CHAR.match(before) and not _WORD_CHAR.match(after):
+            return True
+        start = text.find(word, start + 1)
+    return False
+
+
+def infer_tags(
+    features: Features, *, cjk_share: float = 0.3, long_context_tokens: int = 32_000
+) -> tuple[str, ...]:
+    """Tags read off the messages: vision, chinese, code, long-context, else general."""
+    tags: list[str] = []
+    if features.has_image:
+        tags.append("vision")
+    if features.has_code:
+        tags.append("code")
+    if features.cjk_share >= cjk_share:
+        tags.append("chinese")
+    if features.input_tokens >= long_context_tokens:
+        tags.append("long-context")
+    if not tags or tags == ["long-context"]:
+        tags.insert(0, "general")
+    return tuple(tags)

@@ -1,0 +1,94 @@
+"""Loading, overriding and validating catalogs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+
+import pytest
+
+from routedllm import Catalog, CatalogError, StalePricesWarning, UnknownModelError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "override.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_override_updates_only_given_fields(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+models:
+  - id: deepseek-v4-flash
+    output_usd_per_mtok: 0.44
+    scores: {mmlu: 86.1}
+""")
+    card = Catalog.from_file(path).get("deepseek-v4-flash")
+    assert card.output_usd_per_mtok == 0.44 and card.input_usd_per_mtok == 0.18
+    assert card.scores == {"mmlu": 86.1, "humaneval": 92.0, "ceval": 88.0}
+
+
+def test_override_adds_models_and_renames_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+catalog: {as_of: "2026-11-01"}
+models:
+  - id: deepseek-chat
+    renames: deepseek-v4-flash
+  - id: my-finetune
+    name: My Finetune
+    input_usd_per_mtok: 0.1
+    output_usd_per_mtok: 0.2
+    capabilities: {tools: true}
+""")
+    catalog = Catalog.from_file(path)
+    assert "deepseek-v4-flash" not in catalog
+    assert catalog.get("deepseek-chat").name == "DeepSeek V4 Flash"
+    assert catalog.get("my-finetune").capabilities.tools is True
+    assert catalog.info.as_of == "2026-11-01" and len(catalog) == 12
+
+
+def test_env_variable_names_the_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "models:\n  - id: glm-5\n    context_window: 200000\n")
+    assert Catalog.from_env({"ROUTEDLLM_CATALOG": str(path)}).get("glm-5").context_window == 200000
+    assert Catalog.from_env({}).get("glm-5").context_window is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("models:\n  - id: glm-5\n    input_usd_per_mtok: -1\n", "model 'glm-5': field input_usd_per_mtok"),
+    ("models:\n  - id: new-model\n", "model 'new-model': field name"),
+    ("models:\n  - id: glm-5\n    scores: {mmlu: 130}\n", "field scores"),
+    ("models:\n  - id: glm-5\n    scores: {arena: 80}\n", "field scores.arena"),
+    ("models:\n  - id: glm-5\n    price: 3\n", "field price: Extra inputs"),
+    ("models:\n  - name: no id\n", "each model needs an 'id'"),
+    ("models:\n  - id: x\n    renames: nope\n", "renames unknown model 'nope'"),
+    ("models: {a: 1}\n", "'models' must be a list"),
+    ("model: []\n", "unknown top-level key(s) ['model']"),
+    ("models: [\n", "not valid YAML"),
+    ("catalog: {as_of: yesterday}\n", "field as_of"),
+])
+def test_malformed_override_names_file_model_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(CatalogError) as err:
+        Catalog.from_file(path)
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_file_and_duplicate_ids() -> None:
+    with pytest.raises(CatalogError, match="cannot read catalog file"):
+        Catalog.from_file("/nonexistent/catalog.yaml")
+    with pytest.raises(CatalogError, match="appears twice"):
+        Catalog.from_dict({"models": [{"id": "a", "name": "A"}, {"id": "a", "name": "B"}]})
+
+
+def test_unknown_model_lists_known_ids(catalog: Catalog) -> None:
+    with pytest.raises(UnknownModelError, match="unknown model 'gpt-5'.*deepseek-v4-flash"):
+        catalog.get("gpt-5")
+
+
+def test_stale_prices_warn(catalog: Catalog) -> None:
+    with pytest.warns(StalePricesWarning, match="as of 2026"):
+        assert catalog.check_freshness(180, today=dt.date(2026, 11, 27)) is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert catalog.check_freshness(400, today=dt.date(2026, 11, 27)) is True

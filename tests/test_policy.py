@@ -1,0 +1,166 @@
+"""decide(): presets, constraints, explanations and errors, on the shipped catalog."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from routedllm import (
+    Catalog,
+    InvalidRequestError,
+    NoEligibleModelError,
+    Policy,
+    Request,
+    UnknownModelError,
+    UnknownTagError,
+    decide,
+)
+from tests.conftest import user
+
+IMAGE = [{"role": "user", "content": [{"type": "text", "text": "What does this chart show?"},
+                                      {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+
+
+def route(catalog: Catalog, tags=None, messages=None, **policy):
+    return decide(catalog, Policy(**policy), Request(messages=messages or user("hello"), tags=tags))
+
+
+# The choices the README promises for the shipped catalog (default gap 2 points).
+@pytest.mark.parametrize(("preset", "tag", "model"), [
+    ("value", "code", "deepseek-v4-flash"),
+    ("value", "vision", "gpt-4o"),
+    ("value", "general", "kimi-k2.5"),
+    ("value", "chinese", "qwen3-32b"),
+    ("value", "extraction", "deepseek-v4-flash"),
+    ("value", "classification", "deepseek-v4-flash"),
+    ("value", "summarization", "kimi-k2.5"),
+    ("quality", "code", "claude-3.5-sonnet"),
+    ("quality", "general", "claude-3.5-sonnet"),
+    ("quality", "chinese", "glm-5"),
+    ("quality", "vision", "gpt-4o"),
+    ("cheapest", "code", "deepseek-v4-flash"),
+    ("cheapest", "general", "deepseek-v4-flash"),
+    ("cheapest", "chinese", "deepseek-v4-flash"),
+])
+def test_shipped_choices(catalog: Catalog, preset: str, tag: str, model: str) -> None:
+    messages = IMAGE if tag == "vision" else user("hello")
+    assert route(catalog, [tag], messages, preset=preset).model == model
+
+
+def test_value_explains_floor_fallbacks_and_rejections(catalog: Catalog) -> None:
+    d = route(catalog, ["general"])
+    assert (d.benchmark, d.score, d.best_score, d.quality_floor) == ("mmlu", 87.0, 89.0, 87.0)
+    assert d.fallbacks == ("gpt-4o", "claude-3.5-sonnet")
+    reasons = {r.model: r.code for r in d.rejected}
+    assert reasons["deepseek-v4-flash"] == reasons["glm-5"] == "quality_floor"
+    assert reasons["qwen3.5-397b"] == "unpriced" and reasons["gemini-1.5-pro"] == "unscored"
+    assert d.binding_constraint.startswith("quality floor")
+    assert set(reasons) | {d.model, *d.fallbacks} == set(catalog.ids)
+
+
+def test_gap_widens_to_cheaper_models(catalog: Catalog) -> None:
+    assert route(catalog, ["general"], quality_gap=3.0).model == "glm-5"
+    assert route(catalog, ["general"], quality_gap=3.5).model == "deepseek-v4-flash"
+    assert route(catalog, ["general"], quality_gap=0).model == "claude-3.5-sonnet"
+    assert route(catalog, ["extraction"], tag_gaps={}).model == "kimi-k2.5"
+
+
+def test_vision_binding_constraint_is_the_capability(catalog: Catalog) -> None:
+    d = route(catalog, None, IMAGE)
+    assert d.inferred_tags == ("vision",) and d.model == "gpt-4o" and d.fallbacks == ()
+    assert {r.model: r.reason for r in d.rejected}["deepseek-v4-flash"] == "no image_input"
+    assert d.binding_constraint.startswith("required capability")
+
+
+def test_origin_allowed_models_denied_models(catalog: Catalog) -> None:
+    assert route(catalog, ["code"], allowed_origins=frozenset({"US"})).model == "gpt-4o"
+    assert route(catalog, ["code"], denied_models=frozenset({"deepseek-v4-flash"})).model == "gpt-4o"
+    d = route(catalog, ["code"], allowed_models=frozenset({"claude-3.5-sonnet", "gpt-4o"}))
+    assert d.ranking == ("gpt-4o", "claude-3.5-sonnet")
+    with pytest.raises(UnknownModelError, match="unknown model 'gpt-5'"):
+        route(catalog, ["code"], denied_models=frozenset({"gpt-5"}))
+
+
+def test_unpriced_and_unscored_need_opt_in(catalog: Catalog) -> None:
+    d = route(catalog, ["code"], allow_unpriced=True, preset="cheapest")
+    # unpriced models rank after every priced one (their cost is unknown, not zero), by score
+    assert d.model == "deepseek-v4-flash" and d.fallbacks[-2:] == ("qwen3-coder-30b", "deepseek-coder")
+    assert d.estimated_cost_usd is not None
+    d = route(catalog, ["chinese"], allow_unscored=True)
+    assert d.model == "qwen3-32b" and set(d.fallbacks) >= {"gemini-1.5-pro", "gpt-4o-mini"}
+
+
+def test_tools_need_a_known_tool_capable_model(catalog: Catalog) -> None:
+    with pytest.raises(NoEligibleModelError, match="tools unknown in the catalog"):
+        decide(catalog, Policy(), Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})))
+    merged = catalog.merged({"models": [{"id": "deepseek-v4-flash", "capabilities": {"tools": True}}]})
+    d = decide(merged, Policy(), Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})))
+    assert d.model == "deepseek-v4-flash" and d.required_capabilities == ("tools",)
+    d = decide(catalog, Policy(allow_unknown_capabilities=True),
+               Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})))
+    assert d.model == "deepseek-v4-flash"
+
+
+def test_context_window_and_long_context(catalog: Catalog) -> None:
+    big = user("word " * 130_000)  # ~130k tokens: over both known 128K windows
+    with pytest.raises(NoEligibleModelError) as err:
+        route(catalog, None, big)
+    assert "context window is 128000" in str(err.value) and "context window unknown" in str(err.value)
+    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["general"], input_tokens=127_000,
+                                          max_output_tokens=2000))
+    assert d.model not in ("gpt-4o", "deepseek-v4-flash")  # unknown windows pass unless long-context
+
+
+def test_max_cost(catalog: Catalog) -> None:
+    d = decide(catalog, Policy(preset="quality", max_cost_usd=0.001),
+               Request(messages=user("hi"), tags=["code"], max_output_tokens=500))
+    assert d.model == "deepseek-v4-flash" and d.estimated_cost_usd <= 0.001
+    assert {r.code for r in d.rejected if r.model in ("gpt-4o", "claude-3.5-sonnet")} == {"max_cost"}
+    with pytest.raises(NoEligibleModelError, match="above the per-call maximum"):
+        route(catalog, ["code"], max_cost_usd=1e-9)
+
+
+def test_estimated_cost_uses_both_prices(catalog: Catalog) -> None:
+    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["code"], input_tokens=1000,
+                                          max_output_tokens=1000))
+    assert d.estimated_cost_usd == pytest.approx((1000 * 0.18 + 1000 * 0.25) / 1e6)
+    assert route(catalog, ["code"]).expected_output_tokens == 512
+
+
+def test_given_tags_win_and_are_validated(catalog: Catalog) -> None:
+    d = route(catalog, ["general"], IMAGE)
+    assert d.given_tags == ("general",) and d.inferred_tags == () and d.model == "kimi-k2.5"
+    with pytest.raises(UnknownTagError, match="known tags"):
+        route(catalog, ["poetry"])
+
+
+def test_decision_is_pure_and_serialisable(catalog: Catalog) -> None:
+    policy = Policy()
+    request = Request(messages=user("请解释一下量子计算"))
+    first, second = decide(catalog, policy, request), decide(catalog, policy, request)
+    assert first == second
+    data = first.model_dump(mode="json")
+    assert data["model"] == "qwen3-32b" and data["rejected"][0].keys() == {"model", "code", "reason"}
+    assert "binding constraint" in first.render() and "deepseek-v4-flash" in first.render()
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"quality_gap": -1}, "quality_gap"),
+    ({"preset": "smart"}, "preset"),
+    ({"tag_gaps": {"poetry": 1}}, "unknown tag 'poetry'"),
+    ({"max_cost_usd": -0.5}, "max_cost_usd"),
+    ({"require": {"telepathy"}}, "require"),
+    ({"colour": "blue"}, "colour"),
+])
+def test_bad_policy(kwargs, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        Policy(**kwargs)
+
+
+def test_bad_request() -> None:
+    with pytest.raises(InvalidRequestError, match="max_output_tokens must be positive"):
+        Request(messages=user("x"), max_output_tokens=0)
+    with pytest.raises(InvalidRequestError, match="unknown capability"):
+        Request(messages=user("x"), require=frozenset({"smell"}))
+    with pytest.raises(InvalidRequestError, match="empty"):
+        decide(Catalog.default(), Policy(), Request(messages=[]))
