@@ -164,3 +164,18 @@ def test_bad_request() -> None:
         Request(messages=user("x"), require=frozenset({"smell"}))
     with pytest.raises(InvalidRequestError, match="empty"):
         decide(Catalog.default(), Policy(), Request(messages=[]))
+
+
+def test_unavailable_models_are_skipped_with_the_reason(catalog: Catalog) -> None:
+    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["code"],
+                                          unavailable={"deepseek-v4-flash": "cooling down: 5 errors"}))
+    assert d.model == "gpt-4o"
+    assert {r.model: r.reason for r in d.rejected}["deepseek-v4-flash"] == "cooling down: 5 errors"
+
+
+def test_sticky_model_kept_unless_a_constraint_forces_a_change(catalog: Catalog) -> None:
+    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["code"], sticky_model="gpt-4o"))
+    assert d.model == "gpt-4o" and d.binding_constraint.startswith("sticky") and d.note is None
+    assert d.fallbacks[0] == "deepseek-v4-flash"
+    d = decide(catalog, Policy(), Request(messages=IMAGE, sticky_model="deepseek-v4-flash"))
+    assert d.model == "gpt-4o" and d.note == "conversation model deepseek-v4-flash not kept: no image_input"

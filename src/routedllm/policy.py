@@ -14,7 +14,7 @@ The rest of the eligible models, in the preset's order, are the fallbacks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -89,6 +89,9 @@ class Request:
     ``messages`` are OpenAI-style dicts or LangChain messages. ``tags`` given here win over
     inferred ones. ``require`` adds capabilities the call needs (adapters add ``tools``
     when tools are bound). ``input_tokens`` overrides the estimate from the messages.
+    ``unavailable`` maps models to skip right now to the reason (a circuit breaker's
+    cooldown, say). ``sticky_model`` is the model earlier turns of the conversation used:
+    it is kept when it passes every constraint, and the decision says why it was not.
     """
 
     messages: Sequence[Any]
@@ -96,6 +99,8 @@ class Request:
     max_output_tokens: int | None = None
     require: frozenset[str] = frozenset()
     input_tokens: int | None = None
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    sticky_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_output_tokens is not None and self.max_output_tokens <= 0:
@@ -143,6 +148,7 @@ class Decision(BaseModel):
     catalog_as_of: str | None
     required_capabilities: tuple[str, ...]
     rejected: tuple[Rejection, ...]
+    note: str | None = None
 
     @property
     def ranking(self) -> tuple[str, ...]:
@@ -178,6 +184,8 @@ class Decision(BaseModel):
             ("fallbacks", ", ".join(self.fallbacks) or "none"),
             ("prices as of", self.catalog_as_of or "unknown"),
         ]
+        if self.note:
+            rows.append(("note", self.note))
         width = max(len(k) for k, _ in rows)
         out = [f"{k.ljust(width)}  {v}" for k, v in rows]
         if self.rejected:
@@ -270,11 +278,26 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
             else:
                 kept.append((c, cost))
         eligible = kept
+    if request.unavailable:
+        kept = []
+        for c, cost in eligible:
+            why = request.unavailable.get(c.id)
+            if why is None:
+                kept.append((c, cost))
+            else:
+                rejected.append(_trusted(Rejection, model=c.id, code="unavailable", reason=why))
+        eligible = kept
     if not eligible:
         raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
 
     ranked = _rank(policy.preset, eligible)
+    note = None
+    if request.sticky_model is not None:
+        ranked, note = _stick(ranked, request.sticky_model, rejected)
     chosen, chosen_cost = ranked[0]
+    binding = _binding(policy.preset, chosen_cost, priced)
+    if note is None and request.sticky_model is not None:
+        binding = "sticky: a follow-up turn keeps its conversation's model"
     return _trusted(
         Decision,
         model=chosen.id,
@@ -292,11 +315,23 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         estimated_input_tokens=in_tokens,
         expected_output_tokens=out_tokens,
         estimated_cost_usd=chosen_cost,
-        binding_constraint=_binding(policy.preset, chosen_cost, priced),
+        binding_constraint=binding,
         catalog_as_of=catalog.info.as_of,
         required_capabilities=tuple(sorted(required)),
         rejected=tuple(rejected),
+        note=note,
     )
+
+
+def _stick(
+    ranked: list[tuple[_Candidate, float | None]], sticky: str, rejected: list[Rejection]
+) -> tuple[list[tuple[_Candidate, float | None]], str | None]:
+    """Move the conversation's model to the front, or say why it cannot stay."""
+    for i, item in enumerate(ranked):
+        if item[0].id == sticky:
+            return [item, *ranked[:i], *ranked[i + 1:]], None
+    why = next((r.reason for r in rejected if r.model == sticky), "not in the catalog")
+    return ranked, f"conversation model {sticky} not kept: {why}"
 
 
 def _cost(c: _Candidate, in_tokens: int, out_tokens: int) -> float | None:
@@ -335,18 +370,20 @@ def _rank(
     preset: str, eligible: list[tuple[_Candidate, float | None]]
 ) -> list[tuple[_Candidate, float | None]]:
     """Order eligible models: scored before unscored, priced before unpriced."""
-    inf = float("inf")
-    if preset == "quality":
-        def key(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
-            c, cost = item
-            return (c.score is None, -(c.score or 0.0), cost is None, cost or inf, c.id)
-    else:
-        def key(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
-            c, cost = item
-            return (c.score is None, cost is None, cost or inf, -(c.score or 0.0), c.id)
-    return sorted(eligible, key=key)
+    return sorted(eligible, key=_by_quality if preset == "quality" else _by_cost)
 
 
+def _by_quality(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
+    c, cost = item
+    return (c.score is None, -(c.score or 0.0), cost is None, cost or _INF, c.id)
+
+
+def _by_cost(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
+    c, cost = item
+    return (c.score is None, cost is None, cost or _INF, -(c.score or 0.0), c.id)
+
+
+_INF = float("inf")
 _BINDING_TEXT = {
     "quality_floor": "quality floor: cheaper models score too low",
     "capability": "required capability: cheaper models lack it or it is unknown",
@@ -372,7 +409,8 @@ def _binding(preset: str, chosen_cost: float | None, priced: list[tuple[float, s
 def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[str]) -> _Plan:
     """Static eligibility for (catalog, benchmark, capabilities), cached on the policy."""
     key = (id(catalog), benchmark, required)
-    cached = policy._plans.get(key)
+    plans = policy.__pydantic_private__["_plans"]  # type: ignore[index]  # hot path: skip __getattr__
+    cached = plans.get(key)
     if cached is not None and cached[0] is catalog:
         return cached[1]
     for mid in (policy.allowed_models or ()):
@@ -394,7 +432,7 @@ def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[
             plan.static_rejected.append(Rejection(model=card.id, code=reason[0], reason=reason[1]))
             if card.priced:
                 plan.static_priced.append((cand, reason[0]))
-    policy._plans[key] = (catalog, plan)
+    plans[key] = (catalog, plan)
     return plan
 
 
