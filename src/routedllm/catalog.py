@@ -96,8 +96,9 @@ class Gateway(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = DEFAULT_BASE_URL
-    api_key_env: str = "GLOBAL_API_KEY"
+    base_url: str = Field(default=DEFAULT_BASE_URL, pattern=r"^https?://\S+$",
+                          description="An http(s) URL of an OpenAI-compatible API.")
+    api_key_env: str = Field(default="GLOBAL_API_KEY", min_length=1)
 
 
 class CatalogInfo(BaseModel):
@@ -280,7 +281,12 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+        # Name the place and the problem only: PyYAML's full message quotes the offending
+        # line, which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise CatalogError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
 def _split(data: Any, origin: str) -> tuple[dict[str, Any], list[Any]]:

@@ -18,8 +18,10 @@ from pydantic import ValidationError
 
 from routedllm.catalog import BENCHMARKS, Catalog
 from routedllm.errors import InvalidRequestError, RoutedLLMError
+from routedllm.evaluation.cli import add_eval_command
 from routedllm.policy import PRESETS, Decision, Policy, Request, decide
 from routedllm.pricing import estimate_cost
+from routedllm.report import add_report_command
 from routedllm.tags import TAG_NAMES
 from routedllm.workload import read_rows, sample_rows
 
@@ -165,7 +167,10 @@ def _messages(args: argparse.Namespace) -> list[Any]:
     if args.file and args.prompt:
         raise InvalidRequestError("give a PROMPT or --file, not both")
     if args.file:
-        text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
+        try:
+            text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
+        except OSError as exc:
+            raise InvalidRequestError(f"{args.file}: cannot read: {exc.strerror}") from None
         stripped = text.lstrip()
         if stripped.startswith("["):
             try:
@@ -182,7 +187,17 @@ def _messages(args: argparse.Namespace) -> list[Any]:
 
 
 def _split_tags(value: str) -> list[str]:
-    return [t.strip() for t in value.split(",") if t.strip()]
+    tags = [t.strip() for t in value.split(",")]
+    if not all(tags):
+        raise argparse.ArgumentTypeError(f"empty tag in {value!r}; known: {', '.join(TAG_NAMES)}")
+    return tags
+
+
+def _age(value: str) -> int:
+    days = int(value)
+    if days < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, got {days}")
+    return days
 
 
 def _message(exc: Exception) -> str:
@@ -227,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--catalog", metavar="FILE",
                         help="override file merged over the packaged catalog "
                              "(default: $ROUTEDLLM_CATALOG if set)")
-    common.add_argument("--max-price-age-days", type=int, default=180, metavar="DAYS",
+    common.add_argument("--max-price-age-days", type=_age, default=180, metavar="DAYS",
                         help="warn when the catalog's prices are older than this (default 180)")
     pol = argparse.ArgumentParser(add_help=False)
     pol.add_argument("--policy", choices=PRESETS, default="value")
@@ -264,6 +279,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", default="gpt-4o", metavar="ID")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_demo)
+
+    add_report_command(sub, common)
+    add_eval_command(sub, common)
     return parser
 
 

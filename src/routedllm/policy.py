@@ -103,6 +103,21 @@ class Request:
     sticky_model: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.messages, (str, bytes)) or not isinstance(self.messages, Sequence):
+            raise InvalidRequestError(
+                "messages must be a list of messages, not "
+                f"{type(self.messages).__name__}; wrap a prompt as [{{'role': 'user', 'content': ...}}]")
+        if self.tags is not None and (isinstance(self.tags, str) or not isinstance(self.tags, Iterable)):
+            raise InvalidRequestError(f"tags must be a list of tag names, got {self.tags!r}")
+        if isinstance(self.require, str) or not isinstance(self.require, Iterable):
+            raise InvalidRequestError(f"require must be a set of capability names, got {self.require!r}")
+        if not isinstance(self.unavailable, Mapping):
+            raise InvalidRequestError(
+                f"unavailable must map model ids to reasons, got {type(self.unavailable).__name__}")
+        for name in ("max_output_tokens", "input_tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidRequestError(f"{name} must be an integer, got {value!r}")
         if self.max_output_tokens is not None and self.max_output_tokens <= 0:
             raise InvalidRequestError(f"max_output_tokens must be positive, got {self.max_output_tokens}")
         if self.input_tokens is not None and self.input_tokens < 0:

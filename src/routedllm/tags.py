@@ -102,10 +102,17 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
         raise InvalidRequestError("the message list is empty: give at least one message")
     texts: list[str] = []
     has_image = False
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else getattr(
-            message, "content", message if isinstance(message, str) else None
-        )
+    for index, message in enumerate(messages):
+        if isinstance(message, dict):
+            content = message.get("content")
+        elif hasattr(message, "content"):
+            content = message.content
+        elif isinstance(message, str):
+            content = message
+        else:
+            raise InvalidRequestError(
+                f"message {index} must be a dict with 'content' or a message object, "
+                f"got {type(message).__name__}")
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from difflib import get_close_matches
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from routedllm.errors import InvalidRequestError
+from routedllm.tags import validate_tags
 
 
 class Outcome(BaseModel):
@@ -41,11 +43,19 @@ class WorkloadRow(BaseModel):
     outcomes: dict[str, Outcome] | None = None
 
     @model_validator(mode="after")
-    def _has_input(self) -> WorkloadRow:
+    def _check(self) -> WorkloadRow:
         if self.messages is None and self.prompt is None:
             raise ValueError("a row needs 'messages' or 'prompt'")
+        if self.messages is not None and self.prompt is not None:
+            raise ValueError("give 'prompt' or 'messages', not both")
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' is empty")
+        if self.tags is not None:
+            validate_tags(self.tags)
+        for extra in self.model_extra or {}:
+            near = get_close_matches(extra, _FIELDS, n=1, cutoff=0.75)
+            if near:
+                raise ValueError(f"unknown field {extra!r}: did you mean {near[0]!r}?")
         return self
 
     def chat_messages(self) -> list[dict[str, Any]]:
@@ -73,6 +83,7 @@ def sample_rows() -> list[WorkloadRow]:
 
 
 def _parse(lines: Any, origin: str) -> Iterator[WorkloadRow]:
+    seen: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -81,10 +92,18 @@ def _parse(lines: Any, origin: str) -> Iterator[WorkloadRow]:
         except json.JSONDecodeError as exc:
             raise InvalidRequestError(f"{origin}:{number}: not valid JSON: {exc.msg}") from None
         try:
-            yield WorkloadRow.model_validate(data)
+            row = WorkloadRow.model_validate(data)
         except ValidationError as exc:
             problems = "; ".join(
                 f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {e['msg']}"
                 for e in exc.errors()
             )
             raise InvalidRequestError(f"{origin}:{number}: {problems}") from None
+        if row.id in seen:
+            raise InvalidRequestError(
+                f"{origin}:{number}: row id {row.id!r} repeats line {seen[row.id]}")
+        seen[row.id] = number
+        yield row
+
+
+_FIELDS = tuple(WorkloadRow.model_fields)

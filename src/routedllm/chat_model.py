@@ -1,0 +1,667 @@
+"""RoutedChatModel: a LangChain chat model that routes every call through the gateway.
+
+A drop-in for ``ChatOpenAI``. Each call is routed at the public entry points (invoke,
+stream, batch, their async twins and ``stream_events``), before the run starts, and the
+chosen model travels down as the ``model`` keyword: traces show the real model, there is
+one chat-model run per call, and tokens are counted once. Fallbacks happen inside that
+run, and every attempt is recorded in ``response_metadata["routedllm"]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import openai
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_openai.chat_models.base import BaseChatOpenAI
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+
+from routedllm.catalog import Catalog
+from routedllm.errors import (
+    AllAttemptsFailedError,
+    InvalidRequestError,
+    NoEligibleModelError,
+    RoutedLLMError,
+)
+from routedllm.fallback import Attempt, classify, failed_attempt
+from routedllm.policy import Decision, Policy, Request, decide
+from routedllm.pricing import call_cost, estimate_cost
+from routedllm.tags import VOCABULARY, infer_tags, message_features, validate_tags
+
+AUTO = "auto"
+"""The default ``model``: route every call. Any other model id pins the model."""
+TAGS_KEY = "routedllm_tags"
+"""Call kwarg or config-metadata key giving the call's task tags (validated)."""
+POLICY_KEY = "routedllm_policy"
+"""Call kwarg or config-metadata key overriding the policy (a Policy or a dict of fields)."""
+_ROUTE_KW = "_routedllm_route"  # private kwarg carrying the route from entry point to hooks
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """The routing outcome for one call, decided before its run starts."""
+
+    ranking: tuple[str, ...]
+    tags: tuple[str, ...]
+    policy: str
+    pinned: bool
+    decision: Decision | None
+    input_tokens: int
+    output_tokens: int
+    deferred: tuple[str, ...]
+    started: float
+
+
+class RoutedChatModel(BaseChatOpenAI):
+    """A chat model that picks the best-value gateway model for each call.
+
+    ``RoutedChatModel()`` reads the key from ``GLOBAL_API_KEY`` and routes every call with
+    the packaged catalog (or ``$ROUTEDLLM_CATALOG``) and the default ``value`` policy::
+
+        llm = RoutedChatModel()
+        reply = llm.invoke("Summarise this ...", config={"tags": ["summarization"]})
+        reply.response_metadata["model_name"]      # the model that answered
+        reply.response_metadata["routedllm"]       # decision, attempts, cost, latency
+
+    Task tags come from the call's config tags (only vocabulary tags are used, so chains'
+    own tags do no harm) or from ``metadata={"routedllm_tags": [...]}``; the policy can be
+    overridden per call with ``routedllm_policy=`` (kwarg or config metadata).
+    """
+
+    model_name: str = Field(default=AUTO, alias="model")
+    """``"auto"`` routes each call; another id pins every call to that model."""
+    openai_api_key: SecretStr | None = Field(default=None, alias="api_key")
+    """Gateway key; default: the catalog's key variable (``GLOBAL_API_KEY``)."""
+    openai_api_base: str | None = Field(default=None, alias="base_url")
+    """Any OpenAI-compatible base URL; default: the catalog's gateway URL."""
+    stream_usage: bool | None = True
+    max_retries: int | None = 0
+    """SDK retries of the same model before falling back (0: fall back at once)."""
+    use_responses_api: bool | None = False
+    catalog: Catalog = Field(default_factory=Catalog.from_env, exclude=True)
+    policy: Policy = Field(default_factory=Policy, exclude=True)
+    retry_after_cap_s: float = Field(default=30.0, ge=0)
+    """Longest a 429's Retry-After keeps a model at the back of the ranking."""
+
+    _cooldowns: dict[str, float] = PrivateAttr(default_factory=dict)
+
+    @property
+    def _llm_type(self) -> str:
+        return "routedllm-chat"
+
+    @model_validator(mode="after")
+    def validate_environment(self) -> Self:
+        """Resolve gateway URL and key, and build one client pair shared by every model.
+
+        Named like the parent's validator so that it replaces it: the parent reads
+        ``OPENAI_*`` variables, which must not leak into gateway calls.
+        """
+        if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
+            raise ValueError("n must be at least 1, and 1 when streaming")
+        gateway = self.catalog.info.gateway
+        if self.openai_api_base is None:
+            self.openai_api_base = gateway.base_url
+        if self.openai_api_key is None and os.environ.get(gateway.api_key_env):
+            self.openai_api_key = SecretStr(os.environ[gateway.api_key_env])
+        if self.openai_api_key is None:
+            return self  # no clients; a call raises a clear error
+        params = {
+            "api_key": self.openai_api_key.get_secret_value(),
+            "base_url": self.openai_api_base,
+            "timeout": self.request_timeout,
+            "max_retries": self.max_retries,
+            "default_headers": self.default_headers,
+            "default_query": self.default_query,
+        }
+        params = {k: v for k, v in params.items() if v is not None}  # None timeout = no timeout
+        if self.client is None:
+            self.root_client = openai.OpenAI(**params, http_client=self.http_client)
+            self.client = self.root_client.chat.completions
+        if self.async_client is None:
+            self.root_async_client = openai.AsyncOpenAI(**params, http_client=self.http_async_client)
+            self.async_client = self.root_async_client.chat.completions
+        return self
+
+    # -- routing at the public entry points ---------------------------------------------
+    def generate(
+        self, messages: list[list[BaseMessage]], stop: list[str] | None = None,
+        callbacks: Any = None, **kwargs: Any,
+    ) -> LLMResult:
+        if len(messages) > 1 and _ROUTE_KW not in kwargs:  # route each prompt on its own
+            kwargs.pop("run_id", None)
+            return self._concat([self.generate([m], stop, callbacks, **kwargs) for m in messages])
+        return super().generate(messages, stop, callbacks, **self._route_prompt(messages, callbacks, kwargs))
+
+    async def agenerate(
+        self, messages: list[list[BaseMessage]], stop: list[str] | None = None,
+        callbacks: Any = None, **kwargs: Any,
+    ) -> LLMResult:
+        if len(messages) > 1 and _ROUTE_KW not in kwargs:
+            kwargs.pop("run_id", None)
+            return self._concat([await self.agenerate([m], stop, callbacks, **kwargs) for m in messages])
+        kwargs = self._route_prompt(messages, callbacks, kwargs)
+        return await super().agenerate(messages, stop, callbacks, **kwargs)
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        kwargs = self._route_input(input, config, kwargs)
+        yield from super().stream(input, config, stop=stop, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        kwargs = self._route_input(input, config, kwargs)
+        async for chunk in super().astream(input, config, stop=stop, **kwargs):
+            yield chunk
+
+    def _chat_model_stream_v3(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs = self._route_input(input, config, kwargs)
+        return super()._chat_model_stream_v3(input, config, stop=stop, **kwargs)
+
+    async def _achat_model_stream_v3(
+        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs = self._route_input(input, config, kwargs)
+        return await super()._achat_model_stream_v3(input, config, stop=stop, **kwargs)
+
+    def _route_prompt(self, messages: list[list[BaseMessage]], callbacks: Any,
+                      kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Route a ``generate`` call: its tags and metadata arrive as keyword arguments."""
+        return self._route(messages[0] if messages else [], kwargs.get("tags"),
+                           kwargs.get("metadata"), callbacks, kwargs)
+
+    def _concat(self, results: list[LLMResult]) -> LLMResult:
+        runs = [run for r in results for run in (r.run or [])]
+        return LLMResult(generations=[g for r in results for g in r.generations],
+                         llm_output=self._combine_llm_outputs([r.llm_output for r in results]),
+                         run=runs or None)
+
+    def _route_input(self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if _ROUTE_KW in kwargs:
+            return kwargs
+        cfg = ensure_config(config)
+        messages = self._convert_input(input).to_messages()
+        return self._route(messages, cfg.get("tags"), cfg.get("metadata"), cfg.get("callbacks"), kwargs)
+
+    def _route(
+        self,
+        messages: Sequence[Any],
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+        callbacks: Any,
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Decide the call's model and ranking; returns the kwargs to hand down."""
+        if _ROUTE_KW in kwargs:  # already routed (e.g. stream() falling back to invoke())
+            return kwargs
+        started = time.perf_counter()
+        kwargs = dict(kwargs)
+        manager = callbacks if isinstance(callbacks, BaseCallbackManager) else None
+        meta = {**(manager.inheritable_metadata if manager else {}), **(metadata or {})}
+        given = kwargs.pop(TAGS_KEY, None) or meta.get(TAGS_KEY)
+        policy = self._call_policy(kwargs.pop(POLICY_KEY, None) or meta.get(POLICY_KEY))
+        if given:
+            tag_list = validate_tags([given] if isinstance(given, str) else given)
+        else:  # config tags: chains add their own, so only vocabulary tags count
+            seen = itertools.chain(tags or (), self.tags or (),
+                                   manager.inheritable_tags if manager else ())
+            tag_list = tuple(dict.fromkeys(t for t in seen if t in VOCABULARY))
+        max_out = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or self.max_tokens
+        pin = kwargs.get("model")
+        if not isinstance(pin, str) or pin == AUTO:
+            pin = None if self.model_name == AUTO else self.model_name
+        if pin is not None:
+            features = message_features(messages)
+            route = _Route(
+                ranking=(pin,), pinned=True, decision=None, deferred=(), started=started,
+                tags=tag_list or infer_tags(features, cjk_share=policy.cjk_share,
+                                            long_context_tokens=policy.long_context_tokens),
+                policy=policy.preset, input_tokens=features.input_tokens,
+                output_tokens=max_out or policy.default_output_tokens,
+            )
+        else:
+            require = _required_capabilities(messages, kwargs)
+            try:
+                decision = decide(self.catalog, policy, Request(
+                    messages=messages, tags=tag_list or None, max_output_tokens=max_out,
+                    require=require))
+            except NoEligibleModelError as exc:
+                if not require:
+                    raise
+                raise NoEligibleModelError(exc.tags, exc.rejected, _opt_in_hint(require)) from None
+            ranking, deferred = self._defer_cooling(decision.ranking)
+            route = _Route(
+                ranking=ranking, tags=decision.tags, policy=decision.policy, pinned=False,
+                decision=decision, input_tokens=decision.estimated_input_tokens,
+                output_tokens=decision.expected_output_tokens, deferred=deferred, started=started,
+            )
+        return {**kwargs, "model": route.ranking[0], _ROUTE_KW: route}
+
+    def _call_policy(self, override: Any) -> Policy:
+        if override is None:
+            return self.policy
+        if isinstance(override, Policy):
+            return override
+        if isinstance(override, Mapping):
+            return Policy.model_validate({**self.policy.model_dump(), **override})
+        raise InvalidRequestError(
+            f"{POLICY_KEY} must be a Policy or a mapping of Policy fields, got {type(override).__name__}"
+        )
+
+    def _defer_cooling(self, ranking: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Move models still inside a 429's Retry-After to the back of the ranking."""
+        now = time.monotonic()
+        cooling = {m for m, until in list(self._cooldowns.items()) if until > now}
+        deferred = tuple(m for m in ranking if m in cooling)
+        if not deferred:
+            return ranking, ()
+        return tuple(m for m in ranking if m not in cooling) + deferred, deferred
+
+    def _cool(self, model: str, seconds: float) -> None:
+        seconds = min(seconds, self.retry_after_cap_s)
+        if seconds > 0:
+            self._cooldowns[model] = time.monotonic() + seconds
+
+    # -- the hooks: attempts and fallbacks inside one run -------------------------------
+    def _begin(self, messages: list[BaseMessage], run_manager: Any, kwargs: dict[str, Any],
+               *, streamed: bool, is_async: bool) -> _Call:
+        route = kwargs.pop(_ROUTE_KW, None)
+        if route is None:  # a hook called directly, not through an entry point
+            routed = self._route(messages, getattr(run_manager, "tags", None),
+                                 getattr(run_manager, "metadata", None), None, kwargs)
+            kwargs.clear()
+            kwargs.update(routed)
+            route = kwargs.pop(_ROUTE_KW)
+        if (self.async_client if is_async else self.client) is None:
+            env = self.catalog.info.gateway.api_key_env
+            raise RoutedLLMError(f"no API key for {self.openai_api_base}: set {env} or pass api_key=")
+        return _Call(self, route, streamed)
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> ChatResult:
+        call = self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
+        for model in call.candidates():
+            t0 = time.perf_counter()
+            try:
+                result = super()._generate(messages, stop=stop, run_manager=run_manager,
+                                           **{**kwargs, "model": model})
+            except Exception as exc:
+                if call.failed(model, exc, t0):
+                    continue
+                raise
+            return call.finish(result, model, t0)
+        raise call.all_failed() from call.last_error
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> ChatResult:
+        call = self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
+        for model in call.candidates():
+            t0 = time.perf_counter()
+            try:
+                result = await super()._agenerate(messages, stop=stop, run_manager=run_manager,
+                                                  **{**kwargs, "model": model})
+            except Exception as exc:
+                if call.failed(model, exc, t0):
+                    continue
+                raise
+            return call.finish(result, model, t0)
+        raise call.all_failed() from call.last_error
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
+        # Fall back only until a chunk the caller would see (a committing chunk) arrives.
+        for model in call.candidates():
+            t0 = time.perf_counter()
+            inner = super()._stream(messages, stop=stop, run_manager=None, **{**kwargs, "model": model})
+            head: list[ChatGenerationChunk] = []
+            try:
+                for chunk in inner:
+                    head.append(chunk)
+                    if _commits(chunk):
+                        break
+            except Exception as exc:
+                inner.close()
+                if call.failed(model, exc, t0):
+                    continue
+                raise
+            break
+        else:
+            raise call.all_failed() from call.last_error
+        call.committed()
+        try:
+            for chunk in itertools.chain(head, inner):
+                call.observe(chunk)
+                if run_manager:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        except Exception as exc:
+            call.broke(model, exc, t0)
+            raise
+        finally:
+            inner.close()
+        tail = call.tail(model, t0)
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=tail)
+        yield tail
+
+    async def _astream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
+        for model in call.candidates():
+            t0 = time.perf_counter()
+            inner = super()._astream(messages, stop=stop, run_manager=None, **{**kwargs, "model": model})
+            head: list[ChatGenerationChunk] = []
+            try:
+                async for chunk in inner:
+                    head.append(chunk)
+                    if _commits(chunk):
+                        break
+            except Exception as exc:
+                await inner.aclose()
+                if call.failed(model, exc, t0):
+                    continue
+                raise
+            break
+        else:
+            raise call.all_failed() from call.last_error
+        call.committed()
+        try:
+            for chunk in head:
+                call.observe(chunk)
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+            async for chunk in inner:
+                call.observe(chunk)
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        except Exception as exc:
+            call.broke(model, exc, t0)
+            raise
+        finally:
+            await inner.aclose()
+        tail = call.tail(model, t0)
+        if run_manager:
+            await run_manager.on_llm_new_token("", chunk=tail)
+        yield tail
+
+    # -- keep the private route out of tracing, caching and the API ---------------------
+    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        kwargs.pop(_ROUTE_KW, None)
+        return super()._get_invocation_params(stop=stop, **kwargs)
+
+    def _get_llm_string(self, stop: list[str] | None = None, **kwargs: Any) -> str:
+        kwargs.pop(_ROUTE_KW, None)
+        return super()._get_llm_string(stop=stop, **kwargs)
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict | None]) -> dict:
+        combined = super()._combine_llm_outputs(llm_outputs)
+        names = {o.get("model_name") for o in llm_outputs if o}
+        if len(names) == 1:
+            combined["model_name"] = names.pop()
+        return combined
+
+    def _convert_cached_generations(self, cache_val: list[Any]) -> list[ChatGeneration]:
+        """An LLM-cache hit made no call: it costs nothing, and its record says so."""
+        generations = super()._convert_cached_generations(cache_val)
+        for gen in generations:
+            record = gen.message.response_metadata.get("routedllm")
+            if isinstance(record, dict):
+                gen.message.response_metadata["routedllm"] = {
+                    **record, "cache_hit": True, "cost_usd": 0.0,
+                    "cost_input_usd": 0.0, "cost_output_usd": 0.0}
+        return generations
+
+    # -- provider fields the OpenAI base drops: reasoning text ---------------------------
+    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
+        result = super()._create_chat_result(response, generation_info)
+        choices = response.get("choices") if isinstance(response, dict) else getattr(response, "choices", None)
+        for gen, choice in zip(result.generations, choices or (), strict=False):
+            message = choice.get("message") if isinstance(choice, dict) else getattr(choice, "message", None)
+            reasoning = _reasoning(message)
+            if reasoning:
+                gen.message.additional_kwargs["reasoning_content"] = reasoning
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
+    ) -> ChatGenerationChunk | None:
+        gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+        choices = chunk.get("choices") or ()
+        if gen is not None and choices and isinstance(gen.message, AIMessageChunk):
+            reasoning = _reasoning(choices[0].get("delta"))
+            if reasoning:
+                gen.message.additional_kwargs["reasoning_content"] = reasoning
+        return gen
+
+
+class _Call:
+    """One routed run: the candidates left, the attempts made, usage and timings."""
+
+    def __init__(self, owner: RoutedChatModel, route: _Route, streamed: bool) -> None:
+        self.owner = owner
+        self.route = route
+        self.streamed = streamed
+        self.attempts: list[Attempt] = []
+        self.last_error: BaseException | None = None
+        self.window_floor: int | None = None  # after a context error: windows must exceed it
+        self.context_exceeded = False
+        self.usage: UsageMetadata | None = None
+        self.served: str | None = None
+        self.ttft: float | None = None
+
+    def candidates(self) -> Iterator[str]:
+        """The ranking in order, skipping models too small after a context-length error."""
+        for model in self.route.ranking:
+            if self.context_exceeded:
+                window = self._window(model)
+                if window is None or (self.window_floor is not None and window <= self.window_floor):
+                    self.attempts.append(Attempt(
+                        model=model, outcome="skipped", error_type="ContextWindow",
+                        error=f"context window {window or 'unknown'} not larger than "
+                              f"{self.window_floor or 'the failing model'}'s"))
+                    continue
+            yield model
+
+    def failed(self, model: str, exc: BaseException, t0: float) -> bool:
+        """Record a failed attempt; True when the call may go on to the next model."""
+        secret = self.owner.openai_api_key
+        attempt = failed_attempt(model, exc, time.perf_counter() - t0,
+                                 secret.get_secret_value() if secret else None)
+        self.attempts.append(attempt)
+        self.last_error = exc
+        if attempt.status == 429 and attempt.retry_after_s:
+            self.owner._cool(model, attempt.retry_after_s)
+        action = classify(exc)
+        if action == "context":
+            self.context_exceeded = True
+            window = self._window(model)
+            if window is not None:
+                self.window_floor = max(window, self.window_floor or 0)
+        if action == "fatal":
+            self.annotate(exc, None)
+            return False
+        return True
+
+    def all_failed(self) -> AllAttemptsFailedError:
+        error = AllAttemptsFailedError([a.as_dict() for a in self.attempts], self.route.tags)
+        error.routedllm = self.record(None)  # type: ignore[attr-defined]
+        return error
+
+    def annotate(self, exc: BaseException, model: str | None) -> None:
+        """Attach the call's record to an exception that leaves the router."""
+        try:
+            exc.routedllm = self.record(model)  # type: ignore[attr-defined]
+        except AttributeError:  # exceptions with __slots__
+            pass
+
+    def finish(self, result: ChatResult, model: str, t0: float) -> ChatResult:
+        """Stamp a non-streamed result with the model that answered and the call's record."""
+        self.attempts.append(Attempt(model=model, outcome="ok",
+                                     latency_s=round(time.perf_counter() - t0, 6)))
+        llm_output = result.llm_output if result.llm_output is not None else {}
+        self.served = llm_output.get("model_name")
+        if result.generations:
+            self.usage = getattr(result.generations[0].message, "usage_metadata", None)
+        record = self.record(model)
+        for i, gen in enumerate(result.generations):
+            gen.message.response_metadata["model_name"] = model
+            if i == 0:
+                gen.message.response_metadata["routedllm"] = record
+        if result.llm_output is not None:
+            result.llm_output["model_name"] = model
+        return result
+
+    def committed(self) -> None:
+        self.ttft = round(time.perf_counter() - self.route.started, 6)
+
+    def observe(self, chunk: ChatGenerationChunk) -> None:
+        """Take ``model_name`` off a streamed chunk (it goes on the tail) and add up usage."""
+        info = chunk.generation_info
+        if info and "model_name" in info:
+            self.served = info.pop("model_name")
+        if "model_name" in chunk.message.response_metadata:
+            self.served = chunk.message.response_metadata.pop("model_name")
+        usage = getattr(chunk.message, "usage_metadata", None)
+        if usage:
+            self.usage = add_usage(self.usage, usage)
+
+    def broke(self, model: str, exc: BaseException, t0: float) -> None:
+        """A stream failed after its first chunk reached the caller: no fallback, record it."""
+        secret = self.owner.openai_api_key
+        self.attempts.append(failed_attempt(model, exc, time.perf_counter() - t0,
+                                            secret.get_secret_value() if secret else None))
+        self.annotate(exc, model)
+
+    def tail(self, model: str, t0: float) -> ChatGenerationChunk:
+        """The one chunk carrying ``model_name`` and the record, yielded after the stream."""
+        self.attempts.append(Attempt(model=model, outcome="ok",
+                                     latency_s=round(time.perf_counter() - t0, 6)))
+        return ChatGenerationChunk(message=AIMessageChunk(
+            content="", response_metadata={"model_name": model, "routedllm": self.record(model)}))
+
+    def record(self, model: str | None) -> dict[str, Any]:
+        """The JSON-ready ``response_metadata["routedllm"]`` mapping."""
+        route = self.route
+        catalog = self.owner.catalog
+        card = catalog.find(model) if model else None
+        usage = self.usage
+        cost_in = cost_out = cost = None
+        summary = None
+        if usage:
+            cached = (usage.get("input_token_details") or {}).get("cache_read") or 0
+            reasoning = (usage.get("output_token_details") or {}).get("reasoning")
+            summary = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
+                       "total_tokens": usage["total_tokens"], "cached_input_tokens": cached,
+                       "reasoning_tokens": reasoning}
+            if card is not None:
+                priced = call_cost(card, usage["input_tokens"], usage["output_tokens"], cached)
+                cost_in, cost_out, cost = priced.input_usd, priced.output_usd, priced.total_usd
+        decision = route.decision
+        return {
+            "model": model,
+            "requested_model": route.ranking[0],
+            "served_model": self.served,
+            "pinned": route.pinned,
+            "tags": list(route.tags),
+            "policy": route.policy,
+            "fallbacks": list(route.ranking[1:]),
+            "deferred": list(route.deferred),
+            "attempts": [a.as_dict() for a in self.attempts],
+            "usage": summary,
+            "estimated_cost_usd": _usd(
+                estimate_cost(card, route.input_tokens, route.output_tokens) if card else None),
+            "cost_usd": _usd(cost),
+            "cost_input_usd": _usd(cost_in),
+            "cost_output_usd": _usd(cost_out),
+            "catalog_as_of": catalog.info.as_of,
+            "streamed": self.streamed,
+            "latency_s": round(time.perf_counter() - route.started, 6),
+            "ttft_s": self.ttft,
+            "decision": None if decision is None else {
+                "model": decision.model, "benchmark": decision.benchmark, "score": decision.score,
+                "binding_constraint": decision.binding_constraint},
+        }
+
+    def _window(self, model: str) -> int | None:
+        card = self.owner.catalog.find(model)
+        return None if card is None else card.context_window
+
+
+def _usd(value: float | None) -> float | None:
+    """Dollars to 1e-12 (float noise such as 1.2499999999999999e-05 dropped)."""
+    return None if value is None else round(value, 12)
+
+
+def _commits(chunk: ChatGenerationChunk) -> bool:
+    """True for a chunk the caller would see: text, a tool call, reasoning or usage."""
+    message = chunk.message
+    return bool(message.content or getattr(message, "tool_call_chunks", None)
+                or getattr(message, "usage_metadata", None) or message.additional_kwargs)
+
+
+def _required_capabilities(messages: Sequence[Any], kwargs: Mapping[str, Any]) -> frozenset[str]:
+    """Capabilities the call needs: tools bound, structured output asked for, images sent."""
+    need = set()
+    if kwargs.get("tools"):
+        need.add("tools")
+    if any(k in kwargs for k in ("ls_structured_output_format", "structured_output_format",
+                                 "response_format")):
+        need.add("structured_output")
+    if message_features(messages, scan=False).has_image:
+        need.add("image_input")
+    return frozenset(need)
+
+
+def _opt_in_hint(required: frozenset[str]) -> str:
+    caps = ", ".join(sorted(required))
+    marks = ", ".join(f"{c!r}: True" for c in sorted(required))
+    return (
+        f"The call needs {caps}, and routedllm does not assume a capability the catalog "
+        f"leaves unknown. Opt in by marking the models you trust in a catalog override, e.g. "
+        f"RoutedChatModel(catalog=Catalog.from_env().merged({{'models': [{{'id': 'MODEL_ID', "
+        f"'capabilities': {{{marks}}}}}]}})) or a YAML file named by ROUTEDLLM_CATALOG; or "
+        f"accept unknown capabilities with "
+        f"RoutedChatModel(policy=Policy(allow_unknown_capabilities=True))."
+    )
+
+
+def _reasoning(message: Any) -> str | None:
+    """Reasoning text of a message or delta (``reasoning_content``, or ``reasoning``)."""
+    if message is None:
+        return None
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key) if isinstance(message, dict) else getattr(message, key, None)
+        if isinstance(value, str) and value:
+            return value
+    return None

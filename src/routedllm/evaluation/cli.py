@@ -1,0 +1,247 @@
+"""The ``routedllm eval`` command: offline evaluation of routing policies on a dataset.
+
+Registered by :func:`add_eval_command`. This module imports nothing heavy: numpy and the
+evaluation modules load when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from routedllm.catalog import Catalog
+from routedllm.errors import InvalidRequestError
+
+EPILOG = """\
+policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01),
+sweep[:0,1,2,4] (value preset over quality gaps), always[:MODEL], random[:seed=N], oracle.
+Always-X for every model is always evaluated: it gives the baselines.
+With outcome rows a tag router is calibrated on a training split and every figure is
+measured on the held-out rows.
+"""
+
+
+def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    """Register ``eval`` on the ``routedllm`` subcommands."""
+    p = subparsers.add_parser(
+        "eval", parents=[common_parent], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="measure routing policies on cost and quality, offline (no calls)")
+    p.add_argument("dataset", nargs="?", metavar="DATASET",
+                   help="JSONL rows, or a RouteLLM evals folder with --benchmark "
+                        "(default: the bundled sample workload)")
+    p.add_argument("--benchmark", choices=("mmlu", "gsm8k", "mt-bench"),
+                   help="read RouteLLM's published outcome table for this benchmark from DATASET")
+    p.add_argument("--keep-contaminated", action="store_true",
+                   help="keep the prompts RouteLLM drops as contaminated")
+    p.add_argument("--save-rows", metavar="FILE.jsonl", help="write the rows read as JSONL")
+    p.add_argument("--policy", action="append", metavar="SPEC", help="policy to evaluate")
+    p.add_argument("--baseline", metavar="MODEL",
+                   help="compare cost and quality with always-MODEL (default: best single model)")
+    p.add_argument("--floor", type=float, metavar="Q",
+                   help="quality floor in [0, 1] for the cheapest-model baseline "
+                        "(default: best single model minus the value preset's gap)")
+    p.add_argument("--strong", metavar="ID", help="strong model of a two-model outcome table")
+    p.add_argument("--weak", metavar="ID", help="weak model of a two-model outcome table")
+    p.add_argument("--cost", action="append", metavar="MODEL=USD", type=_cost,
+                   help="USD per call for a model whose rows give no cost (repeatable); any "
+                        "consistent unit works for ratios")
+    p.add_argument("--group-by", default="auto", metavar="KEY",
+                   help="calibration group: auto (a row's category, else its primary tag), "
+                        "tag, or a field every row has (default auto)")
+    p.add_argument("--train-fraction", type=float, default=0.5, metavar="F")
+    p.add_argument("--seed", type=int, default=0, help="split and random-policy seed")
+    p.add_argument("--prior-rows", type=float, default=10.0, metavar="K",
+                   help="shrink each group's scores toward the model's mean by K rows")
+    p.add_argument("--gap", type=float, metavar="POINTS",
+                   help="quality gap of the tag router's operating point (default: the value "
+                        "preset's)")
+    p.add_argument("--write-override", metavar="FILE.yaml",
+                   help="write the calibrated scores as a catalog override file")
+    p.add_argument("--plot", metavar="FILE.png", help="draw cost against quality")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_eval)
+
+
+def _cost(text: str) -> tuple[str, float]:
+    model, eq, value = text.rpartition("=")
+    try:
+        usd = float(value)
+    except ValueError:
+        usd = -1.0
+    if not eq or not model or usd < 0:
+        raise argparse.ArgumentTypeError(f"expected MODEL=USD with USD >= 0, got {text!r}")
+    return model, usd
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the evaluation and print a table or JSON."""
+    try:
+        from routedllm.evaluation import dataset, published, suite
+    except ImportError as exc:  # numpy is an optional dependency
+        raise InvalidRequestError(
+            f"routedllm eval needs the eval extra ({exc.name} is missing): "
+            "pip install 'routedllm[eval]'") from None
+    catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
+    catalog.check_freshness(args.max_price_age_days)
+    track = _progress(enabled=not args.json and sys.stderr.isatty())
+    if args.benchmark:
+        if not args.dataset:
+            raise InvalidRequestError("--benchmark reads RouteLLM's tables: give their folder")
+        rows = dataset.validated(published.routellm_rows(
+            args.dataset, args.benchmark, drop_contaminated=not args.keep_contaminated),
+            f"{args.dataset} ({args.benchmark})")
+    elif args.dataset:
+        from routedllm.workload import read_rows
+        rows = list(track(read_rows(args.dataset), None, "reading"))
+    else:
+        rows = dataset.load_rows(None)
+    if args.save_rows:
+        dataset.write_rows(rows, args.save_rows)
+    data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
+    settings = suite.Settings(
+        policies=args.policy, baseline=args.baseline, floor=args.floor, strong=args.strong,
+        weak=args.weak, per_call=dict(args.cost or ()), train_fraction=args.train_fraction,
+        seed=args.seed, prior_rows=args.prior_rows,
+        **({"gap": args.gap} if args.gap is not None else {}))
+    report = suite.run(data, catalog, settings, progress=track)
+    source = args.dataset or "the sample workload"
+    if args.write_override:
+        if report.calibration is None:
+            raise InvalidRequestError("--write-override needs outcome rows to calibrate on")
+        from routedllm.evaluation.calibrate import write_override
+        write_override(report.calibration, catalog, args.write_override, str(source))
+    if args.plot:
+        from routedllm.evaluation.plot import plot
+        name = Path(str(source)).name + (f" ({args.benchmark})" if args.benchmark else "")
+        plot(report, args.plot, title=f"{name}: cost against quality")
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=_jsonable))
+    else:
+        print(render(report, str(source)))
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _progress(enabled: bool) -> Any:
+    """A tqdm wrapper to stderr when enabled and tqdm is installed; else pass-through."""
+    def passthrough(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
+        return items
+
+    if not enabled:
+        return passthrough
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return passthrough
+
+    def bar(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
+        return tqdm(items, total=total, desc=desc, file=sys.stderr, leave=False, unit="")
+
+    return bar
+
+
+# -- text output ----------------------------------------------------------------------------
+def render(report: Any, source: str) -> str:
+    """The report as tables: policies, per tag, baselines, frontier, two-model figures."""
+    from routedllm.cli import _table, _usd
+    ev = report.evaluation
+    out = [f"{source}: {report.dataset_rows} rows; quality {ev.mode}"
+           + (" (catalog scores on each row's benchmark)" if ev.mode == "expected" else
+              f" (outcome scores; {report.evaluated_rows} held-out rows)")
+           + f"; baseline {ev.baseline}", ""]
+    shown = [r for r in ev.results if r.kind != "calibrated sweep"]
+    header = ("policy", "no model", "no score", "no cost", "cost USD", "cost vs base",
+              "quality", "retained", "random@cost", "top model")
+    table = [(r.name, _n(r.no_eligible), _n(r.unmeasured), _n(r.uncosted), _usd(r.cost_usd),
+              _pct(r.cost_ratio), _q(r.quality), _pct(r.quality_retained),
+              _q(r.random_same_cost), _top(r.model_share)) for r in shown]
+    out += [_table(header, table), ""]
+    hidden = len(ev.results) - len(shown)
+    if hidden:
+        out += [f"({hidden} calibrated sweep points not shown; see --json)", ""]
+    tags = list(dict.fromkeys(t for r in shown for t in r.per_tag))
+    keep = {ev.baseline, ev.best_single, ev.cheapest_meeting_floor}
+    for tag in tags:
+        rows = [(r.name, _n(r.per_tag[tag]["no_eligible"]), _usd(r.per_tag[tag]["cost_usd"]),
+                 _q(r.per_tag[tag]["quality"])) for r in shown
+                if tag in r.per_tag and (r.kind not in ("always", "sweep") or r.name in keep)]
+        count = next(r.per_tag[tag]["rows"] for r in shown if tag in r.per_tag)
+        out += [f"tag {tag} ({count} rows)", _table(("policy", "no model", "cost USD", "quality"),
+                                                    rows), ""]
+    out.append(_baselines(ev))
+    if report.two_model:
+        out += ["", _two_model(report.two_model)]
+    for r in shown:
+        for tags_, why in r.why_none.items():
+            why = why if len(why) <= 240 else why[:240] + "... (see --json)"
+            out.append(f"{r.name}: no eligible model for [{tags_}] ({r.no_eligible} rows in all):"
+                       f" {why}")
+    out += [f"note: {n}" for n in report.notes]
+    return "\n".join(out).rstrip()
+
+
+def _baselines(ev: Any) -> str:
+    from routedllm.cli import _usd
+    lines = []
+    if ev.best_single:
+        r = ev.get(ev.best_single)
+        lines.append(f"best single model: {ev.best_single} (quality {_q(r.quality)}, "
+                     f"{_usd(r.cost_usd)})")
+    if ev.floor is not None:
+        lines.append(f"cheapest model meeting the floor {ev.floor:.3f}: "
+                     f"{ev.cheapest_meeting_floor or 'none'}")
+    lines.append("random@cost: the best quality a coin-flip mix of single models (or of the "
+                 "cheapest and quality presets) reaches at the same cost")
+    area = ev.frontier.get("area")
+    if area is not None:
+        kinds = ", ".join(f"{k} {v:.4f}" for k, v in ev.frontier["area_by_kind"].items())
+        lines.append(f"frontier area (RouterBench AIQ, up to ${ev.frontier['max_cost_usd']:.6f})"
+                     f": all {area:.4f}; by kind: {kinds}")
+    return "\n".join(lines)
+
+
+def _two_model(two: dict[str, Any]) -> str:
+    from routedllm.cli import _table, _usd
+    header = ("", "quality", "cost USD", "strong share", "APGR", "CPT(50%)", "CPT(80%)",
+              "strong @95%")
+    rows = []
+    for key in ("tag_router", "oracle", "random", "strong_only", "weak_only"):
+        e = two[key]
+        rows.append((key, _q(e["quality"]), _usd(e["cost_usd"]), _pct(e["strong_share"]),
+                     _f(e.get("apgr")), _pct(e.get("cpt50")), _pct(e.get("cpt80")),
+                     _pct(e.get("strong_share_at_95"))))
+    return (f"two models on {two['rows']} held-out rows: strong {two['strong']}, "
+            f"weak {two['weak']}\n" + _table(header, rows))
+
+
+def _top(share: dict[str, float]) -> str:
+    if not share:
+        return "-"
+    model, s = max(share.items(), key=lambda kv: kv[1])
+    return f"{model} {s:.0%}"
+
+
+def _n(value: int) -> str:
+    return str(value) if value else "-"
+
+
+def _q(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _f(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"

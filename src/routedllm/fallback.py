@@ -1,0 +1,114 @@
+"""Which upstream failures move a call to the next model, and the record of each attempt.
+
+Upstream faults (rate limits, 5xx, timeouts, lost connections, a model the gateway does
+not serve) fall back to the decision's next model; a context-length error falls back only
+to a model with a larger window; caller errors (400, 401, 403, 422) are raised at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import openai
+from langchain_core.exceptions import ContextOverflowError
+
+Action = Literal["fallback", "context", "fatal"]
+Outcome = Literal["ok", "error", "skipped"]
+
+_RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
+_ERROR_TEXT_LIMIT = 300
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one model within a call (JSON-ready through :meth:`as_dict`)."""
+
+    model: str
+    outcome: Outcome
+    error: str | None = None
+    error_type: str | None = None
+    status: int | None = None
+    retry_after_s: float | None = None
+    latency_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def classify(exc: BaseException) -> Action:
+    """What a failed attempt means for the call: try the next model, a larger one, or stop."""
+    if isinstance(exc, ContextOverflowError) or getattr(exc, "code", None) == "context_length_exceeded":
+        return "context"
+    if isinstance(exc, openai.APIConnectionError | TimeoutError):  # includes APITimeoutError
+        return "fallback"
+    if not isinstance(exc, openai.APIError):
+        return "fatal"
+    status = status_of(exc)
+    if status is None:  # e.g. an error event inside a 200 stream: an upstream fault
+        return "fallback"
+    return "fallback" if status in _RETRYABLE_STATUS or status >= 500 else "fatal"
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an upstream error, or the numeric ``code`` of its error body."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    body = getattr(exc, "body", None)
+    code = body.get("code") if isinstance(body, dict) else None
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds the upstream asked to wait (``retry-after-ms``, ``retry-after`` or a date)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def error_type(exc: BaseException) -> str:
+    """A stable, low-cardinality name: the openai class (``RateLimitError``), else the class."""
+    for cls in type(exc).__mro__:
+        if cls.__module__.startswith("openai"):
+            return cls.__name__
+    return type(exc).__name__
+
+
+def failed_attempt(model: str, exc: BaseException, latency_s: float, secret: str | None) -> Attempt:
+    """The record of an attempt that raised ``exc``; ``secret`` is scrubbed from the text."""
+    text = " ".join(str(exc).split())
+    if secret and len(secret) >= 8:  # shorter strings are not keys, and occur in any text
+        text = text.replace(secret, "[redacted]")
+    if len(text) > _ERROR_TEXT_LIMIT:
+        text = text[: _ERROR_TEXT_LIMIT - 3] + "..."
+    return Attempt(
+        model=model,
+        outcome="error",
+        error=f"{error_type(exc)}: {text}",
+        error_type=error_type(exc),
+        status=status_of(exc),
+        retry_after_s=retry_after_s(exc),
+        latency_s=round(latency_s, 6),
+    )

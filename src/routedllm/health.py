@@ -1,0 +1,233 @@
+"""Model health: a circuit breaker per model, whose cooldowns feed ``Request.unavailable``.
+
+A model is *closed* (used normally) until it fails ``failures`` times within ``window_s``
+seconds, or its failure share in that window reaches ``failure_rate`` (after at least
+``min_calls`` calls). It is then *open*: skipped for ``cooldown_s``. A 429 carrying a
+Retry-After opens it for that long right away (capped at ``max_retry_after_s``). After
+the cooldown it is *half-open*: one probe call may go out; its success closes the circuit,
+its failure opens it again for twice the previous cooldown, up to ``max_cooldown_s``.
+
+Only failures that are the upstream's fault belong here (429, 5xx, timeouts, connection
+errors); a caller's 400 says nothing about the model's health. The breaker is in memory
+and per process; all methods are thread-safe and cheap enough for asyncio code.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from routedllm.errors import InvalidRequestError
+
+__all__ = ["CircuitBreaker", "CircuitState"]
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(slots=True)
+class _Health:
+    cooldown: float
+    events: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, failed)
+    open_until: float | None = None
+    reason: str = ""
+    probe_until: float | None = None
+
+
+class CircuitBreaker:
+    """Per-model circuit breaker; see the module docstring for the states.
+
+    Before each attempt call :meth:`admit` (it claims the half-open probe slot); after it,
+    :meth:`record_success` or :meth:`record_failure`. :meth:`unavailable` is the mapping
+    to pass as ``Request(unavailable=...)``. ``clock`` (seconds) is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        failures: int | None = 5,
+        window_s: float = 60.0,
+        cooldown_s: float = 30.0,
+        failure_rate: float | None = None,
+        min_calls: int = 10,
+        max_cooldown_s: float | None = None,
+        honour_retry_after: bool = True,
+        max_retry_after_s: float = 300.0,
+        probe_timeout_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if failures is None and failure_rate is None:
+            raise InvalidRequestError("CircuitBreaker needs failures=K or failure_rate=R "
+                                      "(or both) to know when to open")
+        if failures is not None and (not isinstance(failures, int) or failures < 1):
+            raise InvalidRequestError(f"failures must be a whole number >= 1, got {failures!r}")
+        if failure_rate is not None and not 0 < failure_rate <= 1:
+            raise InvalidRequestError(f"failure_rate must be within (0, 1], got {failure_rate!r}")
+        if not isinstance(min_calls, int) or min_calls < 1:
+            raise InvalidRequestError(f"min_calls must be a whole number >= 1, got {min_calls!r}")
+        for name, value in (("window_s", window_s), ("cooldown_s", cooldown_s),
+                            ("max_retry_after_s", max_retry_after_s),
+                            ("probe_timeout_s", probe_timeout_s)):
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise InvalidRequestError(f"{name} must be a positive number of seconds, "
+                                          f"got {value!r}")
+        max_cooldown_s = cooldown_s if max_cooldown_s is None else max_cooldown_s
+        if max_cooldown_s < cooldown_s:
+            raise InvalidRequestError(f"max_cooldown_s ({max_cooldown_s}) is below cooldown_s "
+                                      f"({cooldown_s})")
+        self.failures = failures
+        self.window_s = float(window_s)
+        self.cooldown_s = float(cooldown_s)
+        self.failure_rate = failure_rate
+        self.min_calls = min_calls
+        self.max_cooldown_s = float(max_cooldown_s)
+        self.honour_retry_after = honour_retry_after
+        self.max_retry_after_s = float(max_retry_after_s)
+        self.probe_timeout_s = float(probe_timeout_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._models: dict[str, _Health] = {}
+
+    def __repr__(self) -> str:
+        return (f"CircuitBreaker(failures={self.failures}, failure_rate={self.failure_rate}, "
+                f"window_s={self.window_s:g}, cooldown_s={self.cooldown_s:g}, "
+                f"open={sorted(self.unavailable())})")
+
+    # -- reading --------------------------------------------------------------------------
+    def state(self, model: str) -> CircuitState:
+        """``closed``, ``open`` (cooling down) or ``half_open`` (a probe may go out)."""
+        with self._lock:
+            return self._state(self._models.get(model), self._clock())
+
+    def unavailable(self) -> dict[str, str]:
+        """Models to skip right now, each with the reason (for ``Request.unavailable``).
+
+        Open models, and half-open ones whose probe call is already in flight.
+        """
+        now = self._clock()
+        out: dict[str, str] = {}
+        with self._lock:
+            for model, health in self._models.items():
+                state = self._state(health, now)
+                if state == "open":
+                    assert health.open_until is not None
+                    out[model] = (f"circuit open: {health.reason}; cooling down for another "
+                                  f"{health.open_until - now:.1f}s")
+                elif state == "half_open" and health.probe_until is not None and (
+                        health.probe_until > now):
+                    out[model] = f"circuit half-open after {health.reason}: a probe call is in flight"
+        return out
+
+    # -- the attempt protocol -------------------------------------------------------------
+    def admit(self, model: str) -> str | None:
+        """None when a call to ``model`` may go out now, else why not.
+
+        When the circuit is half-open, the first caller gets the probe slot (held until it
+        records the outcome, or for ``probe_timeout_s``); the others are told to skip.
+        """
+        now = self._clock()
+        with self._lock:
+            health = self._models.get(model)
+            state = self._state(health, now)
+            if state == "closed":
+                return None
+            assert health is not None and health.open_until is not None
+            if state == "open":
+                return (f"circuit open: {health.reason}; cooling down for another "
+                        f"{health.open_until - now:.1f}s")
+            if health.probe_until is not None and health.probe_until > now:
+                return f"circuit half-open after {health.reason}: a probe call is in flight"
+            health.probe_until = now + self.probe_timeout_s
+            return None
+
+    def record_success(self, model: str) -> None:
+        """The call to ``model`` succeeded; a half-open circuit closes."""
+        now = self._clock()
+        with self._lock:
+            health = self._health(model)
+            if self._state(health, now) == "half_open":
+                health.events.clear()
+                health.open_until = health.probe_until = None
+                health.cooldown = self.cooldown_s
+                health.reason = ""
+            health.events.append((now, False))
+            self._prune(health, now)
+
+    def record_failure(self, model: str, reason: str, *, retry_after_s: float | None = None) -> None:
+        """The call to ``model`` failed for ``reason`` (shown in decisions while it cools down).
+
+        ``retry_after_s``: the upstream's Retry-After, which opens the circuit at once for
+        that long (capped) when ``honour_retry_after``.
+        """
+        now = self._clock()
+        with self._lock:
+            health = self._health(model)
+            state = self._state(health, now)
+            if state == "half_open":
+                health.cooldown = min(health.cooldown * 2, self.max_cooldown_s)
+                wait = max(health.cooldown, self._retry_after(retry_after_s))
+                self._open(health, now, wait, f"probe failed ({reason})")
+                return
+            health.events.append((now, True))
+            self._prune(health, now)
+            if state == "closed":
+                tripped = self._tripped(health)
+                if tripped:
+                    self._open(health, now, health.cooldown, f"{tripped}; last: {reason}")
+            wait = self._retry_after(retry_after_s)
+            if wait:
+                if health.open_until is None or health.open_until < now + wait:
+                    self._open(health, now, wait, f"rate limited, Retry-After {wait:g}s ({reason})")
+
+    def reset(self, model: str | None = None) -> None:
+        """Close the circuit of ``model`` (or of every model) and forget its history."""
+        with self._lock:
+            if model is None:
+                self._models.clear()
+            else:
+                self._models.pop(model, None)
+
+    # -- internals ------------------------------------------------------------------------
+    def _health(self, model: str) -> _Health:
+        health = self._models.get(model)
+        if health is None:
+            health = self._models[model] = _Health(self.cooldown_s)
+        return health
+
+    def _retry_after(self, retry_after_s: float | None) -> float:
+        """The wait a Retry-After imposes (0 when none or not honoured), capped."""
+        if not self.honour_retry_after or retry_after_s is None or not retry_after_s > 0:
+            return 0.0
+        return min(float(retry_after_s), self.max_retry_after_s)
+
+    @staticmethod
+    def _state(health: _Health | None, now: float) -> CircuitState:
+        if health is None or health.open_until is None:
+            return "closed"
+        return "open" if now < health.open_until else "half_open"
+
+    def _prune(self, health: _Health, now: float) -> None:
+        events = health.events
+        while events and events[0][0] <= now - self.window_s:
+            events.popleft()
+
+    def _tripped(self, health: _Health) -> str | None:
+        failed = sum(1 for _, bad in health.events if bad)
+        total = len(health.events)
+        if self.failures is not None and failed >= self.failures:
+            return f"{failed} failures in {self.window_s:g}s"
+        if self.failure_rate is not None and total >= self.min_calls and (
+                failed / total >= self.failure_rate):
+            return f"{failed} of {total} calls failed in {self.window_s:g}s"
+        return None
+
+    @staticmethod
+    def _open(health: _Health, now: float, seconds: float, reason: str) -> None:
+        health.open_until = now + seconds
+        health.probe_until = None
+        health.reason = reason
+        health.events.clear()

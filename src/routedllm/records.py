@@ -1,0 +1,247 @@
+"""CallRecord: what one model attempt cost and how long it took, and the sinks that take it.
+
+One record per attempt, whatever sent the call (the LangChain handler, a LiteLLM logger).
+Money comes from :func:`routedllm.pricing.call_cost`; a price the catalog lacks, or usage
+the provider did not report, makes the cost ``None`` (unknown), never zero. Nothing here
+imports LangChain, so every adapter can build records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from routedllm.catalog import Catalog, ModelCard
+from routedllm.pricing import call_cost
+
+logger = logging.getLogger("routedllm")
+
+OK = "ok"
+DEFAULT_BASELINE = "gpt-4o"
+# A provider's dated snapshot of a catalog model: "gpt-4o-2024-08-06", "...-20241022",
+# "gpt-4-0613", or a "-latest" alias. Only these suffixes are stripped (see resolve_model).
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
+
+
+class CallRecord(BaseModel):
+    """One model attempt: routing context, tokens, USD cost, savings against a baseline, timings.
+
+    Its JSON form is one ledger line. Costs are USD; ``None`` means unknown (no catalog price
+    or no usage reported), never zero. ``model`` is the catalog id the attempt was sent to;
+    ``answering_model`` is the name the provider reported (e.g. a dated snapshot).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ts: dt.datetime = Field(description="When the call started (UTC).")
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    model: str = Field(min_length=1)
+    requested_model: str | None = Field(
+        default=None, description="The model first asked for (the routing decision's choice).")
+    answering_model: str | None = Field(
+        default=None, description="The model name the response reported; None on errors.")
+    tags: tuple[str, ...] = ()
+    policy: str | None = None
+    attempt: int = Field(default=1, ge=1, description="1 for the first try, 2 for the first fallback...")
+    outcome: str = Field(default=OK, min_length=1, description="'ok' or the error type.")
+    error: str | None = None
+    input_tokens: int | None = Field(default=None, ge=0, description="Includes cached input tokens.")
+    cached_input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0, description="Includes reasoning tokens.")
+    reasoning_tokens: int | None = Field(default=None, ge=0)
+    input_cost_usd: float | None = None
+    output_cost_usd: float | None = None
+    cost_usd: float | None = None
+    estimated_cost_usd: float | None = None
+    prices_as_of: str | None = None
+    baseline_model: str | None = None
+    baseline_cost_usd: float | None = None
+    savings_usd: float | None = Field(default=None, description="baseline_cost_usd - cost_usd.")
+    latency_s: float | None = Field(default=None, ge=0)
+    ttft_s: float | None = Field(default=None, ge=0, description="Time to first chunk; streams only.")
+    output_tokens_per_s: float | None = Field(default=None, ge=0)
+
+    @property
+    def ok(self) -> bool:
+        """True when the attempt returned a response."""
+        return self.outcome == OK
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one response. Input includes cached input; output includes reasoning."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_usage_metadata(cls, usage: Mapping[str, Any] | None) -> Usage | None:
+        """From LangChain's ``AIMessage.usage_metadata`` (a plain dict); None when absent."""
+        if not usage or usage.get("input_tokens") is None or usage.get("output_tokens") is None:
+            return None
+        details_in = usage.get("input_token_details") or {}
+        details_out = usage.get("output_token_details") or {}
+        return cls(int(usage["input_tokens"]), int(usage["output_tokens"]),
+                   int(details_in.get("cache_read") or 0), int(details_out.get("reasoning") or 0))
+
+    @classmethod
+    def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
+        """From an OpenAI-style ``usage`` object (``prompt_tokens``...); None when absent."""
+        if not usage or usage.get("prompt_tokens") is None:
+            return None
+        details_in = usage.get("prompt_tokens_details") or {}
+        details_out = usage.get("completion_tokens_details") or {}
+        return cls(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0),
+                   int(details_in.get("cached_tokens") or 0),
+                   int(details_out.get("reasoning_tokens") or 0))
+
+
+NO_TOKENS = Usage(0, 0)
+
+
+def resolve_model(catalog: Catalog, name: str | None) -> ModelCard | None:
+    """The catalog card a provider's model name refers to, or None.
+
+    The rule, in order: the exact id; the name without a ``provider/`` prefix
+    (``openai/gpt-4o``); either of those without one dated-snapshot suffix
+    (``-2024-08-06``, ``-20241022``, ``-0613``) or ``-latest``. Nothing looser: a plain
+    prefix match would price ``gpt-4o-mini`` as ``gpt-4o``. Anything else is unknown.
+    """
+    if not name:
+        return None
+    candidates = [name]
+    if "/" in name:
+        candidates.append(name.rsplit("/", 1)[1])
+    for candidate in list(candidates):
+        stripped = _SNAPSHOT_SUFFIX.sub("", candidate)
+        if stripped != candidate:
+            candidates.append(stripped)
+    for candidate in candidates:
+        card = catalog.find(candidate)
+        if card is not None:
+            return card
+    return None
+
+
+def build_record(
+    catalog: Catalog,
+    model: str,
+    *,
+    usage: Usage | None,
+    ts: dt.datetime,
+    latency_s: float | None,
+    ttft_s: float | None = None,
+    baseline_model: str | None = DEFAULT_BASELINE,
+    outcome: str = OK,
+    error: str | None = None,
+    attempt: int = 1,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Sequence[str] = (),
+    policy: str | None = None,
+    requested_model: str | None = None,
+    answering_model: str | None = None,
+    estimated_cost_usd: float | None = None,
+) -> CallRecord:
+    """Price one attempt with the catalog and compare it with ``baseline_model``.
+
+    ``model`` may be a provider's name for a catalog model (see :func:`resolve_model`); the
+    record carries the catalog id when it resolves, else the name as given, with cost None.
+    ``usage=None`` means the provider reported no usage: tokens and cost stay unknown.
+    """
+    if ts.tzinfo is None:
+        raise ValueError("ts must be timezone-aware (use datetime.now(timezone.utc))")
+    card = resolve_model(catalog, model)
+    base = resolve_model(catalog, baseline_model) if baseline_model else None
+    cost_in = cost_out = cost = None
+    if usage is not None and card is not None:
+        c = call_cost(card, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+        cost_in, cost_out, cost = c.input_usd, c.output_usd, c.total_usd
+    base_cost = _total(base, usage)
+    savings = None if cost is None or base_cost is None else base_cost - cost
+    as_of = None if card is None else (card.as_of or catalog.info.as_of)
+    return CallRecord(
+        ts=ts.astimezone(dt.UTC),
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        model=card.id if card is not None else model,
+        requested_model=requested_model,
+        answering_model=answering_model,
+        tags=tuple(tags),
+        policy=policy,
+        attempt=attempt,
+        outcome=outcome,
+        error=error,
+        input_tokens=None if usage is None else usage.input_tokens,
+        cached_input_tokens=None if usage is None else usage.cached_input_tokens,
+        output_tokens=None if usage is None else usage.output_tokens,
+        reasoning_tokens=None if usage is None else usage.reasoning_tokens,
+        input_cost_usd=cost_in,
+        output_cost_usd=cost_out,
+        cost_usd=cost,
+        estimated_cost_usd=estimated_cost_usd,
+        prices_as_of=as_of,
+        baseline_model=base.id if base is not None else baseline_model,
+        baseline_cost_usd=base_cost,
+        savings_usd=savings,
+        latency_s=latency_s,
+        ttft_s=ttft_s,
+        output_tokens_per_s=_speed(usage, latency_s, ttft_s) if outcome == OK else None,
+    )
+
+
+def with_baseline(record: CallRecord, catalog: Catalog, baseline_model: str) -> CallRecord:
+    """``record`` compared with another baseline: its tokens re-priced on ``baseline_model``.
+
+    The record's own cost is kept as recorded. Raises UnknownModelError for an unknown id.
+    """
+    base = resolve_model(catalog, baseline_model) or catalog.get(baseline_model)
+    usage = None if record.input_tokens is None or record.output_tokens is None else Usage(
+        record.input_tokens, record.output_tokens, record.cached_input_tokens or 0)
+    base_cost = _total(base, usage)
+    savings = None if record.cost_usd is None or base_cost is None else base_cost - record.cost_usd
+    return record.model_copy(update={"baseline_model": base.id, "baseline_cost_usd": base_cost,
+                                     "savings_usd": savings})
+
+
+def _total(card: ModelCard | None, usage: Usage | None) -> float | None:
+    if card is None or usage is None:
+        return None
+    return call_cost(card, usage.input_tokens, usage.output_tokens,
+                     usage.cached_input_tokens).total_usd
+
+
+def _speed(usage: Usage | None, latency_s: float | None, ttft_s: float | None) -> float | None:
+    """Output tokens per second of generation: after the first chunk when streamed."""
+    if usage is None or latency_s is None or usage.output_tokens == 0:
+        return None
+    span = latency_s - ttft_s if ttft_s is not None and latency_s > ttft_s else latency_s
+    return usage.output_tokens / span if span > 0 else None
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything that takes finished CallRecords (memory stats, a ledger, OpenTelemetry)."""
+
+    def emit(self, record: CallRecord) -> None:
+        """Take one record; called from any thread."""
+
+
+def deliver(sinks: Iterable[Sink], records: Iterable[CallRecord]) -> None:
+    """Hand each record to every sink; a failing sink is logged and does not stop the others."""
+    records = list(records)
+    for sink in sinks:
+        for record in records:
+            try:
+                sink.emit(record)
+            except Exception:  # a broken sink must never break the user's LLM call
+                logger.exception("routedllm: sink %r failed to take a record", sink)

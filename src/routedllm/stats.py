@@ -1,0 +1,177 @@
+"""In-memory aggregates of CallRecords per model and per tag, with latency quantiles.
+
+Quantiles come from DDSketch (1% relative accuracy, bounded memory, mergeable across
+threads, processes or hosts), so a long-running service can keep these indefinitely.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddsketch import DDSketch
+
+from routedllm.records import CallRecord
+
+RELATIVE_ACCURACY = 0.01
+QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+UNTAGGED = "(untagged)"
+
+
+def _sketch() -> DDSketch:
+    return DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+
+
+@dataclass
+class Aggregate:
+    """Totals for one group of attempts (a model, a tag, or everything).
+
+    Costs sum the records whose cost is known; ``unpriced_calls`` counts the others, so a
+    total never silently treats an unknown cost as zero. Savings and the baseline cost sum
+    the records where both sides are known. Latency and time-to-first-token quantiles
+    cover successful attempts only (a fast 429 is not a fast model).
+    """
+
+    calls: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    priced_calls: int = 0
+    baseline_cost_usd: float = 0.0
+    savings_usd: float = 0.0
+    compared_calls: int = 0
+    latency: DDSketch = field(default_factory=_sketch)
+    ttft: DDSketch = field(default_factory=_sketch)
+
+    def add(self, record: CallRecord) -> None:
+        """Count one record in."""
+        self.calls += 1
+        self.errors += not record.ok
+        self.input_tokens += record.input_tokens or 0
+        self.cached_input_tokens += record.cached_input_tokens or 0
+        self.output_tokens += record.output_tokens or 0
+        self.reasoning_tokens += record.reasoning_tokens or 0
+        if record.cost_usd is not None:
+            self.cost_usd += record.cost_usd
+            self.priced_calls += 1
+        if record.savings_usd is not None and record.baseline_cost_usd is not None:
+            self.baseline_cost_usd += record.baseline_cost_usd
+            self.savings_usd += record.savings_usd
+            self.compared_calls += 1
+        if record.ok and record.latency_s is not None:
+            self.latency.add(record.latency_s)
+        if record.ok and record.ttft_s is not None:
+            self.ttft.add(record.ttft_s)
+
+    def merge(self, other: Aggregate) -> None:
+        """Add ``other``'s counts and sketches into this one."""
+        for name in ("calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
+                     "reasoning_tokens", "cost_usd", "priced_calls", "baseline_cost_usd",
+                     "savings_usd", "compared_calls"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latency.merge(other.latency)
+        self.ttft.merge(other.ttft)
+
+    @property
+    def unpriced_calls(self) -> int:
+        """Attempts whose cost is unknown (no catalog price, or no usage reported)."""
+        return self.calls - self.priced_calls
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+    @property
+    def known_cost_usd(self) -> float | None:
+        """Sum of the known costs; None when no attempt in the group has a known cost."""
+        return self.cost_usd if self.priced_calls else None
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready mapping (what ``routedllm report --json`` prints per group)."""
+        compared = self.compared_calls > 0
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_usd": self.known_cost_usd,
+            "unpriced_calls": self.unpriced_calls,
+            "baseline_cost_usd": self.baseline_cost_usd if compared else None,
+            "savings_usd": self.savings_usd if compared else None,
+            "savings_ratio": (self.savings_usd / self.baseline_cost_usd
+                              if compared and self.baseline_cost_usd else None),
+            "latency_s": quantiles(self.latency),
+            "ttft_s": quantiles(self.ttft),
+        }
+
+
+def quantiles(sketch: DDSketch) -> dict[str, float | None]:
+    """p50/p95/p99 of a sketch; None each when it is empty."""
+    return {name: sketch.get_quantile_value(q) for name, q in QUANTILES}
+
+
+class MemorySink:
+    """Aggregates records per model, per tag and overall; thread-safe, bounded memory.
+
+    ``max_records`` most recent records are kept too (``records``) for inspection; the
+    aggregates cover every record ever emitted. A record with several tags counts under
+    each of them; a record with none counts under ``"(untagged)"``.
+    """
+
+    def __init__(self, *, max_records: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._recent: deque[CallRecord] = deque(maxlen=max_records)
+        self.total = Aggregate()
+        self.by_model: dict[str, Aggregate] = {}
+        self.by_tag: dict[str, Aggregate] = {}
+
+    def emit(self, record: CallRecord) -> None:
+        with self._lock:
+            self._recent.append(record)
+            self.total.add(record)
+            self.by_model.setdefault(record.model, Aggregate()).add(record)
+            for tag in record.tags or (UNTAGGED,):
+                self.by_tag.setdefault(tag, Aggregate()).add(record)
+
+    def extend(self, records: Iterable[CallRecord]) -> MemorySink:
+        """Emit every record; returns self, so ``MemorySink().extend(read_ledger(p))`` works."""
+        for record in records:
+            self.emit(record)
+        return self
+
+    def merge(self, other: MemorySink) -> None:
+        """Fold another sink's aggregates into this one (e.g. one per worker)."""
+        with other._lock:
+            total, by_model, by_tag = copy.deepcopy((other.total, other.by_model, other.by_tag))
+            recent = list(other._recent)
+        with self._lock:
+            self.total.merge(total)
+            for mine, theirs in ((self.by_model, by_model), (self.by_tag, by_tag)):
+                for key, aggregate in theirs.items():
+                    mine.setdefault(key, Aggregate()).merge(aggregate)
+            self._recent.extend(recent)
+
+    @property
+    def records(self) -> list[CallRecord]:
+        """The most recent records, oldest first."""
+        with self._lock:
+            return list(self._recent)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals, per model and per tag, as JSON-ready mappings."""
+        with self._lock:
+            return {
+                "total": self.total.summary(),
+                "by_model": {k: v.summary() for k, v in sorted(self.by_model.items())},
+                "by_tag": {k: v.summary() for k, v in sorted(self.by_tag.items())},
+            }

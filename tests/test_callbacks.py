@@ -1,0 +1,270 @@
+"""CostLatencyHandler on real LangChain runs of a fake chat model (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from langchain_core.runnables import RunnableLambda
+
+from routedllm import CostLatencyHandler, UnknownModelError, read_ledger
+from tests.fakes import FakeChat, RateLimitError
+
+ROUTED = {  # the shape RoutedChatModel puts in response_metadata["routedllm"]
+    "model": "gpt-4o", "requested_model": "deepseek-v4-flash", "served_model": "gpt-4o-2024-08-06",
+    "tags": ["code"], "policy": "value", "fallbacks": ["glm-5", "gpt-4o"],
+    "attempts": [
+        {"model": "deepseek-v4-flash", "outcome": "error", "error": "RateLimitError: slow down",
+         "error_type": "RateLimitError", "status": 429, "retry_after_s": 2.0, "latency_s": 0.05},
+        {"model": "glm-5", "outcome": "skipped", "error": "context window too small",
+         "error_type": "ContextWindow", "status": None, "retry_after_s": None, "latency_s": None},
+        {"model": "gpt-4o", "outcome": "ok", "error": None, "error_type": None, "status": None,
+         "retry_after_s": None, "latency_s": 0.2},
+    ],
+    "estimated_cost_usd": 0.0021, "cost_usd": 0.00225, "latency_s": 0.25, "ttft_s": None,
+}
+
+
+def test_plain_chat_model_call_is_priced_from_the_catalog(catalog, tmp_path: Path) -> None:
+    handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
+    model = FakeChat(model="gpt-4o-mini-2024-07-18", delay_s=0.02, cached_tokens=400)
+    run_id = uuid.uuid4()
+    model.invoke("x" * 1000, config={"callbacks": [handler], "run_id": run_id,
+                                     "tags": ["code", "team-a"]})
+    [r] = read_ledger(tmp_path / "calls.jsonl")
+    assert r == handler.memory.records[0]
+    assert r.run_id == str(run_id) and r.parent_run_id is None
+    assert r.model == "gpt-4o-mini" and r.answering_model == "gpt-4o-mini-2024-07-18"
+    assert r.tags == ("code",)  # run tags outside the vocabulary are not task tags
+    assert (r.input_tokens, r.cached_input_tokens, r.output_tokens) == (1000, 400, 200)
+    assert r.cost_usd == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)  # no cached price: as input
+    assert r.baseline_cost_usd == pytest.approx((1000 * 2.5 + 200 * 10) / 1e6)
+    assert r.latency_s >= 0.02 and r.ttft_s is None and r.outcome == "ok"
+
+
+def test_task_tags_from_metadata_as_routed_chat_model_reads_them(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    FakeChat().invoke("hi", config={"callbacks": [handler], "tags": ["code"],
+                                    "metadata": {"routedllm_tags": ["chinese", "nope"]}})
+    assert handler.memory.records[0].tags == ("code", "chinese")
+
+
+def test_streamed_call_records_time_to_first_chunk(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    model = FakeChat(delay_s=0.05, chunk_delay_s=0.03, reply="a b c d")
+    chunks = list(model.stream("hello", config={"callbacks": [handler]}))
+    assert "".join(str(c.content) for c in chunks).split() == ["a", "b", "c", "d"]
+    [r] = handler.memory.records
+    assert 0.05 <= r.ttft_s < r.latency_s and r.latency_s >= 0.05 + 4 * 0.03
+    assert r.input_tokens == 5 and r.output_tokens == 200 and r.cost_usd is not None
+    assert r.output_tokens_per_s == pytest.approx(200 / (r.latency_s - r.ttft_s))
+
+
+async def test_async_stream_records_time_to_first_chunk(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    model = FakeChat(delay_s=0.05, chunk_delay_s=0.02)
+    async for _ in model.astream("hello", config={"callbacks": [handler]}):
+        pass
+    [r] = handler.memory.records
+    assert r.ttft_s is not None and 0.05 <= r.ttft_s < r.latency_s
+
+
+def test_routed_run_gives_one_record_per_attempt(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    FakeChat(model="gpt-4o", routed=ROUTED).invoke("x" * 100, config={"callbacks": [handler]})
+    failed, ok = handler.memory.records  # the skipped model was never called: no record
+    assert failed.run_id == ok.run_id
+    assert (failed.attempt, failed.model, failed.outcome, failed.error, failed.latency_s) == (
+        1, "deepseek-v4-flash", "RateLimitError", "RateLimitError: slow down", 0.05)
+    assert (failed.input_tokens, failed.output_tokens, failed.cost_usd) == (0, 0, 0.0)
+    assert failed.estimated_cost_usd is None
+    assert (ok.attempt, ok.model, ok.outcome) == (2, "gpt-4o", "ok")
+    assert ok.answering_model == "gpt-4o-2024-08-06" and ok.requested_model == "deepseek-v4-flash"
+    assert ok.tags == ("code",) and ok.policy == "value"
+    assert ok.latency_s == 0.2 and ok.estimated_cost_usd == 0.0021  # the answering attempt's own
+    assert ok.cost_usd == pytest.approx((100 * 2.5 + 200 * 10) / 1e6) and ok.savings_usd == 0.0
+    stats = handler.memory.summary()
+    assert stats["by_model"]["deepseek-v4-flash"]["error_rate"] == 1.0
+    assert stats["by_tag"]["code"]["calls"] == 2
+
+
+def test_routed_stream_uses_the_routers_timings_when_given(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    routed = {**ROUTED, "model": "deepseek-v4-flash", "ttft_s": 0.123, "latency_s": 0.5,
+              "attempts": [{"model": "deepseek-v4-flash", "outcome": "ok"}]}
+    for _ in FakeChat(model="deepseek-v4-flash", routed=routed).stream(
+            "hi", config={"callbacks": [handler]}):
+        pass
+    [r] = handler.memory.records
+    assert (r.attempt, r.model, r.ttft_s, r.latency_s) == (1, "deepseek-v4-flash", 0.123, 0.5)
+
+
+def test_a_fallbacks_ttft_counts_from_its_own_start(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    routed = {**ROUTED, "ttft_s": 0.1}  # call: 0.25 s; gpt-4o's attempt: its last 0.2 s
+    for _ in FakeChat(model="gpt-4o", routed=routed).stream("hi", config={"callbacks": [handler]}):
+        pass
+    failed, ok = handler.memory.records
+    assert failed.ttft_s is None and failed.latency_s == 0.05
+    assert ok.latency_s == 0.2 and ok.ttft_s == pytest.approx(0.05)
+
+
+def test_error_before_any_chunk_records_the_error_type_and_zero_tokens(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    with pytest.raises(RateLimitError):
+        FakeChat(fail_after=0).invoke("hi", config={"callbacks": [handler], "tags": ["code"]})
+    [r] = handler.memory.records
+    assert r.model == "gpt-4o-mini" and r.outcome == "RateLimitError" and not r.ok
+    assert r.error == "429 Too Many Requests" and r.tags == ("code",)
+    assert r.input_tokens == 0 and r.cost_usd == 0.0 and r.latency_s is not None
+
+
+def test_error_mid_stream_leaves_usage_unknown(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    with pytest.raises(RateLimitError):
+        for _ in FakeChat(fail_after=2).stream("hi", config={"callbacks": [handler]}):
+            pass
+    [r] = handler.memory.records
+    assert r.outcome == "RateLimitError" and r.ttft_s is None
+    assert r.input_tokens is None and r.cost_usd is None  # tokens may have been billed
+
+
+def test_error_that_lists_attempts_gives_a_record_per_attempt(catalog) -> None:
+    class AllFailed(Exception):  # like routedllm.errors.AllAttemptsFailedError
+        tags = ("chinese",)
+        attempts: ClassVar[list[dict]] = [{"model": "deepseek-v4-flash", "outcome": "error", "error": "429",
+                     "error_type": "RateLimitError"},
+                    {"model": "glm-5", "outcome": "skipped", "error_type": "ContextWindow"},
+                    {"model": "gpt-4o", "outcome": "error", "error": "timed out",
+                     "error_type": "APITimeoutError", "latency_s": 30.0}]
+
+    class Failing(FakeChat):
+        def _generate(self, *args, **kwargs):
+            raise AllFailed("every model failed")
+
+    handler = CostLatencyHandler(catalog)
+    with pytest.raises(AllFailed):
+        Failing().invoke("hi", config={"callbacks": [handler]})
+    records = handler.memory.records
+    assert [(r.attempt, r.model, r.outcome) for r in records] == [
+        (1, "deepseek-v4-flash", "RateLimitError"), (2, "gpt-4o", "APITimeoutError")]
+    assert records[1].latency_s == 30.0 and records[0].tags == ("chinese",)
+
+
+def test_unknown_model_cost_is_none(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    FakeChat(model="llama-3-70b").invoke("hi", config={"callbacks": [handler]})
+    [r] = handler.memory.records
+    assert r.model == "llama-3-70b" and r.cost_usd is None and r.savings_usd is None
+    assert handler.memory.summary()["total"]["cost_usd"] is None
+
+
+def test_missing_usage_leaves_cost_unknown(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    FakeChat(report_usage=False).invoke("hi", config={"callbacks": [handler]})
+    [r] = handler.memory.records
+    assert r.input_tokens is None and r.cost_usd is None
+
+
+def test_nested_run_records_its_parent(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    chain = RunnableLambda(lambda text: FakeChat().invoke(text))
+    chain.invoke("hi", config={"callbacks": [handler]})
+    [r] = handler.memory.records
+    assert r.parent_run_id is not None and r.parent_run_id != r.run_id
+
+
+def test_unknown_baseline_fails_at_construction(catalog) -> None:
+    with pytest.raises(UnknownModelError, match="gpt-9"):
+        CostLatencyHandler(catalog, baseline_model="gpt-9")
+    handler = CostLatencyHandler(catalog, baseline_model=None)
+    FakeChat().invoke("hi", config={"callbacks": [handler]})
+    assert handler.memory.records[0].savings_usd is None
+
+
+async def test_many_concurrent_async_calls_keep_their_run_ids(catalog, tmp_path: Path) -> None:
+    handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
+    rng = random.Random(4)
+    calls = {uuid.uuid4(): i for i in range(1, 61)}
+
+    async def one(run_id: uuid.UUID, i: int) -> None:
+        model = FakeChat(output_tokens=i, delay_s=rng.random() / 50, chunk_delay_s=rng.random() / 100)
+        config = {"callbacks": [handler], "run_id": run_id}
+        if i % 2:
+            await model.ainvoke("x" * i, config=config)
+        else:
+            async for _ in model.astream("x" * i, config=config):
+                pass
+
+    await asyncio.gather(*(one(run_id, i) for run_id, i in calls.items()))
+    records = read_ledger(tmp_path / "calls.jsonl")
+    assert len(records) == 60 and handler._runs == {}
+    for r in records:
+        i = calls[uuid.UUID(r.run_id)]
+        assert (r.input_tokens, r.output_tokens) == (i, i)
+        assert (r.ttft_s is None) == bool(i % 2)  # streamed calls only
+
+
+def test_many_calls_from_threads(catalog) -> None:
+    handler = CostLatencyHandler(catalog)
+    model = FakeChat(delay_s=0.005)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: model.invoke("x" * i, config={"callbacks": [handler]}),
+                      range(1, 41)))
+    records = handler.memory.records
+    assert sorted(r.input_tokens for r in records) == list(range(1, 41))
+    assert len({r.run_id for r in records}) == 40
+
+
+# -- with the real RoutedChatModel, over the in-process fake gateway (no sockets) -----------
+def routed_model(faults: dict[str, str]):
+    from routedllm.chat_model import RoutedChatModel
+    from tests.fake_gateway import FakeGateway, test_catalog
+
+    catalog = test_catalog()
+    clients = FakeGateway(faults=faults).clients()
+    return catalog, RoutedChatModel(catalog=catalog, api_key="test-key-placeholder", **clients)
+
+
+CODE_PROMPT = "fix this python function: def f(): return 1/0"
+
+
+def test_routed_chat_model_fallback_gives_a_record_per_attempt(tmp_path: Path) -> None:
+    catalog, model = routed_model({"deepseek-v4-flash": "429"})
+    handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
+    reply = model.invoke(CODE_PROMPT, config={"callbacks": [handler], "tags": ["code"]})
+    failed, ok = read_ledger(tmp_path / "calls.jsonl")
+    assert (failed.model, failed.outcome, failed.cost_usd) == ("deepseek-v4-flash", "RateLimitError", 0.0)
+    assert ok.model == reply.response_metadata["model_name"] != "deepseek-v4-flash"
+    assert ok.attempt == 2 and ok.tags == ("code",) and ok.policy == "value"
+    assert ok.input_tokens == reply.usage_metadata["input_tokens"] > 0
+    assert ok.cost_usd == pytest.approx(reply.response_metadata["routedllm"]["cost_usd"])
+
+
+def test_routed_chat_model_stream_records_ttft() -> None:
+    catalog, model = routed_model({})
+    handler = CostLatencyHandler(catalog)
+    for _ in model.stream(CODE_PROMPT, config={"callbacks": [handler], "tags": ["code"]}):
+        pass
+    [r] = handler.memory.records
+    assert r.ok and r.ttft_s is not None and r.ttft_s <= r.latency_s
+    assert r.output_tokens and r.cost_usd is not None
+
+
+def test_routed_chat_model_all_failing_records_each_attempt() -> None:
+    from routedllm.errors import AllAttemptsFailedError
+
+    catalog, model = routed_model({m: "503" for m in ("deepseek-v4-flash", "gpt-4o",
+                                                     "claude-3.5-sonnet")})
+    handler = CostLatencyHandler(catalog)
+    with pytest.raises(AllAttemptsFailedError):
+        model.invoke(CODE_PROMPT, config={"callbacks": [handler], "tags": ["code"]})
+    records = handler.memory.records
+    assert len(records) >= 2 and len({r.run_id for r in records}) == 1
+    assert [r.attempt for r in records] == list(range(1, len(records) + 1))
+    assert all(r.outcome == "InternalServerError" and r.cost_usd == 0.0 for r in records)

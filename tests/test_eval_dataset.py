@@ -1,0 +1,127 @@
+"""Evaluation datasets: rows into columns, and RouteLLM's published tables into rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routedllm.errors import InvalidRequestError
+from routedllm.evaluation.dataset import EvalSet, load_rows, validated, write_rows
+from routedllm.evaluation.published import routellm_rows
+from routedllm.workload import WorkloadRow, read_rows
+
+DATA = Path(__file__).parent / "data"
+ROUTELLM = DATA / "routellm"
+
+
+def rows(*dicts: dict) -> list[WorkloadRow]:
+    return [WorkloadRow.model_validate(d) for d in dicts]
+
+
+def test_tags_given_or_inferred_and_outcomes_as_matrix() -> None:
+    data = EvalSet.from_rows(rows(
+        {"id": "a", "prompt": "Refactor this:\n```python\nx=1\n```", "outcomes": {
+            "m1": {"score": 1.0, "cost_usd": 0.002}, "m2": {"score": 0.25}}},
+        {"id": "b", "prompt": "hello", "tags": ["extraction"], "expected_output_tokens": 40,
+         "outcomes": {"m2": {"score": 0.5, "cost_usd": 0.001}}},
+    ))
+    assert data.tag_sets[data.tag_index[0]] == ("code",) and data.inferred.tolist() == [True, False]
+    assert data.tag_sets[data.tag_index[1]] == ("extraction",)
+    assert data.output_tokens.tolist() == [0, 40]
+    assert data.models == ("m1", "m2")
+    assert np.isnan(data.scores[1, 0]) and data.scores[0, 1] == 0.25
+    assert np.isnan(data.costs[0, 1]) and data.costs[1, 1] == 0.001
+    assert data.has_outcomes
+
+
+def test_groups_auto_tag_and_field() -> None:
+    source = rows({"id": "a", "prompt": "x", "tags": ["general"], "category": "law", "topic": "t1"},
+                  {"id": "b", "prompt": "y", "tags": ["code"], "topic": "t2"})
+    assert EvalSet.from_rows(source).group_names == ("law", "code")
+    assert EvalSet.from_rows(source, group_by="tag").group_names == ("general", "code")
+    assert EvalSet.from_rows(source, group_by="topic").group_names == ("t1", "t2")
+    with pytest.raises(InvalidRequestError, match="row 'b' has no string field 'category'"):
+        EvalSet.from_rows(source, group_by="category")
+
+
+def test_bad_rows_are_named() -> None:
+    with pytest.raises(InvalidRequestError, match="table: row 0: .*unknown tag 'poems'"):
+        validated([{"id": "a", "prompt": "x", "tags": ["poems"]}], "table")
+    with pytest.raises(InvalidRequestError, match="'a' appears twice"):
+        EvalSet.from_rows(rows({"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}))
+    with pytest.raises(InvalidRequestError, match="no rows"):
+        EvalSet.from_rows([])
+    with pytest.raises(InvalidRequestError, match="table: row 0"):
+        validated([{"id": "x"}], "table")
+
+
+def test_subset_keeps_rows_in_order() -> None:
+    data = EvalSet.from_rows(read_rows(DATA / "eval_catalog_outcomes.jsonl"))
+    part = data.subset(np.array([3, 0]))
+    assert part.ids == ("general-2", "code-1")
+    assert part.scores[1].tolist() == data.scores[0].tolist()
+
+
+def test_load_rows_defaults_to_the_sample_and_write_round_trips(tmp_path: Path) -> None:
+    sample = load_rows(None)
+    assert len(sample) > 10
+    path = tmp_path / "rows.jsonl"
+    assert write_rows(sample[:3], path) == 3
+    assert [r.id for r in read_rows(path)] == [r.id for r in sample[:3]]
+
+
+def test_routellm_mmlu_rows_drop_contaminated_prompts() -> None:
+    out = routellm_rows(ROUTELLM, "mmlu")
+    assert [r["id"] for r in out] == ["mmlu-anatomy-0", "mmlu-anatomy-1", "mmlu-virology-0",
+                                      "mmlu-virology-1"]
+    first = out[1]
+    assert first["category"] == "anatomy" and first["tags"] == ["general"]
+    assert first["outcomes"] == {"org/weak-y": {"score": 0.0, "cost_usd": None},
+                                 "strong-x": {"score": 1.0, "cost_usd": None}}
+    assert len(routellm_rows(ROUTELLM, "mmlu", drop_contaminated=False)) == 5
+    # the folder can be given at any level
+    assert len(routellm_rows(ROUTELLM / "evals", "mmlu")) == 4
+
+
+def test_routellm_gsm8k_ignores_response_columns() -> None:
+    out = routellm_rows(ROUTELLM, "gsm8k")
+    assert len(out) == 2 and set(out[1]["outcomes"]) == {"org/weak-y", "strong-x"}
+    assert out[1]["outcomes"]["strong-x"]["score"] == 1.0 and out[1]["category"] == "gsm8k"
+
+
+def test_routellm_mt_bench_averages_turns_and_maps_categories() -> None:
+    out = {r["id"]: r for r in routellm_rows(ROUTELLM, "mt-bench")}
+    assert set(out) == {"mt-bench-81", "mt-bench-82"}  # 83 has a contaminated second turn
+    code = out["mt-bench-82"]
+    assert code["tags"] == ["code"] and code["category"] == "coding"
+    assert code["outcomes"]["strong-x"]["score"] == pytest.approx(0.95)
+    assert code["outcomes"]["org/weak-y"]["score"] == pytest.approx(0.55)
+    assert code["prompt"] == code["turns"][0]
+    assert out["mt-bench-81"]["tags"] == ["general"]
+    rows_ = validated(out.values(), "mt-bench")
+    assert all(r.outcomes for r in rows_)
+
+
+def test_routellm_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequestError, match="no RouteLLM evals folder"):
+        routellm_rows(tmp_path, "mmlu")
+    with pytest.raises(InvalidRequestError, match="unknown benchmark 'arena'"):
+        routellm_rows(ROUTELLM, "arena")
+    bad = tmp_path / "evals" / "gsm8k"
+    bad.mkdir(parents=True)
+    (bad / "gsm8k_responses.csv").write_text("prompt,m\nq,maybe\n")
+    with pytest.raises(InvalidRequestError, match="m is 'maybe'"):
+        routellm_rows(tmp_path, "gsm8k", drop_contaminated=False)
+    with pytest.raises(InvalidRequestError, match="contaminated_prompts.jsonl is missing"):
+        routellm_rows(tmp_path, "gsm8k")
+
+
+def test_converted_rows_validate_as_workload_rows(tmp_path: Path) -> None:
+    path = tmp_path / "mmlu.jsonl"
+    write_rows(routellm_rows(ROUTELLM, "mmlu"), path)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["outcomes"]["strong-x"]["cost_usd"] is None
+    assert len(list(read_rows(path))) == 4

@@ -1,0 +1,124 @@
+"""The JSONL ledger: whole lines under concurrent writers, torn tails skipped or cut off."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import threading
+from pathlib import Path
+
+import pytest
+
+from routedllm import (
+    CallRecord,
+    JsonlLedger,
+    LedgerError,
+    LedgerWarning,
+    Usage,
+    build_record,
+    read_ledger,
+)
+from routedllm.catalog import Catalog
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def make(catalog: Catalog, run_id: str, model: str = "gpt-4o-mini") -> CallRecord:
+    # a long error text makes each line several KB, so torn interleaving would show
+    return build_record(catalog, model, usage=Usage(1000, 200), ts=T0, latency_s=1.0,
+                        run_id=run_id, error="x" * 3000)
+
+
+def write_many(path: str, prefix: str, n: int) -> None:
+    """Worker for the process test (module level so 'spawn' can import it)."""
+    catalog = Catalog.default()
+    ledger = JsonlLedger(path)
+    for i in range(n):
+        ledger.emit(make(catalog, f"{prefix}-{i}"))
+
+
+def test_round_trip(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    records = [make(catalog, f"r{i}") for i in range(3)]
+    ledger = JsonlLedger(path)
+    for r in records:
+        ledger.emit(r)
+    assert read_ledger(path) == records
+    assert path.read_bytes().count(b"\n") == 3
+
+
+def test_concurrent_threads_write_whole_lines(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    ledgers = [JsonlLedger(path), JsonlLedger(path)]  # shared and separate objects alike
+    threads = [threading.Thread(target=lambda t=t: [
+        ledgers[t % 2].emit(make(catalog, f"t{t}-{i}")) for i in range(50)]) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = read_ledger(path)
+    assert len(records) == 400
+    assert {r.run_id for r in records} == {f"t{t}-{i}" for t in range(8) for i in range(50)}
+
+
+def test_concurrent_processes_write_whole_lines(tmp_path: Path) -> None:
+    path = str(tmp_path / "calls.jsonl")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=write_many, args=(path, f"p{p}", 150)) for p in range(3)]
+    for p in procs:
+        p.start()
+    write_many(path, "parent", 150)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    lines = Path(path).read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 601
+    records = read_ledger(path)
+    assert len({r.run_id for r in records}) == 600
+
+
+def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    ledger = JsonlLedger(path)
+    ledger.emit(make(catalog, "a"))
+    ledger.emit(make(catalog, "b"))
+    with path.open("ab") as f:
+        f.write(make(catalog, "c").model_dump_json().encode()[:200])  # a writer died here
+    with pytest.warns(LedgerWarning, match="truncated last line 3"):
+        records = read_ledger(path)
+    assert [r.run_id for r in records] == ["a", "b"]
+
+
+def test_next_writer_cuts_a_torn_tail_so_no_broken_line_precedes_a_good_one(
+    tmp_path: Path, catalog
+) -> None:
+    path = tmp_path / "calls.jsonl"
+    ledger = JsonlLedger(path)
+    ledger.emit(make(catalog, "a"))
+    with path.open("ab") as f:
+        f.write(b'{"ts": "2026-03-01T12:00:00Z", "run_id": "torn", "mod')
+    with pytest.warns(LedgerWarning, match="cut off a truncated last line"):
+        ledger.emit(make(catalog, "b"))
+    assert [r.run_id for r in read_ledger(path)] == ["a", "b"]  # and no warning needed
+
+
+def test_a_torn_first_line_is_cut_to_an_empty_file(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(b'{"ts": "2026')
+    with pytest.warns(LedgerWarning):
+        JsonlLedger(path).emit(make(catalog, "a"))
+    assert [r.run_id for r in read_ledger(path)] == ["a"]
+
+
+def test_a_bad_line_in_the_middle_is_an_error_naming_the_line(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text(make(catalog, "a").model_dump_json() + "\n{\"model\": \"\"}\n\n")
+    with pytest.raises(LedgerError, match=r"calls.jsonl:2: not a CallRecord"):
+        read_ledger(path)
+
+
+def test_blank_lines_and_unknown_fields_are_tolerated(tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    line = make(catalog, "a").model_dump_json()[:-1] + ', "from_a_newer_version": 1}'
+    path.write_text("\n" + line + "\n\n")
+    assert [r.run_id for r in read_ledger(path)] == ["a"]

@@ -1,0 +1,109 @@
+"""`routedllm report LEDGER.jsonl`: per model and tag, unknown costs shown as unknown, plot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from routedllm import JsonlLedger, Usage, build_record
+from routedllm.cli import main
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, catalog) -> Path:
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlLedger(path)
+    for i in range(20):
+        sink.emit(build_record(catalog, "deepseek-v4-flash", usage=Usage(1000, 500),
+                               ts=T0 + dt.timedelta(minutes=i), latency_s=1 + i / 10,
+                               ttft_s=0.2, tags=["code"], run_id=f"d{i}"))
+    sink.emit(build_record(catalog, "deepseek-v4-flash", usage=Usage(0, 0), ts=T0, latency_s=0.1,
+                           outcome="RateLimitError", tags=["code"], run_id="g0"))
+    sink.emit(build_record(catalog, "gpt-4o", usage=Usage(1000, 500), ts=T0, latency_s=3.0,
+                           tags=["code"], attempt=2, run_id="g0"))
+    sink.emit(build_record(catalog, "llama-3-70b", usage=Usage(1000, 500), ts=T0, latency_s=2.0,
+                           tags=["chinese"], run_id="l0"))
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_report_per_model_and_tag(capsys, ledger: Path) -> None:
+    code, out, _ = run(capsys, "report", str(ledger), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["records"] == 23 and data["runs"] == 22
+    flash = data["by_model"]["deepseek-v4-flash"]
+    assert flash["calls"] == 21 and flash["errors"] == 1
+    assert flash["error_rate"] == pytest.approx(1 / 21)
+    per_call = (1000 * 0.18 + 500 * 0.25) / 1e6
+    assert flash["cost_usd"] == pytest.approx(20 * per_call)
+    assert flash["savings_usd"] == pytest.approx(20 * ((1000 * 2.5 + 500 * 10) / 1e6 - per_call))
+    assert flash["latency_s"]["p50"] == pytest.approx(1.95, rel=0.06)
+    assert flash["latency_s"]["p99"] == pytest.approx(2.8, rel=0.011)  # rank 0.99 * (20 - 1)
+    assert flash["ttft_s"]["p95"] == pytest.approx(0.2, rel=0.01)
+    assert data["by_model"]["llama-3-70b"]["cost_usd"] is None
+    assert data["by_tag"]["code"]["calls"] == 22 and data["by_tag"]["chinese"]["calls"] == 1
+    assert data["total"]["unpriced_calls"] == 1 and data["baseline_models"] == ["gpt-4o"]
+
+
+def test_text_report_says_unknown_not_zero(capsys, ledger: Path) -> None:
+    code, out, _ = run(capsys, "report", str(ledger))
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "unknown" in rows["llama-3-70b"] and "$0.000000" not in rows["llama-3-70b"]
+    assert "unknown" in rows["chinese"]
+    assert "+1 unknown" in rows["total"]
+    assert "1 (5%)" in rows["deepseek-v4-flash"]  # errors
+    assert rows["gpt-4o"].split()[1] == "1"
+
+
+def test_baseline_can_be_repriced(capsys, ledger: Path) -> None:
+    _, out, _ = run(capsys, "report", str(ledger), "--json", "--baseline", "gpt-4o-mini")
+    data = json.loads(out)
+    flash = data["by_model"]["deepseek-v4-flash"]
+    assert data["baseline_models"] == ["gpt-4o-mini"]
+    assert flash["baseline_cost_usd"] == pytest.approx(20 * (1000 * 0.15 + 500 * 0.6) / 1e6)
+    assert flash["savings_usd"] == pytest.approx(20 * (450 - 305) / 1e6)
+    assert flash["cost_usd"] == pytest.approx(20 * 305 / 1e6)  # the recorded cost is kept
+
+
+def test_truncated_ledger_warns_and_reports(capsys, ledger: Path) -> None:
+    with ledger.open("ab") as f:
+        f.write(b'{"ts": "2026-03-01T12:')
+    code, out, err = run(capsys, "report", str(ledger), "--json")
+    assert code == 0 and json.loads(out)["records"] == 23
+    assert "warning" in err and "truncated last line" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["report", "/nonexistent/calls.jsonl"], "cannot read ledger"),
+    (["report", "LEDGER", "--baseline", "gpt-9"], "unknown model 'gpt-9'"),
+])
+def test_errors(capsys, ledger: Path, argv: list[str], message: str) -> None:
+    argv = [str(ledger) if a == "LEDGER" else a for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and message in err
+
+
+def test_empty_ledger(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    code, out, _ = run(capsys, "report", str(path))
+    assert code == 0 and "no records" in out
+
+
+def test_plot_writes_a_png(capsys, ledger: Path, tmp_path: Path) -> None:
+    png = tmp_path / "report.png"
+    code, _, _ = run(capsys, "report", str(ledger), "--plot", str(png))
+    assert code == 0
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000

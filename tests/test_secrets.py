@@ -1,0 +1,123 @@
+"""The API key never shows: plant a recognisable key and scan every output for it."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import re
+import socket
+from pathlib import Path
+
+import openai
+import pytest
+
+from routedllm import BudgetBackendError, BudgetLimits, Catalog, CatalogError, RedisBudget
+from routedllm.budget import Reservation
+from routedllm.cli import main
+from routedllm.testing import FAULTS, ModelSpec, Upstream
+
+SECRET = "ga_TESTSECRET_0123456789abcdef"
+
+
+def run_cli(*argv: str) -> tuple[object, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code: object = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue() + err.getvalue()
+
+
+def commands() -> list[str]:
+    """Every subcommand the CLI has (read off argparse's own error message)."""
+    _, text = run_cli("no-such-command")
+    return re.findall(r"'([a-z][\w-]*)'", text.split("choose from", 1)[1])
+
+
+@pytest.fixture
+def planted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("GLOBAL_API_KEY", SECRET)
+    (tmp_path / "m.json").write_text(json.dumps([{"role": "user", "content": "def f(): pass"}]))
+    return tmp_path
+
+
+def test_cli_output_never_holds_the_key(planted: Path) -> None:
+    runs = [
+        ("--help",), ("models",), ("models", "--json"),
+        ("route", "fix my python loop"), ("route", "--json", "--tags", "code", "x"),
+        ("route", "--file", str(planted / "m.json")), ("demo",), ("demo", "--json"),
+        ("route", "--tags", "nope", "x"), ("route", "--max-tokens", "abc", "x"),
+        ("models", "--catalog", str(planted / "missing.yaml")),
+        *((cmd, "--help") for cmd in commands()),
+    ]
+    assert len(commands()) >= 3
+    for argv in runs:
+        code, text = run_cli(*argv)
+        assert text, argv
+        assert SECRET not in text, f"the key leaked in the output of {argv}"
+
+
+def test_a_key_in_the_wrong_catalog_field_is_not_echoed(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"catalog:\n  gateway:\n    api_key: {SECRET}\nmodels: []\n")
+    with pytest.raises(CatalogError) as info:
+        Catalog.from_file(path)
+    assert "gateway.api_key: Extra inputs are not permitted" in str(info.value)
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+    code, text = run_cli("models", "--catalog", str(path))
+    assert code == 2 and "gateway.api_key" in text and SECRET not in text
+
+
+def test_a_yaml_error_near_a_key_does_not_quote_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"catalog:\n  gateway:\n    api_key: {SECRET}: [\nmodels: []\n")
+    with pytest.raises(CatalogError) as info:
+        Catalog.from_file(path)
+    assert "line 3" in str(info.value) and SECRET not in str(info.value)
+
+
+@pytest.mark.loopback
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_upstream_records_and_client_errors_hold_no_key() -> None:
+    with Upstream({f: ModelSpec(script=[f], slow_s=5) for f in FAULTS}) as up:
+        c = openai.OpenAI(base_url=up.base_url, api_key=SECRET, max_retries=0, timeout=0.5)
+        texts = []
+        for fault in FAULTS:
+            try:
+                list(c.chat.completions.create(model=fault, messages=[{"role": "user",
+                                                                      "content": "hi"}],
+                                               stream=True))
+            except Exception as exc:  # noqa: BLE001 - each fault's error is scanned
+                texts += [str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)]
+        assert len(texts) >= 4 * (len(FAULTS) - 1)  # all but no_choices raise
+        assert len(up.requests) == len(FAULTS)
+        texts += [repr(up), repr(up.requests), repr(up.counts())]
+    for text in texts:
+        assert SECRET not in text
+
+
+@pytest.mark.loopback
+@pytest.mark.allow_hosts(["127.0.0.1"])
+@pytest.mark.skipif(importlib.util.find_spec("redis") is None, reason="redis-py not installed")
+def test_redis_password_stays_out_of_reprs_errors_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as s:  # a free port: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    budget = RedisBudget.from_url(f"redis://:{SECRET}@127.0.0.1:{port}/2",
+                                  BudgetLimits(max_run_usd=1), socket_connect_timeout=1)
+    assert f"127.0.0.1:{port}/2" in repr(budget) and SECRET not in repr(budget)
+    with pytest.raises(BudgetBackendError) as info:
+        budget.reserve(0.1)
+    message = str(info.value)
+    assert f"127.0.0.1:{port}/2" in message and "calls are refused" in message
+    assert SECRET not in message and SECRET not in repr(info.value)
+    with caplog.at_level(logging.DEBUG):
+        # After a call, a store that went down is logged (the call's answer stands).
+        Reservation(id="r1", amount_usd=0.1, model=None, budget=budget).settle(0.1)
+        Reservation(id="r2", amount_usd=0.1, model=None, budget=budget).release()
+    assert "not recorded" in caplog.text and "not released" in caplog.text
+    assert SECRET not in caplog.text

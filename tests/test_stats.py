@@ -1,0 +1,78 @@
+"""MemorySink: aggregates per model and tag, quantiles from a mergeable sketch, thread safety."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from routedllm import MemorySink, Usage, build_record
+from routedllm.catalog import Catalog
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def rec(catalog: Catalog, model: str, latency: float, *, tags=("code",), outcome: str = "ok",
+        ttft: float | None = None):
+    usage = Usage(1000, 500) if outcome == "ok" else Usage(0, 0)
+    return build_record(catalog, model, usage=usage, ts=T0, latency_s=latency, ttft_s=ttft,
+                        tags=tags, outcome=outcome)
+
+
+def test_aggregates_per_model_and_tag(catalog) -> None:
+    sink = MemorySink()
+    sink.emit(rec(catalog, "gpt-4o-mini", 1.0, tags=("code", "chinese")))
+    sink.emit(rec(catalog, "gpt-4o-mini", 3.0, outcome="RateLimitError"))
+    sink.emit(rec(catalog, "llama-3-70b", 2.0, tags=()))
+    s = sink.summary()
+    mini = s["by_model"]["gpt-4o-mini"]
+    assert mini["calls"] == 2 and mini["errors"] == 1 and mini["error_rate"] == 0.5
+    assert mini["cost_usd"] == pytest.approx(0.00045) and mini["unpriced_calls"] == 0
+    assert mini["savings_usd"] == pytest.approx(0.0075 - 0.00045)
+    assert mini["latency_s"]["p50"] == pytest.approx(1.0, rel=0.01)  # the 429 is not counted
+    llama = s["by_model"]["llama-3-70b"]
+    assert llama["cost_usd"] is None and llama["unpriced_calls"] == 1 and llama["savings_usd"] is None
+    assert s["by_tag"]["code"]["calls"] == 2 and s["by_tag"]["chinese"]["calls"] == 1
+    assert s["by_tag"]["(untagged)"]["calls"] == 1
+    assert s["total"]["cost_usd"] == pytest.approx(0.00045) and s["total"]["unpriced_calls"] == 1
+    assert s["total"]["ttft_s"] == {"p50": None, "p95": None, "p99": None}
+
+
+def test_quantiles_within_one_percent(catalog) -> None:
+    sink = MemorySink(max_records=10)
+    for i in range(1, 1001):
+        sink.emit(rec(catalog, "gpt-4o", i / 100, ttft=i / 1000))
+    q = sink.summary()["by_model"]["gpt-4o"]
+    assert q["latency_s"]["p50"] == pytest.approx(5.0, rel=0.011)
+    assert q["latency_s"]["p95"] == pytest.approx(9.5, rel=0.011)
+    assert q["latency_s"]["p99"] == pytest.approx(9.9, rel=0.011)
+    assert q["ttft_s"]["p99"] == pytest.approx(0.99, rel=0.011)
+    assert len(sink.records) == 10 and sink.records[-1].latency_s == 10.0  # bounded
+
+
+def test_merge_equals_one_sink_over_everything(catalog) -> None:
+    records = [rec(catalog, m, i / 10) for i in range(1, 60) for m in ("gpt-4o", "qwen3-32b")]
+    whole = MemorySink().extend(records)
+    left, right = MemorySink().extend(records[::2]), MemorySink().extend(records[1::2])
+    left.merge(right)
+    merged, expected = left.summary(), whole.summary()
+    assert merged["total"]["calls"] == expected["total"]["calls"] == len(records)
+    for model in ("gpt-4o", "qwen3-32b"):
+        assert merged["by_model"][model]["cost_usd"] == pytest.approx(
+            expected["by_model"][model]["cost_usd"])
+        assert merged["by_model"][model]["latency_s"] == pytest.approx(
+            expected["by_model"][model]["latency_s"])
+
+
+def test_thread_safe_counts(catalog) -> None:
+    sink = MemorySink()
+    r = rec(catalog, "gpt-4o", 1.0)
+    threads = [threading.Thread(target=lambda: [sink.emit(r) for _ in range(500)])
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sink.summary()["by_model"]["gpt-4o"]["calls"] == 4000
+
