@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {k: v for k, v in os.environ.items() if k != "GLOBAL_API_KEY"}
         env[BUILD_ENV] = "1"
         pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        status = subprocess.call([*pytest, *TESTS, "--record-mode=once", "--deselect", SCAN],
-                                 cwd=ROOT, env=env)
+        status = subprocess.call(
+            [*pytest, *TESTS, "--record-mode=once", "--deselect", SCAN], cwd=ROOT, env=env
+        )
         status = status or subprocess.call([*pytest, SCAN], cwd=ROOT)  # every file, once built
         if status:
             return status
@@ -76,16 +77,20 @@ def _table() -> str:
         interactions = _interactions(path)
         if not interactions:
             continue
-        made = ("constructed in the OpenAI wire format by the fake gateway"
-                if all(_constructed(i) for i in interactions)
-                else f"recorded from {interactions[0]['request']['uri'].split('/')[2]}")
+        made = (
+            "constructed in the OpenAI wire format by the fake gateway"
+            if all(_constructed(i) for i in interactions)
+            else f"recorded from {interactions[0]['request']['uri'].split('/')[2]}"
+        )
         dates = sorted({_day(_header(i, "date")) for i in interactions} - {None})
         statuses = []
         for i in interactions:
             stream = "text/event-stream" in (_header(i, "content-type") or "")
             statuses.append(f"{i['response']['status']['code']}{' SSE' if stream else ''}")
         name = path.relative_to(CASSETTE_DIR).as_posix()
-        rows.append(f"| `{name}` | {made} | {', '.join(dates) or 'unknown'} | {', '.join(statuses)} |")
+        rows.append(
+            f"| `{name}` | {made} | {', '.join(dates) or 'unknown'} | {', '.join(statuses)} |"
+        )
     return "\n".join(rows)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import yaml
 
 from routedllm import Catalog
 
@@ -34,47 +35,14 @@ CASSETTE_DIR = Path(__file__).resolve().parents[1] / "cassettes"
 BUILD_ENV = "ROUTEDLLM_CASSETTE_BUILD"
 CONSTRUCTED_HEADER = "x-routedllm-constructed"
 REPLAY_KEY = "replay-key-not-a-secret"
-
-# Figures for tests only (copied from the packaged catalog where it has them; context
-# windows, cached prices and capabilities are set here so that every path can be reached).
-# Cassettes match on the request body, which holds the routed model: a self-contained
-# catalog keeps them valid when the packaged catalog changes.
-TEST_CATALOG: dict[str, Any] = {
-    "catalog": {"name": "routedllm test catalog", "as_of": "2026"},
-    "models": [
-        {"id": "kimi-k2.5", "name": "Kimi K2.5", "origin": "CN", "input_usd_per_mtok": 0.59,
-         "output_usd_per_mtok": 3.00, "context_window": 128000,
-         "capabilities": {"tools": True, "structured_output": True},
-         "scores": {"mmlu": 87.0, "ceval": 90.5}},
-        {"id": "gpt-4o", "name": "GPT-4o", "origin": "US", "input_usd_per_mtok": 2.50,
-         "output_usd_per_mtok": 10.00, "cached_input_usd_per_mtok": 1.25,
-         "context_window": 128000,
-         "capabilities": {"image_input": True, "tools": True, "structured_output": True},
-         "scores": {"mmlu": 88.7, "humaneval": 92.5, "ceval": 88.5}},
-        {"id": "claude-3.5-sonnet", "name": "Claude 3.5 Sonnet", "origin": "US",
-         "input_usd_per_mtok": 3.00, "output_usd_per_mtok": 15.00, "context_window": 200000,
-         "capabilities": {"tools": True, "structured_output": True},
-         "scores": {"mmlu": 89.0, "humaneval": 93.0}},
-        {"id": "deepseek-v4-flash", "name": "DeepSeek V4 Flash", "origin": "CN",
-         "input_usd_per_mtok": 0.18, "output_usd_per_mtok": 0.25,
-         "cached_input_usd_per_mtok": 0.02, "context_window": 128000,
-         "capabilities": {"image_input": False, "tools": True, "structured_output": True},
-         "scores": {"mmlu": 85.5, "humaneval": 92.0, "ceval": 88.0}},
-        {"id": "glm-5", "name": "GLM-5", "origin": "CN", "input_usd_per_mtok": 0.73,
-         "output_usd_per_mtok": 1.92,
-         "capabilities": {"tools": True, "structured_output": True},
-         "scores": {"mmlu": 86.0, "ceval": 91.0}},
-        {"id": "qwen3-32b", "name": "Qwen3-32B", "origin": "CN", "input_usd_per_mtok": 0.18,
-         "output_usd_per_mtok": 0.28,
-         "capabilities": {"tools": True, "structured_output": True}, "scores": {"ceval": 89.0}},
-        {"id": "gpt-4o-mini", "name": "GPT-4o-mini", "origin": "US",
-         "input_usd_per_mtok": 0.15, "output_usd_per_mtok": 0.60},
-    ],
-}
+ROUTING_CATALOG = Path(__file__).with_name("routing_catalog.yaml")
 
 
 def test_catalog() -> Catalog:
-    return Catalog.from_dict(TEST_CATALOG, origin="<test catalog>")
+    """The catalog the chat-model tests route with (``tests/routing_catalog.yaml``)."""
+    return Catalog.from_dict(
+        yaml.safe_load(ROUTING_CATALOG.read_text("utf-8")), origin=str(ROUTING_CATALOG)
+    )
 
 
 test_catalog.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
@@ -96,31 +64,62 @@ def api_key() -> str:
 
 
 # -- faults ---------------------------------------------------------------------------------
-def _error(status: int, message: str, kind: str, code: Any, headers: dict[str, str] | None = None,
-           param: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    return status, {"error": {"message": message, "type": kind, "param": param, "code": code}}, headers or {}
+def _error(
+    status: int,
+    message: str,
+    kind: str,
+    code: Any,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return (
+        status,
+        {"error": {"message": message, "type": kind, "param": param, "code": code}},
+        headers or {},
+    )
 
 
 def _fault(name: str, model: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     if name == "429":
-        return _error(429, f"Rate limit reached for {model} on requests per min (RPM): Limit 60, "
-                      "Used 60, Requested 1. Please try again in 2s.", "requests",
-                      "rate_limit_exceeded", {"retry-after": "2", "x-ratelimit-remaining-requests": "0"})
+        return _error(
+            429,
+            f"Rate limit reached for {model} on requests per min (RPM): Limit 60, "
+            "Used 60, Requested 1. Please try again in 2s.",
+            "requests",
+            "rate_limit_exceeded",
+            {"retry-after": "2", "x-ratelimit-remaining-requests": "0"},
+        )
     if name in ("500", "502", "503"):  # OpenRouter-style body: an integer code
         return _error(int(name), "Upstream provider returned an error", "server_error", int(name))
     if name == "400":
-        return _error(400, "Invalid value for 'temperature': must be between 0 and 2.",
-                      "invalid_request_error", "invalid_value", param="temperature")
+        return _error(
+            400,
+            "Invalid value for 'temperature': must be between 0 and 2.",
+            "invalid_request_error",
+            "invalid_value",
+            param="temperature",
+        )
     if name == "401":
-        return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        return _error(
+            401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+        )
     if name == "404":
-        return _error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                      "invalid_request_error", "model_not_found")
+        return _error(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            "model_not_found",
+        )
     if name == "context":
-        return _error(400, "This model's maximum context length is 128000 tokens. However, your "
-                      "messages resulted in 131072 tokens. Please reduce the length of the "
-                      "messages.", "invalid_request_error", "context_length_exceeded",
-                      param="messages")
+        return _error(
+            400,
+            "This model's maximum context length is 128000 tokens. However, your "
+            "messages resulted in 131072 tokens. Please reduce the length of the "
+            "messages.",
+            "invalid_request_error",
+            "context_length_exceeded",
+            param="messages",
+        )
     raise ValueError(f"unknown fault {name!r}")
 
 
@@ -131,8 +130,9 @@ class FakeGateway:
 
     Fault names: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"400"``, ``"401"``,
     ``"404"``, ``"context"`` (HTTP errors); ``"stream-error"`` (a 200 stream with an error
-    event right after the role chunk); ``"stream-break"`` (an error event after the first text chunk);
-    ``"timeout"`` and ``"connect"`` (transport errors; these cannot go into a cassette).
+    event right after the role chunk); ``"stream-break"`` (an error event after the first
+    text chunk); ``"timeout"`` and ``"connect"`` (transport errors, which cannot go into a
+    cassette).
     """
 
     faults: dict[str, str] = field(default_factory=dict)
@@ -149,12 +149,20 @@ class FakeGateway:
     @property
     def scripted(self) -> bool:
         """True when the answers differ from a plain gateway's (a live run cannot redo them)."""
-        return bool(self.faults or self.usage != "separate" or self.cached_tokens
-                    or self.reasoning or self.kimi_tool_calls or self.leading_whitespace)
+        return bool(
+            self.faults
+            or self.usage != "separate"
+            or self.cached_tokens
+            or self.reasoning
+            or self.kimi_tool_calls
+            or self.leading_whitespace
+        )
 
     def clients(self) -> dict[str, Any]:
-        return {"http_client": httpx2.Client(transport=httpx2.MockTransport(self)),
-                "http_async_client": httpx2.AsyncClient(transport=httpx2.MockTransport(self))}
+        return {
+            "http_client": httpx2.Client(transport=httpx2.MockTransport(self)),
+            "http_async_client": httpx2.AsyncClient(transport=httpx2.MockTransport(self)),
+        }
 
     def models(self) -> list[str]:
         """The model of each request, in order."""
@@ -167,8 +175,11 @@ class FakeGateway:
         model = body["model"]
         fault = self.faults.get(model)
         digest = hashlib.sha256(request.content + str(len(self.requests)).encode()).hexdigest()
-        headers = {"x-request-id": f"req_{digest[:24]}", CONSTRUCTED_HEADER: "fake-gateway",
-                   "date": email.utils.formatdate(self.created, usegmt=True)}
+        headers = {
+            "x-request-id": f"req_{digest[:24]}",
+            CONSTRUCTED_HEADER: "fake-gateway",
+            "date": email.utils.formatdate(self.created, usegmt=True),
+        }
         if fault == "timeout":
             raise httpx2.ReadTimeout("timed out", request=request)
         if fault == "connect":
@@ -179,13 +190,16 @@ class FakeGateway:
         reply = _Reply(body, self)
         if body.get("stream"):
             return httpx2.Response(
-                200, content=reply.sse(f"chatcmpl-{digest[:29]}", fault).encode(),
-                headers={**headers, "content-type": "text/event-stream; charset=utf-8"})
+                200,
+                content=reply.sse(f"chatcmpl-{digest[:29]}", fault).encode(),
+                headers={**headers, "content-type": "text/event-stream; charset=utf-8"},
+            )
         text = json.dumps(reply.completion(f"chatcmpl-{digest[:29]}"), ensure_ascii=False)
         if self.leading_whitespace:
             text = "\n" + " " * 2048 + "\n" + text
-        return httpx2.Response(200, content=text.encode(),
-                               headers={**headers, "content-type": "application/json"})
+        return httpx2.Response(
+            200, content=text.encode(), headers={**headers, "content-type": "application/json"}
+        )
 
 
 class _Reply:
@@ -198,8 +212,10 @@ class _Reply:
         messages = body.get("messages") or []
         self.last = messages[-1] if messages else {"role": "user", "content": ""}
         self.prompt = _text(self.last.get("content"))
-        self.prompt_tokens = sum(len(_text(m.get("content"))) // 4 + 4 for m in messages) + len(
-            json.dumps(body.get("tools") or "")) // 4
+        self.prompt_tokens = (
+            sum(len(_text(m.get("content"))) // 4 + 4 for m in messages)
+            + len(json.dumps(body.get("tools") or "")) // 4
+        )
         self.tool_call = self._tool_call()
         self.content = None if self.tool_call else _cut(self._content(), body.get("stop"))
 
@@ -231,12 +247,17 @@ class _Reply:
         if any(part.get("type") == "image_url" for part in _parts(self.last.get("content"))):
             return "The image shows a single red pixel on a white background."
         if "haiku" in lower:
-            return ("Soft rain on the roof,\nthe kettle begins to sing,\nthe cat stretches slow.\n\n"
-                    "Morning light spills in,\ndust drifts through a golden beam,\nthe house breathes again.")
+            return (
+                "Soft rain on the roof,\nthe kettle begins to sing,\n"
+                "the cat stretches slow.\n\nMorning light spills in,\n"
+                "dust drifts through a golden beam,\nthe house breathes again."
+            )
         if "story" in lower:
-            return ("A small grey cat named Pip found a sunbeam on the library floor. She followed "
-                    "it from shelf to shelf all afternoon, and when the sun went down she curled "
-                    "up where the last of the light had been.")
+            return (
+                "A small grey cat named Pip found a sunbeam on the library floor. She followed "
+                "it from shelf to shelf all afternoon, and when the sun went down she curled "
+                "up where the last of the light had been."
+            )
         if "how are you" in lower:
             return "I'm doing well, thank you for asking! How can I help you today?"
         if re.search(r"\b(hello|hi|hey)\b", lower):
@@ -249,11 +270,16 @@ class _Reply:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion_tokens + reasoning,
             "total_tokens": self.prompt_tokens + completion_tokens + reasoning,
-            "prompt_tokens_details": {"cached_tokens": min(self.gw.cached_tokens, self.prompt_tokens),
-                                      "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": min(self.gw.cached_tokens, self.prompt_tokens),
+                "audio_tokens": 0,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": reasoning,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def _completion_tokens(self) -> int:
@@ -261,17 +287,31 @@ class _Reply:
         return max(1, len(out) // 4)
 
     def completion(self, cid: str) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": None,
-                                   "annotations": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": self.content,
+            "refusal": None,
+            "annotations": [],
+        }
         if self.gw.reasoning:
             message["reasoning_content"] = self.gw.reasoning
         if self.tool_call:
-            message["tool_calls"] = [{"id": self._call_id(cid), "type": "function",
-                                      "function": self.tool_call}]
+            message["tool_calls"] = [
+                {"id": self._call_id(cid), "type": "function", "function": self.tool_call}
+            ]
         return {
-            "id": cid, "object": "chat.completion", "created": self.gw.created, "model": self.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "tool_calls" if self.tool_call else "stop"}],
+            "id": cid,
+            "object": "chat.completion",
+            "created": self.gw.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if self.tool_call else "stop",
+                }
+            ],
             "usage": self._usage(self._completion_tokens()),
             "system_fingerprint": "fp_routedllm",
         }
@@ -283,13 +323,21 @@ class _Reply:
         include_usage = (self.body.get("stream_options") or {}).get("include_usage")
         style = self.gw.usage if include_usage else "none"
 
-        def chunk(delta: dict[str, Any] | None, finish: str | None = None,
-                  usage: Any = None) -> dict[str, Any]:
-            data: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk",
-                                    "created": self.gw.created, "model": self.model,
-                                    "system_fingerprint": "fp_routedllm"}
-            data["choices"] = [] if delta is None else [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        def chunk(
+            delta: dict[str, Any] | None, finish: str | None = None, usage: Any = None
+        ) -> dict[str, Any]:
+            data: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": self.gw.created,
+                "model": self.model,
+                "system_fingerprint": "fp_routedllm",
+            }
+            data["choices"] = (
+                []
+                if delta is None
+                else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            )
             if style == "separate" or usage is not None:
                 data["usage"] = usage
             return data
@@ -302,11 +350,29 @@ class _Reply:
             events.append(chunk({"reasoning_content": piece}))
         finish = "stop"
         if self.tool_call:
-            call_id, name, args = self._call_id(cid), self.tool_call["name"], self.tool_call["arguments"]
-            events.append(chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
-                                                 "function": {"name": name, "arguments": ""}}]}))
+            call_id, name, args = (
+                self._call_id(cid),
+                self.tool_call["name"],
+                self.tool_call["arguments"],
+            )
+            events.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            )
             for piece in _pieces(args, 12):
-                events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+                events.append(
+                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+                )
             finish = None if self.gw.kimi_tool_calls else "tool_calls"
         else:
             for i, piece in enumerate(_pieces(self.content or "")):
@@ -327,16 +393,21 @@ class _Reply:
 class _Example:
     """Example values for a JSON schema, taken from the prompt where it has them."""
 
-    _WORDS = {"setup": "Why did the cat sit on the computer?",
-              "punchline": "To keep an eye on the mouse.",
-              "location": "San Francisco, CA", "answer_style": "pirate"}
+    _WORDS = {
+        "setup": "Why did the cat sit on the computer?",
+        "punchline": "To keep an eye on the mouse.",
+        "location": "San Francisco, CA",
+        "answer_style": "pirate",
+    }
 
     def __init__(self, prompt: str) -> None:
         self.prompt = prompt
         self.ints = [int(n) for n in re.findall(r"-?\d+", prompt)]
         self.quoted = re.findall(r"'([^']+)'", prompt)
 
-    def value(self, schema: dict[str, Any], name: str = "", defs: dict[str, Any] | None = None) -> Any:
+    def value(
+        self, schema: dict[str, Any], name: str = "", defs: dict[str, Any] | None = None
+    ) -> Any:
         defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
         if "$ref" in schema:
             return self.value(defs[schema["$ref"].rsplit("/", 1)[-1]], name, defs)

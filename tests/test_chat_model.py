@@ -12,10 +12,10 @@ from uuid import UUID
 
 import openai
 import pytest
+from langchain_core.caches import InMemoryCache
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.callbacks.usage import get_usage_metadata_callback
 from langchain_core.globals import set_llm_cache
-from langchain_core.caches import InMemoryCache
 from langchain_core.messages import HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
@@ -40,7 +40,9 @@ PLANTED_KEY = "sk-planted-9f8e7d6c5b4a39281706"
 
 
 def routed(gateway: FakeGateway, **params: Any) -> RoutedChatModel:
-    return RoutedChatModel(**{"api_key": PLANTED_KEY, "catalog": CATALOG, **gateway.clients(), **params})
+    return RoutedChatModel(
+        **{"api_key": PLANTED_KEY, "catalog": CATALOG, **gateway.clients(), **params}
+    )
 
 
 def ranking(text: str, **request: Any) -> tuple[str, ...]:
@@ -61,9 +63,15 @@ class Spy(BaseCallbackHandler):
         self.ends = 0
         self.tokens: list[str] = []
 
-    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kw: Any) -> None:
-        self.starts.append({"metadata": kw.get("metadata") or {},
-                            "invocation_params": kw.get("invocation_params") or {}})
+    def on_chat_model_start(
+        self, serialized: Any, messages: Any, *, run_id: UUID, **kw: Any
+    ) -> None:
+        self.starts.append(
+            {
+                "metadata": kw.get("metadata") or {},
+                "invocation_params": kw.get("invocation_params") or {},
+            }
+        )
 
     def on_llm_end(self, response: Any, **kw: Any) -> None:
         self.ends += 1
@@ -73,7 +81,9 @@ class Spy(BaseCallbackHandler):
 
 
 # -- connection -----------------------------------------------------------------------------
-def test_key_comes_from_the_catalog_variable_and_base_url_from_the_catalog(monkeypatch: Any) -> None:
+def test_key_comes_from_the_catalog_variable_and_base_url_from_the_catalog(
+    monkeypatch: Any,
+) -> None:
     monkeypatch.setenv("GLOBAL_API_KEY", "from-env")
     llm = RoutedChatModel(catalog=CATALOG)
     assert llm.openai_api_key is not None and llm.openai_api_key.get_secret_value() == "from-env"
@@ -110,7 +120,9 @@ def test_the_key_never_shows_in_repr_errors_or_logs(caplog: Any) -> None:
     assert PLANTED_KEY not in json.dumps(llm.model_dump(mode="json"), default=str)
     with pytest.raises(openai.AuthenticationError) as auth:
         llm.invoke("Hello")
-    assert PLANTED_KEY not in str(auth.value) and PLANTED_KEY not in json.dumps(auth.value.routedllm)
+    assert PLANTED_KEY not in str(auth.value) and PLANTED_KEY not in json.dumps(
+        auth.value.routedllm
+    )
     llm = routed(FakeGateway(faults=dict.fromkeys(ranking("Hello"), "500")))
     with pytest.raises(AllAttemptsFailedError) as every:
         llm.invoke("Hello")
@@ -151,8 +163,9 @@ def test_tags_reach_the_model_inside_a_chain_and_through_astream_events() -> Non
 
     async def events() -> list[Any]:
         out = []
-        async for event in chain.astream_events({"q": "Hello"}, version="v2",
-                                                config={"tags": ["chinese"]}):
+        async for event in chain.astream_events(
+            {"q": "Hello"}, version="v2", config={"tags": ["chinese"]}
+        ):
             if event["event"] == "on_chat_model_end":
                 out.append(event["data"]["output"].response_metadata["routedllm"]["tags"])
         return out
@@ -207,12 +220,20 @@ def test_bound_tools_need_a_tool_capable_model_and_the_error_says_how_to_opt_in(
 
 
 def test_structured_output_needs_the_capability() -> None:
-    catalog = CATALOG.merged({"models": [{"id": m, "capabilities": {"structured_output": False}}
-                                         for m in ("kimi-k2.5", "gpt-4o")]})
+    catalog = CATALOG.merged(
+        {
+            "models": [
+                {"id": m, "capabilities": {"structured_output": False}}
+                for m in ("kimi-k2.5", "gpt-4o")
+            ]
+        }
+    )
     llm = RoutedChatModel(api_key="k", catalog=catalog, **FakeGateway().clients())
     out = llm.with_structured_output(
         {"title": "Answer", "type": "object", "properties": {"a": {"type": "string"}}},
-        method="json_schema", include_raw=True).invoke("Hello")
+        method="json_schema",
+        include_raw=True,
+    ).invoke("Hello")
     record = out["raw"].response_metadata["routedllm"]
     assert record["model"] not in ("kimi-k2.5", "gpt-4o") and out["parsed"] == {"a": "example a"}
 
@@ -234,9 +255,14 @@ def test_the_run_shows_the_routed_model_once_and_hides_the_route() -> None:
 def test_failed_stream_attempts_emit_no_tokens() -> None:
     spy = Spy()
     first = ranking("Hello")[0]
-    chunks = list(routed(FakeGateway(faults={first: "stream-error"})).stream(
-        "Hello", config={"callbacks": [spy]}))
-    assert "".join(spy.tokens) == "".join(c.text for c in chunks) == "Hello! How can I help you today?"
+    chunks = list(
+        routed(FakeGateway(faults={first: "stream-error"})).stream(
+            "Hello", config={"callbacks": [spy]}
+        )
+    )
+    assert (
+        "".join(spy.tokens) == "".join(c.text for c in chunks) == "Hello! How can I help you today?"
+    )
 
 
 def test_stream_events_v3_routes_with_the_call_tags() -> None:
@@ -264,8 +290,9 @@ def test_upstream_faults_fall_back(fault: str) -> None:
     assert [(a["model"], a["outcome"]) for a in attempts] == [(first, "error"), (second, "ok")]
 
 
-@pytest.mark.parametrize("fault,error", [("401", openai.AuthenticationError),
-                                         ("400", openai.BadRequestError)])
+@pytest.mark.parametrize(
+    "fault,error", [("401", openai.AuthenticationError), ("400", openai.BadRequestError)]
+)
 def test_caller_errors_do_not_fall_back(fault: str, error: type[Exception]) -> None:
     gateway = FakeGateway(faults={ranking("Hello")[0]: fault})
     with pytest.raises(error):
@@ -285,7 +312,8 @@ def test_async_fallbacks_and_all_failing() -> None:
     reply, chunks = asyncio.run(run())
     assert reply.response_metadata["model_name"] == second
     assert [c for c in chunks if "routedllm" in c.response_metadata][0].response_metadata[
-        "model_name"] == second
+        "model_name"
+    ] == second
     with pytest.raises(AllAttemptsFailedError) as caught:
         asyncio.run(routed(FakeGateway(faults=dict.fromkeys(order, "503"))).ainvoke("Hello"))
     assert [a["model"] for a in caught.value.attempts] == list(order)
@@ -305,7 +333,7 @@ def test_usage_metadata_keeps_langchain_usage_tracking_working() -> None:
         llm.invoke("Hello")
         list(llm.stream("Hello"))
         list(llm.stream("Write me 2 haikus."))
-    (model, usage), = cb.usage_metadata.items()
+    ((model, usage),) = cb.usage_metadata.items()
     assert model == ranking("Hello")[0]
     assert all(isinstance(v, int) for k, v in usage.items() if k.endswith("tokens"))
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
@@ -315,19 +343,34 @@ def test_record_is_json_and_usage_metadata_holds_ints_only() -> None:
     reply = routed(FakeGateway(cached_tokens=2)).invoke("Hello")
     record = reply.response_metadata["routedllm"]
     assert json.loads(json.dumps(record)) == record
-    for key in ("model", "tags", "policy", "fallbacks", "attempts", "estimated_cost_usd",
-                "cost_usd", "latency_s", "ttft_s"):
+    for key in (
+        "model",
+        "tags",
+        "policy",
+        "fallbacks",
+        "attempts",
+        "estimated_cost_usd",
+        "cost_usd",
+        "latency_s",
+        "ttft_s",
+    ):
         assert key in record
     assert {"model", "outcome", "error", "error_type", "latency_s"} <= set(record["attempts"][0])
 
     def ints(value: Any) -> bool:
-        return all(ints(v) for v in value.values()) if isinstance(value, dict) else isinstance(value, int)
+        return (
+            all(ints(v) for v in value.values())
+            if isinstance(value, dict)
+            else isinstance(value, int)
+        )
 
     assert ints(reply.usage_metadata)
 
 
 def test_unpriced_pinned_model_has_unknown_cost_not_zero() -> None:
-    record = routed(FakeGateway()).invoke("Hello", model="not-in-catalog").response_metadata["routedllm"]
+    record = (
+        routed(FakeGateway()).invoke("Hello", model="not-in-catalog").response_metadata["routedllm"]
+    )
     assert record["cost_usd"] is None and record["estimated_cost_usd"] is None
     assert record["usage"]["input_tokens"] > 0
 
@@ -345,6 +388,9 @@ def test_an_llm_cache_hit_costs_nothing() -> None:
 
 
 def test_import_routedllm_does_not_load_openai() -> None:
-    code = "import routedllm, sys; print('openai' in sys.modules, hasattr(routedllm, 'RoutedChatModel'))"
+    code = (
+        "import routedllm, sys; "
+        "print('openai' in sys.modules, hasattr(routedllm, 'RoutedChatModel'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]

@@ -34,8 +34,10 @@ from tests.fake_gateway import (
 )
 
 CATALOG = test_catalog()
-RED_PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU"
-             "5ErkJggg==")
+RED_PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU"
+    "5ErkJggg=="
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,10 @@ def make(record_mode: str) -> Any:
     def _make(gateway: FakeGateway | None = None, **params: Any) -> RoutedChatModel:
         if gateway is not None and gateway.scripted and record_mode != "none" and not building():
             pytest.skip("constructed scenario: a live gateway cannot be made to answer this way")
-        return RoutedChatModel(api_key=api_key(), catalog=CATALOG, **gateway_params(gateway),
-                               **params)
+        return RoutedChatModel(
+            api_key=api_key(), catalog=CATALOG, **gateway_params(gateway), **params
+        )
+
     return _make
 
 
@@ -79,7 +83,9 @@ def _join(chunks: list[AIMessageChunk]) -> AIMessageChunk:
 
 def _expected_cost(model: str, usage: dict[str, Any]) -> float | None:
     cached = usage.get("input_token_details", {}).get("cache_read", 0)
-    return call_cost(CATALOG.get(model), usage["input_tokens"], usage["output_tokens"], cached).total_usd
+    return call_cost(
+        CATALOG.get(model), usage["input_tokens"], usage["output_tokens"], cached
+    ).total_usd
 
 
 def _sent(vcr: Any, gateway: FakeGateway) -> int:
@@ -102,7 +108,9 @@ def test_invoke_routes_prices_and_records(make: Any) -> None:
     assert record["tags"] == list(decision.tags) and record["policy"] == "value"
     assert [(a["model"], a["outcome"]) for a in record["attempts"]] == [(decision.model, "ok")]
     usage = reply.usage_metadata
-    assert usage is not None and all(isinstance(usage[k], int) for k in usage if k.endswith("tokens"))
+    assert usage is not None and all(
+        isinstance(usage[k], int) for k in usage if k.endswith("tokens")
+    )
     assert record["cost_usd"] == pytest.approx(_expected_cost(decision.model, usage))
     assert record["estimated_cost_usd"] == pytest.approx(decision.estimated_cost_usd)
     assert record["streamed"] is False and record["ttft_s"] is None and record["latency_s"] > 0
@@ -160,8 +168,13 @@ def test_tool_call_with_id_zero_and_no_finish_reason(make: Any) -> None:
     llm = make(FakeGateway(kimi_tool_calls=True)).bind_tools([get_weather])
     full = _join(list(llm.stream("What is the weather in Paris?")))
     assert full.tool_calls == [
-        {"name": "get_weather", "args": {"location": "San Francisco, CA"}, "id": "0",
-         "type": "tool_call"}]
+        {
+            "name": "get_weather",
+            "args": {"location": "San Francisco, CA"},
+            "id": "0",
+            "type": "tool_call",
+        }
+    ]
     assert full.usage_metadata and full.response_metadata["routedllm"]["cost_usd"] is not None
 
 
@@ -172,17 +185,22 @@ def test_structured_output_json_schema(make: Any) -> None:
     assert isinstance(out["parsed"], Joke)
     expected = _decision("Tell me a joke about cats.", require=frozenset({"structured_output"}))
     assert out["raw"].response_metadata["routedllm"]["model"] == expected.model
-    streamed = list(make().with_structured_output(Joke, method="json_schema").stream(
-        "Tell me a joke about cats."))
+    streamed = list(
+        make()
+        .with_structured_output(Joke, method="json_schema")
+        .stream("Tell me a joke about cats.")
+    )
     assert streamed and isinstance(streamed[-1], Joke)
 
 
 @pytest.mark.vcr
 def test_vision_input_routes_to_an_image_model(make: Any) -> None:
-    message = HumanMessage(content=[
-        {"type": "text", "text": "Describe this image in one sentence."},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{RED_PIXEL}"}},
-    ])
+    message = HumanMessage(
+        content=[
+            {"type": "text", "text": "Describe this image in one sentence."},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{RED_PIXEL}"}},
+        ]
+    )
     vision = [c.id for c in CATALOG if c.capabilities.image_input]
     reply = make().invoke([message])
     record = reply.response_metadata["routedllm"]
@@ -207,7 +225,9 @@ def test_rate_limit_falls_back_and_defers_the_model(make: Any, vcr: Any) -> None
     # Within the Retry-After, the next call tries the rate-limited model last.
     again = llm.invoke("Hello").response_metadata["routedllm"]
     assert again["deferred"] == [first] and again["attempts"][0]["model"] == second
-    assert _sent(vcr, gateway) == 3  # 429, answer, and the answer again: no retry of the 429'd model
+    assert (
+        _sent(vcr, gateway) == 3
+    )  # 429, answer, and the answer again: no retry of the 429'd model
 
 
 @pytest.mark.vcr
@@ -240,7 +260,8 @@ def test_all_models_failing_names_every_attempt(make: Any) -> None:
         make(FakeGateway(faults=faults)).invoke("Hello")
     error = caught.value
     assert [(a["model"], a["status"]) for a in error.attempts] == [
-        (m, int(f)) for m, f in faults.items()]
+        (m, int(f)) for m, f in faults.items()
+    ]
     for model, fault in faults.items():
         assert re.search(rf"{re.escape(model)}: error: \w+Error: Error code: {fault}", str(error))
     assert isinstance(error.__cause__, openai.InternalServerError)
@@ -255,7 +276,7 @@ def test_context_length_error_moves_to_a_larger_window(make: Any) -> None:
     larger = [m for m in ranking[1:] if (CATALOG.get(m).context_window or 0) > window]
     assert reply.response_metadata["model_name"] == larger[0]
     skipped = [a["model"] for a in attempts if a["outcome"] == "skipped"]
-    assert skipped == [m for m in ranking[1:ranking.index(larger[0])]]
+    assert skipped == [m for m in ranking[1 : ranking.index(larger[0])]]
     assert attempts[0]["error_type"] == "BadRequestError"
 
 
@@ -265,7 +286,9 @@ def test_error_event_before_the_first_token_falls_back(make: Any) -> None:
     full = _join(list(make(FakeGateway(faults={first: "stream-error"})).stream("Hello")))
     attempts = full.response_metadata["routedllm"]["attempts"]
     assert [(a["model"], a["outcome"], a["status"]) for a in attempts] == [
-        (first, "error", 502), (second, "ok", None)]
+        (first, "error", 502),
+        (second, "ok", None),
+    ]
 
 
 @pytest.mark.vcr
@@ -290,11 +313,17 @@ def test_cached_input_tokens_priced_at_the_cached_price(make: Any) -> None:
     record = reply.response_metadata["routedllm"]
     card = CATALOG.get(record["model"])
     usage = reply.usage_metadata
-    assert usage["input_token_details"]["cache_read"] == record["usage"]["cached_input_tokens"] == 1024
+    assert (
+        usage["input_token_details"]["cache_read"] == record["usage"]["cached_input_tokens"] == 1024
+    )
     assert card.cached_input_usd_per_mtok is not None
     assert record["cost_usd"] == pytest.approx(
-        call_cost(card, usage["input_tokens"], usage["output_tokens"], 1024).total_usd)
-    assert record["cost_usd"] < call_cost(card, usage["input_tokens"], usage["output_tokens"]).total_usd
+        call_cost(card, usage["input_tokens"], usage["output_tokens"], 1024).total_usd
+    )
+    assert (
+        record["cost_usd"]
+        < call_cost(card, usage["input_tokens"], usage["output_tokens"]).total_usd
+    )
 
 
 @pytest.mark.vcr

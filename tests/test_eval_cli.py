@@ -148,3 +148,12 @@ def test_importing_the_cli_loads_no_numpy_or_matplotlib() -> None:
             "bad = {'numpy', 'matplotlib', 'tqdm', 'jsonschema'} & set(sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_evaluation_package_names_resolve() -> None:
+    import routedllm.evaluation as evaluation
+
+    for name in evaluation.__all__:
+        assert getattr(evaluation, name) is not None, name
+    with pytest.raises(AttributeError):
+        evaluation.nothing_here  # noqa: B018

@@ -27,15 +27,31 @@ from routedllm.chat_model import RoutedChatModel
 from routedllm.fallback import classify
 from tests.fake_gateway import FakeGateway
 
-WIRE = Path(os.environ.get("ROUTEDLLM_WIRE_SAMPLES")
-            or Path(__file__).resolve().parents[2] / "shared" / "wire-samples")
+WIRE = Path(
+    os.environ.get("ROUTEDLLM_WIRE_SAMPLES")
+    or Path(__file__).resolve().parents[2] / "shared" / "wire-samples"
+)
 FIRST, SECOND = "first-model", "second-model"
-CATALOG = Catalog.from_dict({"models": [
-    {"id": FIRST, "name": "First", "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0,
-     "scores": {"mmlu": 90.0}},
-    {"id": SECOND, "name": "Second", "input_usd_per_mtok": 2.0, "output_usd_per_mtok": 4.0,
-     "scores": {"mmlu": 90.0}},
-]})
+CATALOG = Catalog.from_dict(
+    {
+        "models": [
+            {
+                "id": FIRST,
+                "name": "First",
+                "input_usd_per_mtok": 1.0,
+                "output_usd_per_mtok": 2.0,
+                "scores": {"mmlu": 90.0},
+            },
+            {
+                "id": SECOND,
+                "name": "Second",
+                "input_usd_per_mtok": 2.0,
+                "output_usd_per_mtok": 4.0,
+                "scores": {"mmlu": 90.0},
+            },
+        ]
+    }
+)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -53,8 +69,15 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 def _cases() -> list[Any]:
     if not WIRE.is_dir():
-        return [pytest.param(None, 0, marks=pytest.mark.skip(
-            reason=f"wire samples not found at {WIRE} (they live outside the repository)"))]
+        return [
+            pytest.param(
+                None,
+                0,
+                marks=pytest.mark.skip(
+                    reason=f"wire samples not found at {WIRE} (they live outside the repository)"
+                ),
+            )
+        ]
     return [
         pytest.param(path, i, id=f"{path.relative_to(WIRE).as_posix()}#{i}")
         for path in sorted(WIRE.rglob("*.yaml"))
@@ -79,10 +102,12 @@ class Replay:
         body = self.response.get("body") or {}
         content = body.get("string", "") if isinstance(body, dict) else body
         raw = content if isinstance(content, bytes) else content.encode("utf-8")
-        headers = {k: v[0] if isinstance(v, list) else v
-                   for k, v in (self.response.get("headers") or {}).items()
-                   if k.lower() not in ("content-length", "transfer-encoding")
-                   and (isinstance(content, bytes) or k.lower() != "content-encoding")}
+        headers = {
+            k: v[0] if isinstance(v, list) else v
+            for k, v in (self.response.get("headers") or {}).items()
+            if k.lower() not in ("content-length", "transfer-encoding")
+            and (isinstance(content, bytes) or k.lower() != "content-encoding")
+        }
         return httpx2.Response(self.response["status"]["code"], content=raw, headers=headers)
 
     def text(self) -> str:
@@ -106,8 +131,11 @@ def _events(text: str) -> list[dict[str, Any]]:
 def test_router_reads_the_recorded_response(path: Path, index: int) -> None:
     response = load(path)[index]["response"]
     replay = Replay(response)
-    llm = RoutedChatModel(api_key="k", catalog=CATALOG,
-                          http_client=httpx2.Client(transport=httpx2.MockTransport(replay)))
+    llm = RoutedChatModel(
+        api_key="k",
+        catalog=CATALOG,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(replay)),
+    )
     status = response["status"]["code"]
     text = replay.text()
     if status >= 400:
@@ -135,11 +163,15 @@ def _check_completion(llm: RoutedChatModel, replay: Replay, data: dict[str, Any]
     message = data["choices"][0]["message"]
     assert replay.models == [FIRST]
     assert reply.content == (message.get("content") or "")
-    assert len(reply.tool_calls) + len(reply.invalid_tool_calls) == len(message.get("tool_calls") or [])
+    assert len(reply.tool_calls) + len(reply.invalid_tool_calls) == len(
+        message.get("tool_calls") or []
+    )
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     assert reply.additional_kwargs.get("reasoning_content") == (reasoning or None)
     record = reply.response_metadata["routedllm"]
-    assert record["served_model"] == data["model"] and reply.response_metadata["model_name"] == FIRST
+    assert (
+        record["served_model"] == data["model"] and reply.response_metadata["model_name"] == FIRST
+    )
     _check_usage(reply.usage_metadata, data.get("usage"), record)
 
 
@@ -148,8 +180,9 @@ def _check_stream(llm: RoutedChatModel, replay: Replay, events: list[dict[str, A
     before = events[:error_at] if error_at is not None else events
     deltas = [c.get("delta") or {} for e in before for c in e.get("choices") or []]
     text = "".join(d.get("content") or "" for d in deltas)
-    shown = text or any(d.get("tool_calls") or d.get("reasoning_content") or d.get("reasoning")
-                        for d in deltas)
+    shown = text or any(
+        d.get("tool_calls") or d.get("reasoning_content") or d.get("reasoning") for d in deltas
+    )
     chunks: list[Any] = []
     if error_at is not None and shown:  # the caller saw output: the error surfaces, no fallback
         with pytest.raises(openai.APIError):

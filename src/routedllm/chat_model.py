@@ -131,39 +131,59 @@ class RoutedChatModel(BaseChatOpenAI):
             self.root_client = openai.OpenAI(**params, http_client=self.http_client)
             self.client = self.root_client.chat.completions
         if self.async_client is None:
-            self.root_async_client = openai.AsyncOpenAI(**params, http_client=self.http_async_client)
+            self.root_async_client = openai.AsyncOpenAI(
+                **params, http_client=self.http_async_client
+            )
             self.async_client = self.root_async_client.chat.completions
         return self
 
     # -- routing at the public entry points ---------------------------------------------
     def generate(
-        self, messages: list[list[BaseMessage]], stop: list[str] | None = None,
-        callbacks: Any = None, **kwargs: Any,
+        self,
+        messages: list[list[BaseMessage]],
+        stop: list[str] | None = None,
+        callbacks: Any = None,
+        **kwargs: Any,
     ) -> LLMResult:
         if len(messages) > 1 and _ROUTE_KW not in kwargs:  # route each prompt on its own
             kwargs.pop("run_id", None)
             return self._concat([self.generate([m], stop, callbacks, **kwargs) for m in messages])
-        return super().generate(messages, stop, callbacks, **self._route_prompt(messages, callbacks, kwargs))
+        return super().generate(
+            messages, stop, callbacks, **self._route_prompt(messages, callbacks, kwargs)
+        )
 
     async def agenerate(
-        self, messages: list[list[BaseMessage]], stop: list[str] | None = None,
-        callbacks: Any = None, **kwargs: Any,
+        self,
+        messages: list[list[BaseMessage]],
+        stop: list[str] | None = None,
+        callbacks: Any = None,
+        **kwargs: Any,
     ) -> LLMResult:
         if len(messages) > 1 and _ROUTE_KW not in kwargs:
             kwargs.pop("run_id", None)
-            return self._concat([await self.agenerate([m], stop, callbacks, **kwargs) for m in messages])
+            return self._concat(
+                [await self.agenerate([m], stop, callbacks, **kwargs) for m in messages]
+            )
         kwargs = self._route_prompt(messages, callbacks, kwargs)
         return await super().agenerate(messages, stop, callbacks, **kwargs)
 
     def stream(
-        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         kwargs = self._route_input(input, config, kwargs)
         yield from super().stream(input, config, stop=stop, **kwargs)
 
     async def astream(
-        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         kwargs = self._route_input(input, config, kwargs)
@@ -171,37 +191,57 @@ class RoutedChatModel(BaseChatOpenAI):
             yield chunk
 
     def _chat_model_stream_v3(
-        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
         kwargs = self._route_input(input, config, kwargs)
         return super()._chat_model_stream_v3(input, config, stop=stop, **kwargs)
 
     async def _achat_model_stream_v3(
-        self, input: Any, config: RunnableConfig | None = None, *, stop: list[str] | None = None,
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
         kwargs = self._route_input(input, config, kwargs)
         return await super()._achat_model_stream_v3(input, config, stop=stop, **kwargs)
 
-    def _route_prompt(self, messages: list[list[BaseMessage]], callbacks: Any,
-                      kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _route_prompt(
+        self, messages: list[list[BaseMessage]], callbacks: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         """Route a ``generate`` call: its tags and metadata arrive as keyword arguments."""
-        return self._route(messages[0] if messages else [], kwargs.get("tags"),
-                           kwargs.get("metadata"), callbacks, kwargs)
+        return self._route(
+            messages[0] if messages else [],
+            kwargs.get("tags"),
+            kwargs.get("metadata"),
+            callbacks,
+            kwargs,
+        )
 
     def _concat(self, results: list[LLMResult]) -> LLMResult:
         runs = [run for r in results for run in (r.run or [])]
-        return LLMResult(generations=[g for r in results for g in r.generations],
-                         llm_output=self._combine_llm_outputs([r.llm_output for r in results]),
-                         run=runs or None)
+        return LLMResult(
+            generations=[g for r in results for g in r.generations],
+            llm_output=self._combine_llm_outputs([r.llm_output for r in results]),
+            run=runs or None,
+        )
 
-    def _route_input(self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _route_input(
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         if _ROUTE_KW in kwargs:
             return kwargs
         cfg = ensure_config(config)
         messages = self._convert_input(input).to_messages()
-        return self._route(messages, cfg.get("tags"), cfg.get("metadata"), cfg.get("callbacks"), kwargs)
+        return self._route(
+            messages, cfg.get("tags"), cfg.get("metadata"), cfg.get("callbacks"), kwargs
+        )
 
     def _route(
         self,
@@ -223,39 +263,52 @@ class RoutedChatModel(BaseChatOpenAI):
         if given:
             tag_list = validate_tags([given] if isinstance(given, str) else given)
         else:  # config tags: chains add their own, so only vocabulary tags count
-            seen = itertools.chain(tags or (), self.tags or (),
-                                   manager.inheritable_tags if manager else ())
+            seen = itertools.chain(
+                tags or (), self.tags or (), manager.inheritable_tags if manager else ()
+            )
             tag_list = tuple(dict.fromkeys(t for t in seen if t in VOCABULARY))
         max_out = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens") or self.max_tokens
         pin = kwargs.get("model")
         if not isinstance(pin, str) or pin == AUTO:
             pin = None if self.model_name == AUTO else self.model_name
         if pin is not None:
-            features = message_features(messages)
-            route = _Route(
-                ranking=(pin,), pinned=True, decision=None, deferred=(), started=started,
-                tags=tag_list or infer_tags(features, cjk_share=policy.cjk_share,
-                                            long_context_tokens=policy.long_context_tokens),
-                policy=policy.preset, input_tokens=features.input_tokens,
-                output_tokens=max_out or policy.default_output_tokens,
-            )
+            route = _pinned(pin, messages, tag_list, policy, max_out, started)
         else:
-            require = _required_capabilities(messages, kwargs)
-            try:
-                decision = decide(self.catalog, policy, Request(
-                    messages=messages, tags=tag_list or None, max_output_tokens=max_out,
-                    require=require))
-            except NoEligibleModelError as exc:
-                if not require:
-                    raise
-                raise NoEligibleModelError(exc.tags, exc.rejected, _opt_in_hint(require)) from None
-            ranking, deferred = self._defer_cooling(decision.ranking)
-            route = _Route(
-                ranking=ranking, tags=decision.tags, policy=decision.policy, pinned=False,
-                decision=decision, input_tokens=decision.estimated_input_tokens,
-                output_tokens=decision.expected_output_tokens, deferred=deferred, started=started,
-            )
+            route = self._decided(messages, tag_list, policy, max_out, kwargs, started)
         return {**kwargs, "model": route.ranking[0], _ROUTE_KW: route}
+
+    def _decided(
+        self,
+        messages: Sequence[Any],
+        tags: tuple[str, ...],
+        policy: Policy,
+        max_out: int | None,
+        kwargs: Mapping[str, Any],
+        started: float,
+    ) -> _Route:
+        """The route from ``decide()``: ranking, tags and estimates for the call."""
+        require = _required_capabilities(messages, kwargs)
+        request = Request(
+            messages=messages, tags=tags or None, max_output_tokens=max_out, require=require
+        )
+        try:
+            decision = decide(self.catalog, policy, request)
+        except NoEligibleModelError as exc:
+            if not require:
+                raise
+            raise NoEligibleModelError(exc.tags, exc.rejected, _opt_in_hint(require)) from None
+        ranking, deferred = self._defer_cooling(decision.ranking)
+        return _Route(
+            ranking=ranking,
+            tags=decision.tags,
+            policy=decision.policy,
+            pinned=False,
+            decision=decision,
+            input_tokens=decision.estimated_input_tokens,
+            output_tokens=decision.expected_output_tokens,
+            deferred=deferred,
+            started=started,
+        )
 
     def _call_policy(self, override: Any) -> Policy:
         if override is None:
@@ -265,7 +318,8 @@ class RoutedChatModel(BaseChatOpenAI):
         if isinstance(override, Mapping):
             return Policy.model_validate({**self.policy.model_dump(), **override})
         raise InvalidRequestError(
-            f"{POLICY_KEY} must be a Policy or a mapping of Policy fields, got {type(override).__name__}"
+            f"{POLICY_KEY} must be a Policy or a mapping of Policy fields, "
+            f"got {type(override).__name__}"
         )
 
     def _defer_cooling(self, ranking: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -283,30 +337,48 @@ class RoutedChatModel(BaseChatOpenAI):
             self._cooldowns[model] = time.monotonic() + seconds
 
     # -- the hooks: attempts and fallbacks inside one run -------------------------------
-    def _begin(self, messages: list[BaseMessage], run_manager: Any, kwargs: dict[str, Any],
-               *, streamed: bool, is_async: bool) -> _Call:
+    def _begin(
+        self,
+        messages: list[BaseMessage],
+        run_manager: Any,
+        kwargs: dict[str, Any],
+        *,
+        streamed: bool,
+        is_async: bool,
+    ) -> _Call:
         route = kwargs.pop(_ROUTE_KW, None)
         if route is None:  # a hook called directly, not through an entry point
-            routed = self._route(messages, getattr(run_manager, "tags", None),
-                                 getattr(run_manager, "metadata", None), None, kwargs)
+            routed = self._route(
+                messages,
+                getattr(run_manager, "tags", None),
+                getattr(run_manager, "metadata", None),
+                None,
+                kwargs,
+            )
             kwargs.clear()
             kwargs.update(routed)
             route = kwargs.pop(_ROUTE_KW)
         if (self.async_client if is_async else self.client) is None:
             env = self.catalog.info.gateway.api_key_env
-            raise RoutedLLMError(f"no API key for {self.openai_api_base}: set {env} or pass api_key=")
+            raise RoutedLLMError(
+                f"no API key for {self.openai_api_base}: set {env} or pass api_key="
+            )
         return _Call(self, route, streamed)
 
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         call = self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
         for model in call.candidates():
             t0 = time.perf_counter()
             try:
-                result = super()._generate(messages, stop=stop, run_manager=run_manager,
-                                           **{**kwargs, "model": model})
+                result = super()._generate(
+                    messages, stop=stop, run_manager=run_manager, **{**kwargs, "model": model}
+                )
             except Exception as exc:
                 if call.failed(model, exc, t0):
                     continue
@@ -315,15 +387,19 @@ class RoutedChatModel(BaseChatOpenAI):
         raise call.all_failed() from call.last_error
 
     async def _agenerate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         call = self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
         for model in call.candidates():
             t0 = time.perf_counter()
             try:
-                result = await super()._agenerate(messages, stop=stop, run_manager=run_manager,
-                                                  **{**kwargs, "model": model})
+                result = await super()._agenerate(
+                    messages, stop=stop, run_manager=run_manager, **{**kwargs, "model": model}
+                )
             except Exception as exc:
                 if call.failed(model, exc, t0):
                     continue
@@ -332,14 +408,19 @@ class RoutedChatModel(BaseChatOpenAI):
         raise call.all_failed() from call.last_error
 
     def _stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
         # Fall back only until a chunk the caller would see (a committing chunk) arrives.
         for model in call.candidates():
             t0 = time.perf_counter()
-            inner = super()._stream(messages, stop=stop, run_manager=None, **{**kwargs, "model": model})
+            inner = super()._stream(
+                messages, stop=stop, run_manager=None, **{**kwargs, "model": model}
+            )
             head: list[ChatGenerationChunk] = []
             try:
                 for chunk in inner:
@@ -372,13 +453,18 @@ class RoutedChatModel(BaseChatOpenAI):
         yield tail
 
     async def _astream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
         for model in call.candidates():
             t0 = time.perf_counter()
-            inner = super()._astream(messages, stop=stop, run_manager=None, **{**kwargs, "model": model})
+            inner = super()._astream(
+                messages, stop=stop, run_manager=None, **{**kwargs, "model": model}
+            )
             head: list[ChatGenerationChunk] = []
             try:
                 async for chunk in inner:
@@ -416,7 +502,9 @@ class RoutedChatModel(BaseChatOpenAI):
         yield tail
 
     # -- keep the private route out of tracing, caching and the API ---------------------
-    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    def _get_invocation_params(
+        self, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         kwargs.pop(_ROUTE_KW, None)
         return super()._get_invocation_params(stop=stop, **kwargs)
 
@@ -438,16 +526,28 @@ class RoutedChatModel(BaseChatOpenAI):
             record = gen.message.response_metadata.get("routedllm")
             if isinstance(record, dict):
                 gen.message.response_metadata["routedllm"] = {
-                    **record, "cache_hit": True, "cost_usd": 0.0,
-                    "cost_input_usd": 0.0, "cost_output_usd": 0.0}
+                    **record,
+                    "cache_hit": True,
+                    "cost_usd": 0.0,
+                    "cost_input_usd": 0.0,
+                    "cost_output_usd": 0.0,
+                }
         return generations
 
     # -- provider fields the OpenAI base drops: reasoning text ---------------------------
     def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
         result = super()._create_chat_result(response, generation_info)
-        choices = response.get("choices") if isinstance(response, dict) else getattr(response, "choices", None)
+        choices = (
+            response.get("choices")
+            if isinstance(response, dict)
+            else getattr(response, "choices", None)
+        )
         for gen, choice in zip(result.generations, choices or (), strict=False):
-            message = choice.get("message") if isinstance(choice, dict) else getattr(choice, "message", None)
+            message = (
+                choice.get("message")
+                if isinstance(choice, dict)
+                else getattr(choice, "message", None)
+            )
             reasoning = _reasoning(message)
             if reasoning:
                 gen.message.additional_kwargs["reasoning_content"] = reasoning
@@ -456,7 +556,9 @@ class RoutedChatModel(BaseChatOpenAI):
     def _convert_chunk_to_generation_chunk(
         self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
     ) -> ChatGenerationChunk | None:
-        gen = super()._convert_chunk_to_generation_chunk(chunk, default_chunk_class, base_generation_info)
+        gen = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
         choices = chunk.get("choices") or ()
         if gen is not None and choices and isinstance(gen.message, AIMessageChunk):
             reasoning = _reasoning(choices[0].get("delta"))
@@ -485,19 +587,27 @@ class _Call:
         for model in self.route.ranking:
             if self.context_exceeded:
                 window = self._window(model)
-                if window is None or (self.window_floor is not None and window <= self.window_floor):
-                    self.attempts.append(Attempt(
-                        model=model, outcome="skipped", error_type="ContextWindow",
-                        error=f"context window {window or 'unknown'} not larger than "
-                              f"{self.window_floor or 'the failing model'}'s"))
+                if window is None or (
+                    self.window_floor is not None and window <= self.window_floor
+                ):
+                    self.attempts.append(
+                        Attempt(
+                            model=model,
+                            outcome="skipped",
+                            error_type="ContextWindow",
+                            error=f"context window {window or 'unknown'} not larger than "
+                            f"{self.window_floor or 'the failing model'}'s",
+                        )
+                    )
                     continue
             yield model
 
     def failed(self, model: str, exc: BaseException, t0: float) -> bool:
         """Record a failed attempt; True when the call may go on to the next model."""
         secret = self.owner.openai_api_key
-        attempt = failed_attempt(model, exc, time.perf_counter() - t0,
-                                 secret.get_secret_value() if secret else None)
+        attempt = failed_attempt(
+            model, exc, time.perf_counter() - t0, secret.get_secret_value() if secret else None
+        )
         self.attempts.append(attempt)
         self.last_error = exc
         if attempt.status == 429 and attempt.retry_after_s:
@@ -527,8 +637,9 @@ class _Call:
 
     def finish(self, result: ChatResult, model: str, t0: float) -> ChatResult:
         """Stamp a non-streamed result with the model that answered and the call's record."""
-        self.attempts.append(Attempt(model=model, outcome="ok",
-                                     latency_s=round(time.perf_counter() - t0, 6)))
+        self.attempts.append(
+            Attempt(model=model, outcome="ok", latency_s=round(time.perf_counter() - t0, 6))
+        )
         llm_output = result.llm_output if result.llm_output is not None else {}
         self.served = llm_output.get("model_name")
         if result.generations:
@@ -559,16 +670,23 @@ class _Call:
     def broke(self, model: str, exc: BaseException, t0: float) -> None:
         """A stream failed after its first chunk reached the caller: no fallback, record it."""
         secret = self.owner.openai_api_key
-        self.attempts.append(failed_attempt(model, exc, time.perf_counter() - t0,
-                                            secret.get_secret_value() if secret else None))
+        self.attempts.append(
+            failed_attempt(
+                model, exc, time.perf_counter() - t0, secret.get_secret_value() if secret else None
+            )
+        )
         self.annotate(exc, model)
 
     def tail(self, model: str, t0: float) -> ChatGenerationChunk:
         """The one chunk carrying ``model_name`` and the record, yielded after the stream."""
-        self.attempts.append(Attempt(model=model, outcome="ok",
-                                     latency_s=round(time.perf_counter() - t0, 6)))
-        return ChatGenerationChunk(message=AIMessageChunk(
-            content="", response_metadata={"model_name": model, "routedllm": self.record(model)}))
+        self.attempts.append(
+            Attempt(model=model, outcome="ok", latency_s=round(time.perf_counter() - t0, 6))
+        )
+        return ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", response_metadata={"model_name": model, "routedllm": self.record(model)}
+            )
+        )
 
     def record(self, model: str | None) -> dict[str, Any]:
         """The JSON-ready ``response_metadata["routedllm"]`` mapping."""
@@ -581,9 +699,13 @@ class _Call:
         if usage:
             cached = (usage.get("input_token_details") or {}).get("cache_read") or 0
             reasoning = (usage.get("output_token_details") or {}).get("reasoning")
-            summary = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
-                       "total_tokens": usage["total_tokens"], "cached_input_tokens": cached,
-                       "reasoning_tokens": reasoning}
+            summary = {
+                "input_tokens": usage["input_tokens"],
+                "output_tokens": usage["output_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "cached_input_tokens": cached,
+                "reasoning_tokens": reasoning,
+            }
             if card is not None:
                 priced = call_cost(card, usage["input_tokens"], usage["output_tokens"], cached)
                 cost_in, cost_out, cost = priced.input_usd, priced.output_usd, priced.total_usd
@@ -600,7 +722,8 @@ class _Call:
             "attempts": [a.as_dict() for a in self.attempts],
             "usage": summary,
             "estimated_cost_usd": _usd(
-                estimate_cost(card, route.input_tokens, route.output_tokens) if card else None),
+                estimate_cost(card, route.input_tokens, route.output_tokens) if card else None
+            ),
             "cost_usd": _usd(cost),
             "cost_input_usd": _usd(cost_in),
             "cost_output_usd": _usd(cost_out),
@@ -608,14 +731,46 @@ class _Call:
             "streamed": self.streamed,
             "latency_s": round(time.perf_counter() - route.started, 6),
             "ttft_s": self.ttft,
-            "decision": None if decision is None else {
-                "model": decision.model, "benchmark": decision.benchmark, "score": decision.score,
-                "binding_constraint": decision.binding_constraint},
+            "decision": None
+            if decision is None
+            else {
+                "model": decision.model,
+                "benchmark": decision.benchmark,
+                "score": decision.score,
+                "binding_constraint": decision.binding_constraint,
+            },
         }
 
     def _window(self, model: str) -> int | None:
         card = self.owner.catalog.find(model)
         return None if card is None else card.context_window
+
+
+def _pinned(
+    model: str,
+    messages: Sequence[Any],
+    tags: tuple[str, ...],
+    policy: Policy,
+    max_out: int | None,
+    started: float,
+) -> _Route:
+    """The route of a pinned call: that model only; tags still given or inferred."""
+    features = message_features(messages)
+    if not tags:
+        tags = infer_tags(
+            features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+        )
+    return _Route(
+        ranking=(model,),
+        tags=tags,
+        policy=policy.preset,
+        pinned=True,
+        decision=None,
+        input_tokens=features.input_tokens,
+        output_tokens=max_out or policy.default_output_tokens,
+        deferred=(),
+        started=started,
+    )
 
 
 def _usd(value: float | None) -> float | None:
@@ -626,8 +781,12 @@ def _usd(value: float | None) -> float | None:
 def _commits(chunk: ChatGenerationChunk) -> bool:
     """True for a chunk the caller would see: text, a tool call, reasoning or usage."""
     message = chunk.message
-    return bool(message.content or getattr(message, "tool_call_chunks", None)
-                or getattr(message, "usage_metadata", None) or message.additional_kwargs)
+    return bool(
+        message.content
+        or getattr(message, "tool_call_chunks", None)
+        or getattr(message, "usage_metadata", None)
+        or message.additional_kwargs
+    )
 
 
 def _required_capabilities(messages: Sequence[Any], kwargs: Mapping[str, Any]) -> frozenset[str]:
@@ -635,8 +794,10 @@ def _required_capabilities(messages: Sequence[Any], kwargs: Mapping[str, Any]) -
     need = set()
     if kwargs.get("tools"):
         need.add("tools")
-    if any(k in kwargs for k in ("ls_structured_output_format", "structured_output_format",
-                                 "response_format")):
+    if any(
+        k in kwargs
+        for k in ("ls_structured_output_format", "structured_output_format", "response_format")
+    ):
         need.add("structured_output")
     if message_features(messages, scan=False).has_image:
         need.add("image_input")

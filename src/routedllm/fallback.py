@@ -40,7 +40,10 @@ class Attempt:
 
 def classify(exc: BaseException) -> Action:
     """What a failed attempt means for the call: try the next model, a larger one, or stop."""
-    if isinstance(exc, ContextOverflowError) or getattr(exc, "code", None) == "context_length_exceeded":
+    if (
+        isinstance(exc, ContextOverflowError)
+        or getattr(exc, "code", None) == "context_length_exceeded"
+    ):
         return "context"
     if isinstance(exc, openai.APIConnectionError | TimeoutError):  # includes APITimeoutError
         return "fallback"

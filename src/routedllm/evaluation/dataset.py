@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from routedllm.errors import InvalidRequestError, UnknownTagError
 from routedllm.policy import Policy
@@ -204,6 +205,8 @@ def validated(rows: Iterable[dict[str, Any]], origin: str) -> list[WorkloadRow]:
     for i, data in enumerate(rows):
         try:
             out.append(WorkloadRow.model_validate(data))
-        except ValueError as exc:
-            raise InvalidRequestError(f"{origin}: row {i}: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise InvalidRequestError(f"{origin}: row {i}: {problems}") from None
     return out
