@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 import yaml
 
 from routedllm import Catalog
@@ -36,6 +37,11 @@ BUILD_ENV = "ROUTEDLLM_CASSETTE_BUILD"
 CONSTRUCTED_HEADER = "x-routedllm-constructed"
 REPLAY_KEY = "replay-key-not-a-secret"
 ROUTING_CATALOG = Path(__file__).with_name("routing_catalog.yaml")
+# langchain-openai probes TCP keep-alive support with a socket when it builds its default
+# HTTP client; the socket ban blocks the probe, which only drops the keep-alive options.
+SOCKET_PROBE_ALLOWED = pytest.mark.filterwarnings(
+    "ignore:A test tried to use socket.socket:UserWarning"
+)
 
 
 def test_catalog() -> Catalog:

@@ -33,10 +33,11 @@ from routedllm import (
 from routedllm.catalog import DEFAULT_BASE_URL
 from routedllm.chat_model import RoutedChatModel
 from routedllm.errors import InvalidRequestError
-from tests.fake_gateway import FakeGateway, test_catalog
+from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
 CATALOG = test_catalog()
 PLANTED_KEY = "sk-planted-9f8e7d6c5b4a39281706"
+pytestmark = SOCKET_PROBE_ALLOWED
 
 
 def routed(gateway: FakeGateway, **params: Any) -> RoutedChatModel:

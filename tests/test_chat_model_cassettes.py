@@ -26,6 +26,7 @@ from routedllm.chat_model import RoutedChatModel
 from tests.fake_gateway import (
     CASSETTE_DIR,
     REPLAY_KEY,
+    SOCKET_PROBE_ALLOWED,
     FakeGateway,
     api_key,
     building,
@@ -38,6 +39,8 @@ RED_PIXEL = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU"
     "5ErkJggg=="
 )
+
+pytestmark = SOCKET_PROBE_ALLOWED
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,15 @@ import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from routedllm.chat_model import RoutedChatModel
-from tests.fake_gateway import CASSETTE_DIR, api_key, gateway_params, test_catalog
+from tests.fake_gateway import (
+    CASSETTE_DIR,
+    SOCKET_PROBE_ALLOWED,
+    api_key,
+    gateway_params,
+    test_catalog,
+)
+
+pytestmark = SOCKET_PROBE_ALLOWED
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,9 @@ from typing import Any
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from routedllm.chat_model import RoutedChatModel
+from tests.fake_gateway import SOCKET_PROBE_ALLOWED
+
+pytestmark = SOCKET_PROBE_ALLOWED
 
 
 class TestRoutedChatModelUnit(ChatModelUnitTests):

@@ -25,7 +25,7 @@ import yaml
 from routedllm import Catalog
 from routedllm.chat_model import RoutedChatModel
 from routedllm.fallback import classify
-from tests.fake_gateway import FakeGateway
+from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway
 
 WIRE = Path(
     os.environ.get("ROUTEDLLM_WIRE_SAMPLES")
@@ -53,6 +53,7 @@ CATALOG = Catalog.from_dict(
     }
 )
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+pytestmark = SOCKET_PROBE_ALLOWED
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -26,6 +26,11 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_openai.chat_models._client_utils import (
+    _get_default_async_httpx_client,
+    _get_default_httpx_client,
+    _resolve_socket_options,
+)
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
@@ -127,15 +132,21 @@ class RoutedChatModel(BaseChatOpenAI):
             "default_query": self.default_query,
         }
         params = {k: v for k, v in params.items() if v is not None}  # None timeout = no timeout
+        # langchain-openai's shared default HTTP clients: building one loads SSL certificates
+        # (~25 ms), and models with the same URL and timeout share a connection pool.
         if self.client is None:
-            self.root_client = openai.OpenAI(**params, http_client=self.http_client)
+            http = self.http_client or _get_default_httpx_client(*self._http_key())
+            self.root_client = openai.OpenAI(**params, http_client=http)
             self.client = self.root_client.chat.completions
         if self.async_client is None:
-            self.root_async_client = openai.AsyncOpenAI(
-                **params, http_client=self.http_async_client
-            )
+            http = self.http_async_client or _get_default_async_httpx_client(*self._http_key())
+            self.root_async_client = openai.AsyncOpenAI(**params, http_client=http)
             self.async_client = self.root_async_client.chat.completions
         return self
+
+    def _http_key(self) -> tuple[Any, ...]:
+        sockets = _resolve_socket_options(self.http_socket_options)
+        return self.openai_api_base, self.request_timeout, sockets
 
     # -- routing at the public entry points ---------------------------------------------
     def generate(

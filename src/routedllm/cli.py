@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from routedllm.catalog import BENCHMARKS, Catalog
 from routedllm.errors import InvalidRequestError, RoutedLLMError
 from routedllm.evaluation.cli import add_eval_command
+from routedllm.litellm.config import add_litellm_config_command
 from routedllm.policy import PRESETS, Decision, Policy, Request, decide
 from routedllm.pricing import estimate_cost
 from routedllm.report import add_report_command
@@ -282,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_report_command(sub, common)
     add_eval_command(sub, common)
+    add_litellm_config_command(sub, common)
     return parser
 
 

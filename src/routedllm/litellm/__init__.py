@@ -1,0 +1,69 @@
+"""routedllm for LiteLLM: proxy config generation, routing, and CallRecords from LiteLLM calls.
+
+* :func:`proxy_config` / :func:`model_list` / :func:`write_config`: the proxy's
+  ``config.yaml`` (and ``litellm.Router``'s model list) from the catalog;
+* :class:`LiteLLMHandler`: the LiteLLM ``CustomLogger`` that routes ``routed/*`` requests
+  on the proxy and records every attempt; ``handler`` is the one the generated config
+  names (``routedllm.litellm.handler``), configured from the environment;
+* :class:`RoutedRouter`: the same decision in front of ``litellm.Router`` in Python.
+
+Importing this package does not import litellm: the handler and ``from_catalog`` load it
+when first used (``pip install 'routedllm[litellm]'``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from routedllm.litellm.config import (
+    HANDLER,
+    add_litellm_config_command,
+    deployment,
+    model_list,
+    proxy_config,
+    render_config,
+    routed_fallbacks,
+    write_config,
+)
+from routedllm.litellm.router import RoutedRouter
+from routedllm.litellm.routing import AUTO, PREFIX, decide_for_body, route_body, routed_groups
+
+if TYPE_CHECKING:
+    from routedllm.litellm.callback import LiteLLMHandler
+
+_handler: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """``LiteLLMHandler`` and ``handler`` import litellm, so they load on first use."""
+    global _handler
+    if name == "LiteLLMHandler":
+        from routedllm.litellm.callback import LiteLLMHandler
+
+        return LiteLLMHandler
+    if name == "handler":
+        if _handler is None:
+            from routedllm.litellm.callback import LiteLLMHandler
+
+            _handler = LiteLLMHandler.from_env()
+        return _handler
+    raise AttributeError(f"module 'routedllm.litellm' has no attribute {name!r}")
+
+
+__all__ = [
+    "AUTO",
+    "HANDLER",
+    "PREFIX",
+    "LiteLLMHandler",
+    "RoutedRouter",
+    "add_litellm_config_command",
+    "decide_for_body",
+    "deployment",
+    "model_list",
+    "proxy_config",
+    "render_config",
+    "route_body",
+    "routed_fallbacks",
+    "routed_groups",
+    "write_config",
+]
