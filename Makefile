@@ -1,6 +1,7 @@
 # Two commands set up and run everything on a fresh machine (Python >= 3.11 needed):
 #   make demo   route the bundled sample workload (no API key, no network)
-#   make test   the whole test suite, offline, on recorded cassettes
+#   make test   the whole test suite, offline, on recorded cassettes (installs the
+#               LiteLLM proxy's packages too: one test runs a real proxy on loopback)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -16,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,litellm-proxy]"
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

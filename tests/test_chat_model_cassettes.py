@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from routedllm import AllAttemptsFailedError, Policy, Request, call_cost, decide
 from routedllm.chat_model import RoutedChatModel
+from routedllm.errors import StreamInterruptedError
 from tests.fake_gateway import (
     CASSETTE_DIR,
     REPLAY_KEY,
@@ -299,11 +300,15 @@ def test_error_event_after_the_first_token_raises(make: Any, vcr: Any) -> None:
     first = _decision("Hello").model
     gateway = FakeGateway(faults={first: "stream-break"})
     seen: list[str] = []
-    with pytest.raises(openai.APIError) as caught:
+    with pytest.raises(StreamInterruptedError) as caught:
         for chunk in make(gateway).stream("Hello"):
             seen.append(chunk.text)
     assert "".join(seen).strip()  # the caller already had text: no fallback after that
-    assert [a["model"] for a in caught.value.routedllm["attempts"]] == [first]  # type: ignore[attr-defined]
+    error = caught.value
+    assert isinstance(error.__cause__, openai.APIError) and error.model == first
+    assert [(a["model"], a["outcome"], a["status"]) for a in error.attempts] == [(first, "error", 502)]
+    assert error.routedllm["attempts"] == error.attempts  # type: ignore[attr-defined]
+    assert f"1. {first}: error: APIError: Upstream connection reset" in str(error)
     assert _sent(vcr, gateway) == 1
 
 

@@ -75,8 +75,8 @@ def test_catalog_env_override(capsys, tmp_path: Path, monkeypatch) -> None:
     assert json.loads(out)["model"] == "gpt-4o"  # flash is now pricier than GPT-4o
 
 
-def test_demo_routes_the_sample_workload(capsys) -> None:
-    code, out, err = run(capsys, "demo", "--json")
+def test_demo_estimate_routes_the_sample_workload(capsys) -> None:
+    code, out, err = run(capsys, "demo", "--estimate", "--json")
     data = json.loads(out)
     assert code == 0 and data["totals"]["calls"] == len(data["rows"]) >= 15
     models = {r["id"]: r["model"] for r in data["rows"]}
@@ -84,5 +84,17 @@ def test_demo_routes_the_sample_workload(capsys) -> None:
     assert models["vision-chart"] == "gpt-4o" and models["zh-summary"] == "qwen3-32b"
     assert 0 < data["totals"]["cost_ratio"] < 1
     assert "prices are as of 2026" in err  # the stale-price warning reaches the user
-    code, out, _ = run(capsys, "demo")
+    code, out, _ = run(capsys, "demo", "--estimate")
     assert code == 0 and "of the baseline cost" in out
+
+
+@pytest.mark.loopback
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_demo_makes_routed_calls(capsys, tmp_path: Path) -> None:
+    ledger = tmp_path / "calls.jsonl"
+    code, out, err = run(capsys, "demo", "--json", "--ledger", str(ledger))
+    data = json.loads(out)
+    assert code == 0 and "showing estimates only" not in err
+    assert data["totals"]["calls"] == len(data["rows"]) >= 15
+    assert 0 < data["totals"]["cost_ratio"] < 1
+    assert len(ledger.read_text().splitlines()) == data["totals"]["calls"] + 1  # one fallback

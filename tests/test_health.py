@@ -107,10 +107,12 @@ def test_retry_after_opens_for_that_long(clock: Clock) -> None:
     cb.record_failure("a", "RateLimitError 429", retry_after_s=7)
     assert cb.state("a") == "open" and "Retry-After 7s" in cb.unavailable()["a"]
     clock.now += 7
-    assert cb.state("a") == "half_open"
+    assert cb.state("a") == "closed" and cb.admit("a") is None  # the wait is over: no probe
     cb.record_failure("b", "429", retry_after_s=3600)  # capped
-    clock.now += 60
-    assert cb.state("b") == "half_open"
+    clock.now += 59
+    assert cb.state("b") == "open"
+    clock.now += 1
+    assert cb.state("b") == "closed"
     ignoring = CircuitBreaker(failures=5, honour_retry_after=False, clock=clock)
     ignoring.record_failure("a", "429", retry_after_s=7)
     assert ignoring.state("a") == "closed"
@@ -174,3 +176,48 @@ def test_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         CircuitBreaker(**kwargs)
     assert message in str(info.value)
+
+
+def test_after_a_retry_after_a_failure_is_an_ordinary_one(clock: Clock) -> None:
+    """A failed call after a Retry-After's wait does not reopen the circuit for a doubled
+    cooldown, as a failed probe would; the failures before the wait still count."""
+    cb = CircuitBreaker(failures=3, window_s=60, cooldown_s=30, clock=clock)
+    cb.record_failure("a", "InternalServerError 500")
+    cb.record_failure("a", "RateLimitError 429", retry_after_s=0.2)
+    clock.now += 0.2
+    assert cb.state("a") == "closed" and cb.admit("a") is None
+    cb.record_failure("a", "InternalServerError 500")  # the third failure within 60 s
+    assert cb.state("a") == "open" and "3 failures in 60s" in cb.unavailable()["a"]
+    clock.now += 30
+    assert cb.state("a") == "half_open"  # tripped by failures: a probe decides
+
+
+def test_a_retry_after_longer_than_a_trip_extends_it(clock: Clock) -> None:
+    cb = CircuitBreaker(failures=1, cooldown_s=10, max_retry_after_s=120, clock=clock)
+    cb.record_failure("a", "RateLimitError 429", retry_after_s=60)
+    assert cb.state("a") == "open" and "Retry-After 60s" in cb.unavailable()["a"]
+    clock.now += 60
+    assert cb.state("a") == "half_open"  # it had tripped too: a probe decides
+
+
+def test_abandon_frees_the_probe_slot(clock: Clock) -> None:
+    cb = CircuitBreaker(failures=1, cooldown_s=5, clock=clock)
+    cb.record_failure("a", "InternalServerError 500")
+    clock.now += 5
+    assert cb.admit("a") is None and cb.admit("a") is not None  # the probe is out
+    cb.abandon("a")  # it was not sent after all
+    assert cb.admit("a") is None and cb.state("a") == "half_open"
+
+
+def test_calls_in_flight_count_towards_the_failure_rate(clock: Clock) -> None:
+    """In a burst, fast failures come back before slow successes: they are measured
+    against every call admitted, not only the ones that ended."""
+    cb = CircuitBreaker(failures=None, failure_rate=0.5, min_calls=10, clock=clock)
+    for _ in range(40):
+        assert cb.admit("a") is None
+    for _ in range(15):
+        cb.record_failure("a", "InternalServerError 500")
+    assert cb.state("a") == "closed"  # 15 failed of 40 sent, 25 still in flight
+    for _ in range(5):
+        cb.record_failure("a", "InternalServerError 500")
+    assert cb.state("a") == "open" and "20 of 40 calls failed" in cb.unavailable()["a"]

@@ -24,6 +24,7 @@ import yaml
 
 from routedllm import Catalog
 from routedllm.chat_model import RoutedChatModel
+from routedllm.errors import StreamInterruptedError
 from routedllm.fallback import classify
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway
 
@@ -186,9 +187,10 @@ def _check_stream(llm: RoutedChatModel, replay: Replay, events: list[dict[str, A
     )
     chunks: list[Any] = []
     if error_at is not None and shown:  # the caller saw output: the error surfaces, no fallback
-        with pytest.raises(openai.APIError):
+        with pytest.raises(StreamInterruptedError) as caught:
             for chunk in llm.stream("Hello"):
                 chunks.append(chunk)
+        assert isinstance(caught.value.__cause__, openai.APIError)
         assert "".join(c.text for c in chunks) == text and replay.models == [FIRST]
         return
     for chunk in llm.stream("Hello"):

@@ -203,10 +203,10 @@ class CostLatencyHandler(BaseCallbackHandler):
         return records
 
     def _failed(self, run: _Run, run_id: UUID, attempt: Mapping[str, Any], number: int,
-                context: Mapping[str, Any]) -> CallRecord:
+                context: Mapping[str, Any], usage: Usage | None = NO_TOKENS) -> CallRecord:
         """A failed attempt: outcome is its ``error_type`` (else its ``outcome``), no tokens."""
         return self._record(
-            run, run_id, _str(attempt.get("model")), usage=NO_TOKENS, attempt=number,
+            run, run_id, _str(attempt.get("model")), usage=usage, attempt=number,
             outcome=_str(attempt.get("error_type")) or _str(attempt.get("outcome")) or "error",
             error=_error_text(attempt.get("error")),
             latency_s=_seconds(attempt.get("latency_s"), None), **context)
@@ -214,14 +214,26 @@ class CostLatencyHandler(BaseCallbackHandler):
     def _records_for_error(
         self, run: _Run, run_id: UUID, error: BaseException, now: float
     ) -> list[CallRecord]:
-        # RoutedChatModel raises AllAttemptsFailedError with one mapping per attempt.
-        attempts = [a for a in getattr(error, "attempts", None) or ()
+        # RoutedChatModel's errors list the attempts (AllAttemptsFailedError,
+        # StreamInterruptedError), and any exception leaving its run carries the call's
+        # record as ``.routedllm`` (a caller error, a budget refusal).
+        routed = getattr(error, "routedllm", None)
+        listed = getattr(error, "attempts", None) or (
+            routed.get("attempts") if isinstance(routed, Mapping) else None)
+        attempts = [a for a in listed or ()
                     if isinstance(a, Mapping) and a.get("outcome") != SKIPPED]
         tags = getattr(error, "tags", None)
         context = {"tags": tuple(tags) if isinstance(tags, Sequence) and tags else run.tags,
                    "requested_model": run.requested_model}
         if attempts:
-            return [self._failed(run, run_id, a, i, context) for i, a in enumerate(attempts, 1)]
+            records = [self._failed(run, run_id, a, i, context) for i, a in enumerate(attempts, 1)]
+            if run.first_chunk is not None:  # the last attempt's stream had started
+                records[-1] = self._failed(
+                    run, run_id, attempts[-1], len(attempts), context,
+                    Usage.from_usage_metadata(getattr(error, "usage", None)))
+            return records
+        if isinstance(routed, Mapping):  # routed, but no request was sent: nothing to record
+            return []
         # Tokens may have been billed once a stream started: then usage is unknown, not zero.
         usage = NO_TOKENS if run.first_chunk is None else None
         return [self._record(run, run_id, run.requested_model, usage=usage, latency_s=now - run.started,

@@ -5,15 +5,24 @@ stream, batch, their async twins and ``stream_events``), before the run starts, 
 chosen model travels down as the ``model`` keyword: traces show the real model, there is
 one chat-model run per call, and tokens are counted once. Fallbacks happen inside that
 run, and every attempt is recorded in ``response_metadata["routedllm"]``.
+
+Reliability, per call: a circuit breaker keeps models that keep failing (or asked to wait
+with Retry-After) out of the decision and admits each attempt; an optional budget holds
+each attempt's estimate until it is settled to the actual cost or released; an optional
+sticky map keeps a conversation on the model that answered its earlier turns. A caller
+gets a response or a typed routedllm error; only caller errors (400, 401, 403, 422) keep
+their openai type, and every exception leaving a run carries its record as ``.routedllm``.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import openai
@@ -22,10 +31,11 @@ from langchain_core.callbacks import (
     BaseCallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_openai._compat import httpx  # the httpx (or httpx2) the openai SDK uses
 from langchain_openai.chat_models._client_utils import (
     _get_default_async_httpx_client,
     _get_default_httpx_client,
@@ -34,14 +44,18 @@ from langchain_openai.chat_models._client_utils import (
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
+from routedllm.budget import Budget, Reservation
 from routedllm.catalog import Catalog
 from routedllm.errors import (
     AllAttemptsFailedError,
+    BudgetExceeded,
     InvalidRequestError,
     NoEligibleModelError,
     RoutedLLMError,
+    StreamInterruptedError,
 )
-from routedllm.fallback import Attempt, classify, failed_attempt
+from routedllm.fallback import Attempt, MalformedResponseError, classify, failed_attempt
+from routedllm.health import CircuitBreaker
 from routedllm.policy import Decision, Policy, Request, decide
 from routedllm.pricing import call_cost, estimate_cost
 from routedllm.tags import VOCABULARY, infer_tags, message_features, validate_tags
@@ -53,6 +67,7 @@ TAGS_KEY = "routedllm_tags"
 POLICY_KEY = "routedllm_policy"
 """Call kwarg or config-metadata key overriding the policy (a Policy or a dict of fields)."""
 _ROUTE_KW = "_routedllm_route"  # private kwarg carrying the route from entry point to hooks
+_CHOICE = "_routedllm_choice"  # marks a streamed chunk that carried a choice (removed on the way)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +81,37 @@ class _Route:
     decision: Decision | None
     input_tokens: int
     output_tokens: int
-    deferred: tuple[str, ...]
     started: float
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Models the circuit breaker held out of the decision, with the reason."""
+    conversation: str | None = None
+    """The conversation key when sticky routing applies to the call."""
+    previous_model: str | None = None
+    """The model that answered the conversation's last turn."""
+
+    @property
+    def deferred(self) -> tuple[str, ...]:
+        return tuple(self.unavailable)
+
+
+def default_breaker(retry_after_cap_s: float = 30.0) -> CircuitBreaker:
+    """The circuit breaker a RoutedChatModel gets when none is given.
+
+    A model is cooled down for 30 s (doubling up to 5 min while its probes fail) when at
+    least half of at least 20 calls within 60 s failed, or at once for as long as a
+    Retry-After asks (up to ``retry_after_cap_s``; 0 ignores Retry-After). A failure share
+    rather than a count, so a busy model with a few faults stays in use.
+    """
+    return CircuitBreaker(
+        failures=None,
+        failure_rate=0.5,
+        min_calls=20,
+        window_s=60.0,
+        cooldown_s=30.0,
+        max_cooldown_s=300.0,
+        honour_retry_after=retry_after_cap_s > 0,
+        max_retry_after_s=retry_after_cap_s or 1.0,
+    )
 
 
 class RoutedChatModel(BaseChatOpenAI):
@@ -84,6 +128,12 @@ class RoutedChatModel(BaseChatOpenAI):
     Task tags come from the call's config tags (only vocabulary tags are used, so chains'
     own tags do no harm) or from ``metadata={"routedllm_tags": [...]}``; the policy can be
     overridden per call with ``routedllm_policy=`` (kwarg or config metadata).
+
+    ``breaker`` (default: one of its own, :func:`default_breaker`; ``None``: none) keeps
+    failing models out; ``budget`` (a :class:`~routedllm.budget.LocalBudget` or
+    :class:`~routedllm.budget.RedisBudget`) enforces spend limits; ``sticky=True`` keeps
+    each conversation (``configurable={"thread_id": ...}`` or
+    ``metadata={"conversation_id": ...}``) on its model.
     """
 
     model_name: str = Field(default=AUTO, alias="model")
@@ -99,9 +149,19 @@ class RoutedChatModel(BaseChatOpenAI):
     catalog: Catalog = Field(default_factory=Catalog.from_env, exclude=True)
     policy: Policy = Field(default_factory=Policy, exclude=True)
     retry_after_cap_s: float = Field(default=30.0, ge=0)
-    """Longest a 429's Retry-After keeps a model at the back of the ranking."""
+    """Longest a Retry-After cools a model down in the default breaker (0: ignore it)."""
+    breaker: CircuitBreaker | None = Field(default=None, exclude=True)
+    """Model health shared by this model's calls; not given: :func:`default_breaker`;
+    ``None``: no breaker."""
+    budget: Budget | None = Field(default=None, exclude=True)
+    """Spend limits: each attempt holds its estimate before it is sent (None: no limits)."""
+    sticky: bool = False
+    """Keep a conversation's follow-up turns on the model that answered the last one."""
+    sticky_conversations: int = Field(default=10_000, ge=1)
+    """How many conversations sticky routing remembers (least recently used dropped)."""
 
-    _cooldowns: dict[str, float] = PrivateAttr(default_factory=dict)
+    _sticky_models: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
+    _sticky_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -116,6 +176,8 @@ class RoutedChatModel(BaseChatOpenAI):
         """
         if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
             raise ValueError("n must be at least 1, and 1 when streaming")
+        if "breaker" not in self.model_fields_set:
+            self.breaker = default_breaker(self.retry_after_cap_s)
         gateway = self.catalog.info.gateway
         if self.openai_api_base is None:
             self.openai_api_base = gateway.base_url
@@ -177,6 +239,28 @@ class RoutedChatModel(BaseChatOpenAI):
             )
         kwargs = self._route_prompt(messages, callbacks, kwargs)
         return await super().agenerate(messages, stop, callbacks, **kwargs)
+
+    def invoke(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = self._route_input(input, config, kwargs)  # here the config's thread_id is seen
+        return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        kwargs = self._route_input(input, config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
 
     def stream(
         self,
@@ -251,7 +335,12 @@ class RoutedChatModel(BaseChatOpenAI):
         cfg = ensure_config(config)
         messages = self._convert_input(input).to_messages()
         return self._route(
-            messages, cfg.get("tags"), cfg.get("metadata"), cfg.get("callbacks"), kwargs
+            messages,
+            cfg.get("tags"),
+            cfg.get("metadata"),
+            cfg.get("callbacks"),
+            kwargs,
+            cfg.get("configurable"),
         )
 
     def _route(
@@ -261,6 +350,7 @@ class RoutedChatModel(BaseChatOpenAI):
         metadata: Mapping[str, Any] | None,
         callbacks: Any,
         kwargs: dict[str, Any],
+        configurable: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Decide the call's model and ranking; returns the kwargs to hand down."""
         if _ROUTE_KW in kwargs:  # already routed (e.g. stream() falling back to invoke())
@@ -285,7 +375,10 @@ class RoutedChatModel(BaseChatOpenAI):
         if pin is not None:
             route = _pinned(pin, messages, tag_list, policy, max_out, started)
         else:
-            route = self._decided(messages, tag_list, policy, max_out, kwargs, started)
+            conversation = _conversation(configurable, meta) if self.sticky else None
+            route = self._decided(
+                messages, tag_list, policy, max_out, kwargs, started, conversation
+            )
         return {**kwargs, "model": route.ranking[0], _ROUTE_KW: route}
 
     def _decided(
@@ -296,11 +389,22 @@ class RoutedChatModel(BaseChatOpenAI):
         max_out: int | None,
         kwargs: Mapping[str, Any],
         started: float,
+        conversation: str | None = None,
     ) -> _Route:
-        """The route from ``decide()``: ranking, tags and estimates for the call."""
+        """The route from ``decide()``: ranking, tags and estimates for the call.
+
+        Models whose circuit is open are passed as unavailable (the decision says why),
+        and a sticky conversation's last model as the model to keep.
+        """
         require = _required_capabilities(messages, kwargs)
+        previous = None if conversation is None else self._sticky_model(conversation)
         request = Request(
-            messages=messages, tags=tags or None, max_output_tokens=max_out, require=require
+            messages=messages,
+            tags=tags or None,
+            max_output_tokens=max_out,
+            require=require,
+            unavailable=self.breaker.unavailable() if self.breaker is not None else {},
+            sticky_model=previous,
         )
         try:
             decision = decide(self.catalog, policy, request)
@@ -308,17 +412,18 @@ class RoutedChatModel(BaseChatOpenAI):
             if not require:
                 raise
             raise NoEligibleModelError(exc.tags, exc.rejected, _opt_in_hint(require)) from None
-        ranking, deferred = self._defer_cooling(decision.ranking)
         return _Route(
-            ranking=ranking,
+            ranking=decision.ranking,
             tags=decision.tags,
             policy=decision.policy,
             pinned=False,
             decision=decision,
             input_tokens=decision.estimated_input_tokens,
             output_tokens=decision.expected_output_tokens,
-            deferred=deferred,
             started=started,
+            unavailable={r.model: r.reason for r in decision.rejected if r.code == "unavailable"},
+            conversation=conversation,
+            previous_model=previous,
         )
 
     def _call_policy(self, override: Any) -> Policy:
@@ -333,19 +438,20 @@ class RoutedChatModel(BaseChatOpenAI):
             f"got {type(override).__name__}"
         )
 
-    def _defer_cooling(self, ranking: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Move models still inside a 429's Retry-After to the back of the ranking."""
-        now = time.monotonic()
-        cooling = {m for m, until in list(self._cooldowns.items()) if until > now}
-        deferred = tuple(m for m in ranking if m in cooling)
-        if not deferred:
-            return ranking, ()
-        return tuple(m for m in ranking if m not in cooling) + deferred, deferred
+    def _sticky_model(self, conversation: str) -> str | None:
+        """The model that answered the conversation's last turn (None: first turn)."""
+        with self._sticky_lock:
+            model = self._sticky_models.get(conversation)
+            if model is not None:
+                self._sticky_models.move_to_end(conversation)
+            return model
 
-    def _cool(self, model: str, seconds: float) -> None:
-        seconds = min(seconds, self.retry_after_cap_s)
-        if seconds > 0:
-            self._cooldowns[model] = time.monotonic() + seconds
+    def _remember(self, conversation: str, model: str) -> None:
+        with self._sticky_lock:
+            self._sticky_models[conversation] = model
+            self._sticky_models.move_to_end(conversation)
+            while len(self._sticky_models) > self.sticky_conversations:
+                self._sticky_models.popitem(last=False)
 
     # -- the hooks: attempts and fallbacks inside one run -------------------------------
     def _begin(
@@ -385,17 +491,23 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         call = self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
         for model in call.candidates():
-            t0 = time.perf_counter()
+            ticket = call.open(model)
+            if ticket is None:
+                continue
             try:
-                result = super()._generate(
-                    messages, stop=stop, run_manager=run_manager, **{**kwargs, "model": model}
+                return call.finish(
+                    super()._generate(
+                        messages, stop=stop, run_manager=run_manager, **{**kwargs, "model": model}
+                    ),
+                    ticket,
                 )
             except Exception as exc:
-                if call.failed(model, exc, t0):
+                if call.failed(ticket, exc):
                     continue
                 raise
-            return call.finish(result, model, t0)
-        raise call.all_failed() from call.last_error
+            finally:
+                call.close(ticket)
+        raise call.exhausted() from call.last_error
 
     async def _agenerate(
         self,
@@ -406,17 +518,23 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         call = self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
         for model in call.candidates():
-            t0 = time.perf_counter()
+            ticket = await call.aopen(model)
+            if ticket is None:
+                continue
             try:
-                result = await super()._agenerate(
-                    messages, stop=stop, run_manager=run_manager, **{**kwargs, "model": model}
+                return call.finish(
+                    await super()._agenerate(
+                        messages, stop=stop, run_manager=run_manager, **{**kwargs, "model": model}
+                    ),
+                    ticket,
                 )
             except Exception as exc:
-                if call.failed(model, exc, t0):
+                if call.failed(ticket, exc):
                     continue
                 raise
-            return call.finish(result, model, t0)
-        raise call.all_failed() from call.last_error
+            finally:
+                await call.aclose(ticket)
+        raise call.exhausted() from call.last_error
 
     def _stream(
         self,
@@ -428,37 +546,46 @@ class RoutedChatModel(BaseChatOpenAI):
         call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
         # Fall back only until a chunk the caller would see (a committing chunk) arrives.
         for model in call.candidates():
-            t0 = time.perf_counter()
+            ticket = call.open(model)
+            if ticket is None:
+                continue
             inner = super()._stream(
                 messages, stop=stop, run_manager=None, **{**kwargs, "model": model}
             )
             head: list[ChatGenerationChunk] = []
+            started = False
             try:
                 for chunk in inner:
                     head.append(chunk)
                     if _commits(chunk):
                         break
+                else:
+                    _check_choices(head)
+                started = True
             except Exception as exc:
-                inner.close()
-                if call.failed(model, exc, t0):
+                if call.failed(ticket, exc):
                     continue
                 raise
+            finally:
+                if not started:
+                    inner.close()
+                    call.close(ticket)
             break
         else:
-            raise call.all_failed() from call.last_error
-        call.committed()
+            raise call.exhausted() from call.last_error
+        call.committed(ticket)
         try:
             for chunk in itertools.chain(head, inner):
                 call.observe(chunk)
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
+            tail = call.tail(ticket)
         except Exception as exc:
-            call.broke(model, exc, t0)
-            raise
+            raise call.broke(ticket, exc) from exc
         finally:
             inner.close()
-        tail = call.tail(model, t0)
+            call.close(ticket)
         if run_manager:
             run_manager.on_llm_new_token("", chunk=tail)
         yield tail
@@ -472,25 +599,34 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
         for model in call.candidates():
-            t0 = time.perf_counter()
+            ticket = await call.aopen(model)
+            if ticket is None:
+                continue
             inner = super()._astream(
                 messages, stop=stop, run_manager=None, **{**kwargs, "model": model}
             )
             head: list[ChatGenerationChunk] = []
+            started = False
             try:
                 async for chunk in inner:
                     head.append(chunk)
                     if _commits(chunk):
                         break
+                else:
+                    _check_choices(head)
+                started = True
             except Exception as exc:
-                await inner.aclose()
-                if call.failed(model, exc, t0):
+                if call.failed(ticket, exc):
                     continue
                 raise
+            finally:
+                if not started:
+                    await inner.aclose()
+                    await call.aclose(ticket)
             break
         else:
-            raise call.all_failed() from call.last_error
-        call.committed()
+            raise call.exhausted() from call.last_error
+        call.committed(ticket)
         try:
             for chunk in head:
                 call.observe(chunk)
@@ -502,12 +638,12 @@ class RoutedChatModel(BaseChatOpenAI):
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
+            tail = call.tail(ticket)
         except Exception as exc:
-            call.broke(model, exc, t0)
-            raise
+            raise call.broke(ticket, exc) from exc
         finally:
             await inner.aclose()
-        tail = call.tail(model, t0)
+            await call.aclose(ticket)
         if run_manager:
             await run_manager.on_llm_new_token("", chunk=tail)
         yield tail
@@ -545,15 +681,23 @@ class RoutedChatModel(BaseChatOpenAI):
                 }
         return generations
 
-    # -- provider fields the OpenAI base drops: reasoning text ---------------------------
+    # -- bodies: upstream faults in a 200, and reasoning text the OpenAI base drops -------
     def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
-        result = super()._create_chat_result(response, generation_info)
-        choices = (
-            response.get("choices")
-            if isinstance(response, dict)
-            else getattr(response, "choices", None)
-        )
-        for gen, choice in zip(result.generations, choices or (), strict=False):
+        """Read a completion; a 200 carrying an error object, no choices or a body that is
+        not a completion raises an upstream fault (so the call falls back)."""
+        error = _field(response, "error")
+        if error:
+            raise _body_error(error, self.openai_api_base)
+        choices = _field(response, "choices")
+        if not choices:
+            raise MalformedResponseError("a 200 response without choices (no completion in it)")
+        try:
+            result = super()._create_chat_result(response, generation_info)
+        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"a 200 response that is not a chat completion ({type(exc).__name__}: {exc})"
+            ) from exc
+        for gen, choice in zip(result.generations, choices, strict=False):
             message = (
                 choice.get("message")
                 if isinstance(choice, dict)
@@ -571,11 +715,28 @@ class RoutedChatModel(BaseChatOpenAI):
             chunk, default_chunk_class, base_generation_info
         )
         choices = chunk.get("choices") or ()
-        if gen is not None and choices and isinstance(gen.message, AIMessageChunk):
+        if gen is not None and choices:
+            # marked so that a stream without any choice is told from an empty reply
+            gen.generation_info = {**(gen.generation_info or {}), _CHOICE: True}
             reasoning = _reasoning(choices[0].get("delta"))
-            if reasoning:
+            if reasoning and isinstance(gen.message, AIMessageChunk):
                 gen.message.additional_kwargs["reasoning_content"] = reasoning
         return gen
+
+
+@dataclass(slots=True, eq=False)
+class _Ticket:
+    """One attempt's claims: the breaker admitted it and the budget holds its estimate."""
+
+    model: str
+    reservation: Reservation | None
+    started: float = field(default_factory=time.perf_counter)
+    reported: bool = False
+    """The breaker was told the outcome (else its probe slot is freed on close)."""
+    charge: bool = False
+    """Settle the reservation on close (else release it): set once text reached the caller."""
+    cost_usd: float | None = None
+    """What to settle; None charges the estimate (the actual cost is unknown)."""
 
 
 class _Call:
@@ -587,6 +748,7 @@ class _Call:
         self.streamed = streamed
         self.attempts: list[Attempt] = []
         self.last_error: BaseException | None = None
+        self.refusal: BudgetExceeded | None = None
         self.window_floor: int | None = None  # after a context error: windows must exceed it
         self.context_exceeded = False
         self.usage: UsageMetadata | None = None
@@ -601,32 +763,120 @@ class _Call:
                 if window is None or (
                     self.window_floor is not None and window <= self.window_floor
                 ):
-                    self.attempts.append(
-                        Attempt(
-                            model=model,
-                            outcome="skipped",
-                            error_type="ContextWindow",
-                            error=f"context window {window or 'unknown'} not larger than "
-                            f"{self.window_floor or 'the failing model'}'s",
-                        )
+                    self._skip(
+                        model,
+                        "ContextWindow",
+                        f"context window {window or 'unknown'} not larger than "
+                        f"{self.window_floor or 'the failing model'}'s",
                     )
                     continue
             yield model
 
-    def failed(self, model: str, exc: BaseException, t0: float) -> bool:
+    # -- before an attempt: the breaker admits it, the budget holds its estimate ----------
+    def open(self, model: str) -> _Ticket | None:
+        """Claim an attempt of ``model``; None (recorded as skipped) when the breaker or
+        the budget refuses it."""
+        if not self._admitted(model):
+            return None
+        budget = self.owner.budget
+        try:
+            held = None if budget is None else budget.reserve(self._estimate(model), model=model)
+        except BudgetExceeded as exc:
+            return self._refused(model, exc)
+        except BaseException:
+            self._abandon(model)
+            raise
+        return _Ticket(model, held)
+
+    async def aopen(self, model: str) -> _Ticket | None:
+        if not self._admitted(model):
+            return None
+        budget = self.owner.budget
+        try:
+            held = (
+                None
+                if budget is None
+                else await budget.areserve(self._estimate(model), model=model)
+            )
+        except BudgetExceeded as exc:
+            return self._refused(model, exc)
+        except BaseException:
+            self._abandon(model)
+            raise
+        return _Ticket(model, held)
+
+    def _admitted(self, model: str) -> bool:
+        breaker = self.owner.breaker
+        why = None if breaker is None else breaker.admit(model)
+        if why is not None:
+            self._skip(model, "CircuitOpen", why)
+        return why is None
+
+    def _refused(self, model: str, exc: BudgetExceeded) -> None:
+        self._abandon(model)
+        self.refusal = exc
+        self._skip(model, "BudgetExceeded", str(exc))
+
+    def _skip(self, model: str, kind: str, why: str) -> None:
+        self.attempts.append(Attempt(model=model, outcome="skipped", error_type=kind, error=why))
+
+    def _estimate(self, model: str) -> float | None:
+        card = self.owner.catalog.find(model)
+        if card is None:
+            return None
+        return estimate_cost(card, self.route.input_tokens, self.route.output_tokens)
+
+    # -- after an attempt ------------------------------------------------------------------
+    def close(self, ticket: _Ticket) -> None:
+        """Settle or release the attempt's reservation; free a probe slot left unreported."""
+        if not ticket.reported:
+            self._abandon(ticket.model)
+        held = ticket.reservation
+        if held is not None:
+            if ticket.charge:
+                held.settle(ticket.cost_usd)
+            else:
+                held.release()
+
+    async def aclose(self, ticket: _Ticket) -> None:
+        if not ticket.reported:
+            self._abandon(ticket.model)
+        held = ticket.reservation
+        if held is not None:
+            if ticket.charge:
+                await held.asettle(ticket.cost_usd)
+            else:
+                await held.arelease()
+
+    def _abandon(self, model: str) -> None:
+        if self.owner.breaker is not None:
+            self.owner.breaker.abandon(model)
+
+    def _report(self, ticket: _Ticket, failure: Attempt | None = None) -> None:
+        """Tell the breaker how the attempt went (a failure only for upstream faults)."""
+        ticket.reported = True
+        breaker = self.owner.breaker
+        if breaker is None:
+            return
+        if failure is None:
+            breaker.record_success(ticket.model)
+        else:
+            why = failure.error_type or "error"
+            if failure.status is not None:
+                why = f"{why} {failure.status}"
+            breaker.record_failure(ticket.model, why, retry_after_s=failure.retry_after_s)
+
+    def failed(self, ticket: _Ticket, exc: BaseException) -> bool:
         """Record a failed attempt; True when the call may go on to the next model."""
-        secret = self.owner.openai_api_key
-        attempt = failed_attempt(
-            model, exc, time.perf_counter() - t0, secret.get_secret_value() if secret else None
-        )
+        attempt = self._failed_attempt(ticket, exc)
         self.attempts.append(attempt)
         self.last_error = exc
-        if attempt.status == 429 and attempt.retry_after_s:
-            self.owner._cool(model, attempt.retry_after_s)
         action = classify(exc)
+        if attempt.outcome != "skipped":  # skipped: never sent, says nothing of the model
+            self._report(ticket, attempt if action == "fallback" else None)
         if action == "context":
             self.context_exceeded = True
-            window = self._window(model)
+            window = self._window(ticket.model)
             if window is not None:
                 self.window_floor = max(window, self.window_floor or 0)
         if action == "fatal":
@@ -634,7 +884,21 @@ class _Call:
             return False
         return True
 
-    def all_failed(self) -> AllAttemptsFailedError:
+    def _failed_attempt(self, ticket: _Ticket, exc: BaseException) -> Attempt:
+        secret = self.owner.openai_api_key
+        return failed_attempt(
+            ticket.model,
+            exc,
+            time.perf_counter() - ticket.started,
+            secret.get_secret_value() if secret else None,
+        )
+
+    def exhausted(self) -> RoutedLLMError:
+        """The error when no model answered: the budget's refusal when nothing was sent,
+        else :class:`AllAttemptsFailedError` naming every attempt."""
+        if self.refusal is not None and not any(a.outcome == "error" for a in self.attempts):
+            self.annotate(self.refusal, None)
+            return self.refusal
         error = AllAttemptsFailedError([a.as_dict() for a in self.attempts], self.route.tags)
         error.routedllm = self.record(None)  # type: ignore[attr-defined]
         return error
@@ -646,10 +910,21 @@ class _Call:
         except AttributeError:  # exceptions with __slots__
             pass
 
-    def finish(self, result: ChatResult, model: str, t0: float) -> ChatResult:
+    def _answered(self, ticket: _Ticket, model: str, record: Mapping[str, Any]) -> None:
+        """An answer came: the model is healthy, the budget is charged its actual cost, and
+        a sticky conversation remembers the model."""
+        self._report(ticket)
+        ticket.charge, ticket.cost_usd = True, record["cost_usd"]
+        if self.route.conversation is not None:
+            self.owner._remember(self.route.conversation, model)
+
+    def finish(self, result: ChatResult, ticket: _Ticket) -> ChatResult:
         """Stamp a non-streamed result with the model that answered and the call's record."""
+        model = ticket.model
         self.attempts.append(
-            Attempt(model=model, outcome="ok", latency_s=round(time.perf_counter() - t0, 6))
+            Attempt(
+                model=model, outcome="ok", latency_s=round(time.perf_counter() - ticket.started, 6)
+            )
         )
         llm_output = result.llm_output if result.llm_output is not None else {}
         self.served = llm_output.get("model_name")
@@ -662,40 +937,57 @@ class _Call:
                 gen.message.response_metadata["routedllm"] = record
         if result.llm_output is not None:
             result.llm_output["model_name"] = model
+        self._answered(ticket, model, record)
         return result
 
-    def committed(self) -> None:
+    def committed(self, ticket: _Ticket) -> None:
+        """Text is about to reach the caller: no fallback from here, and the attempt is
+        charged (its estimate, until the stream ends with usage)."""
         self.ttft = round(time.perf_counter() - self.route.started, 6)
+        ticket.charge = True
 
     def observe(self, chunk: ChatGenerationChunk) -> None:
         """Take ``model_name`` off a streamed chunk (it goes on the tail) and add up usage."""
         info = chunk.generation_info
-        if info and "model_name" in info:
-            self.served = info.pop("model_name")
+        if info:
+            info.pop(_CHOICE, None)
+            if "model_name" in info:
+                self.served = info.pop("model_name")
+            if not info:
+                chunk.generation_info = None
         if "model_name" in chunk.message.response_metadata:
             self.served = chunk.message.response_metadata.pop("model_name")
         usage = getattr(chunk.message, "usage_metadata", None)
         if usage:
             self.usage = add_usage(self.usage, usage)
 
-    def broke(self, model: str, exc: BaseException, t0: float) -> None:
-        """A stream failed after its first chunk reached the caller: no fallback, record it."""
-        secret = self.owner.openai_api_key
+    def broke(self, ticket: _Ticket, exc: BaseException) -> StreamInterruptedError:
+        """A stream failed after its first chunk reached the caller: no fallback; the typed
+        error names every attempt and keeps the usage seen so far."""
+        attempt = self._failed_attempt(ticket, exc)
+        attempt.outcome = "error"  # it was sent: text came back
+        self.attempts.append(attempt)
+        self.last_error = exc
+        self._report(ticket, attempt if classify(exc) == "fallback" else None)
+        error = StreamInterruptedError(
+            ticket.model, [a.as_dict() for a in self.attempts], self.route.tags, self.usage
+        )
+        error.routedllm = self.record(ticket.model)  # type: ignore[attr-defined]
+        return error
+
+    def tail(self, ticket: _Ticket) -> ChatGenerationChunk:
+        """The one chunk carrying ``model_name`` and the record, yielded after the stream."""
+        model = ticket.model
         self.attempts.append(
-            failed_attempt(
-                model, exc, time.perf_counter() - t0, secret.get_secret_value() if secret else None
+            Attempt(
+                model=model, outcome="ok", latency_s=round(time.perf_counter() - ticket.started, 6)
             )
         )
-        self.annotate(exc, model)
-
-    def tail(self, model: str, t0: float) -> ChatGenerationChunk:
-        """The one chunk carrying ``model_name`` and the record, yielded after the stream."""
-        self.attempts.append(
-            Attempt(model=model, outcome="ok", latency_s=round(time.perf_counter() - t0, 6))
-        )
+        record = self.record(model)
+        self._answered(ticket, model, record)
         return ChatGenerationChunk(
             message=AIMessageChunk(
-                content="", response_metadata={"model_name": model, "routedllm": self.record(model)}
+                content="", response_metadata={"model_name": model, "routedllm": record}
             )
         )
 
@@ -730,6 +1022,8 @@ class _Call:
             "policy": route.policy,
             "fallbacks": list(route.ranking[1:]),
             "deferred": list(route.deferred),
+            "unavailable": dict(route.unavailable),
+            "sticky": self._sticky(model),
             "attempts": [a.as_dict() for a in self.attempts],
             "usage": summary,
             "estimated_cost_usd": _usd(
@@ -750,6 +1044,22 @@ class _Call:
                 "score": decision.score,
                 "binding_constraint": decision.binding_constraint,
             },
+        }
+
+    def _sticky(self, model: str | None) -> dict[str, Any] | None:
+        """What sticky routing did for this turn (None: not a sticky conversation)."""
+        route = self.route
+        if route.conversation is None:
+            return None
+        previous = route.previous_model
+        note = route.decision.note if route.decision is not None else None
+        if note is None and previous is not None and model is not None and model != previous:
+            note = f"conversation model {previous} was kept but failed; {model} answered"
+        return {
+            "conversation_id": route.conversation,
+            "previous_model": previous,
+            "kept": None if previous is None or model is None else model == previous,
+            "note": note,
         }
 
     def _window(self, model: str) -> int | None:
@@ -779,7 +1089,6 @@ def _pinned(
         decision=None,
         input_tokens=features.input_tokens,
         output_tokens=max_out or policy.default_output_tokens,
-        deferred=(),
         started=started,
     )
 
@@ -790,14 +1099,45 @@ def _usd(value: float | None) -> float | None:
 
 
 def _commits(chunk: ChatGenerationChunk) -> bool:
-    """True for a chunk the caller would see: text, a tool call, reasoning or usage."""
+    """True for a chunk that shows the reply: text, a tool call or reasoning text.
+
+    Usage alone does not commit: a stream of nothing but usage has no reply in it.
+    """
     message = chunk.message
     return bool(
-        message.content
-        or getattr(message, "tool_call_chunks", None)
-        or getattr(message, "usage_metadata", None)
-        or message.additional_kwargs
+        message.content or getattr(message, "tool_call_chunks", None) or message.additional_kwargs
     )
+
+
+def _check_choices(head: Sequence[ChatGenerationChunk]) -> None:
+    """A stream that ended without showing anything must at least have carried a choice
+    (an empty reply); one that carried none is an upstream fault, not an answer."""
+    if not any(_CHOICE in (chunk.generation_info or {}) for chunk in head):
+        raise MalformedResponseError("a 200 stream without choices (no completion in it)")
+
+
+def _conversation(configurable: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str | None:
+    """The call's conversation: ``configurable["thread_id"]`` (LangGraph's), else metadata
+    ``conversation_id`` or ``thread_id``."""
+    for value in ((configurable or {}).get("thread_id"), meta.get("conversation_id"),
+                  meta.get("thread_id")):
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+def _field(response: Any, name: str) -> Any:
+    return response.get(name) if isinstance(response, dict) else getattr(response, name, None)
+
+
+def _body_error(error: Any, base_url: str | None) -> openai.APIError:
+    """A 200 whose body is an error object, raised as the openai SDK raises an error event
+    in a stream: an ``APIError`` whose body's ``code`` says whether it is the upstream's
+    fault (5xx, falls back) or the caller's."""
+    body = error if isinstance(error, dict) else {"message": str(error)}
+    message = body.get("message") or "a 200 response whose body is an error object"
+    url = f"{(base_url or 'http://upstream').rstrip('/')}/chat/completions"
+    return openai.APIError(str(message), httpx.Request("POST", url), body=body)
 
 
 def _required_capabilities(messages: Sequence[Any], kwargs: Mapping[str, Any]) -> frozenset[str]:

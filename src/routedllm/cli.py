@@ -80,11 +80,29 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Route a workload (the bundled sample by default) and compare with a baseline model."""
+    """Route a workload (the bundled sample by default) and compare with a baseline model.
+
+    By default the calls are made, through RoutedChatModel, to a local stand-in of the
+    gateway serving constructed answers (see routedllm.demo); ``--estimate`` only decides
+    and estimates. Where loopback sockets are not allowed, it warns and estimates.
+    """
     catalog = _catalog(args)
     policy = _policy(args)
     baseline = catalog.get(args.baseline)
     rows = list(read_rows(args.workload)) if args.workload else sample_rows()
+    if not args.estimate:
+        from routedllm import demo
+
+        try:
+            run = demo.run_demo(catalog, policy, rows, baseline_model=baseline.id,
+                                ledger_path=args.ledger)
+        except demo.StandInUnavailable as exc:
+            warnings.warn(f"{exc}; showing estimates only (routedllm demo --estimate)",
+                          stacklevel=1)
+        else:
+            print(json.dumps(demo.to_json(run), indent=2, ensure_ascii=False) if args.json
+                  else demo.render(run))
+            return 0
     results: list[dict[str, Any]] = []
     for row in rows:
         d = decide(catalog, policy, Request(
@@ -278,6 +296,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="route the bundled sample workload and compare with a baseline")
     p.add_argument("--workload", metavar="FILE.jsonl", help="your own workload instead")
     p.add_argument("--baseline", default="gpt-4o", metavar="ID")
+    p.add_argument("--estimate", action="store_true",
+                   help="only decide and estimate: no calls, not even to the local stand-in")
+    p.add_argument("--ledger", metavar="FILE.jsonl",
+                   help="append the calls' records here (default: a new temporary file)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_demo)
 

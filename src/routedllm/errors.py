@@ -63,13 +63,43 @@ class AllAttemptsFailedError(RoutedLLMError):
     def __init__(self, attempts: Sequence[Mapping[str, Any]], tags: Sequence[str] = ()) -> None:
         self.attempts = [dict(a) for a in attempts]
         self.tags = tuple(tags)
-        lines = "\n".join(
-            f"  {i}. {a['model']}: {a.get('outcome')}: {a.get('error')}"
-            for i, a in enumerate(self.attempts, 1)
-        )
         super().__init__(
-            f"all {len(self.attempts)} attempts failed for tags {list(self.tags)}:\n{lines}"
+            f"all {len(self.attempts)} attempts failed for tags {list(self.tags)}:\n"
+            f"{_attempt_lines(self.attempts)}"
         )
+
+
+class StreamInterruptedError(RoutedLLMError):
+    """A stream broke after its first chunk reached the caller, so it could not fall back.
+
+    ``model`` is the model whose stream broke; ``attempts`` has one record per attempt
+    (the last is the broken one); ``usage`` is the LangChain usage seen before the break
+    (None when the upstream sent none). The upstream exception is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        attempts: Sequence[Mapping[str, Any]],
+        tags: Sequence[str] = (),
+        usage: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.attempts = [dict(a) for a in attempts]
+        self.tags = tuple(tags)
+        self.usage = None if usage is None else dict(usage)
+        super().__init__(
+            f"the stream from {model} broke after it started, so it cannot fall back "
+            f"(tags {list(self.tags)}):\n{_attempt_lines(self.attempts)}"
+        )
+
+
+def _attempt_lines(attempts: Sequence[Mapping[str, Any]]) -> str:
+    """One numbered line per attempt: model, outcome and error."""
+    return "\n".join(
+        f"  {i}. {a['model']}: {a.get('outcome')}: {a.get('error')}"
+        for i, a in enumerate(attempts, 1)
+    )
 
 
 class BudgetExceeded(RoutedLLMError):

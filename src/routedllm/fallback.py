@@ -1,13 +1,15 @@
 """Which upstream failures move a call to the next model, and the record of each attempt.
 
 Upstream faults (rate limits, 5xx, timeouts, lost connections, a model the gateway does
-not serve) fall back to the decision's next model; a context-length error falls back only
-to a model with a larger window; caller errors (400, 401, 403, 422) are raised at once.
+not serve, a 200 whose body is not a usable completion) fall back to the decision's next
+model; a context-length error falls back only to a model with a larger window; caller
+errors (400, 401, 403, 422) are raised at once.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -20,6 +22,14 @@ Outcome = Literal["ok", "error", "skipped"]
 
 _RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
 _ERROR_TEXT_LIMIT = 300
+
+
+class MalformedResponseError(Exception):
+    """A 200 whose body is not a usable completion (no choices, not a chat completion).
+
+    An upstream fault like a 5xx: the call falls back, so this never reaches the caller
+    except as the ``__cause__`` of an :class:`~routedllm.errors.AllAttemptsFailedError`.
+    """
 
 
 @dataclass(slots=True)
@@ -45,7 +55,12 @@ def classify(exc: BaseException) -> Action:
         or getattr(exc, "code", None) == "context_length_exceeded"
     ):
         return "context"
-    if isinstance(exc, openai.APIConnectionError | TimeoutError):  # includes APITimeoutError
+    # Lost connections and timeouts (incl. APITimeoutError), and 200s whose body is broken:
+    # malformed JSON, no choices, a stream cut at the transport.
+    upstream_fault = (
+        openai.APIConnectionError | TimeoutError | MalformedResponseError | json.JSONDecodeError
+    )
+    if isinstance(exc, upstream_fault) or _is_httpx(exc, "TransportError"):
         return "fallback"
     if not isinstance(exc, openai.APIError):
         return "fatal"
@@ -91,8 +106,31 @@ def retry_after_s(exc: BaseException) -> float | None:
     return None
 
 
+def never_sent(exc: BaseException) -> bool:
+    """True when the request never left this process: the HTTP client's connection pool
+    had no free connection within the timeout (a local limit, not the upstream's fault)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if _is_httpx(cause, "PoolTimeout"):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _is_httpx(exc: BaseException, name: str) -> bool:
+    """``exc`` is an ``httpx.<name>`` of httpx or of httpx2 (which openai 3 uses instead)."""
+    return any(
+        cls.__name__ == name and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+        for cls in type(exc).__mro__
+    )
+
+
 def error_type(exc: BaseException) -> str:
     """A stable, low-cardinality name: the openai class (``RateLimitError``), else the class."""
+    if never_sent(exc):
+        return "PoolTimeout"
     for cls in type(exc).__mro__:
         if cls.__module__.startswith("openai"):
             return cls.__name__
@@ -100,18 +138,31 @@ def error_type(exc: BaseException) -> str:
 
 
 def failed_attempt(model: str, exc: BaseException, latency_s: float, secret: str | None) -> Attempt:
-    """The record of an attempt that raised ``exc``; ``secret`` is scrubbed from the text."""
-    text = " ".join(str(exc).split())
-    if secret and len(secret) >= 8:  # shorter strings are not keys, and occur in any text
-        text = text.replace(secret, "[redacted]")
+    """The record of an attempt that raised ``exc``; ``secret`` is scrubbed from the text.
+
+    An attempt the HTTP client never sent (see :func:`never_sent`) is ``skipped``.
+    """
+    text = scrub(" ".join(str(exc).split()) or type(exc).__name__, secret)
     if len(text) > _ERROR_TEXT_LIMIT:
         text = text[: _ERROR_TEXT_LIMIT - 3] + "..."
+    kind = error_type(exc)
     return Attempt(
         model=model,
-        outcome="error",
-        error=f"{error_type(exc)}: {text}",
-        error_type=error_type(exc),
+        outcome="skipped" if kind == "PoolTimeout" else "error",
+        error=f"{kind}: {text}",
+        error_type=kind,
         status=status_of(exc),
         retry_after_s=retry_after_s(exc),
         latency_s=round(latency_s, 6),
     )
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``[redacted]``.
+
+    Strings shorter than 8 characters are left alone: they are not real keys (tests use
+    ``"k"``), and replacing them would mangle ordinary words and model ids.
+    """
+    if not secret or len(secret) < 8:
+        return text
+    return text.replace(secret, "[redacted]")

@@ -2,10 +2,12 @@
 
 A model is *closed* (used normally) until it fails ``failures`` times within ``window_s``
 seconds, or its failure share in that window reaches ``failure_rate`` (after at least
-``min_calls`` calls). It is then *open*: skipped for ``cooldown_s``. A 429 carrying a
-Retry-After opens it for that long right away (capped at ``max_retry_after_s``). After
-the cooldown it is *half-open*: one probe call may go out; its success closes the circuit,
-its failure opens it again for twice the previous cooldown, up to ``max_cooldown_s``.
+``min_calls`` calls). It is then *open*: skipped for ``cooldown_s``. After the cooldown it
+is *half-open*: one probe call may go out; its success closes the circuit, its failure
+opens it again for twice the previous cooldown, up to ``max_cooldown_s``. A 429 carrying
+a Retry-After opens it right away for that long (capped at ``max_retry_after_s``); the
+upstream said when to come back, so after that wait it is closed again, with no probe,
+and the failures seen before still count towards tripping it.
 
 Only failures that are the upstream's fault belong here (429, 5xx, timeouts, connection
 errors); a caller's 400 says nothing about the model's health. The breaker is in memory
@@ -33,17 +35,20 @@ CircuitState = Literal["closed", "open", "half_open"]
 class _Health:
     cooldown: float
     events: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, failed)
+    admitted: deque[float] = field(default_factory=deque)  # when admitted calls went out
     open_until: float | None = None
     reason: str = ""
     probe_until: float | None = None
+    tripped: bool = False  # opened by failures (half-open after), not only by a Retry-After
 
 
 class CircuitBreaker:
     """Per-model circuit breaker; see the module docstring for the states.
 
     Before each attempt call :meth:`admit` (it claims the half-open probe slot); after it,
-    :meth:`record_success` or :meth:`record_failure`. :meth:`unavailable` is the mapping
-    to pass as ``Request(unavailable=...)``. ``clock`` (seconds) is injectable for tests.
+    :meth:`record_success` or :meth:`record_failure` (:meth:`abandon` when the call was not
+    sent after all). :meth:`unavailable` is the mapping to pass as
+    ``Request(unavailable=...)``. ``clock`` (seconds) is injectable for tests.
     """
 
     def __init__(
@@ -128,20 +133,25 @@ class CircuitBreaker:
 
         When the circuit is half-open, the first caller gets the probe slot (held until it
         records the outcome, or for ``probe_timeout_s``); the others are told to skip.
+        Admitted calls also count towards ``failure_rate`` while they are in flight, so the
+        fast failures of a burst do not trip it before the slower successes come back.
         """
         now = self._clock()
         with self._lock:
-            health = self._models.get(model)
+            health = self._health(model)
             state = self._state(health, now)
             if state == "closed":
+                health.admitted.append(now)
+                self._prune(health, now)
                 return None
-            assert health is not None and health.open_until is not None
+            assert health.open_until is not None
             if state == "open":
                 return (f"circuit open: {health.reason}; cooling down for another "
                         f"{health.open_until - now:.1f}s")
             if health.probe_until is not None and health.probe_until > now:
                 return f"circuit half-open after {health.reason}: a probe call is in flight"
             health.probe_until = now + self.probe_timeout_s
+            health.admitted.append(now)
             return None
 
     def record_success(self, model: str) -> None:
@@ -151,6 +161,7 @@ class CircuitBreaker:
             health = self._health(model)
             if self._state(health, now) == "half_open":
                 health.events.clear()
+                health.admitted.clear()
                 health.open_until = health.probe_until = None
                 health.cooldown = self.cooldown_s
                 health.reason = ""
@@ -180,8 +191,21 @@ class CircuitBreaker:
                     self._open(health, now, health.cooldown, f"{tripped}; last: {reason}")
             wait = self._retry_after(retry_after_s)
             if wait:
-                if health.open_until is None or health.open_until < now + wait:
-                    self._open(health, now, wait, f"rate limited, Retry-After {wait:g}s ({reason})")
+                still_open = self._state(health, now) == "open"
+                assert not still_open or health.open_until is not None
+                if not still_open or health.open_until < now + wait:  # type: ignore[operator]
+                    self._open(health, now, wait, f"rate limited, Retry-After {wait:g}s "
+                               f"({reason})", tripped=still_open and health.tripped)
+
+    def abandon(self, model: str) -> None:
+        """An admitted call was not sent after all (e.g. a budget refused it): free the
+        half-open probe slot it may hold, recording no outcome."""
+        with self._lock:
+            health = self._models.get(model)
+            if health is not None:
+                health.probe_until = None
+                if health.admitted:
+                    health.admitted.pop()
 
     def reset(self, model: str | None = None) -> None:
         """Close the circuit of ``model`` (or of every model) and forget its history."""
@@ -208,16 +232,20 @@ class CircuitBreaker:
     def _state(health: _Health | None, now: float) -> CircuitState:
         if health is None or health.open_until is None:
             return "closed"
-        return "open" if now < health.open_until else "half_open"
+        if now < health.open_until:
+            return "open"
+        return "half_open" if health.tripped else "closed"  # a Retry-After's wait is over
 
     def _prune(self, health: _Health, now: float) -> None:
-        events = health.events
+        events, admitted = health.events, health.admitted
         while events and events[0][0] <= now - self.window_s:
             events.popleft()
+        while admitted and admitted[0] <= now - self.window_s:
+            admitted.popleft()
 
     def _tripped(self, health: _Health) -> str | None:
         failed = sum(1 for _, bad in health.events if bad)
-        total = len(health.events)
+        total = max(len(health.events), len(health.admitted))  # calls in flight count too
         if self.failures is not None and failed >= self.failures:
             return f"{failed} failures in {self.window_s:g}s"
         if self.failure_rate is not None and total >= self.min_calls and (
@@ -226,8 +254,14 @@ class CircuitBreaker:
         return None
 
     @staticmethod
-    def _open(health: _Health, now: float, seconds: float, reason: str) -> None:
+    def _open(health: _Health, now: float, seconds: float, reason: str, *,
+              tripped: bool = True) -> None:
+        """Open for ``seconds``: tripped by failures (forgotten; half-open after), or only
+        waiting out a Retry-After (failures kept; closed after)."""
         health.open_until = now + seconds
         health.probe_until = None
         health.reason = reason
-        health.events.clear()
+        health.tripped = tripped
+        if tripped:
+            health.events.clear()
+            health.admitted.clear()

@@ -22,6 +22,11 @@ sweep[:0,1,2,4] (value preset over quality gaps), always[:MODEL], random[:seed=N
 Always-X for every model is always evaluated: it gives the baselines.
 With outcome rows a tag router is calibrated on a training split and every figure is
 measured on the held-out rows.
+
+--online sends every row through RoutedChatModel once per --policy (presets with fields, or
+always:MODEL; default value), grades each answer with the row's grader and reports measured
+quality, cost and latency per model and tag. --replay-ledger LEDGER.jsonl --policy P prices
+a ledger's calls again under P, without calls.
 """
 
 
@@ -64,6 +69,25 @@ def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) ->
                    help="write the calibrated scores as a catalog override file")
     p.add_argument("--plot", metavar="FILE.png", help="draw cost against quality")
     p.add_argument("--json", action="store_true")
+    online = p.add_argument_group(
+        "online (real calls: each --policy runs every row through RoutedChatModel)")
+    online.add_argument("--online", action="store_true",
+                        help="call the gateway, grade the answers, and cost them")
+    online.add_argument("--base-url", metavar="URL",
+                        help="an OpenAI-compatible endpoint (default: the catalog's gateway; "
+                             "key from its key variable, GLOBAL_API_KEY)")
+    online.add_argument("--judge", metavar="MODEL",
+                        help="catalog model the judge grader asks (same endpoint)")
+    online.add_argument("--concurrency", type=int, default=4, metavar="N",
+                        help="rows in flight at once (default 4)")
+    online.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
+    online.add_argument("--ledger", metavar="FILE.jsonl",
+                        help="append every attempt's record to this ledger")
+    online.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                        help="seconds per HTTP attempt (default 60)")
+    replay = p.add_argument_group("ledger replay (no calls)")
+    replay.add_argument("--replay-ledger", metavar="LEDGER.jsonl",
+                        help="what the ledger's calls would have cost under each --policy")
     p.set_defaults(run=cmd_eval)
 
 
@@ -80,6 +104,12 @@ def _cost(text: str) -> tuple[str, float]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the evaluation and print a table or JSON."""
+    if args.online and args.replay_ledger:
+        raise InvalidRequestError("give --online or --replay-ledger, not both")
+    if args.replay_ledger:
+        return cmd_replay_ledger(args)
+    if args.online:
+        return cmd_online(args)
     try:
         from routedllm.evaluation import dataset, published, suite
     except ImportError as exc:  # numpy is an optional dependency
@@ -124,6 +154,93 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(render(report, str(source)))
     return 0
+
+
+def cmd_online(args: argparse.Namespace) -> int:
+    """Run the rows through RoutedChatModel once per policy; grade and cost every answer."""
+    from routedllm.chat_model import RoutedChatModel
+    from routedllm.evaluation import online
+    from routedllm.records import DEFAULT_BASELINE
+    from routedllm.workload import read_rows, sample_rows
+
+    if args.concurrency < 1:
+        raise InvalidRequestError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.limit is not None and args.limit < 1:
+        raise InvalidRequestError(f"--limit must be at least 1, got {args.limit}")
+    catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
+    catalog.check_freshness(args.max_price_age_days)
+    rows = list(read_rows(args.dataset)) if args.dataset else sample_rows()
+    rows = rows[: args.limit] if args.limit is not None else rows
+    policies = [online.online_policy(spec, catalog) for spec in args.policy or ["value"]]
+    connection = {"base_url": args.base_url, "timeout": args.timeout, "catalog": catalog}
+    judge = RoutedChatModel(model=catalog.get(args.judge).id, **connection) if args.judge else None
+    online.check_graders(rows, judge)
+    models = [RoutedChatModel(**connection, **spec.model_kwargs()) for spec in policies]
+    if models and models[0].openai_api_key is None:
+        raise InvalidRequestError(
+            f"no API key for {models[0].openai_api_base}: set "
+            f"{catalog.info.gateway.api_key_env}")
+    reports = []
+    for spec, model in zip(policies, models, strict=True):
+        bar = _bar(len(rows), spec.name, enabled=not args.json and sys.stderr.isatty())
+        reports.append(online.run_online(
+            rows, model, catalog=catalog, label=spec.name, judge=judge,
+            concurrency=args.concurrency, ledger_path=args.ledger,
+            baseline_model=args.baseline or DEFAULT_BASELINE,
+            on_row=None if bar is None else (lambda _r, b=bar: b.update(1))))
+        if bar is not None:
+            bar.close()
+    source = args.dataset or "the sample workload"
+    if args.json:
+        print(json.dumps({"source": str(source), "policies": [r.to_json() for r in reports]},
+                         indent=2, ensure_ascii=False))
+    else:
+        print(online.render(reports, str(source)))
+    return 0
+
+
+def cmd_replay_ledger(args: argparse.Namespace) -> int:
+    """Price a ledger's calls again under each --policy (no calls)."""
+    from routedllm.evaluation import ledger_replay
+    from routedllm.evaluation.online import online_policy
+    from routedllm.ledger import LedgerError, read_ledger
+    from routedllm.policy import Policy
+
+    if args.dataset:
+        raise InvalidRequestError("--replay-ledger reads a ledger: give no DATASET")
+    if not args.policy:
+        raise InvalidRequestError("--replay-ledger needs --policy (e.g. --policy quality)")
+    catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
+    catalog.check_freshness(args.max_price_age_days)
+    policies = {}
+    for spec in args.policy:
+        parsed = online_policy(spec, catalog)
+        policies[spec] = parsed.policy or Policy(  # always:MODEL: that model wherever it can
+            preset="quality", allowed_models=frozenset({parsed.pinned}), allow_unscored=True,
+            allow_unpriced=True)
+    try:
+        records = read_ledger(args.replay_ledger)
+    except OSError as exc:
+        raise LedgerError(f"{args.replay_ledger}: cannot read ledger: {exc.strerror}") from None
+    replays = [ledger_replay.replay_ledger(records, catalog, policy, spec)
+               for spec, policy in policies.items()]
+    if args.json:
+        print(json.dumps({"ledger": args.replay_ledger, "policies": [r.to_json() for r in replays]},
+                         indent=2))
+    else:
+        print(ledger_replay.render(replays, args.replay_ledger))
+    return 0
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on stderr, or None when disabled or tqdm is not installed."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit="row")
 
 
 def _jsonable(value: Any) -> Any:

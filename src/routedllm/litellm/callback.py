@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from routedllm.catalog import Catalog
 from routedllm.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
 from routedllm.ledger import JsonlLedger
-from routedllm.litellm.routing import META_KEY, route_body, vocabulary_tags
+from routedllm.litellm.routing import META_KEY, PREFIX, route_body, vocabulary_tags
 from routedllm.policy import PRESETS, Policy
 from routedllm.pricing import estimate_cost
 from routedllm.records import (
@@ -42,6 +44,27 @@ logger = logging.getLogger("routedllm")
 LEDGER_ENV = "ROUTEDLLM_LEDGER"
 POLICY_ENV = "ROUTEDLLM_POLICY"
 _MAX_ERROR_CHARS = 500
+_RECENT_TRACES = 10_000  # calls remembered as having failed attempts recorded
+
+
+class _RecentSet:
+    """The last ``size`` items added, for membership tests; thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[Any, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, item: Any) -> None:
+        with self._lock:
+            self._items[item] = None
+            self._items.move_to_end(item)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        with self._lock:
+            return item in self._items
 
 
 class LiteLLMHandler(CustomLogger):
@@ -79,6 +102,7 @@ class LiteLLMHandler(CustomLogger):
         self.ledger = None if ledger_path is None else JsonlLedger(ledger_path)
         self.sinks: tuple[Sink, ...] = (
             self.memory, *(() if self.ledger is None else (self.ledger,)), *sinks)
+        self._failed_traces = _RecentSet(_RECENT_TRACES)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The proxy runs a pre-call hook only when the instance's own class defines it.
@@ -116,6 +140,9 @@ class LiteLLMHandler(CustomLogger):
         try:
             route_body(self.catalog, self.policy, data)
         except RoutedLLMError as exc:
+            metadata = data.get("metadata")
+            if isinstance(metadata, dict):  # LiteLLM logs the rejection: say what rejected it
+                metadata[META_KEY] = {"group": data.get("model"), "rejected": type(exc).__name__}
             return f"routedllm: {exc}"
         return data
 
@@ -127,7 +154,9 @@ class LiteLLMHandler(CustomLogger):
 
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
                           start_time: dt.datetime, end_time: dt.datetime) -> None:
-        deliver(self.sinks, [self.record(kwargs, response_obj, start_time, end_time, ok=False)])
+        # A call whose attempts the deployment hook recorded is not recorded again.
+        if _trace(kwargs) not in self._failed_traces:
+            deliver(self.sinks, [self.record(kwargs, response_obj, start_time, end_time, ok=False)])
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: dt.datetime, end_time: dt.datetime) -> None:
@@ -137,45 +166,70 @@ class LiteLLMHandler(CustomLogger):
                                       start_time: dt.datetime, end_time: dt.datetime) -> None:
         self.log_failure_event(kwargs, response_obj, start_time, end_time)
 
+    async def async_post_call_failure_deployment_hook(
+        self, request_data: Mapping[str, Any], exception: Exception, call_type: Any,
+        fallback_depth: int | None = None,
+    ) -> None:
+        """Record one failed attempt at a model.
+
+        LiteLLM calls this for every failed attempt, while its failure event fires once
+        per call on the proxy (the first failure only).
+        """
+        self._failed_traces.add(_trace(request_data))
+        deliver(self.sinks, [self.failed_attempt(request_data, exception)])
+
     def record(self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any,
                end_time: Any, *, ok: bool = True) -> CallRecord:
-        """The CallRecord of one LiteLLM event (LiteLLM's logger arguments, as given)."""
+        """The CallRecord of one LiteLLM success or failure event (its logger arguments)."""
         slo = _mapping(kwargs.get("standard_logging_object"))
         meta = _mapping(_mapping(kwargs.get("litellm_params")).get("metadata"))
         routed = _mapping(meta.get(META_KEY))
         model = _str(slo.get("model")) or _str(kwargs.get("model")) or "unknown"
         started = _epoch(slo.get("startTime"), start_time)
         ended = _epoch(slo.get("endTime"), end_time)
-        latency = None if started is None or ended is None else max(0.0, ended - started)
         first = _number(slo.get("completionStartTime"))
-        # completionStartTime is the first chunk of a stream; on a plain call it is the end.
-        ttft = (max(0.0, first - started) if ok and slo.get("stream") is True
-                and first is not None and started is not None else None)
-        tags = (tuple(vocabulary_tags(routed.get("tags")))
-                or vocabulary_tags(slo.get("request_tags")) or vocabulary_tags(meta.get("tags")))
-        requested = _str(routed.get("model")) or _str(meta.get("original_model_group")) \
-            or _str(slo.get("model_group"))
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = {
+            "latency_s": None if started is None or ended is None else max(0.0, ended - started),
+            # completionStartTime is a stream's first chunk; on a plain call it is the end
+            "ttft_s": (max(0.0, first - started) if ok and slo.get("stream") is True
+                       and first is not None and started is not None else None),
+        }
         if ok:
             usage = _usage(response_obj, slo)
             card = resolve_model(self.catalog, model)
             tokens = (routed.get("estimated_input_tokens"), routed.get("expected_output_tokens"))
             if card is not None and all(isinstance(t, int) for t in tokens):
                 fields["estimated_cost_usd"] = estimate_cost(card, *tokens)
-            fields["answering_model"] = _str(getattr(response_obj, "model", None))
+            fields["answering_model"] = _answering_model(response_obj)
         else:
             usage = NO_TOKENS
             error = kwargs.get("exception")
             info = _mapping(slo.get("error_information"))
-            fields["outcome"] = (_str(info.get("error_class"))
+            fields["outcome"] = (_str(routed.get("rejected")) or _str(info.get("error_class"))
                                  or (type(error).__name__ if error is not None else "error"))
             fields["error"] = _clip(_str(slo.get("error_str")) or (str(error) if error else None))
+        ts = dt.datetime.fromtimestamp(started, dt.UTC) if started else dt.datetime.now(dt.UTC)
+        return build_record(self.catalog, model, usage=usage, ts=ts,
+                            baseline_model=self.baseline_model, run_id=_trace(kwargs),
+                            **_routing(meta, slo.get("request_tags"), slo.get("model_group")),
+                            **fields)
+
+    def failed_attempt(self, request_data: Mapping[str, Any], exception: BaseException
+                       ) -> CallRecord:
+        """The CallRecord of one failed attempt (the deployment hook's arguments)."""
+        meta = _mapping(request_data.get("metadata") or request_data.get("litellm_metadata"))
+        details = _mapping(getattr(request_data.get("litellm_logging_obj"), "model_call_details",
+                                   None))
+        started = details.get("current_attempt_api_call_start_time")
+        now = dt.datetime.now()  # LiteLLM times attempts in naive local time
+        started = started if isinstance(started, dt.datetime) and started.tzinfo is None else None
         return build_record(
-            self.catalog, model, usage=usage,
-            ts=dt.datetime.fromtimestamp(started, dt.UTC) if started else dt.datetime.now(dt.UTC),
-            latency_s=latency, ttft_s=ttft, baseline_model=self.baseline_model,
-            attempt=_attempt(meta), run_id=_str(slo.get("trace_id")) or _str(kwargs.get("litellm_call_id")),
-            tags=tags, policy=_str(routed.get("policy")), requested_model=requested, **fields)
+            self.catalog, _str(request_data.get("model")) or "unknown", usage=NO_TOKENS,
+            ts=(started or now).astimezone(dt.UTC),
+            latency_s=None if started is None else max(0.0, (now - started).total_seconds()),
+            baseline_model=self.baseline_model, run_id=_trace(request_data),
+            outcome=type(exception).__name__, error=_clip(str(exception) or None),
+            **_routing(meta, meta.get("tags"), meta.get("model_group")))
 
 
 def policy_from(value: str | None) -> Policy:
@@ -197,6 +251,26 @@ def policy_from(value: str | None) -> Policy:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str, Any]:
+    """A record's routing fields from the call's metadata: the decision's when it was routed."""
+    routed = _mapping(meta.get(META_KEY))
+    return {
+        "tags": vocabulary_tags(routed.get("tags")) or vocabulary_tags(request_tags)
+        or vocabulary_tags(meta.get("tags")),
+        "policy": _str(routed.get("policy")),
+        "requested_model": (_str(routed.get("model")) or _str(meta.get("original_model_group"))
+                            or _str(group)),
+        "attempt": _attempt(meta),
+    }
+
+
+def _trace(kwargs: Mapping[str, Any]) -> str | None:
+    """LiteLLM's trace id, shared by the attempts of one call (the record's ``run_id``)."""
+    slo = _mapping(kwargs.get("standard_logging_object"))
+    return (_str(slo.get("trace_id")) or _str(kwargs.get("litellm_trace_id"))
+            or _str(kwargs.get("litellm_call_id")))
+
+
 def _attempt(meta: Mapping[str, Any]) -> int:
     """1 for the first model tried, 2 for the first fallback...: from LiteLLM's walk counters.
 
@@ -205,6 +279,18 @@ def _attempt(meta: Mapping[str, Any]) -> int:
     depth = _count(meta.get("attempted_fallbacks"))
     retries = _count(meta.get("max_retries"))
     return 1 + depth * (1 + retries) + _count(meta.get("attempted_retries"))
+
+
+def _answering_model(response: Any) -> str | None:
+    """The model name the provider's response reported.
+
+    The proxy rewrites ``response.model`` to the name the client asked for; LiteLLM keeps
+    the provider's in the hidden params.
+    """
+    hidden = getattr(response, "_hidden_params", None)
+    name = _str(hidden.get("provider_response_model")) if isinstance(hidden, Mapping) else None
+    name = name or _str(getattr(response, "model", None))
+    return None if name is None or name.startswith(PREFIX) else name
 
 
 def _usage(response: Any, slo: Mapping[str, Any]) -> Usage | None:

@@ -1,0 +1,169 @@
+"""The LiteLLM proxy config generated from the catalog, the ``litellm-config`` command, and
+the committed ``integrations/litellm/config.yaml``. None of this needs litellm installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from routedllm import Catalog, Policy, Request, decide
+from routedllm.cli import main
+from routedllm.litellm import (
+    HANDLER,
+    deployment,
+    model_list,
+    proxy_config,
+    render_config,
+    routed_fallbacks,
+    routed_groups,
+)
+from routedllm.litellm.config import _TYPICAL
+from routedllm.litellm.routing import group_tags
+
+COMMITTED = Path(__file__).resolve().parents[1] / "integrations" / "litellm" / "config.yaml"
+NO_AGE_LIMIT = ["--max-price-age-days", "100000"]
+
+
+def _entries(config_list: list[dict], name: str) -> list[dict]:
+    return [e for e in config_list if e["model_name"] == name]
+
+
+def test_one_deployment_per_catalog_model(catalog: Catalog) -> None:
+    entries = model_list(catalog)
+    gateway = catalog.info.gateway
+    for card in catalog:
+        [entry] = _entries(entries, card.id)
+        params = entry["litellm_params"]
+        assert params["model"] == f"openai/{card.id}"
+        assert params["api_base"] == gateway.base_url
+        assert params["api_key"] == f"os.environ/{gateway.api_key_env}" == "os.environ/GLOBAL_API_KEY"
+        for key, price in (("input_cost_per_token", card.input_usd_per_mtok),
+                           ("output_cost_per_token", card.output_usd_per_mtok)):
+            if price is None:  # unknown stays unknown: LiteLLM would count a 0 as free
+                assert key not in params
+            else:
+                assert params[key] == pytest.approx(price / 1e6, rel=1e-12)
+        info = entry.get("model_info", {})
+        assert info.get("max_input_tokens") == card.context_window
+        assert info.get("supports_vision") == card.capabilities.image_input
+
+
+def test_unpriced_models_carry_no_zero_price(catalog: Catalog) -> None:
+    unpriced = [card for card in catalog if card.input_usd_per_mtok is None]
+    assert unpriced, "the packaged catalog has models without an input price"
+    for card in unpriced:
+        [entry] = _entries(model_list(catalog), card.id)
+        assert "input_cost_per_token" not in entry["litellm_params"]
+    assert all(v != 0 for e in model_list(catalog) for k, v in e["litellm_params"].items()
+               if k.endswith("cost_per_token"))
+
+
+def test_per_token_prices_have_no_binary_noise(catalog: Catalog) -> None:
+    card = catalog.merged({"models": [{"id": "m", "name": "M", "input_usd_per_mtok": 0.18,
+                                       "output_usd_per_mtok": 0.28,
+                                       "cached_input_usd_per_mtok": 0.07}]}).get("m")
+    params = deployment(card, base_url="http://x/v1", api_key_env="K")["litellm_params"]
+    assert repr(params["input_cost_per_token"]) == "1.8e-07"
+    assert repr(params["output_cost_per_token"]) == "2.8e-07"
+    assert repr(params["cache_read_input_token_cost"]) == "7e-08"
+    assert params["api_key"] == "os.environ/K"
+
+
+def test_known_capabilities_only(catalog: Catalog) -> None:
+    card = catalog.merged({"models": [{"id": "m", "name": "M", "context_window": 32000,
+                                       "capabilities": {"tools": False, "structured_output": True}}]}
+                          ).get("m")
+    entry = deployment(card, base_url="http://x/v1", api_key_env="K")
+    assert entry["model_info"] == {"max_input_tokens": 32000, "supports_function_calling": False,
+                                   "supports_response_schema": True}
+    bare = deployment(catalog.merged({"models": [{"id": "b", "name": "B"}]}).get("b"),
+                      base_url="http://x/v1", api_key_env="K")
+    assert "model_info" not in bare
+
+
+@pytest.mark.parametrize("preset", ["value", "quality", "cheapest"])
+def test_routed_groups_hold_the_typical_decision(catalog: Catalog, preset: str) -> None:
+    policy = Policy(preset=preset)
+    entries = model_list(catalog, policy=policy)
+    fallbacks = {k: v for item in routed_fallbacks(catalog, policy=policy) for k, v in item.items()}
+    for group in routed_groups():
+        decision = decide(catalog, policy, Request(messages=_TYPICAL, tags=group_tags(group)))
+        [entry] = _entries(entries, group)
+        [model] = _entries(entries, decision.model)
+        assert entry["litellm_params"] == model["litellm_params"]
+        assert fallbacks.get(group, []) == list(decision.fallbacks)
+    assert len(entries) == len(catalog) + len(routed_groups())
+
+
+def test_groups_without_an_eligible_model_are_left_out(catalog: Catalog) -> None:
+    blind = catalog.merged({"models": [{"id": c.id, "capabilities": {"image_input": False}}
+                                       for c in catalog]})
+    names = [e["model_name"] for e in model_list(blind)]
+    assert "routed/vision" not in names and "routed/code" in names
+    assert all("routed/vision" not in item for item in routed_fallbacks(blind))
+
+
+def test_proxy_config_settings(catalog: Catalog) -> None:
+    config = proxy_config(catalog, base_url="http://127.0.0.1:9/v1")
+    assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+    assert config["litellm_settings"] == {"callbacks": [HANDLER]}
+    assert HANDLER == "routedllm.litellm.handler"
+    assert config["router_settings"]["num_retries"] == 0
+    assert {e["litellm_params"]["api_base"] for e in config["model_list"]} == {"http://127.0.0.1:9/v1"}
+    assert yaml.safe_load(render_config(config, catalog)) == config
+
+
+def test_committed_config_is_current() -> None:
+    catalog = Catalog.default()
+    expected = render_config(proxy_config(catalog), catalog)
+    assert COMMITTED.read_text("utf-8") == expected, (
+        "integrations/litellm/config.yaml is stale: regenerate it with "
+        "`routedllm litellm-config -o integrations/litellm/config.yaml`")
+
+
+def test_cli_writes_the_config(tmp_path: Path, catalog: Catalog, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ROUTEDLLM_CATALOG", raising=False)
+    out = tmp_path / "config.yaml"
+    assert main(["litellm-config", "-o", str(out), "--base-url", "http://127.0.0.1:8/v1",
+                 *NO_AGE_LIMIT]) == 0
+    assert out.read_text("utf-8") == render_config(
+        proxy_config(catalog, base_url="http://127.0.0.1:8/v1"), catalog)
+    assert main(["litellm-config", *NO_AGE_LIMIT]) == 0
+    assert capsys.readouterr().out == render_config(proxy_config(catalog), catalog)
+
+
+def test_cli_policy_and_catalog_options(tmp_path: Path, catalog: Catalog, capsys) -> None:
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"models": [{"id": c.id, "capabilities": {"image_input": False}}
+                                                   for c in catalog]}), "utf-8")
+    assert main(["litellm-config", "--catalog", str(override), "--policy", "quality",
+                 *NO_AGE_LIMIT]) == 0
+    captured = capsys.readouterr()
+    config = yaml.safe_load(captured.out)
+    assert "routed/vision" not in [e["model_name"] for e in config["model_list"]]
+    assert "no eligible model for routed/vision" in captured.err
+    quality = Policy(preset="quality")
+    [entry] = _entries(config["model_list"], "routed/code")
+    best = decide(catalog, quality, Request(messages=_TYPICAL, tags=["code"])).model
+    assert entry["litellm_params"]["model"] == f"openai/{best}"
+
+
+def test_cli_rejects_a_bad_base_url(capsys) -> None:
+    assert main(["litellm-config", "--base-url", "127.0.0.1:8", *NO_AGE_LIMIT]) == 2
+    assert "--base-url must be an http(s) URL" in capsys.readouterr().err
+
+
+def test_routedllm_and_langchain_path_never_import_litellm() -> None:
+    code = ("import sys, routedllm, routedllm.cli, routedllm.litellm, routedllm.chat_model\n"
+            "from routedllm import CostLatencyHandler, RoutedChatModel\n"
+            "from routedllm.litellm import proxy_config, RoutedRouter\n"
+            "proxy_config()\n"
+            "loaded = sorted(m for m in sys.modules if m == 'litellm' or m.startswith('litellm.'))\n"
+            "print(loaded)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
