@@ -170,6 +170,8 @@ def test_sync_completion_records_each_attempt_once(
     records = sink.wait(3)
     assert [(r.model, r.outcome) for r in records] == [
         (chain[0], "InternalServerError"), (chain[1], "RateLimitError"), (chain[2], "ok")]
+    assert [r.input_tokens for r in records] == [0, 0, 25] and records[0].cost_usd == 0.0
+    assert len({r.run_id for r in records}) == 1
 
 
 async def test_stream_has_time_to_first_token(
@@ -211,18 +213,57 @@ async def test_pre_call_hook_routes_and_rejects(handler: LiteLLMHandler, catalog
     assert bad["metadata"]["routedllm"] == {"group": "routed/haiku", "rejected": "InvalidRequestError"}
 
 
-def test_a_rejection_is_recorded_with_its_reason(handler: LiteLLMHandler, sink: Collect) -> None:
-    kwargs = {"litellm_params": {"metadata": {"routedllm": {"group": "routed/haiku",
-                                                             "rejected": "InvalidRequestError"}}},
+async def test_a_rejection_is_recorded_once_with_its_reason(
+        handler: LiteLLMHandler, sink: Collect) -> None:
+    kwargs = {"litellm_params": {"acompletion": True, "metadata": {
+                  "routedllm": {"group": "routed/haiku", "rejected": "InvalidRequestError"}}},
               "standard_logging_object": {"model": "routed/haiku", "trace_id": "t-1",
                                           "startTime": 1_800_000_000.0, "endTime": 1_800_000_000.5,
                                           "error_str": "400: routedllm: unknown routed model group"},
               "exception": ValueError("x")}
-    handler.log_failure_event(kwargs, None, None, None)
+    handler.log_failure_event(kwargs, None, None, None)  # some releases call both methods
+    await handler.async_log_failure_event(kwargs, None, None, None)
+    await handler.async_log_failure_event(kwargs, None, None, None)
     [record] = sink.records
     assert record.outcome == "InvalidRequestError" and record.model == "routed/haiku"
     assert record.cost_usd is None and record.latency_s == pytest.approx(0.5)
     assert record.error.startswith("400: routedllm")
+
+
+async def test_failures_before_any_model_are_litellms_to_log(
+        handler: LiteLLMHandler, sink: Collect) -> None:
+    class ProxyException(Exception):  # what the proxy's own layers raise, by name
+        pass
+
+    unrouted = {"litellm_params": {"acompletion": True, "metadata": {}},
+                "standard_logging_object": {"model": "routed/auto", "trace_id": "t-3",
+                                            "error_str": "400: unknown model"}}
+    # some releases log an authentication failure with a stale deployment attached
+    auth = {"litellm_params": {"metadata": {"model_group": "gpt-4o"}},
+            "standard_logging_object": {"model": "openai/gpt-4o", "model_id": "abc", "trace_id": "t-4"},
+            "exception": ProxyException("No connected db.")}
+    for kwargs in (unrouted, auth):
+        await handler.async_log_failure_event(kwargs, None, None, None)
+        handler.log_failure_event(kwargs, None, None, None)
+    assert sink.records == []
+
+
+async def test_a_stream_cut_midway_is_one_record_with_unknown_usage(
+        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    rr = router(catalog, upstream)
+    model = rr.prepare("routed/vision", SUMMARY)["model"]
+    upstream.models[model] = ModelSpec(script=["cut"], chunk_delay_s=0.01,
+                                       reply="one two three four five six seven eight")
+    received = []
+    with pytest.raises(litellm.APIConnectionError):
+        stream = await rr.acompletion("routed/vision", SUMMARY, stream=True,
+                                      stream_options={"include_usage": True})
+        async for chunk in stream:
+            received.append(chunk)
+    [record] = await await_records(sink, 1)
+    assert received and record.model == model and record.outcome == "APIConnectionError"
+    assert record.input_tokens is None and record.cost_usd is None  # it may have been billed
+    assert record.ttft_s is None and record.tags == ("vision",)
 
 
 def test_logger_parameter_names_are_the_ones_litellm_passes() -> None:

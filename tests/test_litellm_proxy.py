@@ -124,9 +124,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
             LITELLM_TELEMETRY_DISABLED="true", LITELLM_DONT_SHOW_FEEDBACK_BOX="true",
             ROUTEDLLM_LEDGER=str(ledger))
-        command = [sys.executable, "-c",
-                   "import sys; from litellm_cli.main import proxy_server; sys.exit(proxy_server())",
-                   "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+        command = [str(_console_script()), "--config", str(config), "--host", "127.0.0.1",
+                   "--port", str(port)]
         with log.open("wb") as out:
             process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=tmp, start_new_session=True)
@@ -135,6 +134,14 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             yield Proxy(f"http://127.0.0.1:{port}", key, upstream, ledger, log)
         finally:
             _stop(process)
+
+
+def _console_script() -> Path:
+    """LiteLLM's ``litellm`` command, installed beside this interpreter."""
+    script = Path(sys.executable).parent / "litellm"
+    if not script.exists():
+        pytest.fail(f"litellm is importable but its command {script} is missing: reinstall it")
+    return script
 
 
 def _wait_alive(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
@@ -165,12 +172,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def _ask(proxy: Proxy, content: Any, *, model: str = "routed/auto", stream: bool = False,
          tags: list[str] | None = None, header_tags: str | None = None,
-         body_tags: list[str] | None = None, **extra: Any) -> tuple[str, str, dict[str, Any]]:
+         body_tags: list[str] | None = None, trace: str | None = None, **extra: Any
+         ) -> tuple[str, str, dict[str, Any]]:
     """Send one chat request; returns (trace id, reply text, the body as routedllm sees it).
 
     Tags go in ``metadata.tags``, the ``x-litellm-tags`` header or the body's ``tags``.
     """
-    trace = str(uuid.uuid4())
+    trace = trace or str(uuid.uuid4())
     body: dict[str, Any] = {"litellm_trace_id": trace, **extra}
     if tags is not None:
         body["metadata"] = {"tags": tags}
@@ -313,10 +321,13 @@ def test_plain_model_passes_through(proxy: Proxy) -> None:
 
 
 def test_unroutable_request_is_rejected_with_the_reason(proxy: Proxy) -> None:
-    before = len(proxy.chat_requests())
+    before, trace = len(proxy.chat_requests()), str(uuid.uuid4())
     with pytest.raises(openai.BadRequestError, match="unknown routed model group 'routed/poetry'"):
-        _ask(proxy, "Write a sonnet.", model="routed/poetry")
+        _ask(proxy, "Write a sonnet.", model="routed/poetry", trace=trace)
     assert proxy.chat_requests()[before:] == []
+    [record] = proxy.records(trace, 1)  # no model was called: one record says why
+    assert record.model == "routed/poetry" and record.outcome == "InvalidRequestError"
+    assert record.cost_usd is None and "unknown routed model group" in record.error
 
 
 def test_master_key_is_required(proxy: Proxy) -> None:

@@ -2,9 +2,10 @@
 
 One LiteLLM ``CustomLogger`` does both jobs. On the proxy its ``async_pre_call_hook`` applies
 the routedllm decision (:func:`routedllm.litellm.routing.route_body`). On the proxy and in
-``litellm.Router`` alike, each success and failure event becomes one CallRecord per
-attempt, priced with the catalog, delivered to the same sinks as the LangChain handler.
-This module imports litellm; ``routedllm.litellm`` loads it only when the handler is used.
+``litellm.Router`` alike, every attempt becomes one CallRecord, priced with the catalog and
+delivered to the same sinks as the LangChain handler: successes from LiteLLM's success
+events, failed attempts from its per-attempt deployment hook. This module imports litellm;
+``routedllm.litellm`` loads it only when the handler is used.
 """
 
 from __future__ import annotations
@@ -44,27 +45,26 @@ logger = logging.getLogger("routedllm")
 LEDGER_ENV = "ROUTEDLLM_LEDGER"
 POLICY_ENV = "ROUTEDLLM_POLICY"
 _MAX_ERROR_CHARS = 500
-_RECENT_TRACES = 10_000  # calls remembered as having failed attempts recorded
+_RECENT_ATTEMPTS = 10_000  # failed attempts remembered, so that none is recorded twice
 
 
 class _RecentSet:
-    """The last ``size`` items added, for membership tests; thread-safe."""
+    """The last ``size`` items added; thread-safe."""
 
     def __init__(self, size: int) -> None:
         self._items: OrderedDict[Any, None] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def add(self, item: Any) -> None:
+    def add(self, item: Any) -> bool:
+        """Remember ``item``; False when it was already there."""
         with self._lock:
+            new = item not in self._items
             self._items[item] = None
             self._items.move_to_end(item)
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
-
-    def __contains__(self, item: object) -> bool:
-        with self._lock:
-            return item in self._items
+            return new
 
 
 class LiteLLMHandler(CustomLogger):
@@ -102,7 +102,7 @@ class LiteLLMHandler(CustomLogger):
         self.ledger = None if ledger_path is None else JsonlLedger(ledger_path)
         self.sinks: tuple[Sink, ...] = (
             self.memory, *(() if self.ledger is None else (self.ledger,)), *sinks)
-        self._failed_traces = _RecentSet(_RECENT_TRACES)
+        self._recorded = _RecentSet(_RECENT_ATTEMPTS)  # (call id, run id, attempt) of failures
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The proxy runs a pre-call hook only when the instance's own class defines it.
@@ -154,9 +154,7 @@ class LiteLLMHandler(CustomLogger):
 
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
                           start_time: dt.datetime, end_time: dt.datetime) -> None:
-        # A call whose attempts the deployment hook recorded is not recorded again.
-        if _trace(kwargs) not in self._failed_traces:
-            deliver(self.sinks, [self.record(kwargs, response_obj, start_time, end_time, ok=False)])
+        self._failure(kwargs, response_obj, start_time, end_time)
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: dt.datetime, end_time: dt.datetime) -> None:
@@ -164,7 +162,27 @@ class LiteLLMHandler(CustomLogger):
 
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
                                       start_time: dt.datetime, end_time: dt.datetime) -> None:
-        self.log_failure_event(kwargs, response_obj, start_time, end_time)
+        self._failure(kwargs, response_obj, start_time, end_time)
+
+    def _failure(self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any,
+                 end_time: Any) -> None:
+        """Record a failure event once: an attempt at a model (a sync call's, or a stream
+        that broke after it started), or a request routedllm rejected before any model.
+
+        Async attempts that failed before answering come from the deployment hook, which
+        these events repeat (some releases call both the sync and the async method).
+        Failures the proxy raises itself (authentication) are LiteLLM's to log.
+        """
+        slo = _mapping(kwargs.get("standard_logging_object"))
+        routed = _mapping(_mapping(_mapping(kwargs.get("litellm_params")).get("metadata"))
+                          .get(META_KEY))
+        proxy_error = type(kwargs.get("exception")).__name__ == "ProxyException"
+        if not (routed.get("rejected") or (slo.get("model_id") and not proxy_error)):
+            return
+        record = self.record(kwargs, response_obj, start_time, end_time, ok=False)
+        call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
+        if self._recorded.add((call, record.run_id, record.attempt)):
+            deliver(self.sinks, [record])
 
     async def async_post_call_failure_deployment_hook(
         self, request_data: Mapping[str, Any], exception: Exception, call_type: Any,
@@ -175,8 +193,10 @@ class LiteLLMHandler(CustomLogger):
         LiteLLM calls this for every failed attempt, while its failure event fires once
         per call on the proxy (the first failure only).
         """
-        self._failed_traces.add(_trace(request_data))
-        deliver(self.sinks, [self.failed_attempt(request_data, exception)])
+        record = self.failed_attempt(request_data, exception)
+        self._recorded.add((_str(request_data.get("litellm_call_id")), record.run_id,
+                            record.attempt))
+        deliver(self.sinks, [record])
 
     def record(self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any,
                end_time: Any, *, ok: bool = True) -> CallRecord:
@@ -202,7 +222,9 @@ class LiteLLMHandler(CustomLogger):
                 fields["estimated_cost_usd"] = estimate_cost(card, *tokens)
             fields["answering_model"] = _answering_model(response_obj)
         else:
-            usage = NO_TOKENS
+            # a stream that broke after its first chunk may have been billed: usage unknown
+            streamed = first is not None and ended is not None and first < ended
+            usage = None if streamed else NO_TOKENS
             error = kwargs.get("exception")
             info = _mapping(slo.get("error_information"))
             fields["outcome"] = (_str(routed.get("rejected")) or _str(info.get("error_class"))
@@ -220,7 +242,9 @@ class LiteLLMHandler(CustomLogger):
         meta = _mapping(request_data.get("metadata") or request_data.get("litellm_metadata"))
         details = _mapping(getattr(request_data.get("litellm_logging_obj"), "model_call_details",
                                    None))
-        started = details.get("current_attempt_api_call_start_time")
+        # set when this attempt's request went out (older releases: api_call_start_time)
+        started = (details.get("current_attempt_api_call_start_time")
+                   or details.get("api_call_start_time"))
         now = dt.datetime.now()  # LiteLLM times attempts in naive local time
         started = started if isinstance(started, dt.datetime) and started.tzinfo is None else None
         return build_record(
