@@ -226,6 +226,7 @@ async def test_a_rejection_is_recorded_once_with_its_reason(
     await handler.async_log_failure_event(kwargs, None, None, None)
     [record] = sink.records
     assert record.outcome == "InvalidRequestError" and record.model == "routed/haiku"
+    assert record.route == "routed/haiku"
     assert record.cost_usd is None and record.latency_s == pytest.approx(0.5)
     assert record.error.startswith("400: routedllm")
 

@@ -242,6 +242,7 @@ def _check_call(proxy: Proxy, trace: str, body: dict[str, Any], *, streamed: boo
     records = proxy.records(trace, len(chain))
     assert [r.attempt for r in records] == list(range(1, len(chain) + 1))
     assert [r.model for r in records] == chain
+    assert all(r.route == body["model"] for r in records)  # the routed group asked for
     for failed in records[:-1]:
         assert failed.outcome == FAILING[failed.model] and failed.error
         assert failed.input_tokens == 0 and failed.cost_usd == 0.0 and failed.ttft_s is None

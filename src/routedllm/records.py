@@ -49,6 +49,8 @@ class CallRecord(BaseModel):
         default=None, description="The model name the response reported; None on errors.")
     tags: tuple[str, ...] = ()
     policy: str | None = None
+    route: str | None = Field(
+        default=None, description="The routed entry the client asked for (LiteLLM: routed/code).")
     attempt: int = Field(default=1, ge=1, description="1 for the first try, 2 for the first fallback...")
     outcome: str = Field(default=OK, min_length=1, description="'ok' or the error type.")
     error: str | None = None
@@ -148,6 +150,7 @@ def build_record(
     parent_run_id: str | None = None,
     tags: Sequence[str] = (),
     policy: str | None = None,
+    route: str | None = None,
     requested_model: str | None = None,
     answering_model: str | None = None,
     estimated_cost_usd: float | None = None,
@@ -178,6 +181,7 @@ def build_record(
         answering_model=answering_model,
         tags=tuple(tags),
         policy=policy,
+        route=route,
         attempt=attempt,
         outcome=outcome,
         error=error,

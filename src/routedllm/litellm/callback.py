@@ -282,6 +282,7 @@ def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str
         "tags": vocabulary_tags(routed.get("tags")) or vocabulary_tags(request_tags)
         or vocabulary_tags(meta.get("tags")),
         "policy": _str(routed.get("policy")),
+        "route": _str(routed.get("group")),
         "requested_model": (_str(routed.get("model")) or _str(meta.get("original_model_group"))
                             or _str(group)),
         "attempt": _attempt(meta),
