@@ -306,7 +306,9 @@ def test_error_event_after_the_first_token_raises(make: Any, vcr: Any) -> None:
     assert "".join(seen).strip()  # the caller already had text: no fallback after that
     error = caught.value
     assert isinstance(error.__cause__, openai.APIError) and error.model == first
-    assert [(a["model"], a["outcome"], a["status"]) for a in error.attempts] == [(first, "error", 502)]
+    assert [(a["model"], a["outcome"], a["status"]) for a in error.attempts] == [
+        (first, "error", 502)
+    ]
     assert error.routedllm["attempts"] == error.attempts  # type: ignore[attr-defined]
     assert f"1. {first}: error: APIError: Upstream connection reset" in str(error)
     assert _sent(vcr, gateway) == 1

@@ -121,3 +121,70 @@ def test_redis_password_stays_out_of_reprs_errors_and_logs(caplog: pytest.LogCap
         Reservation(id="r2", amount_usd=0.1, model=None, budget=budget).release()
     assert "not recorded" in caplog.text and "not released" in caplog.text
     assert SECRET not in caplog.text
+
+
+# -- RoutedChatModel: reprs, errors, ledger and DEBUG logs over real HTTP ------------------
+@pytest.mark.loopback
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_routed_chat_model_never_shows_the_key(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from routedllm import CostLatencyHandler, LocalBudget, Policy, Request, decide
+    from routedllm.chat_model import RoutedChatModel
+    from routedllm.errors import AllAttemptsFailedError, StreamInterruptedError
+
+    catalog = Catalog.default()
+    first, second, third = decide(catalog, Policy(), Request(
+        messages=[{"role": "user", "content": "summarise this"}])).ranking
+    specs = {first: ModelSpec(script=["500", "cut", "503"]),
+             second: ModelSpec(script=[None, "502"]), third: ModelSpec(script=["429"])}
+    ledger = tmp_path / "calls.jsonl"
+    texts: list[str] = []
+    caplog.set_level(logging.DEBUG)  # openai, httpx2 and httpcore log requests at DEBUG
+    with Upstream(specs, api_key=SECRET) as up:  # a request without the key gets a 401
+        llm = RoutedChatModel(base_url=up.base_url, api_key=SECRET, catalog=catalog,
+                              budget=LocalBudget(BudgetLimits(max_run_usd=10)), timeout=5)
+        config = {"callbacks": [CostLatencyHandler(catalog, ledger_path=ledger)]}
+        texts += [repr(llm), str(llm), json.dumps(llm.model_dump(mode="json"), default=str),
+                  repr(llm.breaker), repr(llm.budget)]
+        reply = llm.invoke("summarise this", config=config)  # 500, then an answer
+        texts.append(json.dumps(reply.response_metadata, default=str))
+        with pytest.raises(StreamInterruptedError) as broken:  # first answers, then breaks
+            for _ in llm.stream("summarise this", config=config):
+                pass
+        with pytest.raises(AllAttemptsFailedError) as every:  # 503, 502, 429
+            llm.invoke("summarise this", config=config)
+        statuses = [(r.model, r.fault) for r in up.requests]
+    assert statuses == [(first, "500"), (second, None), (first, "cut"), (first, "503"),
+                        (second, "502"), (third, "429")]  # every request carried the key
+    for error in (broken.value, every.value):
+        record = error.routedllm  # type: ignore[attr-defined]
+        texts += [str(error), repr(error), repr(error.__cause__), json.dumps(error.attempts),
+                  json.dumps(record)]
+    lines = ledger.read_text("utf-8").splitlines()
+    assert len(lines) == len(statuses)
+    texts += [*lines, caplog.text]
+    assert "HTTP Request: POST" in caplog.text  # the DEBUG logs were captured
+    for text in texts:
+        assert SECRET not in text
+        assert "Bearer" not in text
+
+
+def test_a_short_key_does_not_mangle_error_text() -> None:
+    """Keys shorter than 8 characters are not scrubbed: "k" would wreck every model id."""
+    from routedllm.fallback import failed_attempt, scrub
+
+    error = RuntimeError("The model `kimi-k2.5` does not exist")
+    assert failed_attempt("kimi-k2.5", error, 0.1, "k").error == (
+        "RuntimeError: The model `kimi-k2.5` does not exist")
+    assert scrub(f"bad key {SECRET} sent", SECRET) == "bad key [redacted] sent"
+    assert scrub("deepseek-v4-flash", "k") == "deepseek-v4-flash"
+
+
+def test_no_file_in_cassettes_holds_the_key_or_a_bearer_token() -> None:
+    root = Path(__file__).resolve().parents[1] / "cassettes"
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) >= 50
+    bearer = re.compile(r"Bearer\s+(?!PLACEHOLDER\b)\S{8,}")
+    for path in files:
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert SECRET not in text and not bearer.search(text), path

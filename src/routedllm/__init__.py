@@ -20,6 +20,7 @@ from routedllm.errors import (
     InvalidRequestError,
     NoEligibleModelError,
     RoutedLLMError,
+    StreamInterruptedError,
     UnknownModelError,
     UnknownTagError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "RoutedLLMError",
     "Sink",
     "StalePricesWarning",
+    "StreamInterruptedError",
     "UnknownModelError",
     "UnknownTagError",
     "Usage",
