@@ -256,11 +256,13 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
     max_cost = policy.max_cost_usd
     rejected = list(plan.static_rejected)
     priced = [  # (cost, model, code) of rejected models, for the binding constraint
-        (_cost(c, in_tokens, out_tokens) or 0.0, c.id, code) for c, code in plan.static_priced
+        (in_tokens * c.pin + out_tokens * c.pout, c.id, code)  # type: ignore[operator]
+        for c, code in plan.static_priced  # static_priced holds priced models only
     ]
     eligible: list[tuple[_Candidate, float | None]] = []
     for cand in plan.candidates:
-        cost = _cost(cand, in_tokens, out_tokens)
+        pin, pout = cand.pin, cand.pout
+        cost = None if pin is None or pout is None else in_tokens * pin + out_tokens * pout
         window = cand.window
         if window is not None and need > window:
             code, reason = "context_window", f"needs ~{need} tokens, context window is {window}"
@@ -272,7 +274,7 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         else:
             eligible.append((cand, cost))
             continue
-        rejected.append(_trusted(Rejection, model=cand.id, code=code, reason=reason))
+        rejected.append(_trusted(Rejection, {"model": cand.id, "code": code, "reason": reason}))
         if cost is not None:
             priced.append((cost, cand.id, code))
 
@@ -285,9 +287,11 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         gap = policy.gap_for(primary)
         floor = round(best - gap, 6)
         kept = []
+        floor_rejections = plan.floor_rejections
         for c, cost in eligible:
             if c.score is not None and c.score < floor:
-                rejected.append(_floor_rejection(plan, c, floor, best, gap, benchmark))
+                rejected.append(floor_rejections.get((c.id, floor))
+                                or _floor_rejection(plan, c, floor, best, gap, benchmark))
                 if cost is not None:
                     priced.append((cost, c.id, "quality_floor"))
             else:
@@ -300,7 +304,8 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
             if why is None:
                 kept.append((c, cost))
             else:
-                rejected.append(_trusted(Rejection, model=c.id, code="unavailable", reason=why))
+                rejected.append(
+                    _trusted(Rejection, {"model": c.id, "code": "unavailable", "reason": why}))
         eligible = kept
     if not eligible:
         raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
@@ -313,8 +318,7 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
     binding = _binding(policy.preset, chosen_cost, priced)
     if note is None and request.sticky_model is not None:
         binding = "sticky: a follow-up turn keeps its conversation's model"
-    return _trusted(
-        Decision,
+    return _trusted(Decision, dict(
         model=chosen.id,
         name=chosen.name,
         fallbacks=tuple(c.id for c, _ in ranked[1:]),
@@ -335,7 +339,7 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         required_capabilities=tuple(sorted(required)),
         rejected=tuple(rejected),
         note=note,
-    )
+    ))
 
 
 def _stick(
@@ -349,26 +353,19 @@ def _stick(
     return ranked, f"conversation model {sticky} not kept: {why}"
 
 
-def _cost(c: _Candidate, in_tokens: int, out_tokens: int) -> float | None:
-    """Same figure as :func:`routedllm.pricing.estimate_cost`, from per-token prices."""
-    if c.pin is None or c.pout is None:
-        return None
-    return in_tokens * c.pin + out_tokens * c.pout
-
-
 def _floor_rejection(
     plan: _Plan, c: _Candidate, floor: float, best: float, gap: float, benchmark: str
 ) -> Rejection:
     key = (c.id, floor)
     rejection = plan.floor_rejections.get(key)
     if rejection is None:
-        rejection = plan.floor_rejections[key] = _trusted(
-            Rejection, model=c.id, code="quality_floor",
-            reason=f"{benchmark} {c.score} below the floor {floor} (best {best} - gap {gap})")
+        rejection = plan.floor_rejections[key] = _trusted(Rejection, {
+            "model": c.id, "code": "quality_floor",
+            "reason": f"{benchmark} {c.score} below the floor {floor} (best {best} - gap {gap})"})
     return rejection
 
 
-def _trusted(cls: type[_M], **values: Any) -> _M:
+def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
     """Build a pydantic model from values this module computed, skipping validation.
 
     ``decide`` runs on every call; ``model_construct`` costs more than the decision itself.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from routedllm.errors import InvalidRequestError, UnknownTagError
 
@@ -61,8 +61,7 @@ _WORD_CHAR = re.compile(r"[a-z0-9_]")
 _WORD_WINDOW = 3000  # characters searched for code words: the first 2,000 and the last 1,000
 
 
-@dataclass(frozen=True, slots=True)
-class Features:
+class Features(NamedTuple):
     """What inference and cost estimation need to know about a message list."""
 
     chars: int
@@ -129,7 +128,7 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
             raise InvalidRequestError(
                 f"message content must be a string or a list of parts, got {type(content).__name__}"
             )
-    text = "\n".join(texts)
+    text = texts[0] if len(texts) == 1 else "\n".join(texts)
     chars = len(text)
     if text.isascii():
         cjk = 0
