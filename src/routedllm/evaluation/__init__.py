@@ -1,4 +1,4 @@
-"""Evaluation: measure routing policies on cost against quality, offline, and grade answers.
+"""Evaluation: measure routing policies on cost against quality, offline and online.
 
 Needs the ``eval`` extra (numpy; matplotlib for plots; tqdm for the progress bar;
 jsonschema for the JSON-schema grader). Names are imported on first use, so importing this
@@ -35,6 +35,11 @@ _EXPORTS = {
     "run": "suite",
     "Grade": "graders",
     "grade": "graders",
+    "OnlineReport": "online",
+    "run_online": "online",
+    "ShadowHandler": "shadow",
+    "LedgerReplay": "ledger_replay",
+    "replay_ledger": "ledger_replay",
 }
 
 __all__ = sorted(_EXPORTS)
