@@ -410,12 +410,17 @@ _BINDING_TEXT = {
 
 def _binding(preset: str, chosen_cost: float | None, priced: list[tuple[float, str, str]]) -> str:
     """The constraint that kept the call off the cheapest model cheaper than the choice."""
-    cheaper = [p for p in priced if chosen_cost is not None and p[0] < chosen_cost]
-    if cheaper:
-        code = min(cheaper)[2]
-        return _BINDING_TEXT.get(code, code)
-    return {"quality": "highest score", "cheapest": "cheapest scored model"}.get(
-        preset, "none: the cheapest eligible model")
+    best = None
+    if chosen_cost is not None:
+        for item in priced:
+            if item[0] < chosen_cost and (best is None or item < best):
+                best = item
+    if best is not None:
+        return _BINDING_TEXT.get(best[2], best[2])
+    return _NOT_BOUND.get(preset, "none: the cheapest eligible model")
+
+
+_NOT_BOUND = {"quality": "highest score", "cheapest": "cheapest scored model"}
 
 
 def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[str]) -> _Plan:
