@@ -55,7 +55,8 @@ def test_env_variable_names_the_override(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("models:\n  - id: glm-5\n    input_usd_per_mtok: -1\n", "model 'glm-5': field input_usd_per_mtok"),
+    ("models:\n  - id: glm-5\n    input_usd_per_mtok: -1\n",
+     "models[0]: model 'glm-5': field input_usd_per_mtok"),
     ("models:\n  - id: new-model\n", "model 'new-model': field name"),
     ("models:\n  - id: glm-5\n    scores: {mmlu: 130}\n", "field scores"),
     ("models:\n  - id: glm-5\n    scores: {arena: 80}\n", "field scores.arena"),

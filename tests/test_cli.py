@@ -98,3 +98,10 @@ def test_demo_makes_routed_calls(capsys, tmp_path: Path) -> None:
     assert data["totals"]["calls"] == len(data["rows"]) >= 15
     assert 0 < data["totals"]["cost_ratio"] < 1
     assert len(ledger.read_text().splitlines()) == data["totals"]["calls"] + 1  # one fallback
+
+
+def test_require_flag_and_warnings_on_errors(capsys) -> None:
+    code, out, err = run(capsys, "route", "--require", "image_input", "--json", "describe it")
+    assert code == 0 and json.loads(out)["model"] == "gpt-4o"
+    code, out, err = run(capsys, "route", "--origin", "EU", "hi")
+    assert code == 2 and "no eligible model" in err and "prices are as of 2026" in err

@@ -179,3 +179,28 @@ def test_sticky_model_kept_unless_a_constraint_forces_a_change(catalog: Catalog)
     assert d.fallbacks[0] == "deepseek-v4-flash"
     d = decide(catalog, Policy(), Request(messages=IMAGE, sticky_model="deepseek-v4-flash"))
     assert d.model == "gpt-4o" and d.note == "conversation model deepseek-v4-flash not kept: no image_input"
+
+
+def test_a_free_model_is_cheapest_not_unknown(catalog: Catalog) -> None:
+    free = catalog.merged({"models": [{"id": "free-coder", "name": "Free Coder",
+                                       "input_usd_per_mtok": 0, "output_usd_per_mtok": 0,
+                                       "scores": {"humaneval": 93.0}}]})
+    for preset in ("value", "cheapest"):
+        d = decide(free, Policy(preset=preset), Request(messages=user("x"), tags=["code"]))
+        assert d.model == "free-coder" and d.estimated_cost_usd == 0.0
+
+
+def test_copies_of_a_policy_do_not_share_stale_eligibility(catalog: Catalog) -> None:
+    base = Policy()
+    assert route(catalog, ["code"]).model == "deepseek-v4-flash"
+    decide(catalog, base, Request(messages=user("x"), tags=["code"]))
+    copy = base.model_copy(update={"denied_models": frozenset({"deepseek-v4-flash"})})
+    assert decide(catalog, copy, Request(messages=user("x"), tags=["code"])).model == "gpt-4o"
+    assert base == Policy()  # deciding leaves no state on the policy
+
+
+def test_each_image_counts() -> None:
+    one = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}]}]
+    five = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}] * 5}]
+    from routedllm import message_features
+    assert message_features(five).input_tokens - message_features(one).input_tokens == 4 * 765

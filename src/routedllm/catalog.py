@@ -119,7 +119,7 @@ class Catalog:
     :meth:`merged` (an override file merges over it by ``id``).
     """
 
-    __slots__ = ("info", "_cards", "_by_id")
+    __slots__ = ("info", "_cards", "_by_id", "memo")
 
     def __init__(self, models: Iterable[ModelCard], info: CatalogInfo | None = None) -> None:
         cards = tuple(models)
@@ -133,6 +133,9 @@ class Catalog:
         self.info = info or CatalogInfo()
         self._cards = cards
         self._by_id = by_id
+        # Derived data computed once per catalog (the routing plans of routedllm.policy);
+        # the catalog is immutable, so nothing here goes stale.
+        self.memo: dict[Any, Any] = {}
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -179,6 +182,7 @@ class Catalog:
         info, entries = _split(data, origin)
         cards = {card.id: card.model_dump() for card in self._cards}
         order = [card.id for card in self._cards]
+        index: dict[str, int] = {}  # model id -> its entry in this file, for error messages
         for i, entry in enumerate(entries):
             where = f"{origin}: models[{i}]"
             if not isinstance(entry, dict) or "id" not in entry:
@@ -198,7 +202,8 @@ class Catalog:
             else:
                 cards[new_id] = entry
                 order.append(new_id)
-        merged_cards = [_card(cards[mid], origin, None) for mid in order]
+            index[new_id] = i
+        merged_cards = [_card(cards[mid], origin, index.get(mid)) for mid in order]
         info_data = _deep_merge(self.info.model_dump(), info) if info else self.info.model_dump()
         try:
             info_model = CatalogInfo.model_validate(info_data)

@@ -31,15 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             status = int(args.run(args) or 0)
-    except (RoutedLLMError, ValidationError, ValueError) as exc:
-        print(f"routedllm: error: {_message(exc)}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into e.g. `head`
-        return 0
+        except (RoutedLLMError, ValidationError, ValueError) as exc:
+            print(f"routedllm: error: {_message(exc)}", file=sys.stderr)
+            status = 2
+        except BrokenPipeError:  # output piped into e.g. `head`
+            status = 0
     for warning in caught:
         print(f"routedllm: warning: {warning.message}", file=sys.stderr)
     return status
@@ -136,8 +136,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- helpers --------------------------------------------------------------------------------
 def _demo_json(results: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
-    routed = sum(r["decision"].estimated_cost_usd or 0.0 for r in results)
-    base = sum(r["baseline_cost_usd"] or 0.0 for r in results)
+    """Totals over the rows priced both ways; the others are counted, never taken as $0."""
+    priced = [r for r in results
+              if r["decision"].estimated_cost_usd is not None and r["baseline_cost_usd"] is not None]
+    routed = round(sum(r["decision"].estimated_cost_usd for r in priced), 12)
+    base = round(sum(r["baseline_cost_usd"] for r in priced), 12)
     return {
         "baseline_model": baseline,
         "rows": [
@@ -146,6 +149,7 @@ def _demo_json(results: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
         ],
         "totals": {
             "calls": len(results),
+            "unpriced_calls": len(results) - len(priced),
             "routed_cost_usd": routed,
             "baseline_cost_usd": base,
             "cost_ratio": routed / base if base else None,
@@ -286,8 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--file", metavar="FILE", help="a prompt, or a JSON message list ('-': stdin)")
     p.add_argument("--tags", action="append", metavar="TAG", type=_split_tags,
                    help=f"task tags, repeatable or comma-separated; known: {', '.join(TAG_NAMES)}")
-    p.add_argument("--require", nargs="+", metavar="CAP",
-                   choices=("image_input", "tools", "structured_output"))
+    p.add_argument("--require", action="append", metavar="CAP",
+                   choices=("image_input", "tools", "structured_output"),
+                   help="a capability the call needs (repeatable)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="expected output tokens")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_route)

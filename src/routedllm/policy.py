@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from routedllm.catalog import CAPABILITIES, Catalog, ModelCard
 from routedllm.errors import InvalidRequestError, NoEligibleModelError, UnknownModelError
@@ -64,8 +64,6 @@ class Policy(BaseModel):
     default_output_tokens: int = Field(default=512, gt=0)
     cjk_share: float = Field(default=0.3, gt=0, le=1)
     long_context_tokens: int = Field(default=32_000, gt=0)
-
-    _plans: dict[Any, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("tag_gaps")
     @classmethod
@@ -229,8 +227,8 @@ class _Plan:
     static_rejected: list[Rejection] = field(default_factory=list)
     # priced models rejected for a fixed reason, for the binding constraint
     static_priced: list[tuple[_Candidate, str]] = field(default_factory=list)
-    # quality-floor rejections, reused across calls: (model, floor) -> Rejection
-    floor_rejections: dict[tuple[str, float], Rejection] = field(default_factory=dict)
+    # quality-floor rejections, reused across calls: (model, best, gap) -> Rejection
+    floor_rejections: dict[tuple[str, float, float], Rejection] = field(default_factory=dict)
 
 
 def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
@@ -290,7 +288,7 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         floor_rejections = plan.floor_rejections
         for c, cost in eligible:
             if c.score is not None and c.score < floor:
-                rejected.append(floor_rejections.get((c.id, floor))
+                rejected.append(floor_rejections.get((c.id, best, gap))
                                 or _floor_rejection(plan, c, floor, best, gap, benchmark))
                 if cost is not None:
                     priced.append((cost, c.id, "quality_floor"))
@@ -356,7 +354,7 @@ def _stick(
 def _floor_rejection(
     plan: _Plan, c: _Candidate, floor: float, best: float, gap: float, benchmark: str
 ) -> Rejection:
-    key = (c.id, floor)
+    key = (c.id, best, gap)
     rejection = plan.floor_rejections.get(key)
     if rejection is None:
         rejection = plan.floor_rejections[key] = _trusted(Rejection, {
@@ -387,12 +385,12 @@ def _rank(
 
 def _by_quality(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
     c, cost = item
-    return (c.score is None, -(c.score or 0.0), cost is None, cost or _INF, c.id)
+    return (c.score is None, -(c.score or 0.0), cost is None, _INF if cost is None else cost, c.id)
 
 
 def _by_cost(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
     c, cost = item
-    return (c.score is None, cost is None, cost or _INF, -(c.score or 0.0), c.id)
+    return (c.score is None, cost is None, _INF if cost is None else cost, -(c.score or 0.0), c.id)
 
 
 _INF = float("inf")
@@ -423,13 +421,19 @@ def _binding(preset: str, chosen_cost: float | None, priced: list[tuple[float, s
 _NOT_BOUND = {"quality": "highest score", "cheapest": "cheapest scored model"}
 
 
+_MAX_PLANS = 1024
+
+
 def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[str]) -> _Plan:
-    """Static eligibility for (catalog, benchmark, capabilities), cached on the policy."""
-    key = (id(catalog), benchmark, required)
-    plans = policy.__pydantic_private__["_plans"]  # type: ignore[index]  # hot path: skip __getattr__
+    """Static eligibility for (policy constraints, benchmark, capabilities), memoised on the
+    catalog: it depends only on the policy fields in the key, so copies of a policy share it."""
+    key = (benchmark, required, policy.denied_models, policy.allowed_models,
+           policy.allowed_origins, policy.allow_unpriced, policy.allow_unscored,
+           policy.allow_unknown_capabilities)
+    plans = catalog.memo
     cached = plans.get(key)
-    if cached is not None and cached[0] is catalog:
-        return cached[1]
+    if cached is not None:
+        return cached
     for mid in (policy.allowed_models or ()):
         if mid not in catalog:
             raise UnknownModelError(mid, catalog.ids)
@@ -449,7 +453,9 @@ def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[
             plan.static_rejected.append(Rejection(model=card.id, code=reason[0], reason=reason[1]))
             if card.priced:
                 plan.static_priced.append((cand, reason[0]))
-    plans[key] = (catalog, plan)
+    if len(plans) >= _MAX_PLANS:  # many distinct per-call constraint sets: start over
+        plans.clear()
+    plans[key] = plan
     return plan
 
 

@@ -100,7 +100,7 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
     if not messages:
         raise InvalidRequestError("the message list is empty: give at least one message")
     texts: list[str] = []
-    has_image = False
+    images = 0
     for index, message in enumerate(messages):
         if isinstance(message, dict):
             content = message.get("content")
@@ -123,7 +123,7 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
                     if kind == "text":
                         texts.append(str(part.get("text", "")))
                     elif kind in ("image_url", "image", "input_image"):
-                        has_image = True
+                        images += 1
         elif content is not None:
             raise InvalidRequestError(
                 f"message content must be a string or a list of parts, got {type(content).__name__}"
@@ -136,11 +136,11 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
         cjk = len(_CJK.findall(text))
     else:  # CJK is 3 bytes in UTF-8: count non-ASCII weight without a regex pass
         cjk = (len(text.encode("utf-8", "surrogatepass")) - chars) // 2
-    # ~4 characters per token for Latin text, ~1 token per CJK character; images count a
-    # flat 765 tokens (a 1024x1024 image at high detail in OpenAI's accounting).
-    tokens = (chars - cjk + 3) // 4 + cjk + (765 if has_image else 0) + 4 * len(messages)
+    # ~4 characters per token for Latin text, ~1 token per CJK character, and 765 tokens per
+    # image (a 1024x1024 image at high detail in OpenAI's accounting).
+    tokens = (chars - cjk + 3) // 4 + cjk + 765 * images + 4 * len(messages)
     has_code = scan and looks_like_code(text)
-    return Features(chars, cjk, has_image, has_code, tokens)
+    return Features(chars, cjk, images > 0, has_code, tokens)
 
 
 def looks_like_code(text: str) -> bool:
