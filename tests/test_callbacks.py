@@ -48,10 +48,15 @@ def test_plain_chat_model_call_is_priced_from_the_catalog(catalog, tmp_path: Pat
 
 
 def test_task_tags_from_metadata_as_routed_chat_model_reads_them(catalog) -> None:
+    from routedllm.tags import TAGS_KEY
+
     handler = CostLatencyHandler(catalog)
     FakeChat().invoke("hi", config={"callbacks": [handler], "tags": ["code"],
-                                    "metadata": {"routedllm_tags": ["chinese", "nope"]}})
+                                    "metadata": {TAGS_KEY: ["chinese", "nope"]}})
     assert handler.memory.records[0].tags == ("code", "chinese")
+    _, model = routed_model({})
+    reply = model.invoke("hi", config={"metadata": {TAGS_KEY: ["chinese"]}})
+    assert reply.response_metadata["routedllm"]["tags"] == ["chinese"]
 
 
 def test_streamed_call_records_time_to_first_chunk(catalog) -> None:
@@ -268,3 +273,44 @@ def test_routed_chat_model_all_failing_records_each_attempt() -> None:
     assert len(records) >= 2 and len({r.run_id for r in records}) == 1
     assert [r.attempt for r in records] == list(range(1, len(records) + 1))
     assert all(r.outcome == "InternalServerError" and r.cost_usd == 0.0 for r in records)
+
+
+@pytest.fixture
+def llm_cache():
+    """LangChain's global LLM cache set to a fresh InMemoryCache; the previous one restored."""
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+
+    saved = get_llm_cache()
+    set_llm_cache(InMemoryCache())
+    try:
+        yield
+    finally:
+        set_llm_cache(saved)
+
+
+def test_an_llm_cache_hit_is_one_free_record_and_no_replayed_attempts(
+        llm_cache, tmp_path: Path) -> None:
+    from routedllm.chat_model import RoutedChatModel
+    from tests.fake_gateway import FakeGateway, test_catalog
+
+    catalog, gateway = test_catalog(), FakeGateway(faults={"deepseek-v4-flash": "429"})
+    # no breaker: the 429 must not move the second call to another model (another cache key)
+    model = RoutedChatModel(catalog=catalog, api_key="test-key-placeholder", breaker=None,
+                            **gateway.clients())
+    handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
+    config = {"callbacks": [handler], "tags": ["code"]}
+    first = model.invoke(CODE_PROMPT, config=config)
+    again = model.invoke(CODE_PROMPT, config=config)
+    assert again.content == first.content and len(gateway.requests) == 2  # a 429, an answer
+    failed, ok, hit = read_ledger(tmp_path / "calls.jsonl")
+    assert (failed.outcome, ok.outcome) == ("RateLimitError", "ok")
+    assert not failed.cache_hit and not ok.cache_hit and ok.cost_usd > 0
+    assert hit.run_id not in (failed.run_id, ok.run_id)
+    assert (hit.outcome, hit.error, hit.cache_hit, hit.attempt) == ("ok", None, True, 1)
+    assert hit.model == ok.model and hit.tags == ("code",) and hit.policy == "value"
+    assert hit.cost_usd == 0.0 and hit.input_tokens == 0 and hit.output_tokens == 0
+    assert hit.savings_usd == 0.0  # nothing was sent: no saving against the baseline either
+    total = handler.memory.summary()["total"]
+    assert total["cost_usd"] == pytest.approx(ok.cost_usd) and total["errors"] == 1
+

@@ -27,13 +27,13 @@ def test_k_failures_within_the_window_open_the_circuit(clock: Clock) -> None:
     cb = CircuitBreaker(failures=3, window_s=10, cooldown_s=30, clock=clock)
     cb.record_failure("a", "InternalServerError 500")
     cb.record_failure("a", "InternalServerError 500")
-    assert cb.state("a") == "closed" and cb.unavailable() == {} and cb.admit("a") is None
+    assert cb.state("a") == "closed" and cb.unavailable() == {} and cb.admit("a").refused is None
     clock.now += 5
     cb.record_failure("a", "APITimeoutError")
     assert cb.state("a") == "open"
     reason = cb.unavailable()["a"]
     assert "3 failures in 10s" in reason and "APITimeoutError" in reason and "30.0s" in reason
-    assert cb.admit("a") == reason
+    assert cb.admit("a").refused == reason
     assert cb.state("b") == "closed" and "b" not in cb.unavailable()
 
 
@@ -63,11 +63,11 @@ def test_half_open_probe_closes_on_success(clock: Clock) -> None:
     assert cb.state("a") == "open"
     clock.now += 0.2
     assert cb.state("a") == "half_open" and cb.unavailable() == {}
-    assert cb.admit("a") is None  # this caller is the probe
-    assert "probe call is in flight" in cb.admit("a")
+    assert cb.admit("a").refused is None  # this caller is the probe
+    assert "probe call is in flight" in cb.admit("a").refused
     assert "probe call is in flight" in cb.unavailable()["a"]
     cb.record_success("a")
-    assert cb.state("a") == "closed" and cb.admit("a") is None and cb.unavailable() == {}
+    assert cb.state("a") == "closed" and cb.admit("a").refused is None and cb.unavailable() == {}
 
 
 def test_failed_probe_reopens_with_a_longer_cooldown(clock: Clock) -> None:
@@ -75,7 +75,7 @@ def test_failed_probe_reopens_with_a_longer_cooldown(clock: Clock) -> None:
     cb.record_failure("a", "500")
     for expected in (20, 25, 25):  # doubled, then capped
         clock.now += 1000
-        assert cb.admit("a") is None
+        assert cb.admit("a").refused is None
         cb.record_failure("a", "502")
         assert cb.state("a") == "open" and "probe failed (502)" in cb.unavailable()["a"]
         opened = clock.now
@@ -95,11 +95,11 @@ def test_a_lost_probe_frees_its_slot_after_the_timeout(clock: Clock) -> None:
     cb = CircuitBreaker(failures=1, cooldown_s=10, probe_timeout_s=5, clock=clock)
     cb.record_failure("a", "500")
     clock.now += 10
-    assert cb.admit("a") is None
+    assert cb.admit("a").refused is None
     clock.now += 4.9
-    assert cb.admit("a") is not None
+    assert cb.admit("a").refused is not None
     clock.now += 0.2
-    assert cb.admit("a") is None
+    assert cb.admit("a").refused is None
 
 
 def test_retry_after_opens_for_that_long(clock: Clock) -> None:
@@ -107,7 +107,7 @@ def test_retry_after_opens_for_that_long(clock: Clock) -> None:
     cb.record_failure("a", "RateLimitError 429", retry_after_s=7)
     assert cb.state("a") == "open" and "Retry-After 7s" in cb.unavailable()["a"]
     clock.now += 7
-    assert cb.state("a") == "closed" and cb.admit("a") is None  # the wait is over: no probe
+    assert cb.state("a") == "closed" and cb.admit("a").refused is None  # the wait is over: no probe
     cb.record_failure("b", "429", retry_after_s=3600)  # capped
     clock.now += 59
     assert cb.state("b") == "open"
@@ -185,7 +185,7 @@ def test_after_a_retry_after_a_failure_is_an_ordinary_one(clock: Clock) -> None:
     cb.record_failure("a", "InternalServerError 500")
     cb.record_failure("a", "RateLimitError 429", retry_after_s=0.2)
     clock.now += 0.2
-    assert cb.state("a") == "closed" and cb.admit("a") is None
+    assert cb.state("a") == "closed" and cb.admit("a").refused is None
     cb.record_failure("a", "InternalServerError 500")  # the third failure within 60 s
     assert cb.state("a") == "open" and "3 failures in 60s" in cb.unavailable()["a"]
     clock.now += 30
@@ -204,9 +204,48 @@ def test_abandon_frees_the_probe_slot(clock: Clock) -> None:
     cb = CircuitBreaker(failures=1, cooldown_s=5, clock=clock)
     cb.record_failure("a", "InternalServerError 500")
     clock.now += 5
-    assert cb.admit("a") is None and cb.admit("a") is not None  # the probe is out
-    cb.abandon("a")  # it was not sent after all
-    assert cb.admit("a") is None and cb.state("a") == "half_open"
+    probe = cb.admit("a")
+    assert probe.probe and probe.refused is None and cb.admit("a").refused is not None
+    cb.abandon(probe)  # it was not sent after all
+    assert cb.admit("a").refused is None and cb.state("a") == "half_open"
+
+
+def test_abandoning_an_ordinary_call_leaves_anothers_probe_out(clock: Clock) -> None:
+    """A call let out before the circuit tripped, then cancelled, must not free the probe
+    slot of the call that is probing now: a second probe would go out."""
+    cb = CircuitBreaker(failures=1, cooldown_s=5, clock=clock)
+    early = cb.admit("a")
+    assert early.refused is None and not early.probe
+    cb.record_failure("a", "InternalServerError 500")
+    clock.now += 5
+    probe = cb.admit("a")
+    assert probe.probe
+    cb.abandon(early)  # the early call is cancelled before it was sent
+    assert "probe call is in flight" in cb.admit("a").refused
+    assert "probe call is in flight" in cb.unavailable()["a"]
+    refused = cb.admit("a")
+    cb.abandon(refused)  # a refused admission holds nothing
+    assert "probe call is in flight" in cb.admit("a").refused
+    cb.abandon(probe)
+    cb.abandon(probe)  # twice changes nothing more
+    assert cb.admit("a").probe and cb.admit("a").refused is not None
+
+
+def test_abandon_forgets_its_own_call_not_the_newest(clock: Clock) -> None:
+    """An abandoned call stops counting; a newer call still in flight keeps counting
+    towards the failure rate after the abandoned one would have left the window."""
+    cb = CircuitBreaker(failures=None, failure_rate=0.75, min_calls=1, window_s=60, clock=clock)
+    old = cb.admit("a")
+    clock.now += 50
+    cb.admit("a")  # still in flight at the end
+    cb.abandon(old)
+    clock.now += 15
+    cb.admit("a")
+    clock.now += 5  # the old call's time is now out of the window
+    cb.record_failure("a", "InternalServerError 500")
+    assert cb.state("a") == "closed"  # 1 failed of 2 admitted in the window
+    cb.record_failure("a", "InternalServerError 500")
+    assert cb.state("a") == "open" and "2 of 2 calls failed" in cb.unavailable()["a"]
 
 
 def test_calls_in_flight_count_towards_the_failure_rate(clock: Clock) -> None:
@@ -214,7 +253,7 @@ def test_calls_in_flight_count_towards_the_failure_rate(clock: Clock) -> None:
     against every call admitted, not only the ones that ended."""
     cb = CircuitBreaker(failures=None, failure_rate=0.5, min_calls=10, clock=clock)
     for _ in range(40):
-        assert cb.admit("a") is None
+        assert cb.admit("a").refused is None
     for _ in range(15):
         cb.record_failure("a", "InternalServerError 500")
     assert cb.state("a") == "closed"  # 15 failed of 40 sent, 25 still in flight

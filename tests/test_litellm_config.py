@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 
+import routedllm.litellm as rl
 from routedllm import Catalog, Policy, Request, decide
 from routedllm.cli import main
 from routedllm.litellm import (
@@ -150,6 +153,49 @@ def test_cli_policy_and_catalog_options(tmp_path: Path, catalog: Catalog, capsys
     [entry] = _entries(config["model_list"], "routed/code")
     best = decide(catalog, quality, Request(messages=_TYPICAL, tags=["code"])).model
     assert entry["litellm_params"]["model"] == f"openai/{best}"
+
+
+def test_config_names_the_catalogs_key_variable(tmp_path: Path, catalog: Catalog, capsys) -> None:
+    override = tmp_path / "override.yaml"
+    gateway = {"api_key_env": "TEAM_GATEWAY_KEY"}
+    override.write_text(yaml.safe_dump({"catalog": {"gateway": gateway}}), "utf-8")
+    assert main(["litellm-config", "--catalog", str(override), *NO_AGE_LIMIT]) == 0
+    text = capsys.readouterr().out
+    header = [line for line in text.splitlines() if line.startswith("# Needs ")]
+    assert header == ["# Needs TEAM_GATEWAY_KEY and LITELLM_MASTER_KEY in the environment."]
+    assert "GLOBAL_API_KEY" not in text
+    keys = {e["litellm_params"]["api_key"] for e in yaml.safe_load(text)["model_list"]}
+    assert keys == {"os.environ/TEAM_GATEWAY_KEY"}
+    default_header = render_config(proxy_config(catalog), catalog).splitlines()[4]
+    assert default_header == "# Needs GLOBAL_API_KEY and LITELLM_MASTER_KEY in the environment."
+
+
+def test_the_named_handler_is_built_once_across_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    both_inside = threading.Barrier(2)
+
+    class Handler:  # stands in for LiteLLMHandler: building one opens a ledger
+        @classmethod
+        def from_env(cls) -> Handler:
+            try:  # a second builder arriving here means two handlers (two ledgers)
+                both_inside.wait(timeout=0.5)
+            except threading.BrokenBarrierError:
+                pass
+            built.append(handler := cls())
+            return handler
+
+    fake = types.ModuleType("routedllm.litellm.callback")
+    fake.LiteLLMHandler = Handler  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "routedllm.litellm.callback", fake)
+    monkeypatch.setattr(rl, "_handler", None)
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(rl.handler)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1
+    assert got == [built[0], built[0]] and rl.handler is built[0]
 
 
 def test_cli_rejects_a_bad_base_url(capsys) -> None:

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from routedllm import CallRecord, Catalog, MemorySink, Usage, build_record, resolve_model
-from routedllm.records import deliver, with_baseline
+from routedllm.records import deliver, error_text, sinks_for, with_baseline
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -48,7 +48,7 @@ def test_ledger_line_has_the_documented_field_names(catalog) -> None:
                  "baseline_model", "baseline_cost_usd", "savings_usd", "latency_s", "ttft_s",
                  "parent_run_id", "requested_model", "answering_model", "reasoning_tokens",
                  "input_cost_usd", "output_cost_usd", "prices_as_of", "output_tokens_per_s",
-                 "error"):
+                 "error", "cache_hit"):
         assert name in line, name
     assert line["ts"] == "2026-03-01T12:00:00Z" and line["tags"] == ["code"]
     assert CallRecord.model_validate_json(json.dumps(line)) == record(
@@ -132,3 +132,34 @@ def test_a_failing_sink_does_not_stop_the_others(catalog, caplog) -> None:
     with caplog.at_level(logging.ERROR, logger="routedllm"):
         deliver([Broken(), memory], [record(catalog), record(catalog)])
     assert len(memory.records) == 2 and "failed to take a record" in caplog.text
+
+
+def test_a_cache_hit_costs_nothing_and_older_ledger_lines_still_load(catalog) -> None:
+    hit = record(catalog, "llama-3-70b", usage=Usage(1000, 500), cache_hit=True)
+    assert hit.cache_hit and hit.ok and hit.error is None
+    assert (hit.input_tokens, hit.output_tokens) == (0, 0)
+    assert hit.cost_usd == 0.0  # nothing was sent, even to a model the catalog cannot price
+    assert hit.baseline_cost_usd == 0.0 and hit.savings_usd == 0.0
+    line = json.loads(record(catalog).model_dump_json())
+    assert line.pop("cache_hit") is False
+    assert CallRecord.model_validate_json(json.dumps(line)).cache_hit is False
+
+
+def test_error_text_is_one_line_scrubbed_then_clipped() -> None:
+    key = "ga_TESTSECRET_0123456789abcdef"
+    text = error_text(RuntimeError(f"bad key {key}\n  sent " + "x" * 600), key)
+    assert text.startswith("bad key [redacted] sent xxx") and key not in text
+    assert len(text) == 500 and text.endswith("...")
+    assert error_text(RuntimeError(), key) == "RuntimeError"  # no message: its type
+    assert error_text("short k", "k") == "short k"  # not a real key: left alone
+    assert error_text(None, key) is None and error_text("", key) is None
+    assert error_text("x" * 20, None, limit=10) == "xxxxxxx..."
+
+
+def test_sinks_for_puts_memory_then_ledger_then_the_given_sinks(tmp_path) -> None:
+    extra = MemorySink()
+    memory, ledger, sinks = sinks_for(None, tmp_path / "calls.jsonl", [extra])
+    assert isinstance(memory, MemorySink) and ledger is not None
+    assert ledger.path == tmp_path / "calls.jsonl" and sinks == (memory, ledger, extra)
+    mine = MemorySink()
+    assert sinks_for(mine, None, ()) == (mine, None, (mine,))

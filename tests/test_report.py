@@ -42,7 +42,7 @@ def test_json_report_per_model_and_tag(capsys, ledger: Path) -> None:
     data = json.loads(out)
     assert code == 0 and data["records"] == 23 and data["runs"] == 22
     flash = data["by_model"]["deepseek-v4-flash"]
-    assert flash["calls"] == 21 and flash["errors"] == 1
+    assert flash["attempts"] == 21 and flash["calls"] == 21 and flash["errors"] == 1
     assert flash["error_rate"] == pytest.approx(1 / 21)
     per_call = (1000 * 0.18 + 500 * 0.25) / 1e6
     assert flash["cost_usd"] == pytest.approx(20 * per_call)
@@ -51,14 +51,21 @@ def test_json_report_per_model_and_tag(capsys, ledger: Path) -> None:
     assert flash["latency_s"]["p99"] == pytest.approx(2.8, rel=0.011)  # rank 0.99 * (20 - 1)
     assert flash["ttft_s"]["p95"] == pytest.approx(0.2, rel=0.01)
     assert data["by_model"]["llama-3-70b"]["cost_usd"] is None
-    assert data["by_tag"]["code"]["calls"] == 22 and data["by_tag"]["chinese"]["calls"] == 1
-    assert data["total"]["unpriced_calls"] == 1 and data["baseline_models"] == ["gpt-4o"]
+    # g0's 429 and its fallback are two attempts of one call: calls are distinct run ids
+    assert data["by_tag"]["code"]["attempts"] == 22 and data["by_tag"]["code"]["calls"] == 21
+    assert data["by_tag"]["chinese"]["attempts"] == data["by_tag"]["chinese"]["calls"] == 1
+    assert data["by_model"]["gpt-4o"]["attempts"] == data["by_model"]["gpt-4o"]["calls"] == 1
+    assert (data["total"]["attempts"], data["total"]["calls"]) == (23, 22)
+    assert data["total"]["unpriced_attempts"] == 1 and data["baseline_models"] == ["gpt-4o"]
 
 
 def test_text_report_says_unknown_not_zero(capsys, ledger: Path) -> None:
     code, out, _ = run(capsys, "report", str(ledger))
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "23 attempts in 22 calls;" in out.splitlines()[0]
+    assert rows["model"].split()[:3] == ["model", "attempts", "errors"]  # not "calls"
+    assert rows["tag"].split()[:2] == ["tag", "attempts"] and "calls" not in rows["tag"]
     assert "unknown" in rows["llama-3-70b"] and "$0.000000" not in rows["llama-3-70b"]
     assert "unknown" in rows["chinese"]
     assert "+1 unknown" in rows["total"]

@@ -171,7 +171,8 @@ def test_routed_chat_model_never_shows_the_key(tmp_path: Path,
 
 def test_a_short_key_does_not_mangle_error_text() -> None:
     """Keys shorter than 8 characters are not scrubbed: "k" would wreck every model id."""
-    from routedllm.fallback import failed_attempt, scrub
+    from routedllm.fallback import failed_attempt
+    from routedllm.records import scrub
 
     error = RuntimeError("The model `kimi-k2.5` does not exist")
     assert failed_attempt("kimi-k2.5", error, 0.1, "k").error == (
@@ -188,3 +189,49 @@ def test_no_file_in_cassettes_holds_the_key_or_a_bearer_token() -> None:
     for path in files:
         text = path.read_bytes().decode("utf-8", "replace")
         assert SECRET not in text and not bearer.search(text), path
+
+
+# -- the handlers' ledgers, whatever model or proxy raised the error -----------------------
+def test_a_plain_chat_models_errors_reach_the_ledger_without_the_key(planted: Path) -> None:
+    from routedllm import CostLatencyHandler, read_ledger
+    from tests.fakes import FakeChat
+
+    class Leaky(FakeChat):  # a provider error that quotes the key it was sent
+        def _generate(self, *args, **kwargs):
+            raise RuntimeError(f"401 Unauthorized: incorrect API key {SECRET}\n" + "x" * 600)
+
+    ledger = planted / "calls.jsonl"
+    with pytest.raises(RuntimeError):
+        Leaky().invoke("hi", config={"callbacks": [CostLatencyHandler(ledger_path=ledger)]})
+    [record] = read_ledger(ledger)
+    assert record.outcome == "RuntimeError" and SECRET not in ledger.read_text("utf-8")
+    assert record.error.startswith("401 Unauthorized: incorrect API key [redacted] xxx")
+    assert len(record.error) == 500 and record.error.endswith("...")  # clipped after scrubbing
+
+
+def test_litellm_failures_reach_the_ledger_without_the_key(
+        planted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("litellm") is None:
+        pytest.skip("litellm is not installed")
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch a price map
+    import asyncio
+
+    from routedllm import read_ledger
+    from routedllm.litellm import LiteLLMHandler
+
+    ledger = planted / "calls.jsonl"
+    handler = LiteLLMHandler(ledger_path=ledger)
+    leak = RuntimeError(f"AuthenticationError: incorrect API key provided: {SECRET}")
+
+    def event(trace: str, **slo: str) -> dict:
+        return {"standard_logging_object": {"model": "openai/gpt-4o", "model_id": "d1",
+                                            "trace_id": trace, **slo}, "exception": leak}
+
+    handler.log_failure_event(event("t-1", error_str=str(leak)), None, None, None)
+    handler.log_failure_event(event("t-2"), None, None, None)  # no error_str: the exception's
+    asyncio.run(handler.async_post_call_failure_deployment_hook(
+        {"model": "gpt-4o", "metadata": {}, "litellm_call_id": "c-3"}, leak, None))
+    records = read_ledger(ledger)
+    assert len(records) == 3 and {r.outcome for r in records} == {"RuntimeError"}
+    assert SECRET not in ledger.read_text("utf-8")
+    assert all(r.error.endswith("incorrect API key provided: [redacted]") for r in records)

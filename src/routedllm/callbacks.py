@@ -22,7 +22,6 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from routedllm.catalog import Catalog
 from routedllm.errors import UnknownModelError
-from routedllm.ledger import JsonlLedger
 from routedllm.records import (
     DEFAULT_BASELINE,
     NO_TOKENS,
@@ -32,13 +31,15 @@ from routedllm.records import (
     Usage,
     build_record,
     deliver,
+    error_text,
+    gateway_key,
     resolve_model,
+    sinks_for,
 )
+from routedllm.records import text_or_none as _str
 from routedllm.stats import MemorySink
-from routedllm.tags import VOCABULARY
+from routedllm.tags import TAGS_KEY, VOCABULARY
 
-_MAX_ERROR_CHARS = 500
-TAGS_KEY = "routedllm_tags"  # config metadata key for task tags, as RoutedChatModel reads it
 SKIPPED = "skipped"  # a fallback passed over without a request (e.g. too small a window)
 
 
@@ -71,7 +72,9 @@ class CostLatencyHandler(BaseCallbackHandler):
 
     Each record's latency and time to first chunk are its attempt's own (a fallback's do
     not include the time the failed models took); failed attempts have no time to first
-    chunk.
+    chunk. An LLM-cache hit of a RoutedChatModel is one ``ok`` record marked ``cache_hit``,
+    with no tokens and cost 0; the original call's attempts are not recorded again. Error
+    text keeps at most 500 characters, without the gateway key (the catalog's ``api_key_env``).
 
     Thread- and asyncio-safe: run state is keyed by run id under a lock. It runs inline
     (``run_inline = True``), so async runs timestamp chunks when they arrive instead of
@@ -94,10 +97,7 @@ class CostLatencyHandler(BaseCallbackHandler):
         if baseline_model is not None and resolve_model(self.catalog, baseline_model) is None:
             raise UnknownModelError(baseline_model, self.catalog.ids)
         self.baseline_model = baseline_model
-        self.memory = MemorySink() if memory is None else memory
-        self.ledger = None if ledger_path is None else JsonlLedger(ledger_path)
-        self.sinks: tuple[Sink, ...] = (
-            self.memory, *(() if self.ledger is None else (self.ledger,)), *sinks)
+        self.memory, self.ledger, self.sinks = sinks_for(memory, ledger_path, sinks)
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Run] = {}
 
@@ -175,6 +175,13 @@ class CostLatencyHandler(BaseCallbackHandler):
             return [self._record(run, run_id, answering or run.requested_model, usage=usage,
                                  latency_s=latency, ttft_s=ttft, tags=run.tags,
                                  requested_model=run.requested_model, answering_model=answering)]
+        if routed.get("cache_hit") is True:  # no request: the original's attempts are its own
+            return [self._record(
+                run, run_id, _str(routed.get("model")) or answering, usage=NO_TOKENS,
+                cache_hit=True, latency_s=latency, ttft_s=ttft,
+                answering_model=_str(routed.get("served_model")) or answering,
+                tags=tuple(routed.get("tags") or run.tags), policy=_str(routed.get("policy")),
+                requested_model=_str(routed.get("requested_model")) or run.requested_model)]
 
         attempts = [a for a in routed.get("attempts") or () if isinstance(a, Mapping)
                     and a.get("outcome") != SKIPPED]
@@ -208,7 +215,7 @@ class CostLatencyHandler(BaseCallbackHandler):
         return self._record(
             run, run_id, _str(attempt.get("model")), usage=usage, attempt=number,
             outcome=_str(attempt.get("error_type")) or _str(attempt.get("outcome")) or "error",
-            error=_error_text(attempt.get("error")),
+            error=error_text(attempt.get("error"), gateway_key(self.catalog)),
             latency_s=_seconds(attempt.get("latency_s"), None), **context)
 
     def _records_for_error(
@@ -237,7 +244,8 @@ class CostLatencyHandler(BaseCallbackHandler):
         # Tokens may have been billed once a stream started: then usage is unknown, not zero.
         usage = NO_TOKENS if run.first_chunk is None else None
         return [self._record(run, run_id, run.requested_model, usage=usage, latency_s=now - run.started,
-                             outcome=type(error).__name__, error=_error_text(error), **context)]
+                             outcome=type(error).__name__,
+                             error=error_text(error, gateway_key(self.catalog)), **context)]
 
 
 def _first_message(response: LLMResult) -> BaseMessage | None:
@@ -249,18 +257,8 @@ def _first_message(response: LLMResult) -> BaseMessage | None:
     return None
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _seconds(value: Any, default: float | None) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return default
 
-
-def _error_text(error: Any) -> str | None:
-    if error is None:
-        return None
-    text = str(error) or type(error).__name__
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."

@@ -55,15 +55,13 @@ from routedllm.errors import (
     StreamInterruptedError,
 )
 from routedllm.fallback import Attempt, MalformedResponseError, classify, failed_attempt
-from routedllm.health import CircuitBreaker
+from routedllm.health import Admission, CircuitBreaker
 from routedllm.policy import Decision, Policy, Request, decide
 from routedllm.pricing import call_cost, estimate_cost
-from routedllm.tags import VOCABULARY, infer_tags, message_features, validate_tags
+from routedllm.tags import TAGS_KEY, VOCABULARY, infer_tags, message_features, validate_tags
 
 AUTO = "auto"
 """The default ``model``: route every call. Any other model id pins the model."""
-TAGS_KEY = "routedllm_tags"
-"""Call kwarg or config-metadata key giving the call's task tags (validated)."""
 POLICY_KEY = "routedllm_policy"
 """Call kwarg or config-metadata key overriding the policy (a Policy or a dict of fields)."""
 _ROUTE_KW = "_routedllm_route"  # private kwarg carrying the route from entry point to hooks
@@ -730,6 +728,8 @@ class _Ticket:
 
     model: str
     reservation: Reservation | None
+    admission: Admission | None = None
+    """What the breaker let out (None: no breaker); abandoned if never reported."""
     started: float = field(default_factory=time.perf_counter)
     reported: bool = False
     """The breaker was told the outcome (else its probe slot is freed on close)."""
@@ -776,20 +776,22 @@ class _Call:
     def open(self, model: str) -> _Ticket | None:
         """Claim an attempt of ``model``; None (recorded as skipped) when the breaker or
         the budget refuses it."""
-        if not self._admitted(model):
+        admitted, admission = self._admit(model)
+        if not admitted:
             return None
         budget = self.owner.budget
         try:
             held = None if budget is None else budget.reserve(self._estimate(model), model=model)
         except BudgetExceeded as exc:
-            return self._refused(model, exc)
+            return self._refused(admission, model, exc)
         except BaseException:
-            self._abandon(model)
+            self._abandon(admission)
             raise
-        return _Ticket(model, held)
+        return _Ticket(model, held, admission)
 
     async def aopen(self, model: str) -> _Ticket | None:
-        if not self._admitted(model):
+        admitted, admission = self._admit(model)
+        if not admitted:
             return None
         budget = self.owner.budget
         try:
@@ -799,21 +801,24 @@ class _Call:
                 else await budget.areserve(self._estimate(model), model=model)
             )
         except BudgetExceeded as exc:
-            return self._refused(model, exc)
+            return self._refused(admission, model, exc)
         except BaseException:
-            self._abandon(model)
+            self._abandon(admission)
             raise
-        return _Ticket(model, held)
+        return _Ticket(model, held, admission)
 
-    def _admitted(self, model: str) -> bool:
+    def _admit(self, model: str) -> tuple[bool, Admission | None]:
+        """Whether the breaker lets an attempt of ``model`` out (a refusal is recorded as
+        skipped), and the admission to abandon should it not be sent (None: no breaker)."""
         breaker = self.owner.breaker
-        why = None if breaker is None else breaker.admit(model)
-        if why is not None:
-            self._skip(model, "CircuitOpen", why)
-        return why is None
+        admission = None if breaker is None else breaker.admit(model)
+        if admission is not None and admission.refused is not None:
+            self._skip(model, "CircuitOpen", admission.refused)
+            return False, None
+        return True, admission
 
-    def _refused(self, model: str, exc: BudgetExceeded) -> None:
-        self._abandon(model)
+    def _refused(self, admission: Admission | None, model: str, exc: BudgetExceeded) -> None:
+        self._abandon(admission)
         self.refusal = exc
         self._skip(model, "BudgetExceeded", str(exc))
 
@@ -830,7 +835,7 @@ class _Call:
     def close(self, ticket: _Ticket) -> None:
         """Settle or release the attempt's reservation; free a probe slot left unreported."""
         if not ticket.reported:
-            self._abandon(ticket.model)
+            self._abandon(ticket.admission)
         held = ticket.reservation
         if held is not None:
             if ticket.charge:
@@ -840,7 +845,7 @@ class _Call:
 
     async def aclose(self, ticket: _Ticket) -> None:
         if not ticket.reported:
-            self._abandon(ticket.model)
+            self._abandon(ticket.admission)
         held = ticket.reservation
         if held is not None:
             if ticket.charge:
@@ -848,9 +853,9 @@ class _Call:
             else:
                 await held.arelease()
 
-    def _abandon(self, model: str) -> None:
-        if self.owner.breaker is not None:
-            self.owner.breaker.abandon(model)
+    def _abandon(self, admission: Admission | None) -> None:
+        if self.owner.breaker is not None and admission is not None:
+            self.owner.breaker.abandon(admission)
 
     def _report(self, ticket: _Ticket, failure: Attempt | None = None) -> None:
         """Tell the breaker how the attempt went (a failure only for upstream faults)."""

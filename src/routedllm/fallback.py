@@ -17,11 +17,12 @@ from typing import Any, Literal
 import openai
 from langchain_core.exceptions import ContextOverflowError
 
+from routedllm.records import ERROR_TEXT_LIMIT, error_text
+
 Action = Literal["fallback", "context", "fatal"]
 Outcome = Literal["ok", "error", "skipped"]
 
 _RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
-_ERROR_TEXT_LIMIT = 300
 
 
 class MalformedResponseError(Exception):
@@ -142,10 +143,8 @@ def failed_attempt(model: str, exc: BaseException, latency_s: float, secret: str
 
     An attempt the HTTP client never sent (see :func:`never_sent`) is ``skipped``.
     """
-    text = scrub(" ".join(str(exc).split()) or type(exc).__name__, secret)
-    if len(text) > _ERROR_TEXT_LIMIT:
-        text = text[: _ERROR_TEXT_LIMIT - 3] + "..."
     kind = error_type(exc)
+    text = error_text(exc, secret, limit=ERROR_TEXT_LIMIT - len(kind) - 2)
     return Attempt(
         model=model,
         outcome="skipped" if kind == "PoolTimeout" else "error",
@@ -156,13 +155,3 @@ def failed_attempt(model: str, exc: BaseException, latency_s: float, secret: str
         latency_s=round(latency_s, 6),
     )
 
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``[redacted]``.
-
-    Strings shorter than 8 characters are left alone: they are not real keys (tests use
-    ``"k"``), and replacing them would mangle ordinary words and model ids.
-    """
-    if not secret or len(secret) < 8:
-        return text
-    return text.replace(secret, "[redacted]")

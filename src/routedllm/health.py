@@ -26,29 +26,48 @@ from typing import Literal
 
 from routedllm.errors import InvalidRequestError
 
-__all__ = ["CircuitBreaker", "CircuitState"]
+__all__ = ["Admission", "CircuitBreaker", "CircuitState"]
 
 CircuitState = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Admission:
+    """The breaker's answer to one attempt: let out (``refused`` is None) or not, and why.
+
+    A let-out attempt that is not sent after all goes back through
+    :meth:`CircuitBreaker.abandon`, which frees only what this admission took. Compared by
+    identity: two admissions are never the same claim.
+    """
+
+    model: str
+    at: float
+    """When it was asked for (the breaker's clock)."""
+    refused: str | None = None
+    """Why the attempt may not go out; None when it may."""
+    probe: bool = False
+    """It holds the half-open probe slot."""
 
 
 @dataclass(slots=True)
 class _Health:
     cooldown: float
     events: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, failed)
-    admitted: deque[float] = field(default_factory=deque)  # when admitted calls went out
+    admitted: deque[Admission] = field(default_factory=deque)  # calls let out, oldest first
     open_until: float | None = None
     reason: str = ""
-    probe_until: float | None = None
+    probe: Admission | None = None  # the half-open probe in flight, if any
     tripped: bool = False  # opened by failures (half-open after), not only by a Retry-After
 
 
 class CircuitBreaker:
     """Per-model circuit breaker; see the module docstring for the states.
 
-    Before each attempt call :meth:`admit` (it claims the half-open probe slot); after it,
-    :meth:`record_success` or :meth:`record_failure` (:meth:`abandon` when the call was not
-    sent after all). :meth:`unavailable` is the mapping to pass as
-    ``Request(unavailable=...)``. ``clock`` (seconds) is injectable for tests.
+    Before each attempt call :meth:`admit` (it may claim the half-open probe slot); after
+    it, :meth:`record_success` or :meth:`record_failure` (:meth:`abandon` with the
+    :class:`Admission` when the call was not sent after all). :meth:`unavailable` is the
+    mapping to pass as ``Request(unavailable=...)``. ``clock`` (seconds) is injectable for
+    tests.
     """
 
     def __init__(
@@ -122,37 +141,40 @@ class CircuitBreaker:
                     assert health.open_until is not None
                     out[model] = (f"circuit open: {health.reason}; cooling down for another "
                                   f"{health.open_until - now:.1f}s")
-                elif state == "half_open" and health.probe_until is not None and (
-                        health.probe_until > now):
+                elif state == "half_open" and self._probing(health, now):
                     out[model] = f"circuit half-open after {health.reason}: a probe call is in flight"
         return out
 
     # -- the attempt protocol -------------------------------------------------------------
-    def admit(self, model: str) -> str | None:
-        """None when a call to ``model`` may go out now, else why not.
+    def admit(self, model: str) -> Admission:
+        """Whether a call to ``model`` may go out now (``refused`` None), else why not.
 
         When the circuit is half-open, the first caller gets the probe slot (held until it
-        records the outcome, or for ``probe_timeout_s``); the others are told to skip.
-        Admitted calls also count towards ``failure_rate`` while they are in flight, so the
-        fast failures of a burst do not trip it before the slower successes come back.
+        records the outcome, abandons it, or for ``probe_timeout_s``); the others are told
+        to skip. Admitted calls also count towards ``failure_rate`` while they are in
+        flight, so the fast failures of a burst do not trip it before the slower successes
+        come back.
         """
         now = self._clock()
         with self._lock:
             health = self._health(model)
             state = self._state(health, now)
             if state == "closed":
-                health.admitted.append(now)
+                admission = Admission(model, now)
+                health.admitted.append(admission)
                 self._prune(health, now)
-                return None
+                return admission
             assert health.open_until is not None
             if state == "open":
-                return (f"circuit open: {health.reason}; cooling down for another "
-                        f"{health.open_until - now:.1f}s")
-            if health.probe_until is not None and health.probe_until > now:
-                return f"circuit half-open after {health.reason}: a probe call is in flight"
-            health.probe_until = now + self.probe_timeout_s
-            health.admitted.append(now)
-            return None
+                return Admission(model, now, refused=(
+                    f"circuit open: {health.reason}; cooling down for another "
+                    f"{health.open_until - now:.1f}s"))
+            if self._probing(health, now):
+                return Admission(model, now, refused=(
+                    f"circuit half-open after {health.reason}: a probe call is in flight"))
+            admission = health.probe = Admission(model, now, probe=True)
+            health.admitted.append(admission)
+            return admission
 
     def record_success(self, model: str) -> None:
         """The call to ``model`` succeeded; a half-open circuit closes."""
@@ -162,7 +184,7 @@ class CircuitBreaker:
             if self._state(health, now) == "half_open":
                 health.events.clear()
                 health.admitted.clear()
-                health.open_until = health.probe_until = None
+                health.open_until = health.probe = None
                 health.cooldown = self.cooldown_s
                 health.reason = ""
             health.events.append((now, False))
@@ -197,15 +219,25 @@ class CircuitBreaker:
                     self._open(health, now, wait, f"rate limited, Retry-After {wait:g}s "
                                f"({reason})", tripped=still_open and health.tripped)
 
-    def abandon(self, model: str) -> None:
-        """An admitted call was not sent after all (e.g. a budget refused it): free the
-        half-open probe slot it may hold, recording no outcome."""
+    def abandon(self, admission: Admission) -> None:
+        """The admitted call was not sent after all (e.g. a budget refused it): forget it,
+        and free the half-open probe slot if it holds it; no outcome is recorded.
+
+        Only what this admission took is released (another caller's probe stays out);
+        a refused admission, or one already forgotten, changes nothing.
+        """
+        if admission.refused is not None:
+            return
         with self._lock:
-            health = self._models.get(model)
-            if health is not None:
-                health.probe_until = None
-                if health.admitted:
-                    health.admitted.pop()
+            health = self._models.get(admission.model)
+            if health is None:
+                return
+            if health.probe is admission:
+                health.probe = None
+            try:
+                health.admitted.remove(admission)  # by identity
+            except ValueError:  # already out of the window, or forgotten when it tripped
+                pass
 
     def reset(self, model: str | None = None) -> None:
         """Close the circuit of ``model`` (or of every model) and forget its history."""
@@ -228,6 +260,10 @@ class CircuitBreaker:
             return 0.0
         return min(float(retry_after_s), self.max_retry_after_s)
 
+    def _probing(self, health: _Health, now: float) -> bool:
+        """A half-open probe is in flight (and has not yet timed out)."""
+        return health.probe is not None and health.probe.at + self.probe_timeout_s > now
+
     @staticmethod
     def _state(health: _Health | None, now: float) -> CircuitState:
         if health is None or health.open_until is None:
@@ -240,7 +276,7 @@ class CircuitBreaker:
         events, admitted = health.events, health.admitted
         while events and events[0][0] <= now - self.window_s:
             events.popleft()
-        while admitted and admitted[0] <= now - self.window_s:
+        while admitted and admitted[0].at <= now - self.window_s:
             admitted.popleft()
 
     def _tripped(self, health: _Health) -> str | None:
@@ -259,7 +295,7 @@ class CircuitBreaker:
         """Open for ``seconds``: tripped by failures (forgotten; half-open after), or only
         waiting out a Retry-After (failures kept; closed after)."""
         health.open_until = now + seconds
-        health.probe_until = None
+        health.probe = None
         health.reason = reason
         health.tripped = tripped
         if tripped:

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from routedllm.catalog import Catalog, ModelCard
 from routedllm.pricing import call_cost
 
+if TYPE_CHECKING:  # both import this module; sinks_for imports them when called
+    from routedllm.ledger import JsonlLedger
+    from routedllm.stats import MemorySink
+
 logger = logging.getLogger("routedllm")
 
 OK = "ok"
 DEFAULT_BASELINE = "gpt-4o"
+ERROR_TEXT_LIMIT = 500  # characters of error text a record (or an attempt) keeps
 # A provider's dated snapshot of a catalog model: "gpt-4o-2024-08-06", "...-20241022",
 # "gpt-4-0613", or a "-latest" alias. Only these suffixes are stripped (see resolve_model).
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
@@ -54,6 +60,8 @@ class CallRecord(BaseModel):
     attempt: int = Field(default=1, ge=1, description="1 for the first try, 2 for the first fallback...")
     outcome: str = Field(default=OK, min_length=1, description="'ok' or the error type.")
     error: str | None = None
+    cache_hit: bool = Field(
+        default=False, description="Answered from an LLM cache: no request, no tokens, cost 0.")
     input_tokens: int | None = Field(default=None, ge=0, description="Includes cached input tokens.")
     cached_input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0, description="Includes reasoning tokens.")
@@ -154,19 +162,25 @@ def build_record(
     requested_model: str | None = None,
     answering_model: str | None = None,
     estimated_cost_usd: float | None = None,
+    cache_hit: bool = False,
 ) -> CallRecord:
     """Price one attempt with the catalog and compare it with ``baseline_model``.
 
     ``model`` may be a provider's name for a catalog model (see :func:`resolve_model`); the
     record carries the catalog id when it resolves, else the name as given, with cost None.
     ``usage=None`` means the provider reported no usage: tokens and cost stay unknown.
+    ``cache_hit=True``: an LLM cache answered, no request was sent, so the record has no
+    tokens and costs 0 (known, whatever the catalog says), and saves nothing.
     """
     if ts.tzinfo is None:
         raise ValueError("ts must be timezone-aware (use datetime.now(timezone.utc))")
     card = resolve_model(catalog, model)
     base = resolve_model(catalog, baseline_model) if baseline_model else None
     cost_in = cost_out = cost = None
-    if usage is not None and card is not None:
+    if cache_hit:
+        usage = NO_TOKENS
+        cost_in = cost_out = cost = 0.0
+    elif usage is not None and card is not None:
         c = call_cost(card, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
         cost_in, cost_out, cost = c.input_usd, c.output_usd, c.total_usd
     base_cost = _total(base, usage)
@@ -185,6 +199,7 @@ def build_record(
         attempt=attempt,
         outcome=outcome,
         error=error,
+        cache_hit=cache_hit,
         input_tokens=None if usage is None else usage.input_tokens,
         cached_input_tokens=None if usage is None else usage.cached_input_tokens,
         output_tokens=None if usage is None else usage.output_tokens,
@@ -249,3 +264,51 @@ def deliver(sinks: Iterable[Sink], records: Iterable[CallRecord]) -> None:
                 sink.emit(record)
             except Exception:  # a broken sink must never break the user's LLM call
                 logger.exception("routedllm: sink %r failed to take a record", sink)
+
+
+def sinks_for(memory: MemorySink | None, ledger_path: str | os.PathLike[str] | None,
+              sinks: Iterable[Sink]) -> tuple[MemorySink, JsonlLedger | None, tuple[Sink, ...]]:
+    """A handler's sinks: ``memory`` (a new MemorySink when None), a JSONL ledger at
+    ``ledger_path`` when given, then ``sinks``; returned as (memory, ledger, all of them)."""
+    from routedllm.ledger import JsonlLedger
+    from routedllm.stats import MemorySink
+
+    memory = MemorySink() if memory is None else memory
+    ledger = None if ledger_path is None else JsonlLedger(ledger_path)
+    return memory, ledger, (memory, *(() if ledger is None else (ledger,)), *sinks)
+
+
+def gateway_key(catalog: Catalog) -> str | None:
+    """The gateway's API key from the environment (the catalog's ``api_key_env``), if set."""
+    return os.environ.get(catalog.info.gateway.api_key_env) or None
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by ``[redacted]``.
+
+    Strings shorter than 8 characters are left alone: they are not real keys (tests use
+    ``"k"``), and replacing them would mangle ordinary words and model ids.
+    """
+    if not secret or len(secret) < 8:
+        return text
+    return text.replace(secret, "[redacted]")
+
+
+def error_text(error: object, secret: str | None, *, limit: int = ERROR_TEXT_LIMIT) -> str | None:
+    """What a record says of an error: its text on one line (an exception without a message:
+    its type), ``secret`` scrubbed (see :func:`scrub`), then clipped to ``limit`` characters.
+    None for None or empty text."""
+    if error is None:
+        return None
+    text = " ".join(str(error).split())
+    if not text and not isinstance(error, str):
+        text = type(error).__name__
+    if not text:
+        return None
+    text = scrub(text, secret)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def text_or_none(value: Any) -> str | None:
+    """``value`` when it is a non-empty string, else None (for fields read from loose dicts)."""
+    return value if isinstance(value, str) and value else None

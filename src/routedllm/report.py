@@ -2,7 +2,8 @@
 
 Reads a JSONL ledger back, aggregates it with :class:`routedllm.stats.MemorySink`, and
 prints a table, JSON (``--json``) or a PNG (``--plot``: cost over time and latency
-distributions per model; needs the ``plot`` extra, imported only then).
+distributions per model; needs the ``plot`` extra, imported only then). A ledger line is
+one attempt: groups count ``attempts``, and ``calls`` (distinct run ids) beside them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from routedllm.catalog import Catalog
 from routedllm.errors import RoutedLLMError
 from routedllm.ledger import LedgerError, read_ledger
 from routedllm.records import CallRecord, with_baseline
-from routedllm.stats import MemorySink
+from routedllm.stats import UNTAGGED, MemorySink
 
 
 def add_report_command(
@@ -60,15 +61,37 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def summarize(records: Sequence[CallRecord]) -> dict[str, Any]:
-    """The report as a JSON-ready mapping: totals, per model and per tag."""
-    memory = MemorySink(max_records=0).extend(records)
+    """The report as a JSON-ready mapping: totals, per model and per tag.
+
+    Each group counts ``attempts`` (ledger lines) and ``calls`` (distinct run ids; a line
+    without one is a call of its own); ``unpriced_attempts`` have an unknown cost.
+    """
+    summary = MemorySink(max_records=0).extend(records).summary()
+    total_runs: set[str] = set()
+    model_runs: dict[str, set[str]] = defaultdict(set)
+    tag_runs: dict[str, set[str]] = defaultdict(set)
+    for i, r in enumerate(records):
+        run = r.run_id or f"#{i}"
+        total_runs.add(run)
+        model_runs[r.model].add(run)
+        for tag in r.tags or (UNTAGGED,):  # grouped as MemorySink groups them
+            tag_runs[tag].add(run)
     return {
         "records": len(records),
-        "runs": len({r.run_id or f"#{i}" for i, r in enumerate(records)}),
+        "runs": len(total_runs),
         "baseline_models": sorted({r.baseline_model for r in records if r.baseline_model}),
         "prices_as_of": sorted({r.prices_as_of for r in records if r.prices_as_of}),
-        **memory.summary(),
+        "total": _counted(summary["total"], total_runs),
+        "by_model": {k: _counted(g, model_runs[k]) for k, g in summary["by_model"].items()},
+        "by_tag": {k: _counted(g, tag_runs[k]) for k, g in summary["by_tag"].items()},
     }
+
+
+def _counted(group: dict[str, Any], runs: set[str]) -> dict[str, Any]:
+    """A MemorySink group (whose counts are of attempts) with honest names, and its calls."""
+    renamed = {"calls": "attempts", "unpriced_calls": "unpriced_attempts"}
+    out: dict[str, Any] = {renamed.get(k, k): v for k, v in group.items()}
+    return {"attempts": out.pop("attempts"), "calls": len(runs), **out}
 
 
 def render(data: dict[str, Any]) -> str:
@@ -78,7 +101,7 @@ def render(data: dict[str, Any]) -> str:
     if not data["records"]:
         return f"{data.get('ledger', 'ledger')}: no records"
     baseline = ", ".join(data["baseline_models"]) or "no baseline"
-    header = ("calls", "errors", "cost", f"vs {baseline}", "saved",
+    header = ("attempts", "errors", "cost", f"vs {baseline}", "saved",
               "latency p50/p95/p99", "ttft p50/p95/p99")
     as_of = ", ".join(data["prices_as_of"]) or "unknown"
     out = [f"{data.get('ledger', 'ledger')}: {data['records']} attempts in {data['runs']} calls; "
@@ -96,12 +119,12 @@ def _cells(g: dict[str, Any]) -> tuple[str, ...]:
     if g["cost_usd"] is None:
         cost = "unknown"
     else:
-        cost = f"${g['cost_usd']:.6f}" + (f" +{g['unpriced_calls']} unknown"
-                                          if g["unpriced_calls"] else "")
+        cost = f"${g['cost_usd']:.6f}" + (f" +{g['unpriced_attempts']} unknown"
+                                          if g["unpriced_attempts"] else "")
     saved = "-" if g["savings_usd"] is None else f"${g['savings_usd']:.6f}" + (
         "" if g["savings_ratio"] is None else f" ({g['savings_ratio']:.0%})")
     return (
-        str(g["calls"]), f"{g['errors']} ({g['error_rate']:.0%})", cost,
+        str(g["attempts"]), f"{g['errors']} ({g['error_rate']:.0%})", cost,
         "-" if g["baseline_cost_usd"] is None else f"${g['baseline_cost_usd']:.6f}",
         saved, _triple(g["latency_s"]), _triple(g["ttft_s"]),
     )

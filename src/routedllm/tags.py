@@ -42,6 +42,8 @@ VOCABULARY: Mapping[str, TagSpec] = {
     )
 }
 TAG_NAMES: tuple[str, ...] = tuple(VOCABULARY)
+TAGS_KEY = "routedllm_tags"
+"""Call kwarg or config-metadata key giving a call's task tags (RoutedChatModel, the handler)."""
 _PRIORITY = {name: i for i, name in enumerate(TAG_NAMES)}
 
 # CJK Unified Ideographs (+ extension A, compatibility) and CJK punctuation.

@@ -27,9 +27,9 @@ from routedllm.errors import InvalidRequestError
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
 from routedllm.policy import PRESETS, Policy
 from routedllm.records import DEFAULT_BASELINE, CallRecord, Sink
+from routedllm.tags import TAGS_KEY
 from routedllm.workload import WorkloadRow
 
-TAGS_KEY = "routedllm_tags"
 POLICY_KEY = "routedllm_policy"
 NO_ANSWER = "(no answer)"
 """The model group of rows that got no answer (every attempt failed, or none eligible)."""

@@ -13,6 +13,7 @@ when first used (``pip install 'routedllm[litellm]'``).
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from routedllm.litellm.config import (
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from routedllm.litellm.callback import LiteLLMHandler
 
 _handler: Any = None
+_handler_lock = threading.Lock()  # the proxy may ask from several threads at once: build one
 
 
 def __getattr__(name: str) -> Any:
@@ -42,11 +44,12 @@ def __getattr__(name: str) -> Any:
 
         return LiteLLMHandler
     if name == "handler":
-        if _handler is None:
-            from routedllm.litellm.callback import LiteLLMHandler
+        with _handler_lock:
+            if _handler is None:
+                from routedllm.litellm.callback import LiteLLMHandler
 
-            _handler = LiteLLMHandler.from_env()
-        return _handler
+                _handler = LiteLLMHandler.from_env()
+            return _handler
     raise AttributeError(f"module 'routedllm.litellm' has no attribute {name!r}")
 
 

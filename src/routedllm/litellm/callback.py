@@ -24,7 +24,6 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from routedllm.catalog import Catalog
 from routedllm.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
-from routedllm.ledger import JsonlLedger
 from routedllm.litellm.routing import META_KEY, PREFIX, route_body, vocabulary_tags
 from routedllm.policy import PRESETS, Policy
 from routedllm.pricing import estimate_cost
@@ -36,15 +35,18 @@ from routedllm.records import (
     Usage,
     build_record,
     deliver,
+    error_text,
+    gateway_key,
     resolve_model,
+    sinks_for,
 )
+from routedllm.records import text_or_none as _str
 from routedllm.stats import MemorySink
 
 logger = logging.getLogger("routedllm")
 
 LEDGER_ENV = "ROUTEDLLM_LEDGER"
 POLICY_ENV = "ROUTEDLLM_POLICY"
-_MAX_ERROR_CHARS = 500
 _RECENT_ATTEMPTS = 10_000  # failed attempts remembered, so that none is recorded twice
 
 
@@ -78,7 +80,8 @@ class LiteLLMHandler(CustomLogger):
     Records follow the LangChain handler's: one per attempt (a failed attempt has no
     tokens and its error type as outcome), cost from the catalog (LiteLLM's 0.0 for an
     unpriced model is ignored), time to first token for streams only, the task tags,
-    policy and the decision's first choice as ``requested_model``. Register it with
+    policy and the decision's first choice as ``requested_model``; error text without the
+    gateway key (the catalog's ``api_key_env``). Register it with
     ``litellm.callbacks = [handler]``, or on the proxy with ``routedllm.litellm.handler``.
     """
 
@@ -98,10 +101,7 @@ class LiteLLMHandler(CustomLogger):
         if baseline_model is not None and resolve_model(self.catalog, baseline_model) is None:
             raise UnknownModelError(baseline_model, self.catalog.ids)
         self.baseline_model = baseline_model
-        self.memory = MemorySink() if memory is None else memory
-        self.ledger = None if ledger_path is None else JsonlLedger(ledger_path)
-        self.sinks: tuple[Sink, ...] = (
-            self.memory, *(() if self.ledger is None else (self.ledger,)), *sinks)
+        self.memory, self.ledger, self.sinks = sinks_for(memory, ledger_path, sinks)
         self._recorded = _RecentSet(_RECENT_ATTEMPTS)  # (call id, run id, attempt) of failures
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -229,7 +229,8 @@ class LiteLLMHandler(CustomLogger):
             info = _mapping(slo.get("error_information"))
             fields["outcome"] = (_str(routed.get("rejected")) or _str(info.get("error_class"))
                                  or (type(error).__name__ if error is not None else "error"))
-            fields["error"] = _clip(_str(slo.get("error_str")) or (str(error) if error else None))
+            fields["error"] = error_text(_str(slo.get("error_str")) or error,
+                                         gateway_key(self.catalog))
         ts = dt.datetime.fromtimestamp(started, dt.UTC) if started else dt.datetime.now(dt.UTC)
         return build_record(self.catalog, model, usage=usage, ts=ts,
                             baseline_model=self.baseline_model, run_id=_trace(kwargs),
@@ -252,7 +253,8 @@ class LiteLLMHandler(CustomLogger):
             ts=(started or now).astimezone(dt.UTC),
             latency_s=None if started is None else max(0.0, (now - started).total_seconds()),
             baseline_model=self.baseline_model, run_id=_trace(request_data),
-            outcome=type(exception).__name__, error=_clip(str(exception) or None),
+            outcome=type(exception).__name__,
+            error=error_text(exception, gateway_key(self.catalog)),
             **_routing(meta, meta.get("tags"), meta.get("model_group")))
 
 
@@ -343,10 +345,6 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -354,8 +352,3 @@ def _number(value: Any) -> float | None:
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
-
-def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= _MAX_ERROR_CHARS:
-        return text
-    return text[: _MAX_ERROR_CHARS - 3] + "..."
