@@ -24,7 +24,7 @@ from routedllm.errors import (
     UnknownModelError,
     UnknownTagError,
 )
-from routedllm.health import CircuitBreaker
+from routedllm.health import Admission, CircuitBreaker
 from routedllm.ledger import JsonlLedger, LedgerError, LedgerWarning, iter_ledger, read_ledger
 from routedllm.policy import Decision, Policy, Rejection, Request, decide
 from routedllm.pricing import Cost, call_cost, estimate_cost
@@ -46,6 +46,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'routedllm' has no attribute {name!r}")
 
 __all__ = [
+    "Admission",
     "AllAttemptsFailedError",
     "Budget",
     "BudgetBackendError",
