@@ -239,12 +239,13 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
     )
     tags = given or inferred
-    primary = primary_tag(tags)
+    primary = tags[0] if len(tags) == 1 else primary_tag(tags)
     benchmark = VOCABULARY[primary].benchmark
-    required = policy.require | request.require
+    required = policy.require | request.require if request.require else policy.require
     for tag in tags:
-        if VOCABULARY[tag].requires:
-            required = required | VOCABULARY[tag].requires
+        needs = VOCABULARY[tag].requires
+        if needs:
+            required = required | needs
     long_context = "long-context" in tags
     plan = _plan(catalog, policy, benchmark, required)
 
@@ -253,10 +254,7 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
     need = in_tokens + out_tokens
     max_cost = policy.max_cost_usd
     rejected = list(plan.static_rejected)
-    priced = [  # (cost, model, code) of rejected models, for the binding constraint
-        (in_tokens * c.pin + out_tokens * c.pout, c.id, code)  # type: ignore[operator]
-        for c, code in plan.static_priced  # static_priced holds priced models only
-    ]
+    priced: list[tuple[float, str, str]] = []  # (cost, model, code): rejected per call
     eligible: list[tuple[_Candidate, float | None]] = []
     for cand in plan.candidates:
         pin, pout = cand.pin, cand.pout
@@ -278,11 +276,11 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
 
     best: float | None = None
     floor: float | None = None
-    scores = [c.score for c, _ in eligible if c.score is not None]
-    if scores:
-        best = max(scores)
-    if policy.preset == "value" and best is not None:
-        gap = policy.gap_for(primary)
+    for c, _ in eligible:
+        if c.score is not None and (best is None or c.score > best):
+            best = c.score
+    if best is not None and policy.preset == "value":
+        gap = policy.tag_gaps.get(primary, policy.quality_gap)
         floor = round(best - gap, 6)
         kept = []
         floor_rejections = plan.floor_rejections
@@ -313,7 +311,7 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
     if request.sticky_model is not None:
         ranked, note = _stick(ranked, request.sticky_model, rejected)
     chosen, chosen_cost = ranked[0]
-    binding = _binding(policy.preset, chosen_cost, priced)
+    binding = _binding(policy.preset, chosen_cost, priced, plan, in_tokens, out_tokens)
     if note is None and request.sticky_model is not None:
         binding = "sticky: a follow-up turn keeps its conversation's model"
     return _trusted(Decision, dict(
@@ -406,13 +404,24 @@ _BINDING_TEXT = {
 }
 
 
-def _binding(preset: str, chosen_cost: float | None, priced: list[tuple[float, str, str]]) -> str:
-    """The constraint that kept the call off the cheapest model cheaper than the choice."""
+def _binding(
+    preset: str, chosen_cost: float | None, priced: list[tuple[float, str, str]], plan: _Plan,
+    in_tokens: int, out_tokens: int,
+) -> str:
+    """The constraint that kept the call off the cheapest model cheaper than the choice.
+
+    Looks at the models rejected for this call (``priced``) and the priced models the plan
+    rejects for a fixed reason, whose cost is worked out here only.
+    """
     best = None
     if chosen_cost is not None:
         for item in priced:
             if item[0] < chosen_cost and (best is None or item < best):
                 best = item
+        for c, code in plan.static_priced:
+            cost = in_tokens * c.pin + out_tokens * c.pout  # type: ignore[operator]
+            if cost < chosen_cost and (best is None or (cost, c.id, code) < best):
+                best = (cost, c.id, code)
     if best is not None:
         return _BINDING_TEXT.get(best[2], best[2])
     return _NOT_BOUND.get(preset, "none: the cheapest eligible model")
