@@ -24,6 +24,9 @@ from routedllm.policy import PRESETS, Decision, Policy, Request, decide
 from routedllm.pricing import estimate_cost
 from routedllm.report import add_report_command
 from routedllm.tags import TAG_NAMES
+from routedllm.text import num as _num
+from routedllm.text import table as _table
+from routedllm.text import usd as _usd
 from routedllm.workload import read_rows, sample_rows
 
 
@@ -231,32 +234,10 @@ def _message(exc: Exception) -> str:
     return str(exc)
 
 
-def _num(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _usd(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.6f}"
-
-
 def _saved(cost: float | None, base: float | None) -> str:
     if cost is None or not base:
         return "-"
     return f"{1 - cost / base:.0%}"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
-             for row in (header, *rows)]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:

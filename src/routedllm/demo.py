@@ -29,6 +29,7 @@ from routedllm.ledger import read_ledger
 from routedllm.policy import Policy, Request, decide
 from routedllm.records import DEFAULT_BASELINE
 from routedllm.workload import WorkloadRow
+from routedllm.text import table as _table, usd as _usd
 
 DEMO_API_KEY = "demo-not-a-secret"
 """The key the demo sends to its stand-in gateway (the stand-in requires exactly this)."""
@@ -195,7 +196,6 @@ def to_json(run: DemoRun) -> dict[str, Any]:
 
 def render(run: DemoRun) -> str:
     """The run as text: a row per call, totals, the ledger's report, and what was constructed."""
-    from routedllm.cli import _table, _usd
     from routedllm.report import render as render_report
     from routedllm.report import summarize
 

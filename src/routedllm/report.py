@@ -21,6 +21,7 @@ from routedllm.errors import RoutedLLMError
 from routedllm.ledger import LedgerError, read_ledger
 from routedllm.records import CallRecord, with_baseline
 from routedllm.stats import UNTAGGED, MemorySink
+from routedllm.text import table as _table
 
 
 def add_report_command(
@@ -96,7 +97,6 @@ def _counted(group: dict[str, Any], runs: set[str]) -> dict[str, Any]:
 
 def render(data: dict[str, Any]) -> str:
     """The report as text tables."""
-    from routedllm.cli import _table  # late: cli imports this module
 
     if not data["records"]:
         return f"{data.get('ledger', 'ledger')}: no records"

@@ -15,6 +15,7 @@ from typing import Any
 
 from routedllm.catalog import Catalog
 from routedllm.errors import InvalidRequestError
+from routedllm.text import table as _table, usd as _usd
 
 EPILOG = """\
 policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01),
@@ -270,7 +271,6 @@ def _progress(enabled: bool) -> Any:
 # -- text output ----------------------------------------------------------------------------
 def render(report: Any, source: str) -> str:
     """The report as tables: policies, per tag, baselines, frontier, two-model figures."""
-    from routedllm.cli import _table, _usd
     ev = report.evaluation
     out = [f"{source}: {report.dataset_rows} rows; quality {ev.mode}"
            + (" (catalog scores on each row's benchmark)" if ev.mode == "expected" else
@@ -308,7 +308,6 @@ def render(report: Any, source: str) -> str:
 
 
 def _baselines(ev: Any) -> str:
-    from routedllm.cli import _usd
     lines = []
     if ev.best_single:
         r = ev.get(ev.best_single)
@@ -328,7 +327,6 @@ def _baselines(ev: Any) -> str:
 
 
 def _two_model(two: dict[str, Any]) -> str:
-    from routedllm.cli import _table, _usd
     header = ("", "quality", "cost USD", "strong share", "APGR", "CPT(50%)", "CPT(80%)",
               "strong @95%")
     rows = []

@@ -25,6 +25,7 @@ from routedllm.evaluation.online import summed_cost
 from routedllm.policy import Policy, Request, decide
 from routedllm.pricing import call_cost
 from routedllm.records import CallRecord
+from routedllm.text import table as _table, usd as _usd
 
 SHADOW_POLICY = "shadow"  # as routedllm.evaluation.shadow marks its records
 # decide() needs a message; sizes and tags are given, so its text plays no part (untagged
@@ -162,7 +163,6 @@ def _choose(catalog: Catalog, policy: Policy, tags: tuple[str, ...], input_token
 
 def render(replays: Sequence[LedgerReplay], source: str) -> str:
     """Tables: each policy's cost against the recorded cost, per tag, and the model switches."""
-    from routedllm.cli import _table, _usd
 
     def cells(name: str, g: dict[str, Any]) -> tuple[str, ...]:
         known = g["compared"] > 0  # costs cover the calls priced both ways

@@ -29,6 +29,7 @@ from routedllm.policy import PRESETS, Policy
 from routedllm.records import DEFAULT_BASELINE, CallRecord, Sink
 from routedllm.tags import TAGS_KEY
 from routedllm.workload import WorkloadRow
+from routedllm.text import table as _table, usd as _usd
 
 POLICY_KEY = "routedllm_policy"
 NO_ANSWER = "(no answer)"
@@ -444,7 +445,6 @@ def online_policy(spec: str, catalog: Catalog) -> OnlinePolicy:
 # -- text output ----------------------------------------------------------------------------
 def render(reports: Sequence[OnlineReport], source: str) -> str:
     """Tables: the policies side by side, then per model and per tag for each."""
-    from routedllm.cli import _table, _usd
 
     if not reports:
         return f"{source}: nothing was run"
