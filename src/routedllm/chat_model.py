@@ -56,14 +56,12 @@ from routedllm.errors import (
 )
 from routedllm.fallback import Attempt, MalformedResponseError, classify, failed_attempt
 from routedllm.health import Admission, CircuitBreaker
-from routedllm.policy import Decision, Policy, Request, decide
+from routedllm.policy import POLICY_KEY, Decision, Policy, Request, decide
 from routedllm.pricing import call_cost, estimate_cost
 from routedllm.tags import TAGS_KEY, VOCABULARY, infer_tags, message_features, validate_tags
 
 AUTO = "auto"
 """The default ``model``: route every call. Any other model id pins the model."""
-POLICY_KEY = "routedllm_policy"
-"""Call kwarg or config-metadata key overriding the policy (a Policy or a dict of fields)."""
 _ROUTE_KW = "_routedllm_route"  # private kwarg carrying the route from entry point to hooks
 _CHOICE = "_routedllm_choice"  # marks a streamed chunk that carried a choice (removed on the way)
 

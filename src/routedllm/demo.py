@@ -28,8 +28,9 @@ from routedllm.evaluation.online import RowResult, RunCollector, answer_row, rec
 from routedllm.ledger import read_ledger
 from routedllm.policy import Policy, Request, decide
 from routedllm.records import DEFAULT_BASELINE
+from routedllm.text import table as _table
+from routedllm.text import usd as _usd
 from routedllm.workload import WorkloadRow
-from routedllm.text import table as _table, usd as _usd
 
 DEMO_API_KEY = "demo-not-a-secret"
 """The key the demo sends to its stand-in gateway (the stand-in requires exactly this)."""
@@ -92,8 +93,8 @@ class DemoRun:
             "fallbacks": sum(r.fell_back for r in results),
             "failed": sum(r.model is None for r in results),
             "unpriced": sum(c is None for c in costs),
-            "routed_cost_usd": routed,
-            "baseline_cost_usd": base,
+            "routed_cost_usd": round(routed, 12),
+            "baseline_cost_usd": round(base, 12),
             "cost_ratio": routed / base if base else None,
         }
 

@@ -33,6 +33,8 @@ from routedllm.tags import (
 
 Preset = Literal["value", "quality", "cheapest"]
 PRESETS: tuple[str, ...] = ("value", "quality", "cheapest")
+POLICY_KEY = "routedllm_policy"
+"""Call kwarg or config-metadata key overriding the policy (a Policy or a dict of fields)."""
 Capability = Literal["image_input", "tools", "structured_output"]
 _M = TypeVar("_M", bound=BaseModel)
 

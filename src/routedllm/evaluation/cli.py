@@ -15,7 +15,8 @@ from typing import Any
 
 from routedllm.catalog import Catalog
 from routedllm.errors import InvalidRequestError
-from routedllm.text import table as _table, usd as _usd
+from routedllm.text import table as _table
+from routedllm.text import usd as _usd
 
 EPILOG = """\
 policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01),

@@ -25,7 +25,8 @@ from routedllm.evaluation.online import summed_cost
 from routedllm.policy import Policy, Request, decide
 from routedllm.pricing import call_cost
 from routedllm.records import CallRecord
-from routedllm.text import table as _table, usd as _usd
+from routedllm.text import table as _table
+from routedllm.text import usd as _usd
 
 SHADOW_POLICY = "shadow"  # as routedllm.evaluation.shadow marks its records
 # decide() needs a message; sizes and tags are given, so its text plays no part (untagged

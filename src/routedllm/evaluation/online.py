@@ -25,13 +25,13 @@ from routedllm.callbacks import CostLatencyHandler
 from routedllm.catalog import Catalog
 from routedllm.errors import InvalidRequestError
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
-from routedllm.policy import PRESETS, Policy
+from routedllm.policy import POLICY_KEY, PRESETS, Policy
 from routedllm.records import DEFAULT_BASELINE, CallRecord, Sink
 from routedllm.tags import TAGS_KEY
+from routedllm.text import table as _table
+from routedllm.text import usd as _usd
 from routedllm.workload import WorkloadRow
-from routedllm.text import table as _table, usd as _usd
 
-POLICY_KEY = "routedllm_policy"
 NO_ANSWER = "(no answer)"
 """The model group of rows that got no answer (every attempt failed, or none eligible)."""
 _POLICY_ALIASES = {"gap": "quality_gap", "max_cost": "max_cost_usd"}

@@ -34,10 +34,10 @@ from routedllm.callbacks import CostLatencyHandler
 from routedllm.catalog import Catalog
 from routedllm.errors import InvalidRequestError
 from routedllm.evaluation.graders import ExactMatch, Grade, Grader
-from routedllm.evaluation.online import TAGS_KEY, RunCollector, message_text, summed_cost
+from routedllm.evaluation.online import RunCollector, message_text, summed_cost
 from routedllm.pricing import estimate_cost
 from routedllm.records import CallRecord, Sink, Usage, deliver, resolve_model
-from routedllm.tags import VOCABULARY, message_features
+from routedllm.tags import TAGS_KEY, VOCABULARY, message_features
 from routedllm.workload import WorkloadRow
 
 SHADOW_POLICY = "shadow"
