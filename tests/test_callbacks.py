@@ -95,7 +95,7 @@ def test_routed_run_gives_one_record_per_attempt(catalog) -> None:
     assert ok.cost_usd == pytest.approx((100 * 2.5 + 200 * 10) / 1e6) and ok.savings_usd == 0.0
     stats = handler.memory.summary()
     assert stats["by_model"]["deepseek-v4-flash"]["error_rate"] == 1.0
-    assert stats["by_tag"]["code"]["calls"] == 2
+    assert stats["by_tag"]["code"]["attempts"] == 2
 
 
 def test_routed_stream_uses_the_routers_timings_when_given(catalog) -> None:

@@ -137,7 +137,7 @@ def test_any_chat_model_and_a_judge() -> None:
                         catalog=CATALOG, judge=judge, on_row=seen.append)
     assert {r.id: r.score for r in report.rows} == {"q": 0.8, "r": 1.0}
     assert sorted(r.id for r in seen) == ["q", "r"]
-    assert report.label == "always:gpt-4o-mini" and report.judge["calls"] == 1
+    assert report.label == "always:gpt-4o-mini" and report.judge["attempts"] == 1
     q = report.rows[0]
     assert q.model == "gpt-4o-mini" and q.tags == ("general",)
     assert q.cost_usd == pytest.approx(

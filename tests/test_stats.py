@@ -27,15 +27,15 @@ def test_aggregates_per_model_and_tag(catalog) -> None:
     sink.emit(rec(catalog, "llama-3-70b", 2.0, tags=()))
     s = sink.summary()
     mini = s["by_model"]["gpt-4o-mini"]
-    assert mini["calls"] == 2 and mini["errors"] == 1 and mini["error_rate"] == 0.5
-    assert mini["cost_usd"] == pytest.approx(0.00045) and mini["unpriced_calls"] == 0
+    assert mini["attempts"] == 2 and mini["errors"] == 1 and mini["error_rate"] == 0.5
+    assert mini["cost_usd"] == pytest.approx(0.00045) and mini["unpriced_attempts"] == 0
     assert mini["savings_usd"] == pytest.approx(0.0075 - 0.00045)
     assert mini["latency_s"]["p50"] == pytest.approx(1.0, rel=0.01)  # the 429 is not counted
     llama = s["by_model"]["llama-3-70b"]
-    assert llama["cost_usd"] is None and llama["unpriced_calls"] == 1 and llama["savings_usd"] is None
-    assert s["by_tag"]["code"]["calls"] == 2 and s["by_tag"]["chinese"]["calls"] == 1
-    assert s["by_tag"]["(untagged)"]["calls"] == 1
-    assert s["total"]["cost_usd"] == pytest.approx(0.00045) and s["total"]["unpriced_calls"] == 1
+    assert llama["cost_usd"] is None and llama["unpriced_attempts"] == 1 and llama["savings_usd"] is None
+    assert s["by_tag"]["code"]["attempts"] == 2 and s["by_tag"]["chinese"]["attempts"] == 1
+    assert s["by_tag"]["(untagged)"]["attempts"] == 1
+    assert s["total"]["cost_usd"] == pytest.approx(0.00045) and s["total"]["unpriced_attempts"] == 1
     assert s["total"]["ttft_s"] == {"p50": None, "p95": None, "p99": None}
 
 
@@ -57,7 +57,7 @@ def test_merge_equals_one_sink_over_everything(catalog) -> None:
     left, right = MemorySink().extend(records[::2]), MemorySink().extend(records[1::2])
     left.merge(right)
     merged, expected = left.summary(), whole.summary()
-    assert merged["total"]["calls"] == expected["total"]["calls"] == len(records)
+    assert merged["total"]["attempts"] == expected["total"]["attempts"] == len(records)
     for model in ("gpt-4o", "qwen3-32b"):
         assert merged["by_model"][model]["cost_usd"] == pytest.approx(
             expected["by_model"][model]["cost_usd"])
@@ -74,5 +74,5 @@ def test_thread_safe_counts(catalog) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sink.summary()["by_model"]["gpt-4o"]["calls"] == 4000
+    assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 4000
 

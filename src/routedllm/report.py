@@ -89,9 +89,8 @@ def summarize(records: Sequence[CallRecord]) -> dict[str, Any]:
 
 
 def _counted(group: dict[str, Any], runs: set[str]) -> dict[str, Any]:
-    """A MemorySink group (whose counts are of attempts) with honest names, and its calls."""
-    renamed = {"calls": "attempts", "unpriced_calls": "unpriced_attempts"}
-    out: dict[str, Any] = {renamed.get(k, k): v for k, v in group.items()}
+    """A MemorySink group (its counts are of attempts) with the number of calls it holds."""
+    out = dict(group)
     return {"attempts": out.pop("attempts"), "calls": len(runs), **out}
 
 

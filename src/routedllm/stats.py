@@ -30,29 +30,29 @@ def _sketch() -> DDSketch:
 class Aggregate:
     """Totals for one group of attempts (a model, a tag, or everything).
 
-    Costs sum the records whose cost is known; ``unpriced_calls`` counts the others, so a
+    Costs sum the records whose cost is known; ``unpriced_attempts`` counts the others, so a
     total never silently treats an unknown cost as zero. Savings and the baseline cost sum
     the records where both sides are known. Latency and time-to-first-token quantiles
     cover successful attempts only (a fast 429 is not a fast model).
     """
 
-    calls: int = 0
+    attempts: int = 0
     errors: int = 0
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
-    priced_calls: int = 0
+    priced_attempts: int = 0
     baseline_cost_usd: float = 0.0
     savings_usd: float = 0.0
-    compared_calls: int = 0
+    compared_attempts: int = 0
     latency: DDSketch = field(default_factory=_sketch)
     ttft: DDSketch = field(default_factory=_sketch)
 
     def add(self, record: CallRecord) -> None:
         """Count one record in."""
-        self.calls += 1
+        self.attempts += 1
         self.errors += not record.ok
         self.input_tokens += record.input_tokens or 0
         self.cached_input_tokens += record.cached_input_tokens or 0
@@ -60,11 +60,11 @@ class Aggregate:
         self.reasoning_tokens += record.reasoning_tokens or 0
         if record.cost_usd is not None:
             self.cost_usd += record.cost_usd
-            self.priced_calls += 1
+            self.priced_attempts += 1
         if record.savings_usd is not None and record.baseline_cost_usd is not None:
             self.baseline_cost_usd += record.baseline_cost_usd
             self.savings_usd += record.savings_usd
-            self.compared_calls += 1
+            self.compared_attempts += 1
         if record.ok and record.latency_s is not None:
             self.latency.add(record.latency_s)
         if record.ok and record.ttft_s is not None:
@@ -72,32 +72,32 @@ class Aggregate:
 
     def merge(self, other: Aggregate) -> None:
         """Add ``other``'s counts and sketches into this one."""
-        for name in ("calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
-                     "reasoning_tokens", "cost_usd", "priced_calls", "baseline_cost_usd",
-                     "savings_usd", "compared_calls"):
+        for name in ("attempts", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
+                     "reasoning_tokens", "cost_usd", "priced_attempts", "baseline_cost_usd",
+                     "savings_usd", "compared_attempts"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latency.merge(other.latency)
         self.ttft.merge(other.ttft)
 
     @property
-    def unpriced_calls(self) -> int:
+    def unpriced_attempts(self) -> int:
         """Attempts whose cost is unknown (no catalog price, or no usage reported)."""
-        return self.calls - self.priced_calls
+        return self.attempts - self.priced_attempts
 
     @property
     def error_rate(self) -> float | None:
-        return self.errors / self.calls if self.calls else None
+        return self.errors / self.attempts if self.attempts else None
 
     @property
     def known_cost_usd(self) -> float | None:
         """Sum of the known costs; None when no attempt in the group has a known cost."""
-        return self.cost_usd if self.priced_calls else None
+        return self.cost_usd if self.priced_attempts else None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready mapping (what ``routedllm report --json`` prints per group)."""
-        compared = self.compared_calls > 0
+        compared = self.compared_attempts > 0
         return {
-            "calls": self.calls,
+            "attempts": self.attempts,
             "errors": self.errors,
             "error_rate": self.error_rate,
             "input_tokens": self.input_tokens,
@@ -105,7 +105,7 @@ class Aggregate:
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
             "cost_usd": self.known_cost_usd,
-            "unpriced_calls": self.unpriced_calls,
+            "unpriced_attempts": self.unpriced_attempts,
             "baseline_cost_usd": self.baseline_cost_usd if compared else None,
             "savings_usd": self.savings_usd if compared else None,
             "savings_ratio": (self.savings_usd / self.baseline_cost_usd

@@ -472,7 +472,7 @@ def render(reports: Sequence[OnlineReport], source: str) -> str:
                     _table((title, *head), [(k, *cells(g)) for k, g in sorted(groups.items())])]
         if report.judge is not None:
             judge_cost = report.judge.get("cost_usd")
-            out.append(f"judge: {report.judge['calls']} calls, "
+            out.append(f"judge: {report.judge['attempts']} calls, "
                        f"{_usd(judge_cost)} (not in the figures above)")
         failed = [r for r in report.rows if r.error]
         out += [f"{report.label}: {r.id}: {r.error[:200]}" for r in failed[:10]]
