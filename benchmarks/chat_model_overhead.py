@@ -18,7 +18,7 @@ from collections.abc import Callable
 import httpx2
 from langchain_openai.chat_models.base import BaseChatOpenAI
 
-from routedllm.chat_model import RoutedChatModel
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
 
 PROMPT = "Summarise the trade-offs between event sourcing and CRUD with an audit table. " * 20
 _USAGE = {

@@ -25,7 +25,9 @@ def prompt_of(tokens: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": text[: tokens * 4]}]
 
 
-def measure(catalog: Catalog, policy: Policy, request: Request, n: int) -> tuple[float, float, float]:
+def measure(
+    catalog: Catalog, policy: Policy, request: Request, n: int
+) -> tuple[float, float, float]:
     for _ in range(1000):
         decide(catalog, policy, request)
     samples = []

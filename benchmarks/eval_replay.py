@@ -29,8 +29,17 @@ from routedllm.evaluation.space import ModelSpace
 from routedllm.evaluation.suite import Settings, run
 from routedllm.workload import read_rows
 
-TAG_SETS = (("general",), ("code",), ("chinese",), ("extraction",), ("classification",),
-            ("summarization",), ("vision",), ("code", "chinese"), ("general", "long-context"))
+TAG_SETS = (
+    ("general",),
+    ("code",),
+    ("chinese",),
+    ("extraction",),
+    ("classification",),
+    ("summarization",),
+    ("vision",),
+    ("code", "chinese"),
+    ("general", "long-context"),
+)
 TAG_WEIGHTS = (0.3, 0.2, 0.1, 0.1, 0.08, 0.08, 0.04, 0.05, 0.05)
 
 
@@ -51,10 +60,19 @@ def synthetic(n: int, seed: int = 0, models: tuple[str, ...] = (), groups: int =
         scores = (rng.random((n, k)) < np.clip(skill[group_index], 0, 1)).astype(float)
     costs = np.tile(np.linspace(0.01, 0.0005, k), (n, 1)) if k else np.empty((n, 0))
     return EvalSet(
-        ids=tuple(f"r{i}" for i in range(n)), tag_sets=TAG_SETS, tag_index=tag_index,
-        inferred=np.zeros(n, dtype=bool), group_names=tuple(f"g{i}" for i in range(groups)),
-        group_index=group_index, input_tokens=tokens, output_tokens=out, models=models,
-        scores=scores, costs=costs, inference=(0.3, 32_000))
+        ids=tuple(f"r{i}" for i in range(n)),
+        tag_sets=TAG_SETS,
+        tag_index=tag_index,
+        inferred=np.zeros(n, dtype=bool),
+        group_names=tuple(f"g{i}" for i in range(groups)),
+        group_index=group_index,
+        input_tokens=tokens,
+        output_tokens=out,
+        models=models,
+        scores=scores,
+        costs=costs,
+        inference=(0.3, 32_000),
+    )
 
 
 def timed(fn):  # noqa: ANN001, ANN201 - a benchmark helper
@@ -69,27 +87,36 @@ def main() -> None:
 
     data, build_s = timed(lambda: synthetic(n))
     space = ModelSpace.build(catalog, data)
-    policies = [p for spec in ("value", "quality", "cheapest", "value:gap=8", "random")
-                for p in parse_policies(spec, data, space)]
+    policies = [
+        p
+        for spec in ("value", "quality", "cheapest", "value:gap=8", "random")
+        for p in parse_policies(spec, data, space)
+    ]
     fresh = synthetic(n)  # no memoised decision keys from an earlier pass
     _, five_s = timed(lambda: [replay(p, fresh, space) for p in policies])
-    print(f"catalog replay: {n:,} rows through {len(policies)} policies "
-          f"({', '.join(p.name for p in policies)}): {five_s:.2f} s")
+    print(
+        f"catalog replay: {n:,} rows through {len(policies)} policies "
+        f"({', '.join(p.name for p in policies)}): {five_s:.2f} s"
+    )
     ev, replay_s = timed(lambda: evaluate(data, space, policies))
     value = ev.get("value")
-    print(f"full offline evaluation: the same plus {len(ev.results) - len(policies)} always-X "
-          f"baselines, totals, per-tag figures and the frontier: {replay_s:.2f} s; value: "
-          f"${value.cost_usd:,.2f}, quality {value.quality:.4f}, {value.no_eligible:,} rows "
-          "with no eligible model")
+    print(
+        f"full offline evaluation: the same plus {len(ev.results) - len(policies)} always-X "
+        f"baselines, totals, per-tag figures and the frontier: {replay_s:.2f} s; value: "
+        f"${value.cost_usd:,.2f}, quality {value.quality:.4f}, {value.no_eligible:,} rows "
+        "with no eligible model"
+    )
 
     models = ("strong", "weak")
     outcome, _ = timed(lambda: synthetic(n, seed=1, models=models, groups=57))
     settings = Settings(strong="strong", weak="weak")
     report, pipeline_s = timed(lambda: run(outcome, catalog, settings))
     two = report.two_model
-    print(f"outcome pipeline: {n:,} two-model rows, 57 groups, {len(report.evaluation.results)} "
-          f"policies (split, calibrate, sweep): {pipeline_s:.2f} s; tag router APGR "
-          f"{two['tag_router']['apgr']:.3f}")
+    print(
+        f"outcome pipeline: {n:,} two-model rows, 57 groups, {len(report.evaluation.results)} "
+        f"policies (split, calibrate, sweep): {pipeline_s:.2f} s; tag router APGR "
+        f"{two['tag_router']['apgr']:.3f}"
+    )
 
     sample = 100_000
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,12 +125,25 @@ def main() -> None:
         with path.open("w") as handle:
             for i in range(sample):
                 words = " ".join(["lorem"] * int(rng.integers(20, 400)))
-                handle.write(json.dumps({"id": f"r{i}", "prompt": words, "tags": ["general"],
-                                         "outcomes": {"a": {"score": 1.0, "cost_usd": 0.001},
-                                                      "b": {"score": 0.0}}}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "id": f"r{i}",
+                            "prompt": words,
+                            "tags": ["general"],
+                            "outcomes": {
+                                "a": {"score": 1.0, "cost_usd": 0.001},
+                                "b": {"score": 0.0},
+                            },
+                        }
+                    )
+                    + "\n"
+                )
         _, read_s = timed(lambda: EvalSet.from_rows(read_rows(path)))
-    print(f"reading rows: {sample / read_s:,.0f} rows/s from JSONL "
-          f"(~{n / (sample / read_s):.0f} s for {n:,} rows)")
+    print(
+        f"reading rows: {sample / read_s:,.0f} rows/s from JSONL "
+        f"(~{n / (sample / read_s):.0f} s for {n:,} rows)"
+    )
     print(f"(synthetic rows built in {build_s:.2f} s, not counted)")
 
 

@@ -27,7 +27,9 @@ def user(text: str) -> list[dict[str, str]]:
 
 # -- cassettes (vcrpy through pytest-recording) ----------------------------------------------
 _KEEP_REQUEST_HEADERS = frozenset({"accept", "authorization", "content-type"})
-_DROP_RESPONSE_HEADERS = frozenset({"set-cookie", "openai-organization", "openai-project", "cf-ray"})
+_DROP_RESPONSE_HEADERS = frozenset(
+    {"set-cookie", "openai-organization", "openai-project", "cf-ray"}
+)
 
 
 def _scrub_request(request: Any) -> Any:
@@ -50,6 +52,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 def _json_body(r1: Any, r2: Any) -> None:
     """Bodies match when equal, random UUIDs (e.g. generated tool-call ids) aside."""
+
     def norm(body: Any) -> str:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
         return _UUID.sub("<uuid>", text)

@@ -44,8 +44,11 @@ class FakeChat(BaseChatModel):
         if not self.report_usage:
             return None
         n = len(str(messages[-1].content))
-        usage: dict[str, Any] = {"input_tokens": n, "output_tokens": self.output_tokens,
-                                 "total_tokens": n + self.output_tokens}
+        usage: dict[str, Any] = {
+            "input_tokens": n,
+            "output_tokens": self.output_tokens,
+            "total_tokens": n + self.output_tokens,
+        }
         if self.cached_tokens:
             usage["input_token_details"] = {"cache_read": self.cached_tokens}
         if self.reasoning_tokens:
@@ -61,8 +64,9 @@ class FakeChat(BaseChatModel):
     def _result(self, messages: list[BaseMessage]) -> ChatResult:
         if self.fail_after is not None:
             raise RateLimitError("429 Too Many Requests")
-        message = AIMessage(content=self.reply, usage_metadata=self._usage(messages),
-                            response_metadata=self._meta())
+        message = AIMessage(
+            content=self.reply, usage_metadata=self._usage(messages), response_metadata=self._meta()
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _chunks(self, messages: list[BaseMessage]) -> Iterator[ChatGenerationChunk]:
@@ -72,28 +76,35 @@ class FakeChat(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
         if self.fail_after is not None:
             raise RateLimitError("stream broke")
-        yield ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=self._usage(messages), response_metadata=self._meta()))
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="", usage_metadata=self._usage(messages), response_metadata=self._meta()
+            )
+        )
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         time.sleep(self.delay_s)
         return self._result(messages)
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None,
-                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         await asyncio.sleep(self.delay_s)
         return self._result(messages)
 
-    def _stream(self, messages: list[BaseMessage], stop: Any = None,
-                run_manager: Any = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
         time.sleep(self.delay_s)
         for chunk in self._chunks(messages):
             yield chunk
             time.sleep(self.chunk_delay_s)
 
-    async def _astream(self, messages: list[BaseMessage], stop: Any = None,
-                       run_manager: Any = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
         await asyncio.sleep(self.delay_s)
         for chunk in self._chunks(messages):
             yield chunk

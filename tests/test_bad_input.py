@@ -51,15 +51,18 @@ def cli(*argv: str) -> Callable[[Path], Any]:
         if code == 2 and not out.getvalue() and "error:" in err.getvalue():
             raise CliError(err.getvalue())
         raise AssertionError(f"exit {code}, stdout {out.getvalue()[:200]!r}")
+
     return run
 
 
 def cli_file(name: str, text: str, *argv: str) -> Callable[[Path], Any]:
     """The CLI with ``{file}`` in argv replaced by a file holding ``text``."""
+
     def run(tmp: Path) -> None:
         path = tmp / name
         path.write_text(text, "utf-8")
         cli(*(a.replace("{file}", str(path)) for a in argv))(tmp)
+
     return run
 
 
@@ -76,6 +79,7 @@ def catalog_file(text: str) -> Callable[[Path], Any]:
         path = tmp / "catalog.yaml"
         path.write_text(text, "utf-8")
         return Catalog.from_file(path)
+
     return run
 
 
@@ -84,6 +88,7 @@ def rows(text: str) -> Callable[[Path], Any]:
         path = tmp / "w.jsonl"
         path.write_text(text, "utf-8")
         return list(read_rows(path))
+
     return run
 
 
@@ -92,6 +97,7 @@ def cassette(text: str) -> Callable[[Path], Any]:
         path = tmp / "c.yaml"
         path.write_text(text, "utf-8")
         return load_cassette(path)
+
     return run
 
 
@@ -111,168 +117,455 @@ ROW = '{"id": "r1", "prompt": "hello"}\n'
 
 CASES: list[tuple[str, Callable[[Path], Any], type[BaseException], str]] = [
     # catalog files
-    ("catalog not a mapping", catalog_dict([1, 2]), CatalogError,
-     "a catalog file is a mapping with a 'models' list"),
-    ("catalog top-level typo", override({"model": [{"id": "x"}]}), CatalogError,
-     "unknown top-level key(s) ['model']"),
-    ("catalog field typo", catalog_dict(model(input_usd_per_mtk=1)), CatalogError,
-     "model 'a': field input_usd_per_mtk: Extra inputs are not permitted"),
-    ("catalog negative price", catalog_dict(model(input_usd_per_mtok=-1)), CatalogError,
-     "field input_usd_per_mtok: Input should be greater than or equal to 0"),
-    ("catalog price with a unit", catalog_dict(model(output_usd_per_mtok="$10")), CatalogError,
-     "field output_usd_per_mtok: Input should be a valid number"),
-    ("catalog score above 100", catalog_dict(model(scores={"mmlu": 120})), CatalogError,
-     "score for mmlu must be within 0-100, got 120"),
-    ("catalog unknown benchmark", catalog_dict(model(scores={"gsm8k": 80})), CatalogError,
-     "scores.gsm8k"),
-    ("catalog unknown capability", catalog_dict(model(capabilities={"vision": True})),
-     CatalogError, "capabilities.vision: Extra inputs are not permitted"),
-    ("catalog rating of 9 stars", catalog_dict(model(ratings={"code": 9})), CatalogError,
-     "rating code must be 1-5 stars, got 9"),
-    ("catalog duplicate id", catalog_dict({"models": [{"id": "a", "name": "A"},
-                                                      {"id": "a", "name": "B"}]}),
-     CatalogError, "model id 'a' appears twice"),
-    ("catalog with no models", catalog_dict({"models": []}), CatalogError,
-     "a catalog needs at least one model"),
-    ("catalog bad as_of", catalog_dict({"catalog": {"as_of": "May 2026"}, **model()}),
-     CatalogError, "field as_of: String should match pattern"),
-    ("override adds a model without a name", override({"models": [{"id": "new-model"}]}),
-     CatalogError, "model 'new-model': field name: Field required"),
-    ("override renames an unknown model", override({"models": [{"id": "x", "renames": "gpt-9"}]}),
-     CatalogError, "renames unknown model 'gpt-9'"),
-    ("catalog file not YAML", catalog_file("models: [\n  - id: a\n"), CatalogError,
-     "catalog.yaml: not valid YAML"),
-    ("catalog file missing", lambda tmp: Catalog.from_file(tmp / "nope.yaml"), CatalogError,
-     "nope.yaml: cannot read catalog file: No such file or directory"),
+    (
+        "catalog not a mapping",
+        catalog_dict([1, 2]),
+        CatalogError,
+        "a catalog file is a mapping with a 'models' list",
+    ),
+    (
+        "catalog top-level typo",
+        override({"model": [{"id": "x"}]}),
+        CatalogError,
+        "unknown top-level key(s) ['model']",
+    ),
+    (
+        "catalog field typo",
+        catalog_dict(model(input_usd_per_mtk=1)),
+        CatalogError,
+        "model 'a': field input_usd_per_mtk: Extra inputs are not permitted",
+    ),
+    (
+        "catalog negative price",
+        catalog_dict(model(input_usd_per_mtok=-1)),
+        CatalogError,
+        "field input_usd_per_mtok: Input should be greater than or equal to 0",
+    ),
+    (
+        "catalog price with a unit",
+        catalog_dict(model(output_usd_per_mtok="$10")),
+        CatalogError,
+        "field output_usd_per_mtok: Input should be a valid number",
+    ),
+    (
+        "catalog score above 100",
+        catalog_dict(model(scores={"mmlu": 120})),
+        CatalogError,
+        "score for mmlu must be within 0-100, got 120",
+    ),
+    (
+        "catalog unknown benchmark",
+        catalog_dict(model(scores={"gsm8k": 80})),
+        CatalogError,
+        "scores.gsm8k",
+    ),
+    (
+        "catalog unknown capability",
+        catalog_dict(model(capabilities={"vision": True})),
+        CatalogError,
+        "capabilities.vision: Extra inputs are not permitted",
+    ),
+    (
+        "catalog rating of 9 stars",
+        catalog_dict(model(ratings={"code": 9})),
+        CatalogError,
+        "rating code must be 1-5 stars, got 9",
+    ),
+    (
+        "catalog duplicate id",
+        catalog_dict({"models": [{"id": "a", "name": "A"}, {"id": "a", "name": "B"}]}),
+        CatalogError,
+        "model id 'a' appears twice",
+    ),
+    (
+        "catalog with no models",
+        catalog_dict({"models": []}),
+        CatalogError,
+        "a catalog needs at least one model",
+    ),
+    (
+        "catalog bad as_of",
+        catalog_dict({"catalog": {"as_of": "May 2026"}, **model()}),
+        CatalogError,
+        "field as_of: String should match pattern",
+    ),
+    (
+        "override adds a model without a name",
+        override({"models": [{"id": "new-model"}]}),
+        CatalogError,
+        "model 'new-model': field name: Field required",
+    ),
+    (
+        "override renames an unknown model",
+        override({"models": [{"id": "x", "renames": "gpt-9"}]}),
+        CatalogError,
+        "renames unknown model 'gpt-9'",
+    ),
+    (
+        "catalog file not YAML",
+        catalog_file("models: [\n  - id: a\n"),
+        CatalogError,
+        "catalog.yaml: not valid YAML",
+    ),
+    (
+        "catalog file missing",
+        lambda tmp: Catalog.from_file(tmp / "nope.yaml"),
+        CatalogError,
+        "nope.yaml: cannot read catalog file: No such file or directory",
+    ),
     # policies
-    ("policy unknown preset", lambda _: Policy(preset="best"), ValidationError,
-     "Input should be 'value', 'quality' or 'cheapest'"),
-    ("policy negative gap", lambda _: Policy(quality_gap=-3), ValidationError,
-     "quality_gap\n  Input should be greater than or equal to 0"),
-    ("policy field typo", lambda _: Policy(quality_gaps=3), ValidationError,
-     "quality_gaps\n  Extra inputs are not permitted"),
-    ("policy unknown capability", lambda _: Policy(require={"telepathy"}), ValidationError,
-     "Input should be 'image_input', 'tools' or 'structured_output'"),
-    ("policy negative cost cap", lambda _: Policy(max_cost_usd=-0.01), ValidationError,
-     "max_cost_usd\n  Input should be greater than or equal to 0"),
-    ("policy allows an unknown model", routed_with(allowed_models={"gpt-9"}), UnknownModelError,
-     "unknown model 'gpt-9'; the catalog has: gpt-4o"),
-    ("policy denies an unknown model", routed_with(denied_models={"gpt-9"}), UnknownModelError,
-     "unknown model 'gpt-9'"),
+    (
+        "policy unknown preset",
+        lambda _: Policy(preset="best"),
+        ValidationError,
+        "Input should be 'value', 'quality' or 'cheapest'",
+    ),
+    (
+        "policy negative gap",
+        lambda _: Policy(quality_gap=-3),
+        ValidationError,
+        "quality_gap\n  Input should be greater than or equal to 0",
+    ),
+    (
+        "policy field typo",
+        lambda _: Policy(quality_gaps=3),
+        ValidationError,
+        "quality_gaps\n  Extra inputs are not permitted",
+    ),
+    (
+        "policy unknown capability",
+        lambda _: Policy(require={"telepathy"}),
+        ValidationError,
+        "Input should be 'image_input', 'tools' or 'structured_output'",
+    ),
+    (
+        "policy negative cost cap",
+        lambda _: Policy(max_cost_usd=-0.01),
+        ValidationError,
+        "max_cost_usd\n  Input should be greater than or equal to 0",
+    ),
+    (
+        "policy allows an unknown model",
+        routed_with(allowed_models={"gpt-9"}),
+        UnknownModelError,
+        "unknown model 'gpt-9'; the catalog has: gpt-4o",
+    ),
+    (
+        "policy denies an unknown model",
+        routed_with(denied_models={"gpt-9"}),
+        UnknownModelError,
+        "unknown model 'gpt-9'",
+    ),
     # tags
-    ("unknown tag", route(tags=["coding"]), UnknownTagError,
-     "unknown tag 'coding'; known tags: vision, code"),
-    ("tag_gaps unknown tag", lambda _: Policy(tag_gaps={"coding": 3}), ValidationError,
-     "tag_gaps: unknown tag 'coding'"),
-    ("tag_gaps out of range", lambda _: Policy(tag_gaps={"code": 300}), ValidationError,
-     "tag_gaps['code'] must be within 0-100 points, got 300"),
+    (
+        "unknown tag",
+        route(tags=["coding"]),
+        UnknownTagError,
+        "unknown tag 'coding'; known tags: vision, code",
+    ),
+    (
+        "tag_gaps unknown tag",
+        lambda _: Policy(tag_gaps={"coding": 3}),
+        ValidationError,
+        "tag_gaps: unknown tag 'coding'",
+    ),
+    (
+        "tag_gaps out of range",
+        lambda _: Policy(tag_gaps={"code": 300}),
+        ValidationError,
+        "tag_gaps['code'] must be within 0-100 points, got 300",
+    ),
     # messages
-    ("no messages", route(messages=[]), InvalidRequestError,
-     "the message list is empty: give at least one message"),
-    ("message content a number", route(messages=[{"role": "user", "content": 7}]),
-     InvalidRequestError, "message content must be a string or a list of parts, got int"),
+    (
+        "no messages",
+        route(messages=[]),
+        InvalidRequestError,
+        "the message list is empty: give at least one message",
+    ),
+    (
+        "message content a number",
+        route(messages=[{"role": "user", "content": 7}]),
+        InvalidRequestError,
+        "message content must be a string or a list of parts, got int",
+    ),
     # Request and constructor arguments
-    ("max_output_tokens zero", route(max_output_tokens=0), InvalidRequestError,
-     "max_output_tokens must be positive, got 0"),
-    ("input_tokens negative", route(input_tokens=-1), InvalidRequestError,
-     "input_tokens cannot be negative, got -1"),
-    ("request unknown capability", route(require=frozenset({"telepathy"})), InvalidRequestError,
-     "unknown capability ['telepathy']; known: image_input, tools, structured_output"),
-    ("budget negative cap", lambda _: BudgetLimits(max_run_usd=-1), ValidationError,
-     "max_run_usd\n  Input should be greater than or equal to 0"),
-    ("budget field typo", lambda _: BudgetLimits(max_run=1), ValidationError,
-     "max_run\n  Extra inputs are not permitted"),
-    ("budget zero window", lambda _: BudgetLimits(window_s=0), ValidationError,
-     "window_s\n  Input should be greater than 0"),
-    ("budget limits as a dict", lambda _: LocalBudget({"max_run_usd": 1}), InvalidRequestError,
-     "limits must be a BudgetLimits, got dict"),
-    ("budget negative estimate", lambda _: LocalBudget(BudgetLimits()).reserve(-1),
-     InvalidRequestError, "estimate_usd must be a finite, non-negative number of USD, got -1"),
-    ("breaker zero cooldown", lambda _: CircuitBreaker(cooldown_s=0), InvalidRequestError,
-     "cooldown_s must be a positive number of seconds, got 0"),
-    ("breaker with no trip rule", lambda _: CircuitBreaker(failures=None), InvalidRequestError,
-     "needs failures=K or failure_rate=R"),
-    ("upstream unknown fault", lambda _: ModelSpec(faults={"404": 0.1}), ValueError,
-     "unknown fault '404'; known faults: 429, 500"),
-    ("upstream shares above 1", lambda _: ModelSpec(faults={"500": 0.7, "429": 0.5}), ValueError,
-     "fault shares add up to 1.2, more than 1"),
-    ("upstream on a public address", lambda _: Upstream(host="0.0.0.0"), ValueError,
-     "host '0.0.0.0' is not a loopback address"),
-    ("cassette that is not one", cassette("models: []\n"), ValueError,
-     "c.yaml: not a vcrpy cassette (no 'interactions' list)"),
+    (
+        "max_output_tokens zero",
+        route(max_output_tokens=0),
+        InvalidRequestError,
+        "max_output_tokens must be positive, got 0",
+    ),
+    (
+        "input_tokens negative",
+        route(input_tokens=-1),
+        InvalidRequestError,
+        "input_tokens cannot be negative, got -1",
+    ),
+    (
+        "request unknown capability",
+        route(require=frozenset({"telepathy"})),
+        InvalidRequestError,
+        "unknown capability ['telepathy']; known: image_input, tools, structured_output",
+    ),
+    (
+        "budget negative cap",
+        lambda _: BudgetLimits(max_run_usd=-1),
+        ValidationError,
+        "max_run_usd\n  Input should be greater than or equal to 0",
+    ),
+    (
+        "budget field typo",
+        lambda _: BudgetLimits(max_run=1),
+        ValidationError,
+        "max_run\n  Extra inputs are not permitted",
+    ),
+    (
+        "budget zero window",
+        lambda _: BudgetLimits(window_s=0),
+        ValidationError,
+        "window_s\n  Input should be greater than 0",
+    ),
+    (
+        "budget limits as a dict",
+        lambda _: LocalBudget({"max_run_usd": 1}),
+        InvalidRequestError,
+        "limits must be a BudgetLimits, got dict",
+    ),
+    (
+        "budget negative estimate",
+        lambda _: LocalBudget(BudgetLimits()).reserve(-1),
+        InvalidRequestError,
+        "estimate_usd must be a finite, non-negative number of USD, got -1",
+    ),
+    (
+        "breaker zero cooldown",
+        lambda _: CircuitBreaker(cooldown_s=0),
+        InvalidRequestError,
+        "cooldown_s must be a positive number of seconds, got 0",
+    ),
+    (
+        "breaker with no trip rule",
+        lambda _: CircuitBreaker(failures=None),
+        InvalidRequestError,
+        "needs failures=K or failure_rate=R",
+    ),
+    (
+        "upstream unknown fault",
+        lambda _: ModelSpec(faults={"404": 0.1}),
+        ValueError,
+        "unknown fault '404'; known faults: 429, 500",
+    ),
+    (
+        "upstream shares above 1",
+        lambda _: ModelSpec(faults={"500": 0.7, "429": 0.5}),
+        ValueError,
+        "fault shares add up to 1.2, more than 1",
+    ),
+    (
+        "upstream on a public address",
+        lambda _: Upstream(host="0.0.0.0"),
+        ValueError,
+        "host '0.0.0.0' is not a loopback address",
+    ),
+    (
+        "cassette that is not one",
+        cassette("models: []\n"),
+        ValueError,
+        "c.yaml: not a vcrpy cassette (no 'interactions' list)",
+    ),
     # CLI flags
     ("cli unknown tag", cli("route", "--tags", "nope", "hi"), CliError, "unknown tag 'nope'"),
-    ("cli max tokens zero", cli("route", "--max-tokens", "0", "hi"), CliError,
-     "max_output_tokens must be positive, got 0"),
-    ("cli max tokens not a number", cli("route", "--max-tokens", "abc", "hi"), CliError,
-     "argument --max-tokens: invalid int value: 'abc'"),
-    ("cli unknown policy", cli("route", "--policy", "best", "hi"), CliError,
-     "argument --policy: invalid choice: 'best'"),
-    ("cli negative cost cap", cli("route", "--max-cost", "-1", "hi"), CliError,
-     "max_cost_usd: Input should be greater than or equal to 0"),
-    ("cli unknown capability", cli("route", "--require", "telepathy", "hi"), CliError,
-     "argument --require: invalid choice: 'telepathy'"),
-    ("cli unknown flag", cli("route", "--bogus", "hi"), CliError,
-     "unrecognized arguments: --bogus"),
-    ("cli prompt and file", cli("route", "--file", "m.json", "hi"), CliError,
-     "give a PROMPT or --file, not both"),
-    ("cli catalog is a directory", lambda tmp: cli("models", "--catalog", str(tmp))(tmp),
-     CliError, "cannot read catalog file: Is a directory"),
-    ("cli broken message file", cli_file("m.json", '[{"role": "user"', "route", "--file",
-                                         "{file}"), CliError, "not a valid JSON message list"),
-    ("cli missing workload", cli("demo", "--workload", "/nonexistent/w.jsonl"), CliError,
-     "/nonexistent/w.jsonl: cannot read workload: No such file or directory"),
-    ("cli workload with a bad row", cli_file("w.jsonl", ROW + '{"id": "r2"}\n', "demo",
-                                             "--workload", "{file}"), CliError,
-     "w.jsonl:2: field (row): Value error, a row needs 'messages' or 'prompt'"),
+    (
+        "cli max tokens zero",
+        cli("route", "--max-tokens", "0", "hi"),
+        CliError,
+        "max_output_tokens must be positive, got 0",
+    ),
+    (
+        "cli max tokens not a number",
+        cli("route", "--max-tokens", "abc", "hi"),
+        CliError,
+        "argument --max-tokens: invalid int value: 'abc'",
+    ),
+    (
+        "cli unknown policy",
+        cli("route", "--policy", "best", "hi"),
+        CliError,
+        "argument --policy: invalid choice: 'best'",
+    ),
+    (
+        "cli negative cost cap",
+        cli("route", "--max-cost", "-1", "hi"),
+        CliError,
+        "max_cost_usd: Input should be greater than or equal to 0",
+    ),
+    (
+        "cli unknown capability",
+        cli("route", "--require", "telepathy", "hi"),
+        CliError,
+        "argument --require: invalid choice: 'telepathy'",
+    ),
+    (
+        "cli unknown flag",
+        cli("route", "--bogus", "hi"),
+        CliError,
+        "unrecognized arguments: --bogus",
+    ),
+    (
+        "cli prompt and file",
+        cli("route", "--file", "m.json", "hi"),
+        CliError,
+        "give a PROMPT or --file, not both",
+    ),
+    (
+        "cli catalog is a directory",
+        lambda tmp: cli("models", "--catalog", str(tmp))(tmp),
+        CliError,
+        "cannot read catalog file: Is a directory",
+    ),
+    (
+        "cli broken message file",
+        cli_file("m.json", '[{"role": "user"', "route", "--file", "{file}"),
+        CliError,
+        "not a valid JSON message list",
+    ),
+    (
+        "cli missing workload",
+        cli("demo", "--workload", "/nonexistent/w.jsonl"),
+        CliError,
+        "/nonexistent/w.jsonl: cannot read workload: No such file or directory",
+    ),
+    (
+        "cli workload with a bad row",
+        cli_file("w.jsonl", ROW + '{"id": "r2"}\n', "demo", "--workload", "{file}"),
+        CliError,
+        "w.jsonl:2: field (row): Value error, a row needs 'messages' or 'prompt'",
+    ),
     # dataset rows
-    ("row not JSON", rows(ROW + '{"id": "r2", "prompt": "x"\n'), InvalidRequestError,
-     "w.jsonl:2: not valid JSON: Expecting ',' delimiter"),
-    ("row without input", rows('{"id": "r1"}\n'), InvalidRequestError,
-     "w.jsonl:1: field (row): Value error, a row needs 'messages' or 'prompt'"),
-    ("row with empty messages", rows('{"id": "r1", "messages": []}\n'), InvalidRequestError,
-     "'messages' is empty"),
-    ("row messages as a string", rows('{"id": "r1", "messages": "hi"}\n'), InvalidRequestError,
-     "field messages: Input should be a valid list"),
-    ("row zero output tokens", rows('{"id": "r1", "prompt": "x", "expected_output_tokens": 0}\n'),
-     InvalidRequestError, "field expected_output_tokens: Input should be greater than 0"),
-    ("row outcome score above 1", rows(
-        '{"id": "r1", "prompt": "x", "outcomes": {"gpt-4o": {"score": 1.5}}}\n'),
-     InvalidRequestError, "field outcomes.gpt-4o.score: Input should be less than or equal to 1"),
+    (
+        "row not JSON",
+        rows(ROW + '{"id": "r2", "prompt": "x"\n'),
+        InvalidRequestError,
+        "w.jsonl:2: not valid JSON: Expecting ',' delimiter",
+    ),
+    (
+        "row without input",
+        rows('{"id": "r1"}\n'),
+        InvalidRequestError,
+        "w.jsonl:1: field (row): Value error, a row needs 'messages' or 'prompt'",
+    ),
+    (
+        "row with empty messages",
+        rows('{"id": "r1", "messages": []}\n'),
+        InvalidRequestError,
+        "'messages' is empty",
+    ),
+    (
+        "row messages as a string",
+        rows('{"id": "r1", "messages": "hi"}\n'),
+        InvalidRequestError,
+        "field messages: Input should be a valid list",
+    ),
+    (
+        "row zero output tokens",
+        rows('{"id": "r1", "prompt": "x", "expected_output_tokens": 0}\n'),
+        InvalidRequestError,
+        "field expected_output_tokens: Input should be greater than 0",
+    ),
+    (
+        "row outcome score above 1",
+        rows('{"id": "r1", "prompt": "x", "outcomes": {"gpt-4o": {"score": 1.5}}}\n'),
+        InvalidRequestError,
+        "field outcomes.gpt-4o.score: Input should be less than or equal to 1",
+    ),
     ("row without id", rows('{"prompt": "x"}\n'), InvalidRequestError, "field id: Field required"),
-    ("row not an object", rows("[1, 2]\n"), InvalidRequestError,
-     "Input should be a valid dictionary"),
-    ("workload file missing", lambda tmp: list(read_rows(tmp / "nope.jsonl")),
-     InvalidRequestError, "nope.jsonl: cannot read workload: No such file or directory"),
+    (
+        "row not an object",
+        rows("[1, 2]\n"),
+        InvalidRequestError,
+        "Input should be a valid dictionary",
+    ),
+    (
+        "workload file missing",
+        lambda tmp: list(read_rows(tmp / "nope.jsonl")),
+        InvalidRequestError,
+        "nope.jsonl: cannot read workload: No such file or directory",
+    ),
     # requests and rows of the wrong shape
-    ("policy tags given as one string", route(tags="code"), InvalidRequestError,
-     "tags must be a list"),
-    ("policy require given as one string", route(require="tools"), InvalidRequestError,
-     "require must be a set of capability names"),
-    ("policy messages given as one string", route(messages="hello"), InvalidRequestError,
-     "messages must be a list of messages"),
-    ("policy a message that is a number", route(messages=[42]), InvalidRequestError,
-     "message 0 must be a dict"),
-    ("policy max_output_tokens as text", route(max_output_tokens="5"), InvalidRequestError,
-     "max_output_tokens must be an integer"),
-    ("policy unavailable as a list", route(unavailable=["gpt-4o"]), InvalidRequestError,
-     "unavailable must map model ids to reasons"),
-    ("catalog gateway base_url not a URL",
-     catalog_dict({"catalog": {"gateway": {"base_url": "nope"}}, **model()}),
-     CatalogError, "gateway.base_url"),
-    ("row tag not in the vocabulary", rows('{"id": "r1", "prompt": "x", "tags": ["coding"]}\n'),
-     InvalidRequestError, "w.jsonl:1: field (row): Value error, unknown tag 'coding'"),
-    ("row field typo", rows('{"id": "r1", "prompt": "x", "tag": ["code"]}\n'),
-     InvalidRequestError, "unknown field 'tag': did you mean 'tags'?"),
+    (
+        "policy tags given as one string",
+        route(tags="code"),
+        InvalidRequestError,
+        "tags must be a list",
+    ),
+    (
+        "policy require given as one string",
+        route(require="tools"),
+        InvalidRequestError,
+        "require must be a set of capability names",
+    ),
+    (
+        "policy messages given as one string",
+        route(messages="hello"),
+        InvalidRequestError,
+        "messages must be a list of messages",
+    ),
+    (
+        "policy a message that is a number",
+        route(messages=[42]),
+        InvalidRequestError,
+        "message 0 must be a dict",
+    ),
+    (
+        "policy max_output_tokens as text",
+        route(max_output_tokens="5"),
+        InvalidRequestError,
+        "max_output_tokens must be an integer",
+    ),
+    (
+        "policy unavailable as a list",
+        route(unavailable=["gpt-4o"]),
+        InvalidRequestError,
+        "unavailable must map model ids to reasons",
+    ),
+    (
+        "catalog gateway base_url not a URL",
+        catalog_dict({"catalog": {"gateway": {"base_url": "nope"}}, **model()}),
+        CatalogError,
+        "gateway.base_url",
+    ),
+    (
+        "row tag not in the vocabulary",
+        rows('{"id": "r1", "prompt": "x", "tags": ["coding"]}\n'),
+        InvalidRequestError,
+        "w.jsonl:1: field (row): Value error, unknown tag 'coding'",
+    ),
+    (
+        "row field typo",
+        rows('{"id": "r1", "prompt": "x", "tag": ["code"]}\n'),
+        InvalidRequestError,
+        "unknown field 'tag': did you mean 'tags'?",
+    ),
     ("row ids repeated", rows(ROW + ROW), InvalidRequestError, "row id 'r1' repeats line 1"),
-    ("row with prompt and messages", rows(
-        '{"id": "r1", "prompt": "x", "messages": [{"role": "user", "content": "y"}]}\n'),
-     InvalidRequestError, "give 'prompt' or 'messages', not both"),
-    ("cli missing message file", cli("route", "--file", "/nonexistent/m.json"), CliError,
-     "/nonexistent/m.json: cannot read"),
+    (
+        "row with prompt and messages",
+        rows('{"id": "r1", "prompt": "x", "messages": [{"role": "user", "content": "y"}]}\n'),
+        InvalidRequestError,
+        "give 'prompt' or 'messages', not both",
+    ),
+    (
+        "cli missing message file",
+        cli("route", "--file", "/nonexistent/m.json"),
+        CliError,
+        "/nonexistent/m.json: cannot read",
+    ),
     ("cli empty tag list", cli("route", "--tags", ",", "hi"), CliError, "empty tag"),
-    ("cli negative price age", cli("route", "--max-price-age-days", "-5", "hi"), CliError,
-     "must be 0 or more days"),
+    (
+        "cli negative price age",
+        cli("route", "--max-price-age-days", "-5", "hi"),
+        CliError,
+        "must be 0 or more days",
+    ),
 ]
 
 
@@ -287,4 +580,3 @@ def test_the_table_covers_every_kind_of_input() -> None:
     assert len(CASES) >= 30 and len({c[0] for c in CASES}) == len(CASES)
     kinds = {c[0].split()[0] for c in CASES}
     assert {"catalog", "policy", "cli", "row", "budget", "upstream"} <= kinds
-

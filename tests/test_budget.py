@@ -35,6 +35,7 @@ from routedllm import (
 )
 from tests.conftest import user
 
+
 class Clock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -49,8 +50,13 @@ def local(**limits) -> LocalBudget:
 
 # -- the protocol, on the in-memory backend --------------------------------------------------
 def test_per_call_maximum_checks_the_decision_estimate(catalog: Catalog) -> None:
-    decision = decide(catalog, Policy(preset="quality"), Request(
-        messages=user("Summarise this report " * 200), tags=["general"], max_output_tokens=2000))
+    decision = decide(
+        catalog,
+        Policy(preset="quality"),
+        Request(
+            messages=user("Summarise this report " * 200), tags=["general"], max_output_tokens=2000
+        ),
+    )
     budget = local(max_call_usd=decision.estimated_cost_usd / 2)
     with pytest.raises(BudgetExceeded) as info:
         budget.reserve(decision.estimated_cost_usd, model=decision.model)
@@ -58,8 +64,11 @@ def test_per_call_maximum_checks_the_decision_estimate(catalog: Catalog) -> None
     assert err.scope == "call" and err.requested_usd == decision.estimated_cost_usd
     assert f"for {decision.model}" in str(err) and "above the per-call maximum" in str(err)
     assert budget.status().reserved_usd == 0
-    cheap = estimate_cost(catalog.get("deepseek-v4-flash"), decision.estimated_input_tokens,
-                          decision.expected_output_tokens)
+    cheap = estimate_cost(
+        catalog.get("deepseek-v4-flash"),
+        decision.estimated_input_tokens,
+        decision.expected_output_tokens,
+    )
     budget.reserve(cheap, model="deepseek-v4-flash").settle(cheap)
     assert budget.status().spent_usd == pytest.approx(cheap, abs=1e-9)
 
@@ -115,7 +124,9 @@ def test_unknown_cost_is_refused_unless_allowed() -> None:
     with pytest.raises(BudgetExceeded) as info:
         local(max_run_usd=1).reserve(None, model="gemini-1.5-pro")
     assert info.value.scope == "unknown_cost"
-    assert "gemini-1.5-pro is unknown" in str(info.value) and "allow_unknown_cost" in str(info.value)
+    assert "gemini-1.5-pro is unknown" in str(info.value) and "allow_unknown_cost" in str(
+        info.value
+    )
     budget = local(max_run_usd=1, allow_unknown_cost=True)
     r = budget.reserve(None)
     assert r.amount_usd == 0
@@ -136,8 +147,7 @@ def test_bad_estimates(bad) -> None:
 
 def test_window_cap_slides() -> None:
     clock = Clock()
-    budget = LocalBudget(BudgetLimits(max_window_usd=1.0, window_s=60, window_slots=6),
-                         clock=clock)
+    budget = LocalBudget(BudgetLimits(max_window_usd=1.0, window_s=60, window_slots=6), clock=clock)
     budget.reserve(0.6).settle(0.6)
     clock.now += 30
     budget.reserve(0.4).settle(0.4)
@@ -210,17 +220,23 @@ async def test_asyncio_tasks_never_pass_an_exact_cap() -> None:
 
 # -- Redis ----------------------------------------------------------------------------------
 HAS_REDIS_PY = importlib.util.find_spec("redis") is not None
-needs_redis_py = pytest.mark.skipif(not HAS_REDIS_PY, reason="redis-py not installed "
-                                    "(pip install 'routedllm[redis]')")
-needs_server = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                  reason="redis-server not installed (apt-get install "
-                                         "redis-server; .ci/run installs it)")
+needs_redis_py = pytest.mark.skipif(
+    not HAS_REDIS_PY, reason="redis-py not installed (pip install 'routedllm[redis]')"
+)
+needs_server = pytest.mark.skipif(
+    shutil.which("redis-server") is None,
+    reason="redis-server not installed (apt-get install redis-server; .ci/run installs it)",
+)
 
 
 def on_redis(test):
     """Marks a test that needs the redis-server this module starts on 127.0.0.1."""
-    for mark in (needs_redis_py, needs_server, pytest.mark.loopback,
-                 pytest.mark.allow_hosts(["127.0.0.1"])):
+    for mark in (
+        needs_redis_py,
+        needs_server,
+        pytest.mark.loopback,
+        pytest.mark.allow_hosts(["127.0.0.1"]),
+    ):
         test = mark(test)
     return test
 
@@ -237,9 +253,22 @@ def redis_url() -> Iterator[str]:
 
     port = free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     try:
         client = redis.Redis.from_url(url)
@@ -289,8 +318,14 @@ def test_redis_run_cap_settle_release_and_sharing(redis_url: str) -> None:
 @on_redis
 def test_redis_window_and_expiry_with_an_injected_clock(redis_url: str) -> None:
     clock = Clock()
-    budget = shared(redis_url, clock=clock, max_window_usd=1.0, window_s=60, window_slots=6,
-                    reservation_ttl_s=30)
+    budget = shared(
+        redis_url,
+        clock=clock,
+        max_window_usd=1.0,
+        window_s=60,
+        window_slots=6,
+        reservation_ttl_s=30,
+    )
     budget.reserve(0.6).settle(0.6)
     clock.now += 30
     lost = budget.reserve(0.4)  # never settled
@@ -349,13 +384,30 @@ print(json.dumps({"ok": ok, "refused": refused}))
 """
 
 
-def run_processes(url: str, name: str, *, processes: int, calls: int, estimate: float,
-                  actual: float, cap: float) -> list[dict[str, int]]:
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, name, str(calls),
-                               str(estimate), str(actual), str(cap), str(i)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for i in range(processes)]
+def run_processes(
+    url: str, name: str, *, processes: int, calls: int, estimate: float, actual: float, cap: float
+) -> list[dict[str, int]]:
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                url,
+                name,
+                str(calls),
+                str(estimate),
+                str(actual),
+                str(cap),
+                str(i),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     for proc in procs:
@@ -373,11 +425,14 @@ def run_processes(url: str, name: str, *, processes: int, calls: int, estimate: 
 def test_four_processes_share_one_cap(redis_url: str) -> None:
     # Estimates right: the cap is met exactly, never passed.
     exact = shared(redis_url, max_run_usd=1.0)
-    results = run_processes(redis_url, exact.name, processes=4, calls=60, estimate=0.01,
-                            actual=0.01, cap=1.0)
+    results = run_processes(
+        redis_url, exact.name, processes=4, calls=60, estimate=0.01, actual=0.01, cap=1.0
+    )
     status = exact.status()
-    print(f"4 processes x 60 reservations, exact estimates: {[r['ok'] for r in results]} "
-          f"accepted, spent ${status.spent_usd:.4f} of $1.00")
+    print(
+        f"4 processes x 60 reservations, exact estimates: {[r['ok'] for r in results]} "
+        f"accepted, spent ${status.spent_usd:.4f} of $1.00"
+    )
     assert sum(r["ok"] for r in results) == 100 and sum(r["refused"] for r in results) == 140
     assert status.spent_usd == 1.0 and status.reserved_usd == 0 and status.settled_calls == 100
     assert all(r["ok"] > 0 for r in results)  # the processes really raced for the cap
@@ -385,12 +440,15 @@ def test_four_processes_share_one_cap(redis_url: str) -> None:
     # Calls costing 25% more than estimated: the overshoot is bounded by the calls in
     # flight (one per process) times their excess.
     over = shared(redis_url, max_run_usd=1.0)
-    results = run_processes(redis_url, over.name, processes=4, calls=60, estimate=0.01,
-                            actual=0.0125, cap=1.0)
+    results = run_processes(
+        redis_url, over.name, processes=4, calls=60, estimate=0.01, actual=0.0125, cap=1.0
+    )
     status = over.status()
     accepted = sum(r["ok"] for r in results)
-    print(f"4 processes x 60 reservations, 25% over estimate: {accepted} accepted, "
-          f"spent ${status.spent_usd:.4f} of $1.00 (bound $1.0100)")
+    print(
+        f"4 processes x 60 reservations, 25% over estimate: {accepted} accepted, "
+        f"spent ${status.spent_usd:.4f} of $1.00 (bound $1.0100)"
+    )
     assert status.spent_usd == pytest.approx(accepted * 0.0125)
     assert 1.0 - 0.0125 < status.spent_usd <= 1.0 + 4 * 0.0025 + 1e-9
     assert status.in_flight == 0

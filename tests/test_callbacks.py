@@ -16,17 +16,45 @@ from routedllm import CostLatencyHandler, UnknownModelError, read_ledger
 from tests.fakes import FakeChat, RateLimitError
 
 ROUTED = {  # the shape RoutedChatModel puts in response_metadata["routedllm"]
-    "model": "gpt-4o", "requested_model": "deepseek-v4-flash", "served_model": "gpt-4o-2024-08-06",
-    "tags": ["code"], "policy": "value", "fallbacks": ["glm-5", "gpt-4o"],
+    "model": "gpt-4o",
+    "requested_model": "deepseek-v4-flash",
+    "served_model": "gpt-4o-2024-08-06",
+    "tags": ["code"],
+    "policy": "value",
+    "fallbacks": ["glm-5", "gpt-4o"],
     "attempts": [
-        {"model": "deepseek-v4-flash", "outcome": "error", "error": "RateLimitError: slow down",
-         "error_type": "RateLimitError", "status": 429, "retry_after_s": 2.0, "latency_s": 0.05},
-        {"model": "glm-5", "outcome": "skipped", "error": "context window too small",
-         "error_type": "ContextWindow", "status": None, "retry_after_s": None, "latency_s": None},
-        {"model": "gpt-4o", "outcome": "ok", "error": None, "error_type": None, "status": None,
-         "retry_after_s": None, "latency_s": 0.2},
+        {
+            "model": "deepseek-v4-flash",
+            "outcome": "error",
+            "error": "RateLimitError: slow down",
+            "error_type": "RateLimitError",
+            "status": 429,
+            "retry_after_s": 2.0,
+            "latency_s": 0.05,
+        },
+        {
+            "model": "glm-5",
+            "outcome": "skipped",
+            "error": "context window too small",
+            "error_type": "ContextWindow",
+            "status": None,
+            "retry_after_s": None,
+            "latency_s": None,
+        },
+        {
+            "model": "gpt-4o",
+            "outcome": "ok",
+            "error": None,
+            "error_type": None,
+            "status": None,
+            "retry_after_s": None,
+            "latency_s": 0.2,
+        },
     ],
-    "estimated_cost_usd": 0.0021, "cost_usd": 0.00225, "latency_s": 0.25, "ttft_s": None,
+    "estimated_cost_usd": 0.0021,
+    "cost_usd": 0.00225,
+    "latency_s": 0.25,
+    "ttft_s": None,
 }
 
 
@@ -34,25 +62,34 @@ def test_plain_chat_model_call_is_priced_from_the_catalog(catalog, tmp_path: Pat
     handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
     model = FakeChat(model="gpt-4o-mini-2024-07-18", delay_s=0.02, cached_tokens=400)
     run_id = uuid.uuid4()
-    model.invoke("x" * 1000, config={"callbacks": [handler], "run_id": run_id,
-                                     "tags": ["code", "team-a"]})
+    model.invoke(
+        "x" * 1000, config={"callbacks": [handler], "run_id": run_id, "tags": ["code", "team-a"]}
+    )
     [r] = read_ledger(tmp_path / "calls.jsonl")
     assert r == handler.memory.records[0]
     assert r.run_id == str(run_id) and r.parent_run_id is None
     assert r.model == "gpt-4o-mini" and r.answering_model == "gpt-4o-mini-2024-07-18"
     assert r.tags == ("code",)  # run tags outside the vocabulary are not task tags
     assert (r.input_tokens, r.cached_input_tokens, r.output_tokens) == (1000, 400, 200)
-    assert r.cost_usd == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)  # no cached price: as input
+    assert r.cost_usd == pytest.approx(
+        (1000 * 0.15 + 200 * 0.60) / 1e6
+    )  # no cached price: as input
     assert r.baseline_cost_usd == pytest.approx((1000 * 2.5 + 200 * 10) / 1e6)
     assert r.latency_s >= 0.02 and r.ttft_s is None and r.outcome == "ok"
 
 
 def test_task_tags_from_metadata_as_routed_chat_model_reads_them(catalog) -> None:
-    from routedllm.tags import TAGS_KEY
+    from routedllm.core.tags import TAGS_KEY
 
     handler = CostLatencyHandler(catalog)
-    FakeChat().invoke("hi", config={"callbacks": [handler], "tags": ["code"],
-                                    "metadata": {TAGS_KEY: ["chinese", "nope"]}})
+    FakeChat().invoke(
+        "hi",
+        config={
+            "callbacks": [handler],
+            "tags": ["code"],
+            "metadata": {TAGS_KEY: ["chinese", "nope"]},
+        },
+    )
     assert handler.memory.records[0].tags == ("code", "chinese")
     _, model = routed_model({})
     reply = model.invoke("hi", config={"metadata": {TAGS_KEY: ["chinese"]}})
@@ -85,7 +122,12 @@ def test_routed_run_gives_one_record_per_attempt(catalog) -> None:
     failed, ok = handler.memory.records  # the skipped model was never called: no record
     assert failed.run_id == ok.run_id
     assert (failed.attempt, failed.model, failed.outcome, failed.error, failed.latency_s) == (
-        1, "deepseek-v4-flash", "RateLimitError", "RateLimitError: slow down", 0.05)
+        1,
+        "deepseek-v4-flash",
+        "RateLimitError",
+        "RateLimitError: slow down",
+        0.05,
+    )
     assert (failed.input_tokens, failed.output_tokens, failed.cost_usd) == (0, 0, 0.0)
     assert failed.estimated_cost_usd is None
     assert (ok.attempt, ok.model, ok.outcome) == (2, "gpt-4o", "ok")
@@ -100,10 +142,16 @@ def test_routed_run_gives_one_record_per_attempt(catalog) -> None:
 
 def test_routed_stream_uses_the_routers_timings_when_given(catalog) -> None:
     handler = CostLatencyHandler(catalog)
-    routed = {**ROUTED, "model": "deepseek-v4-flash", "ttft_s": 0.123, "latency_s": 0.5,
-              "attempts": [{"model": "deepseek-v4-flash", "outcome": "ok"}]}
+    routed = {
+        **ROUTED,
+        "model": "deepseek-v4-flash",
+        "ttft_s": 0.123,
+        "latency_s": 0.5,
+        "attempts": [{"model": "deepseek-v4-flash", "outcome": "ok"}],
+    }
     for _ in FakeChat(model="deepseek-v4-flash", routed=routed).stream(
-            "hi", config={"callbacks": [handler]}):
+        "hi", config={"callbacks": [handler]}
+    ):
         pass
     [r] = handler.memory.records
     assert (r.attempt, r.model, r.ttft_s, r.latency_s) == (1, "deepseek-v4-flash", 0.123, 0.5)
@@ -140,13 +188,24 @@ def test_error_mid_stream_leaves_usage_unknown(catalog) -> None:
 
 
 def test_error_that_lists_attempts_gives_a_record_per_attempt(catalog) -> None:
-    class AllFailed(Exception):  # like routedllm.errors.AllAttemptsFailedError
+    class AllFailed(Exception):  # like routedllm.core.errors.AllAttemptsFailedError
         tags = ("chinese",)
-        attempts: ClassVar[list[dict]] = [{"model": "deepseek-v4-flash", "outcome": "error", "error": "429",
-                     "error_type": "RateLimitError"},
-                    {"model": "glm-5", "outcome": "skipped", "error_type": "ContextWindow"},
-                    {"model": "gpt-4o", "outcome": "error", "error": "timed out",
-                     "error_type": "APITimeoutError", "latency_s": 30.0}]
+        attempts: ClassVar[list[dict]] = [
+            {
+                "model": "deepseek-v4-flash",
+                "outcome": "error",
+                "error": "429",
+                "error_type": "RateLimitError",
+            },
+            {"model": "glm-5", "outcome": "skipped", "error_type": "ContextWindow"},
+            {
+                "model": "gpt-4o",
+                "outcome": "error",
+                "error": "timed out",
+                "error_type": "APITimeoutError",
+                "latency_s": 30.0,
+            },
+        ]
 
     class Failing(FakeChat):
         def _generate(self, *args, **kwargs):
@@ -157,7 +216,9 @@ def test_error_that_lists_attempts_gives_a_record_per_attempt(catalog) -> None:
         Failing().invoke("hi", config={"callbacks": [handler]})
     records = handler.memory.records
     assert [(r.attempt, r.model, r.outcome) for r in records] == [
-        (1, "deepseek-v4-flash", "RateLimitError"), (2, "gpt-4o", "APITimeoutError")]
+        (1, "deepseek-v4-flash", "RateLimitError"),
+        (2, "gpt-4o", "APITimeoutError"),
+    ]
     assert records[1].latency_s == 30.0 and records[0].tags == ("chinese",)
 
 
@@ -198,7 +259,9 @@ async def test_many_concurrent_async_calls_keep_their_run_ids(catalog, tmp_path:
     calls = {uuid.uuid4(): i for i in range(1, 61)}
 
     async def one(run_id: uuid.UUID, i: int) -> None:
-        model = FakeChat(output_tokens=i, delay_s=rng.random() / 50, chunk_delay_s=rng.random() / 100)
+        model = FakeChat(
+            output_tokens=i, delay_s=rng.random() / 50, chunk_delay_s=rng.random() / 100
+        )
         config = {"callbacks": [handler], "run_id": run_id}
         if i % 2:
             await model.ainvoke("x" * i, config=config)
@@ -219,8 +282,9 @@ def test_many_calls_from_threads(catalog) -> None:
     handler = CostLatencyHandler(catalog)
     model = FakeChat(delay_s=0.005)
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: model.invoke("x" * i, config={"callbacks": [handler]}),
-                      range(1, 41)))
+        list(
+            pool.map(lambda i: model.invoke("x" * i, config={"callbacks": [handler]}), range(1, 41))
+        )
     records = handler.memory.records
     assert sorted(r.input_tokens for r in records) == list(range(1, 41))
     assert len({r.run_id for r in records}) == 40
@@ -228,7 +292,7 @@ def test_many_calls_from_threads(catalog) -> None:
 
 # -- with the real RoutedChatModel, over the in-process fake gateway (no sockets) -----------
 def routed_model(faults: dict[str, str]):
-    from routedllm.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
     from tests.fake_gateway import FakeGateway, test_catalog
 
     catalog = test_catalog()
@@ -244,7 +308,11 @@ def test_routed_chat_model_fallback_gives_a_record_per_attempt(tmp_path: Path) -
     handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
     reply = model.invoke(CODE_PROMPT, config={"callbacks": [handler], "tags": ["code"]})
     failed, ok = read_ledger(tmp_path / "calls.jsonl")
-    assert (failed.model, failed.outcome, failed.cost_usd) == ("deepseek-v4-flash", "RateLimitError", 0.0)
+    assert (failed.model, failed.outcome, failed.cost_usd) == (
+        "deepseek-v4-flash",
+        "RateLimitError",
+        0.0,
+    )
     assert ok.model == reply.response_metadata["model_name"] != "deepseek-v4-flash"
     assert ok.attempt == 2 and ok.tags == ("code",) and ok.policy == "value"
     assert ok.input_tokens == reply.usage_metadata["input_tokens"] > 0
@@ -262,10 +330,11 @@ def test_routed_chat_model_stream_records_ttft() -> None:
 
 
 def test_routed_chat_model_all_failing_records_each_attempt() -> None:
-    from routedllm.errors import AllAttemptsFailedError
+    from routedllm.core.errors import AllAttemptsFailedError
 
-    catalog, model = routed_model({m: "503" for m in ("deepseek-v4-flash", "gpt-4o",
-                                                     "claude-3.5-sonnet")})
+    catalog, model = routed_model(
+        {m: "503" for m in ("deepseek-v4-flash", "gpt-4o", "claude-3.5-sonnet")}
+    )
     handler = CostLatencyHandler(catalog)
     with pytest.raises(AllAttemptsFailedError):
         model.invoke(CODE_PROMPT, config={"callbacks": [handler], "tags": ["code"]})
@@ -290,14 +359,16 @@ def llm_cache():
 
 
 def test_an_llm_cache_hit_is_one_free_record_and_no_replayed_attempts(
-        llm_cache, tmp_path: Path) -> None:
-    from routedllm.chat_model import RoutedChatModel
+    llm_cache, tmp_path: Path
+) -> None:
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
     from tests.fake_gateway import FakeGateway, test_catalog
 
     catalog, gateway = test_catalog(), FakeGateway(faults={"deepseek-v4-flash": "429"})
     # no breaker: the 429 must not move the second call to another model (another cache key)
-    model = RoutedChatModel(catalog=catalog, api_key="test-key-placeholder", breaker=None,
-                            **gateway.clients())
+    model = RoutedChatModel(
+        catalog=catalog, api_key="test-key-placeholder", breaker=None, **gateway.clients()
+    )
     handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
     config = {"callbacks": [handler], "tags": ["code"]}
     first = model.invoke(CODE_PROMPT, config=config)
@@ -313,4 +384,3 @@ def test_an_llm_cache_hit_is_one_free_record_and_no_replayed_attempts(
     assert hit.savings_usd == 0.0  # nothing was sent: no saving against the baseline either
     total = handler.memory.summary()["total"]
     assert total["cost_usd"] == pytest.approx(ok.cost_usd) and total["errors"] == 1
-

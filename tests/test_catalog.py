@@ -18,19 +18,24 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_override_updates_only_given_fields(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 models:
   - id: deepseek-v4-flash
     output_usd_per_mtok: 0.44
     scores: {mmlu: 86.1}
-""")
+""",
+    )
     card = Catalog.from_file(path).get("deepseek-v4-flash")
     assert card.output_usd_per_mtok == 0.44 and card.input_usd_per_mtok == 0.18
     assert card.scores == {"mmlu": 86.1, "humaneval": 92.0, "ceval": 88.0}
 
 
 def test_override_adds_models_and_renames_ids(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 catalog: {as_of: "2026-11-01"}
 models:
   - id: deepseek-chat
@@ -40,7 +45,8 @@ models:
     input_usd_per_mtok: 0.1
     output_usd_per_mtok: 0.2
     capabilities: {tools: true}
-""")
+""",
+    )
     catalog = Catalog.from_file(path)
     assert "deepseek-v4-flash" not in catalog
     assert catalog.get("deepseek-chat").name == "DeepSeek V4 Flash"
@@ -54,21 +60,28 @@ def test_env_variable_names_the_override(tmp_path: Path) -> None:
     assert Catalog.from_env({}).get("glm-5").context_window is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("models:\n  - id: glm-5\n    input_usd_per_mtok: -1\n",
-     "models[0]: model 'glm-5': field input_usd_per_mtok"),
-    ("models:\n  - id: new-model\n", "model 'new-model': field name"),
-    ("models:\n  - id: glm-5\n    scores: {mmlu: 130}\n", "field scores"),
-    ("models:\n  - id: glm-5\n    scores: {arena: 80}\n", "field scores.arena"),
-    ("models:\n  - id: glm-5\n    price: 3\n", "field price: Extra inputs"),
-    ("models:\n  - name: no id\n", "each model needs an 'id'"),
-    ("models:\n  - id: x\n    renames: nope\n", "renames unknown model 'nope'"),
-    ("models: {a: 1}\n", "'models' must be a list"),
-    ("model: []\n", "unknown top-level key(s) ['model']"),
-    ("models: [\n", "not valid YAML"),
-    ("catalog: {as_of: yesterday}\n", "field as_of"),
-])
-def test_malformed_override_names_file_model_and_field(tmp_path: Path, text: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "models:\n  - id: glm-5\n    input_usd_per_mtok: -1\n",
+            "models[0]: model 'glm-5': field input_usd_per_mtok",
+        ),
+        ("models:\n  - id: new-model\n", "model 'new-model': field name"),
+        ("models:\n  - id: glm-5\n    scores: {mmlu: 130}\n", "field scores"),
+        ("models:\n  - id: glm-5\n    scores: {arena: 80}\n", "field scores.arena"),
+        ("models:\n  - id: glm-5\n    price: 3\n", "field price: Extra inputs"),
+        ("models:\n  - name: no id\n", "each model needs an 'id'"),
+        ("models:\n  - id: x\n    renames: nope\n", "renames unknown model 'nope'"),
+        ("models: {a: 1}\n", "'models' must be a list"),
+        ("model: []\n", "unknown top-level key(s) ['model']"),
+        ("models: [\n", "not valid YAML"),
+        ("catalog: {as_of: yesterday}\n", "field as_of"),
+    ],
+)
+def test_malformed_override_names_file_model_and_field(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(CatalogError) as err:
         Catalog.from_file(path)

@@ -21,12 +21,28 @@ PRICES = [
     ("DeepSeek Coder", None, None, 0.25),
 ]
 SCORES = {
-    "mmlu": {"Claude 3.5 Sonnet": 89.0, "GPT-4o": 88.7, "Qwen3.5-397B": 87.5,
-             "Kimi K2.5": 87.0, "GLM-5": 86.0, "DeepSeek V4 Flash": 85.5},
-    "humaneval": {"Claude 3.5 Sonnet": 93.0, "GPT-4o": 92.5, "DeepSeek V4 Flash": 92.0,
-                  "Qwen3-Coder-30B": 91.5, "DeepSeek Coder": 91.0},
-    "ceval": {"GLM-5": 91.0, "Kimi K2.5": 90.5, "Qwen3-32B": 89.0, "GPT-4o": 88.5,
-              "DeepSeek V4 Flash": 88.0},
+    "mmlu": {
+        "Claude 3.5 Sonnet": 89.0,
+        "GPT-4o": 88.7,
+        "Qwen3.5-397B": 87.5,
+        "Kimi K2.5": 87.0,
+        "GLM-5": 86.0,
+        "DeepSeek V4 Flash": 85.5,
+    },
+    "humaneval": {
+        "Claude 3.5 Sonnet": 93.0,
+        "GPT-4o": 92.5,
+        "DeepSeek V4 Flash": 92.0,
+        "Qwen3-Coder-30B": 91.5,
+        "DeepSeek Coder": 91.0,
+    },
+    "ceval": {
+        "GLM-5": 91.0,
+        "Kimi K2.5": 90.5,
+        "Qwen3-32B": 89.0,
+        "GPT-4o": 88.5,
+        "DeepSeek V4 Flash": 88.0,
+    },
 }
 RATINGS = {
     "DeepSeek V4 Flash": {"general_quality": 4, "code": 5},
@@ -55,8 +71,15 @@ def test_prices_and_origin(catalog: Catalog, name: str, origin, pin, pout) -> No
 def test_output_price_ratios_against_deepseek_v4_flash(catalog: Catalog) -> None:
     cards = by_name(catalog)
     base = cards["DeepSeek V4 Flash"].output_usd_per_mtok
-    ratios = {"GPT-4o": 40, "Claude 3.5 Sonnet": 60, "Gemini 1.5 Pro": 20, "GPT-4o-mini": 2.4,
-              "Qwen3-32B": 1.1, "GLM-5": 7.7, "Kimi K2.5": 12}
+    ratios = {
+        "GPT-4o": 40,
+        "Claude 3.5 Sonnet": 60,
+        "Gemini 1.5 Pro": 20,
+        "GPT-4o-mini": 2.4,
+        "Qwen3-32B": 1.1,
+        "GLM-5": 7.7,
+        "Kimi K2.5": 12,
+    }
     for name, ratio in ratios.items():
         assert cards[name].output_usd_per_mtok / base == pytest.approx(ratio, abs=0.05)
 

@@ -30,9 +30,9 @@ from routedllm import (
     UnknownTagError,
     decide,
 )
-from routedllm.catalog import DEFAULT_BASE_URL
-from routedllm.chat_model import RoutedChatModel
-from routedllm.errors import InvalidRequestError
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm.core.catalog import DEFAULT_BASE_URL
+from routedllm.core.errors import InvalidRequestError
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
 CATALOG = test_catalog()

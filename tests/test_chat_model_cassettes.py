@@ -22,8 +22,8 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from routedllm import AllAttemptsFailedError, Policy, Request, call_cost, decide
-from routedllm.chat_model import RoutedChatModel
-from routedllm.errors import StreamInterruptedError
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm.core.errors import StreamInterruptedError
 from tests.fake_gateway import (
     CASSETTE_DIR,
     REPLAY_KEY,

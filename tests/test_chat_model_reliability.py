@@ -27,8 +27,8 @@ from routedllm import (
     message_features,
     read_ledger,
 )
-from routedllm.chat_model import RoutedChatModel, default_breaker
-from routedllm.errors import StreamInterruptedError
+from routedllm.adapters.langchain.chat_model import RoutedChatModel, default_breaker
+from routedllm.core.errors import StreamInterruptedError
 from routedllm.testing import ModelSpec, Upstream
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
@@ -111,7 +111,10 @@ def test_every_attempt_is_admitted_by_the_breaker() -> None:
         routed(gateway, breaker=breaker).invoke("Hello", model="glm-5")
     [skipped] = caught.value.attempts
     assert (skipped["model"], skipped["outcome"], skipped["error_type"]) == (
-        "glm-5", "skipped", "CircuitOpen")
+        "glm-5",
+        "skipped",
+        "CircuitOpen",
+    )
     assert skipped["error"].startswith("circuit open: 1 failures in 60s")
     assert gateway.requests == []
 
@@ -142,8 +145,10 @@ def test_each_model_has_its_own_default_breaker_and_none_turns_it_off() -> None:
 # -- spend limits ---------------------------------------------------------------------------
 def test_the_per_call_maximum_skips_models_whose_estimate_is_above_it() -> None:
     quality = decision("Hello", preset="quality").ranking  # dearest first
-    limit = (estimate(quality[0], "Hello", preset="quality")
-             + estimate(quality[1], "Hello", preset="quality")) / 2
+    limit = (
+        estimate(quality[0], "Hello", preset="quality")
+        + estimate(quality[1], "Hello", preset="quality")
+    ) / 2
     gateway = FakeGateway()
     budget = LocalBudget(BudgetLimits(max_call_usd=limit))
     llm = routed(gateway, budget=budget, policy=Policy(preset="quality"))
@@ -175,8 +180,9 @@ def test_failed_attempts_release_and_a_broken_stream_is_charged_its_estimate() -
     budget = LocalBudget(BudgetLimits(max_run_usd=10))
     reply = routed(FakeGateway(faults={first: "503"}), budget=budget).invoke("Hello")
     status = budget.status()
-    assert status.spent_usd == pytest.approx(reply.response_metadata["routedllm"]["cost_usd"],
-                                             abs=1e-9)
+    assert status.spent_usd == pytest.approx(
+        reply.response_metadata["routedllm"]["cost_usd"], abs=1e-9
+    )
     assert (status.reserved_usd, status.in_flight, status.settled_calls) == (0, 0, 1)
     budget.reset()
     with pytest.raises(StreamInterruptedError) as caught:
@@ -203,13 +209,22 @@ async def test_spend_caps_hold_under_concurrency_passed_only_by_calls_in_flight(
     guess = estimate_cost(card, tokens_in, out)
     assert guess is not None
     cap = 40 * guess
-    limits = (BudgetLimits(max_run_usd=cap) if scope == "run"
-              else BudgetLimits(max_window_usd=cap, window_s=3600))
+    limits = (
+        BudgetLimits(max_run_usd=cap)
+        if scope == "run"
+        else BudgetLimits(max_window_usd=cap, window_s=3600)
+    )
     budget = LocalBudget(limits)
     spec = ModelSpec(prompt_tokens=tokens_in, completion_tokens=out * 5 // 4, latency_s=0.05)
     with Upstream({pinned: spec}) as up:
-        llm = RoutedChatModel(base_url=up.base_url, api_key=KEY, catalog=CATALOG,
-                              model=pinned, budget=budget, timeout=10)
+        llm = RoutedChatModel(
+            base_url=up.base_url,
+            api_key=KEY,
+            catalog=CATALOG,
+            model=pinned,
+            budget=budget,
+            timeout=10,
+        )
         gate = asyncio.Semaphore(concurrency)
 
         async def call() -> float | str:
@@ -226,8 +241,10 @@ async def test_spend_caps_hold_under_concurrency_passed_only_by_calls_in_flight(
     refused = [r for r in results if isinstance(r, str)]
     status = budget.status()
     overshoot = concurrency * (max(costs) - guess)
-    print(f"\n{scope} cap ${cap:.6f}: {len(costs)} answered, {len(refused)} refused, "
-          f"spent ${status.spent_usd:.6f} (bound ${cap + overshoot:.6f})")
+    print(
+        f"\n{scope} cap ${cap:.6f}: {len(costs)} answered, {len(refused)} refused, "
+        f"spent ${status.spent_usd:.6f} (bound ${cap + overshoot:.6f})"
+    )
     assert max(costs) > guess  # every call cost more than its estimate
     assert set(refused) == {scope} and sent == len(costs)
     assert status.spent_usd == pytest.approx(sum(costs), abs=1e-9 * calls)
@@ -244,8 +261,7 @@ def test_a_conversation_keeps_its_model_unless_a_constraint_forces_a_change() ->
     first = llm.invoke("Hello", config=thread, routedllm_policy={"preset": "quality"})
     sticky = first.response_metadata["routedllm"]["sticky"]
     assert first.response_metadata["model_name"] == quality
-    assert sticky == {"conversation_id": "t-1", "previous_model": None, "kept": None,
-                      "note": None}
+    assert sticky == {"conversation_id": "t-1", "previous_model": None, "kept": None, "note": None}
     # A follow-up about code would go to another model, but the conversation keeps its own.
     assert decision(CODE).model != quality and quality in decision(CODE).ranking
     follow = llm.invoke(CODE, config=thread).response_metadata
@@ -253,8 +269,9 @@ def test_a_conversation_keeps_its_model_unless_a_constraint_forces_a_change() ->
     assert follow["routedllm"]["sticky"]["kept"] is True
     assert follow["routedllm"]["decision"]["binding_constraint"].startswith("sticky")
     # A constraint that excludes it wins, and the record says why it was not kept.
-    denied = llm.invoke(CODE, config=thread,
-                        routedllm_policy={"denied_models": [quality]}).response_metadata
+    denied = llm.invoke(
+        CODE, config=thread, routedllm_policy={"denied_models": [quality]}
+    ).response_metadata
     assert denied["model_name"] == decision(CODE).model
     note = denied["routedllm"]["sticky"]["note"]
     assert note.startswith(f"conversation model {quality} not kept:") and "denied" in note
@@ -284,8 +301,10 @@ def test_a_kept_model_that_fails_falls_back_and_the_conversation_moves_on() -> N
     assert outcomes(meta["routedllm"])[0] == (quality, "error")
     sticky = meta["routedllm"]["sticky"]
     assert sticky["kept"] is False and sticky["previous_model"] == quality
-    assert sticky["note"] == f"conversation model {quality} was kept but failed; " \
-                             f"{meta['model_name']} answered"
+    assert (
+        sticky["note"] == f"conversation model {quality} was kept but failed; "
+        f"{meta['model_name']} answered"
+    )
     again = llm.invoke("Hello", config=thread).response_metadata["routedllm"]["sticky"]
     assert again["previous_model"] == meta["model_name"]
 
@@ -303,10 +322,12 @@ def test_sticky_memory_is_bounded_and_off_by_default() -> None:
 
 
 # -- a 200 whose body is only an error object ---------------------------------------------
-@pytest.mark.parametrize(("code", "falls_back"), [(502, True), ("server_error", True),
-                                                  (400, False)])
-def test_a_200_error_body_is_read_by_its_code_like_an_error_event(code: Any,
-                                                                   falls_back: bool) -> None:
+@pytest.mark.parametrize(
+    ("code", "falls_back"), [(502, True), ("server_error", True), (400, False)]
+)
+def test_a_200_error_body_is_read_by_its_code_like_an_error_event(
+    code: Any, falls_back: bool
+) -> None:
     first, second = decision("Hello").ranking[:2]
     gateway = FakeGateway()
 
@@ -315,8 +336,11 @@ def test_a_200_error_body_is_read_by_its_code_like_an_error_event(code: Any,
             return httpx2.Response(200, json={"error": {"message": "it broke", "code": code}})
         return gateway(request)
 
-    llm = RoutedChatModel(api_key=KEY, catalog=CATALOG, http_client=httpx2.Client(
-        transport=httpx2.MockTransport(answer)))
+    llm = RoutedChatModel(
+        api_key=KEY,
+        catalog=CATALOG,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(answer)),
+    )
     if falls_back:
         record = llm.invoke("Hello").response_metadata["routedllm"]
         assert outcomes(record) == [(first, "error"), (second, "ok")]
@@ -340,7 +364,9 @@ def test_a_caller_error_after_a_fallback_records_every_attempt(tmp_path: Path) -
     assert [(a["model"], a["status"]) for a in attempts] == [(first, 500), (second, 400)]
     records = read_ledger(ledger)
     assert [(r.attempt, r.model, r.outcome) for r in records] == [
-        (1, first, "InternalServerError"), (2, second, "BadRequestError")]
+        (1, first, "InternalServerError"),
+        (2, second, "BadRequestError"),
+    ]
 
 
 def test_a_broken_stream_is_recorded_with_its_usage_unknown(tmp_path: Path) -> None:
@@ -349,7 +375,8 @@ def test_a_broken_stream_is_recorded_with_its_usage_unknown(tmp_path: Path) -> N
     handler = CostLatencyHandler(CATALOG, ledger_path=ledger)
     with pytest.raises(StreamInterruptedError):
         for _ in routed(FakeGateway(faults={first: "stream-break"})).stream(
-                "Hello", config={"callbacks": [handler]}):
+            "Hello", config={"callbacks": [handler]}
+        ):
             pass
     [record] = read_ledger(ledger)
     assert (record.model, record.outcome) == (first, "APIError")
@@ -369,12 +396,19 @@ async def test_an_attempt_that_never_left_the_client_pool_is_skipped_not_recorde
     handler = CostLatencyHandler(CATALOG, ledger_path=ledger)
     with Upstream({first: ModelSpec(latency_s=1.0)}) as up:
         client = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=1))
-        llm = RoutedChatModel(base_url=up.base_url, api_key=KEY, catalog=CATALOG,
-                              http_async_client=client, timeout=httpx2.Timeout(10, pool=0.2))
+        llm = RoutedChatModel(
+            base_url=up.base_url,
+            api_key=KEY,
+            catalog=CATALOG,
+            http_async_client=client,
+            timeout=httpx2.Timeout(10, pool=0.2),
+        )
         config = {"callbacks": [handler]}
-        results = await asyncio.gather(llm.ainvoke("Hello", config=config),
-                                       llm.ainvoke("Hello", config=config),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            llm.ainvoke("Hello", config=config),
+            llm.ainvoke("Hello", config=config),
+            return_exceptions=True,
+        )
         sent = len(up.requests)
         await client.aclose()
     [error] = [r for r in results if isinstance(r, BaseException)]

@@ -21,8 +21,16 @@ def test_models_json(capsys) -> None:
     models = {m["id"]: m for m in json.loads(out)}
     assert code == 0 and len(models) == 11
     flash = models["deepseek-v4-flash"]
-    for key in ("id", "name", "origin", "input_usd_per_mtok", "output_usd_per_mtok",
-                "context_window", "capabilities", "scores"):
+    for key in (
+        "id",
+        "name",
+        "origin",
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "context_window",
+        "capabilities",
+        "scores",
+    ):
         assert key in flash
     assert flash["scores"] == {"mmlu": 85.5, "humaneval": 92.0, "ceval": 88.0}
     assert models["gemini-1.5-pro"]["scores"] == {"mmlu": None, "humaneval": None, "ceval": None}
@@ -52,15 +60,18 @@ def test_route_policy_flags(capsys) -> None:
     assert json.loads(out)["model"] == "claude-3.5-sonnet"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["route", "--tags", "nope", "hi"], "unknown tag 'nope'"),
-    (["route"], "give a PROMPT or --file"),
-    (["route", "--gap", "-3", "hi"], "quality_gap"),
-    (["route", "--deny-model", "gpt-9", "hi"], "unknown model 'gpt-9'"),
-    (["route", "--origin", "EU", "--tags", "code", "hi"], "no eligible model"),
-    (["models", "--catalog", "/nonexistent.yaml"], "cannot read catalog file"),
-    (["demo", "--baseline", "gpt-5"], "unknown model 'gpt-5'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["route", "--tags", "nope", "hi"], "unknown tag 'nope'"),
+        (["route"], "give a PROMPT or --file"),
+        (["route", "--gap", "-3", "hi"], "quality_gap"),
+        (["route", "--deny-model", "gpt-9", "hi"], "unknown model 'gpt-9'"),
+        (["route", "--origin", "EU", "--tags", "code", "hi"], "no eligible model"),
+        (["models", "--catalog", "/nonexistent.yaml"], "cannot read catalog file"),
+        (["demo", "--baseline", "gpt-5"], "unknown model 'gpt-5'"),
+    ],
+)
 def test_errors_exit_nonzero_on_stderr(capsys, argv, message) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == "" and message in err
@@ -68,8 +79,10 @@ def test_errors_exit_nonzero_on_stderr(capsys, argv, message) -> None:
 
 def test_catalog_env_override(capsys, tmp_path: Path, monkeypatch) -> None:
     override = tmp_path / "c.yaml"
-    override.write_text("models:\n  - id: deepseek-v4-flash\n    renames: deepseek-v4-flash\n"
-                        "    output_usd_per_mtok: 99\n")
+    override.write_text(
+        "models:\n  - id: deepseek-v4-flash\n    renames: deepseek-v4-flash\n"
+        "    output_usd_per_mtok: 99\n"
+    )
     monkeypatch.setenv("ROUTEDLLM_CATALOG", str(override))
     _, out, _ = run(capsys, "route", "--tags", "code", "--json", "x")
     assert json.loads(out)["model"] == "gpt-4o"  # flash is now pricier than GPT-4o

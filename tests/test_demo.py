@@ -69,12 +69,16 @@ def test_demo_costs_come_from_the_served_usage(demo) -> None:
         canned = answers[row["id"]]
         assert row["answer"] == canned.answer  # what the stand-in served for this prompt
         assert (row["input_tokens"], row["output_tokens"]) == (
-            canned.prompt_tokens, canned.completion_tokens)
-        expected = call_cost(catalog.get(row["model"]), canned.prompt_tokens,
-                             canned.completion_tokens).total_usd
+            canned.prompt_tokens,
+            canned.completion_tokens,
+        )
+        expected = call_cost(
+            catalog.get(row["model"]), canned.prompt_tokens, canned.completion_tokens
+        ).total_usd
         assert row["cost_usd"] == pytest.approx(expected)
-        base = call_cost(catalog.get("gpt-4o"), canned.prompt_tokens,
-                         canned.completion_tokens).total_usd
+        base = call_cost(
+            catalog.get("gpt-4o"), canned.prompt_tokens, canned.completion_tokens
+        ).total_usd
         assert row["baseline_cost_usd"] == pytest.approx(base)
 
 
@@ -87,9 +91,13 @@ def test_demo_follows_the_policy_flags(capsys) -> None:
     rows = {r.id: r for r in sample_rows()}
     for row in data["rows"]:
         source = rows[row["id"]]
-        chosen = decide(catalog, policy.model_copy(
-            update={"default_output_tokens": source.expected_output_tokens or 512}),
-            Request(messages=source.chat_messages(), tags=source.tags)).model
+        chosen = decide(
+            catalog,
+            policy.model_copy(
+                update={"default_output_tokens": source.expected_output_tokens or 512}
+            ),
+            Request(messages=source.chat_messages(), tags=source.tags),
+        ).model
         assert row["requested_model"] == chosen
     assert code == 0 and data["policy"] == "quality"
 
@@ -108,8 +116,9 @@ def test_demo_text_names_what_is_constructed(capsys) -> None:
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_own_workload_without_constructed_answers(capsys, tmp_path: Path) -> None:
     workload = tmp_path / "w.jsonl"
-    workload.write_text(json.dumps({"id": "mine", "prompt": "Fix: def f(): return 1/0",
-                                    "tags": ["code"]}) + "\n")
+    workload.write_text(
+        json.dumps({"id": "mine", "prompt": "Fix: def f(): return 1/0", "tags": ["code"]}) + "\n"
+    )
     code, out, _ = run(capsys, "demo", "--json", "--workload", str(workload))
     data = json.loads(out)
     assert code == 0 and data["generated_replies"] == ["mine"]
@@ -132,10 +141,13 @@ def test_without_loopback_sockets_the_demo_warns_and_estimates(capsys) -> None:
 @pytest.mark.loopback
 def test_demo_needs_only_the_base_dependencies(tmp_path: Path) -> None:
     """A fresh interpreter runs the whole demo without importing numpy or matplotlib."""
-    script = ("import sys\nfrom routedllm.cli import main\n"
-              f"assert main(['demo', '--ledger', {str(tmp_path / 'l.jsonl')!r}]) == 0\n"
-              "print(sorted(m for m in ('numpy', 'matplotlib', 'litellm') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, check=False)
+    script = (
+        "import sys\nfrom routedllm.cli import main\n"
+        f"assert main(['demo', '--ledger', {str(tmp_path / 'l.jsonl')!r}]) == 0\n"
+        "print(sorted(m for m in ('numpy', 'matplotlib', 'litellm') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"

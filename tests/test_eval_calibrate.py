@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from routedllm import Catalog, Policy, Request, decide
-from routedllm.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import (
     learn,
     override,
@@ -43,17 +43,33 @@ def test_split_is_seeded_stratified_and_disjoint(two: EvalSet) -> None:
 
 
 def test_small_groups_keep_a_row_on_each_side() -> None:
-    data = EvalSet.from_rows([WorkloadRow.model_validate(
-        {"id": str(i), "prompt": "q", "category": "c" if i < 2 else "d"}) for i in range(3)])
+    data = EvalSet.from_rows(
+        [
+            WorkloadRow.model_validate(
+                {"id": str(i), "prompt": "q", "category": "c" if i < 2 else "d"}
+            )
+            for i in range(3)
+        ]
+    )
     train, test = split(data, 0.9)
     assert data.group_index[test].tolist().count(0) == 1  # group c: one each side
     assert 2 in train.tolist()  # a single-row group trains
 
 
 def test_learn_shrinks_group_means_toward_the_overall_mean() -> None:
-    data = EvalSet.from_rows([WorkloadRow.model_validate(
-        {"id": str(i), "prompt": "q", "category": "a" if i < 2 else "b",
-         "outcomes": {"m": {"score": s}}}) for i, s in enumerate([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])])
+    data = EvalSet.from_rows(
+        [
+            WorkloadRow.model_validate(
+                {
+                    "id": str(i),
+                    "prompt": "q",
+                    "category": "a" if i < 2 else "b",
+                    "outcomes": {"m": {"score": s}},
+                }
+            )
+            for i, s in enumerate([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+        ]
+    )
     cal = learn(data, prior_rows=2)
     overall = 2 / 6
     assert cal.overall[0] == pytest.approx(overall)
@@ -73,8 +89,12 @@ def test_learn_only_reads_the_training_rows(two: EvalSet) -> None:
 def test_value_router_takes_the_cheaper_model_within_the_gap(two: EvalSet) -> None:
     cal = learn(two, prior_rows=0)
     router = value_router(cal, 2.0, [WEAK, STRONG])
-    assert dict(router.choices) == {"algebra": STRONG, "biology": STRONG,
-                                    "history": WEAK, "poetry": WEAK}
+    assert dict(router.choices) == {
+        "algebra": STRONG,
+        "biology": STRONG,
+        "history": WEAK,
+        "poetry": WEAK,
+    }
     wide = value_router(cal, 60.0, [WEAK, STRONG])  # biology's 50-point gap is inside
     assert wide.choices["biology"] == WEAK and wide.choices["algebra"] == STRONG
 
@@ -89,11 +109,25 @@ def test_threshold_sweep_spans_all_weak_to_all_strong(two: EvalSet) -> None:
 
 
 def test_override_maps_tags_to_their_benchmarks(catalog: Catalog) -> None:
-    rows = [("c1", "code", 1.0, 0.5), ("c2", "code", 0.0, 0.5), ("g1", "general", 1.0, 1.0),
-            ("e1", "extraction", 0.5, 0.0)]
-    data = EvalSet.from_rows([WorkloadRow.model_validate(
-        {"id": i, "prompt": "q", "tags": [t], "outcomes": {
-            "gpt-4o": {"score": a}, "house-model": {"score": b}}}) for i, t, a, b in rows])
+    rows = [
+        ("c1", "code", 1.0, 0.5),
+        ("c2", "code", 0.0, 0.5),
+        ("g1", "general", 1.0, 1.0),
+        ("e1", "extraction", 0.5, 0.0),
+    ]
+    data = EvalSet.from_rows(
+        [
+            WorkloadRow.model_validate(
+                {
+                    "id": i,
+                    "prompt": "q",
+                    "tags": [t],
+                    "outcomes": {"gpt-4o": {"score": a}, "house-model": {"score": b}},
+                }
+            )
+            for i, t, a, b in rows
+        ]
+    )
     doc = override(learn(data), catalog)
     by_id = {m["id"]: m for m in doc["models"]}
     assert by_id["gpt-4o"] == {"id": "gpt-4o", "scores": {"humaneval": 50.0, "mmlu": 75.0}}
@@ -103,10 +137,19 @@ def test_override_maps_tags_to_their_benchmarks(catalog: Catalog) -> None:
 
 
 def test_written_override_merges_into_the_catalog(tmp_path: Path, catalog: Catalog) -> None:
-    data = EvalSet.from_rows([WorkloadRow.model_validate(
-        {"id": str(i), "prompt": "q", "tags": ["code"],
-         "outcomes": {"gpt-4o": {"score": 0.5}, "deepseek-v4-flash": {"score": 1.0}}})
-        for i in range(4)])
+    data = EvalSet.from_rows(
+        [
+            WorkloadRow.model_validate(
+                {
+                    "id": str(i),
+                    "prompt": "q",
+                    "tags": ["code"],
+                    "outcomes": {"gpt-4o": {"score": 0.5}, "deepseek-v4-flash": {"score": 1.0}},
+                }
+            )
+            for i in range(4)
+        ]
+    )
     path = write_override(learn(data), catalog, tmp_path / "learned.yaml", "my rows")
     assert "4 training rows of my rows" in path.read_text()
     merged = Catalog.from_file(path)

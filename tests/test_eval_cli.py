@@ -69,8 +69,9 @@ def test_two_model_json_has_the_routellm_figures(capsys) -> None:
     assert router["strong_share_at_95"] == pytest.approx(0.0875)
     assert two["oracle"]["strong_share"] == pytest.approx(0.5)
     assert two["oracle"]["quality"] == pytest.approx(1.0)
-    assert two["random"] == pytest.approx({"quality": 0.6875, "cost_usd": 0.044,
-                                           "strong_share": 0.5, "apgr": 0.5})
+    assert two["random"] == pytest.approx(
+        {"quality": 0.6875, "cost_usd": 0.044, "strong_share": 0.5, "apgr": 0.5}
+    )
 
 
 def test_two_model_text_and_held_out_rows(capsys) -> None:
@@ -92,9 +93,24 @@ def test_plot_writes_a_png(capsys, tmp_path: Path) -> None:
 
 def test_published_tables_with_costs_and_saved_rows(capsys, tmp_path: Path) -> None:
     saved = tmp_path / "mmlu.jsonl"
-    code, out, _ = run(capsys, "eval", str(DATA / "routellm"), "--benchmark", "mmlu",
-                       "--strong", "strong-x", "--weak", "org/weak-y", "--cost", "strong-x=1",
-                       "--cost", "org/weak-y=0.1", "--save-rows", str(saved), "--json")
+    code, out, _ = run(
+        capsys,
+        "eval",
+        str(DATA / "routellm"),
+        "--benchmark",
+        "mmlu",
+        "--strong",
+        "strong-x",
+        "--weak",
+        "org/weak-y",
+        "--cost",
+        "strong-x=1",
+        "--cost",
+        "org/weak-y=0.1",
+        "--save-rows",
+        str(saved),
+        "--json",
+    )
     assert code == 0 and len(saved.read_text().splitlines()) == 4
     data = json.loads(out)
     assert data["dataset"]["rows"] == 4
@@ -106,8 +122,14 @@ def test_published_tables_with_costs_and_saved_rows(capsys, tmp_path: Path) -> N
 
 def test_write_override(capsys, tmp_path: Path) -> None:
     path = tmp_path / "learned.yaml"
-    code, _, _ = run(capsys, "eval", str(DATA / "eval_catalog_outcomes.jsonl"),
-                     "--write-override", str(path), "--json")
+    code, _, _ = run(
+        capsys,
+        "eval",
+        str(DATA / "eval_catalog_outcomes.jsonl"),
+        "--write-override",
+        str(path),
+        "--json",
+    )
     assert code == 0
     merged = Catalog.from_file(path)
     assert merged.get("gpt-4o").score("ceval") is not None
@@ -122,16 +144,19 @@ def test_measured_catalog_models_get_the_presets(capsys) -> None:
     assert set(value["model_share"]) <= {"gpt-4o", "deepseek-v4-flash", "glm-5"}
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["eval", "--policy", "fastest"], "unknown policy 'fastest'"),
-    (["eval", TWO, "--strong", "big-model"], "give both --strong and --weak"),
-    (["eval", TWO, "--strong", "big-model", "--weak", "nobody"], "'nobody' has no outcomes"),
-    (["eval", "--strong", "a", "--weak", "b"], "need outcome rows"),
-    (["eval", TWO, "--policy", "value"], "no model with outcomes here is in the catalog"),
-    (["eval", "--write-override", "x.yaml"], "needs outcome rows"),
-    (["eval", "--benchmark", "mmlu"], "give their folder"),
-    (["eval", "--baseline", "gpt-9"], "unknown model 'gpt-9'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--policy", "fastest"], "unknown policy 'fastest'"),
+        (["eval", TWO, "--strong", "big-model"], "give both --strong and --weak"),
+        (["eval", TWO, "--strong", "big-model", "--weak", "nobody"], "'nobody' has no outcomes"),
+        (["eval", "--strong", "a", "--weak", "b"], "need outcome rows"),
+        (["eval", TWO, "--policy", "value"], "no model with outcomes here is in the catalog"),
+        (["eval", "--write-override", "x.yaml"], "needs outcome rows"),
+        (["eval", "--benchmark", "mmlu"], "give their folder"),
+        (["eval", "--baseline", "gpt-9"], "unknown model 'gpt-9'"),
+    ],
+)
 def test_errors(capsys, argv: list[str], message: str) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err
@@ -144,9 +169,11 @@ def test_bad_cost_option(capsys) -> None:
 
 
 def test_importing_the_cli_loads_no_numpy_or_matplotlib() -> None:
-    code = ("import sys, routedllm, routedllm.cli; "
-            "bad = {'numpy', 'matplotlib', 'tqdm', 'jsonschema'} & set(sys.modules); "
-            "assert not bad, bad")
+    code = (
+        "import sys, routedllm, routedllm.cli; "
+        "bad = {'numpy', 'matplotlib', 'tqdm', 'jsonschema'} & set(sys.modules); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

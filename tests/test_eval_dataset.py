@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routedllm.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.dataset import EvalSet, load_rows, validated, write_rows
 from routedllm.evaluation.published import routellm_rows
 from routedllm.workload import WorkloadRow, read_rows
@@ -22,12 +22,22 @@ def rows(*dicts: dict) -> list[WorkloadRow]:
 
 
 def test_tags_given_or_inferred_and_outcomes_as_matrix() -> None:
-    data = EvalSet.from_rows(rows(
-        {"id": "a", "prompt": "Refactor this:\n```python\nx=1\n```", "outcomes": {
-            "m1": {"score": 1.0, "cost_usd": 0.002}, "m2": {"score": 0.25}}},
-        {"id": "b", "prompt": "hello", "tags": ["extraction"], "expected_output_tokens": 40,
-         "outcomes": {"m2": {"score": 0.5, "cost_usd": 0.001}}},
-    ))
+    data = EvalSet.from_rows(
+        rows(
+            {
+                "id": "a",
+                "prompt": "Refactor this:\n```python\nx=1\n```",
+                "outcomes": {"m1": {"score": 1.0, "cost_usd": 0.002}, "m2": {"score": 0.25}},
+            },
+            {
+                "id": "b",
+                "prompt": "hello",
+                "tags": ["extraction"],
+                "expected_output_tokens": 40,
+                "outcomes": {"m2": {"score": 0.5, "cost_usd": 0.001}},
+            },
+        )
+    )
     assert data.tag_sets[data.tag_index[0]] == ("code",) and data.inferred.tolist() == [True, False]
     assert data.tag_sets[data.tag_index[1]] == ("extraction",)
     assert data.output_tokens.tolist() == [0, 40]
@@ -38,8 +48,10 @@ def test_tags_given_or_inferred_and_outcomes_as_matrix() -> None:
 
 
 def test_groups_auto_tag_and_field() -> None:
-    source = rows({"id": "a", "prompt": "x", "tags": ["general"], "category": "law", "topic": "t1"},
-                  {"id": "b", "prompt": "y", "tags": ["code"], "topic": "t2"})
+    source = rows(
+        {"id": "a", "prompt": "x", "tags": ["general"], "category": "law", "topic": "t1"},
+        {"id": "b", "prompt": "y", "tags": ["code"], "topic": "t2"},
+    )
     assert EvalSet.from_rows(source).group_names == ("law", "code")
     assert EvalSet.from_rows(source, group_by="tag").group_names == ("general", "code")
     assert EvalSet.from_rows(source, group_by="topic").group_names == ("t1", "t2")
@@ -75,12 +87,18 @@ def test_load_rows_defaults_to_the_sample_and_write_round_trips(tmp_path: Path) 
 
 def test_routellm_mmlu_rows_drop_contaminated_prompts() -> None:
     out = routellm_rows(ROUTELLM, "mmlu")
-    assert [r["id"] for r in out] == ["mmlu-anatomy-0", "mmlu-anatomy-1", "mmlu-virology-0",
-                                      "mmlu-virology-1"]
+    assert [r["id"] for r in out] == [
+        "mmlu-anatomy-0",
+        "mmlu-anatomy-1",
+        "mmlu-virology-0",
+        "mmlu-virology-1",
+    ]
     first = out[1]
     assert first["category"] == "anatomy" and first["tags"] == ["general"]
-    assert first["outcomes"] == {"org/weak-y": {"score": 0.0, "cost_usd": None},
-                                 "strong-x": {"score": 1.0, "cost_usd": None}}
+    assert first["outcomes"] == {
+        "org/weak-y": {"score": 0.0, "cost_usd": None},
+        "strong-x": {"score": 1.0, "cost_usd": None},
+    }
     assert len(routellm_rows(ROUTELLM, "mmlu", drop_contaminated=False)) == 5
     # the folder can be given at any level
     assert len(routellm_rows(ROUTELLM / "evals", "mmlu")) == 4

@@ -8,7 +8,7 @@ import sys
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from routedllm.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.graders import (
     JsonSchemaValid,
     LLMJudge,
@@ -41,8 +41,11 @@ def test_regex_searches_the_answer() -> None:
         grade(row(reference="(", grader="regex"), "x")
 
 
-SCHEMA = {"type": "object", "required": ["name", "age"],
-          "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}}
+SCHEMA = {
+    "type": "object",
+    "required": ["name", "age"],
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}},
+}
 
 
 def test_json_schema_validity() -> None:
@@ -77,7 +80,8 @@ def test_python_tests_run_the_answer_in_a_subprocess() -> None:
 def test_python_tests_time_out() -> None:
     r = row(grader="python_tests", tests="assert True\n")
     slow = PythonTests(timeout_s=0.5, python=sys.executable).grade(
-        r, "import time\ntime.sleep(5)\n")
+        r, "import time\ntime.sleep(5)\n"
+    )
     assert slow.score == 0.0 and "timed out" in slow.detail
 
 

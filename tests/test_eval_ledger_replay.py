@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from routedllm import JsonlLedger, Policy, Request, Usage, build_record, call_cost, decide
-from routedllm.catalog import Catalog
 from routedllm.cli import main
+from routedllm.core.catalog import Catalog
 from routedllm.evaluation.ledger_replay import group_calls, render, replay_ledger
 
 CATALOG = Catalog.default()
@@ -18,26 +18,64 @@ TS = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 
 
 def first(tags: list[str], preset: str, tokens_in: int, tokens_out: int) -> str:
-    return decide(CATALOG, Policy(preset=preset), Request(
-        messages=[{"role": "user", "content": "."}], tags=tags, input_tokens=tokens_in,
-        max_output_tokens=tokens_out)).model
+    return decide(
+        CATALOG,
+        Policy(preset=preset),
+        Request(
+            messages=[{"role": "user", "content": "."}],
+            tags=tags,
+            input_tokens=tokens_in,
+            max_output_tokens=tokens_out,
+        ),
+    ).model
 
 
-def call(run: str, tags: list[str], tokens: tuple[int, int, int] = (1200, 300, 0),
-         preset: str = "value", model: str | None = None, **kw):
+def call(
+    run: str,
+    tags: list[str],
+    tokens: tuple[int, int, int] = (1200, 300, 0),
+    preset: str = "value",
+    model: str | None = None,
+    **kw,
+):
     tokens_in, tokens_out, cached = tokens
     model = model or first(tags, preset, tokens_in, tokens_out)
-    return build_record(CATALOG, model, usage=Usage(tokens_in, tokens_out, cached), ts=TS,
-                        latency_s=1.0, run_id=run, tags=tags, policy=preset, **kw)
+    return build_record(
+        CATALOG,
+        model,
+        usage=Usage(tokens_in, tokens_out, cached),
+        ts=TS,
+        latency_s=1.0,
+        run_id=run,
+        tags=tags,
+        policy=preset,
+        **kw,
+    )
 
 
 def fallback(run: str, tags: list[str]) -> list:
     """A call whose first choice was rate limited: two attempts."""
-    ranking = decide(CATALOG, Policy(), Request(
-        messages=[{"role": "user", "content": "."}], tags=tags, input_tokens=900,
-        max_output_tokens=200)).ranking
-    failed = build_record(CATALOG, ranking[0], usage=Usage(0, 0), ts=TS, latency_s=0.1,
-                          run_id=run, tags=tags, outcome="RateLimitError", policy="value")
+    ranking = decide(
+        CATALOG,
+        Policy(),
+        Request(
+            messages=[{"role": "user", "content": "."}],
+            tags=tags,
+            input_tokens=900,
+            max_output_tokens=200,
+        ),
+    ).ranking
+    failed = build_record(
+        CATALOG,
+        ranking[0],
+        usage=Usage(0, 0),
+        ts=TS,
+        latency_s=0.1,
+        run_id=run,
+        tags=tags,
+        outcome="RateLimitError",
+        policy="value",
+    )
     return [failed, call(run, tags, (900, 200, 0), model=ranking[1], attempt=2)]
 
 
@@ -56,9 +94,16 @@ def test_same_policy_reproduces_the_recorded_cost_without_fallbacks() -> None:
     assert all(c.model == c.recorded_model for c in plain)
     assert all(c.cost_usd == pytest.approx(c.recorded_cost_usd) for c in plain)
     d = next(c for c in replay.calls if c.run_id == "d")
-    ranking = decide(CATALOG, Policy(), Request(messages=[{"role": "user", "content": "."}],
-                                                tags=["general"], input_tokens=900,
-                                                max_output_tokens=200)).ranking
+    ranking = decide(
+        CATALOG,
+        Policy(),
+        Request(
+            messages=[{"role": "user", "content": "."}],
+            tags=["general"],
+            input_tokens=900,
+            max_output_tokens=200,
+        ),
+    ).ranking
     assert d.recorded_model == ranking[1] and d.model == ranking[0]  # B's choice answers at once
     assert d.recorded_cost_usd == pytest.approx(sum(r.cost_usd for r in LEDGER if r.run_id == "d"))
 
@@ -68,8 +113,11 @@ def test_another_policy_is_priced_on_the_same_tokens() -> None:
     for c in replay.calls:
         model = first(list(c.tags), "quality", c.input_tokens, c.output_tokens)
         assert c.model == model
-        assert c.cost_usd == pytest.approx(call_cost(
-            CATALOG.get(model), c.input_tokens, c.output_tokens, c.cached_input_tokens).total_usd)
+        assert c.cost_usd == pytest.approx(
+            call_cost(
+                CATALOG.get(model), c.input_tokens, c.output_tokens, c.cached_input_tokens
+            ).total_usd
+        )
     totals = replay.totals()
     assert totals["calls"] == totals["compared"] == 5
     assert totals["cost_usd"] == pytest.approx(sum(c.cost_usd for c in replay.calls))
@@ -82,9 +130,17 @@ def test_another_policy_is_priced_on_the_same_tokens() -> None:
 
 def test_calls_that_cannot_be_replayed_are_set_apart() -> None:
     shadow = call("s", ["code"], model="gpt-4o").model_copy(
-        update={"policy": "shadow", "parent_run_id": "a"})
-    failed = build_record(CATALOG, "gpt-4o", usage=Usage(0, 0), ts=TS, latency_s=0.1,
-                          run_id="f", outcome="APITimeoutError")
+        update={"policy": "shadow", "parent_run_id": "a"}
+    )
+    failed = build_record(
+        CATALOG,
+        "gpt-4o",
+        usage=Usage(0, 0),
+        ts=TS,
+        latency_s=0.1,
+        run_id="f",
+        outcome="APITimeoutError",
+    )
     no_usage = build_record(CATALOG, "gpt-4o", usage=None, ts=TS, latency_s=1.0, run_id="u")
     replay = replay_ledger([*LEDGER, shadow, failed, no_usage], CATALOG, Policy())
     assert replay.skipped == {"shadow": 1, "no_answer": 1, "no_usage": 1}
@@ -94,8 +150,12 @@ def test_calls_that_cannot_be_replayed_are_set_apart() -> None:
 
 
 def test_a_model_that_cannot_serve_a_call_is_reported() -> None:
-    text_only = Policy(preset="quality", allowed_models=frozenset({"deepseek-v4-flash"}),
-                       allow_unscored=True, allow_unpriced=True)
+    text_only = Policy(
+        preset="quality",
+        allowed_models=frozenset({"deepseek-v4-flash"}),
+        allow_unscored=True,
+        allow_unpriced=True,
+    )
     replay = replay_ledger(LEDGER, CATALOG, text_only, "always:deepseek-v4-flash")
     vision = next(c for c in replay.calls if c.run_id == "v")
     assert vision.model is None and vision.cost_usd is None and "image_input" in vision.why_none
@@ -110,27 +170,46 @@ def test_cli_replays_a_ledger(capsys, tmp_path: Path) -> None:
     sink = JsonlLedger(path)
     for record in LEDGER:
         sink.emit(record)
-    code = main(["eval", "--replay-ledger", str(path), "--policy", "quality",
-                 "--policy", "always:gpt-4o", "--json"])
+    code = main(
+        [
+            "eval",
+            "--replay-ledger",
+            str(path),
+            "--policy",
+            "quality",
+            "--policy",
+            "always:gpt-4o",
+            "--json",
+        ]
+    )
     out, _ = capsys.readouterr()
     data = json.loads(out)
     quality, gpt = data["policies"]
     assert code == 0 and quality["policy"] == "quality" and gpt["policy"] == "always:gpt-4o"
     assert {s["to"] for s in gpt["switches"]} == {"gpt-4o"}
-    assert gpt["totals"]["cost_usd"] == pytest.approx(sum(
-        call_cost(CATALOG.get("gpt-4o"), r.input_tokens, r.output_tokens,
-                  r.cached_input_tokens).total_usd for r in LEDGER if r.ok))
+    assert gpt["totals"]["cost_usd"] == pytest.approx(
+        sum(
+            call_cost(
+                CATALOG.get("gpt-4o"), r.input_tokens, r.output_tokens, r.cached_input_tokens
+            ).total_usd
+            for r in LEDGER
+            if r.ok
+        )
+    )
     code = main(["eval", "--replay-ledger", str(path), "--policy", "value"])
     out, _ = capsys.readouterr()
     assert code == 0 and "replayed under value" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--policy", "value"], "cannot read ledger"),
-    ([], "needs --policy"),
-    (["--policy", "sweep"], "does not route single calls"),
-    (["--online", "--policy", "value"], "not both"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--policy", "value"], "cannot read ledger"),
+        ([], "needs --policy"),
+        (["--policy", "sweep"], "does not route single calls"),
+        (["--online", "--policy", "value"], "not both"),
+    ],
+)
 def test_cli_replay_errors(capsys, tmp_path: Path, argv, message) -> None:
     code = main(["eval", "--replay-ledger", str(tmp_path / "missing.jsonl"), *argv])
     _, err = capsys.readouterr()

@@ -44,7 +44,8 @@ def test_cpt_interpolates_on_the_first_segment_reaching_the_target() -> None:
     # PGR 50% = quality 0.70, reached inside the first segment: 0.25 * (0.10 / 0.12)
     assert cpt(curve, WEAK, STRONG, 0.5) == pytest.approx(0.25 * 0.10 / 0.12)
     assert cpt(curve, WEAK, STRONG, 0.5) == pytest.approx(
-        np.interp(0.70, [p[1] for p in curve], [p[0] for p in curve]))
+        np.interp(0.70, [p[1] for p in curve], [p[0] for p in curve])
+    )
     # 95% of the strong model = 0.76: second segment
     assert strong_share_at(curve, STRONG, 0.95) == pytest.approx(0.25 + 0.25 * (0.04 / 0.06))
 
@@ -65,8 +66,7 @@ def test_two_model_figures_names() -> None:
 
 
 def test_frontier_keeps_the_non_decreasing_upper_hull() -> None:
-    points = [(1.0, 0.5), (2.0, 0.55), (3.0, 0.8), (2.5, 0.9), (5.0, 0.85), (4.0, 0.95),
-              (1.0, 0.4)]
+    points = [(1.0, 0.5), (2.0, 0.55), (3.0, 0.8), (2.5, 0.9), (5.0, 0.85), (4.0, 0.95), (1.0, 0.4)]
     hull = frontier(points)
     # (2, 0.55) lies under the chord from (1, 0.5) to (2.5, 0.9); (3, 0.8) under the
     # chord to (4, 0.95); (5, 0.85) is dearer and worse than (4, 0.95)

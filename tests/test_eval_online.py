@@ -9,9 +9,9 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from routedllm import Catalog, Policy, Request, call_cost, decide, read_ledger
-from routedllm.chat_model import RoutedChatModel
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.cli import main
-from routedllm.errors import InvalidRequestError, UnknownModelError
+from routedllm.core.errors import InvalidRequestError, UnknownModelError
 from routedllm.evaluation.online import NO_ANSWER, online_policy, quantile, render, run_online
 from routedllm.testing import ModelSpec, Upstream
 from routedllm.workload import WorkloadRow
@@ -23,21 +23,40 @@ KEY = "test-key-not-a-secret"
 
 def chosen(tag: str, preset: str = "value") -> str:
     """The model the router picks first for a call with this tag."""
-    return decide(CATALOG, Policy(preset=preset),
-                  Request(messages=[{"role": "user", "content": "x"}], tags=[tag])).model
+    return decide(
+        CATALOG,
+        Policy(preset=preset),
+        Request(messages=[{"role": "user", "content": "x"}], tags=[tag]),
+    ).model
 
 
 CODE, ZH, GENERAL = chosen("code"), chosen("chinese"), chosen("general")
 
 ROWS = [
-    WorkloadRow(id="add", prompt="Write add(a, b).", tags=["code"], grader="python_tests",
-                tests="assert add(2, 3) == 5\n"),
-    WorkloadRow(id="capital", prompt="Capital of France? One word.", tags=["general"],
-                grader="exact", reference="Paris"),
-    WorkloadRow(id="zh", prompt="中国的首都是哪里？", tags=["chinese"], grader="regex",
-                reference="北京"),
-    WorkloadRow(id="json", prompt="Give {\"a\": 1} as JSON.", tags=["code"], grader="json_schema",
-                schema={"type": "object", "required": ["a"]}),
+    WorkloadRow(
+        id="add",
+        prompt="Write add(a, b).",
+        tags=["code"],
+        grader="python_tests",
+        tests="assert add(2, 3) == 5\n",
+    ),
+    WorkloadRow(
+        id="capital",
+        prompt="Capital of France? One word.",
+        tags=["general"],
+        grader="exact",
+        reference="Paris",
+    ),
+    WorkloadRow(
+        id="zh", prompt="中国的首都是哪里？", tags=["chinese"], grader="regex", reference="北京"
+    ),
+    WorkloadRow(
+        id="json",
+        prompt='Give {"a": 1} as JSON.',
+        tags=["code"],
+        grader="json_schema",
+        schema={"type": "object", "required": ["a"]},
+    ),
     WorkloadRow(id="free", prompt="Say something nice.", tags=["general"]),
 ]
 REPLIES = {
@@ -48,8 +67,9 @@ REPLIES = {
 
 
 def upstream(**extra: ModelSpec) -> Upstream:
-    specs = {m: ModelSpec(reply=r, prompt_tokens=40, completion_tokens=12)
-             for m, r in REPLIES.items()}
+    specs = {
+        m: ModelSpec(reply=r, prompt_tokens=40, completion_tokens=12) for m, r in REPLIES.items()
+    }
     return Upstream({**specs, **extra}, api_key=KEY)
 
 
@@ -81,12 +101,14 @@ def test_rows_are_graded_costed_and_ledgered(tmp_path: Path) -> None:
     for r in report.rows:
         assert r.cost_usd == pytest.approx(call_cost(CATALOG.get(r.model), 40, 12).total_usd)
         assert r.baseline_cost_usd == pytest.approx(
-            call_cost(CATALOG.get("gpt-4o"), 40, 12).total_usd)
+            call_cost(CATALOG.get("gpt-4o"), 40, 12).total_usd
+        )
     assert total.cost_usd == pytest.approx(sum(r.cost_usd for r in report.rows))
     assert 0 < total.cost_ratio < 1
     records = read_ledger(ledger)
     assert len(records) == len(ROWS) and {r.run_id for r in records} == {
-        r.records[0].run_id for r in report.rows}
+        r.records[0].run_id for r in report.rows
+    }
     data = report.to_json()
     assert data["by_model"][CODE]["quality"] == 0.5 and data["rows"][0]["score"] == 1.0
     assert data["total"]["latency_s"]["p50"] > 0
@@ -98,8 +120,9 @@ def test_fallbacks_and_failures_are_counted_not_fatal(tmp_path: Path) -> None:
     ledger = tmp_path / "eval.jsonl"
     broken = ModelSpec(faults={"500": 1.0})
     with upstream(**{ZH: broken}) as up:
-        llm = routed(up, policy=Policy(allowed_models=frozenset({CODE, ZH, GENERAL}),
-                                       allow_unscored=True))
+        llm = routed(
+            up, policy=Policy(allowed_models=frozenset({CODE, ZH, GENERAL}), allow_unscored=True)
+        )
         report = run_online(ROWS, llm, catalog=CATALOG, ledger_path=str(ledger))
         zh_requests = len(up.requests_for(ZH))
     zh = next(r for r in report.rows if r.id == "zh")
@@ -109,8 +132,11 @@ def test_fallbacks_and_failures_are_counted_not_fatal(tmp_path: Path) -> None:
     assert len(read_ledger(ledger)) == len(ROWS) + 1  # one line per attempt
 
     with upstream(**{m: broken for m in REPLIES}) as up:
-        failed = run_online(ROWS[:2], routed(up, policy=Policy(
-            allowed_models=frozenset(REPLIES), allow_unscored=True)), catalog=CATALOG)
+        failed = run_online(
+            ROWS[:2],
+            routed(up, policy=Policy(allowed_models=frozenset(REPLIES), allow_unscored=True)),
+            catalog=CATALOG,
+        )
     assert all(r.model is None and r.error for r in failed.rows)
     assert failed.by_model()[NO_ANSWER].errors == 2 and failed.total().quality is None
     assert all(r.cost_usd == 0 for r in failed.rows)  # failed attempts returned no tokens
@@ -128,20 +154,29 @@ def test_concurrency_is_bounded() -> None:
 
 
 def test_any_chat_model_and_a_judge() -> None:
-    rows = [WorkloadRow(id="q", prompt="What is 2 + 2?", grader="judge", reference="4",
-                        tags=["general"]),
-            WorkloadRow(id="r", prompt="Name a colour.", grader="regex", reference="(?i)blue")]
+    rows = [
+        WorkloadRow(
+            id="q", prompt="What is 2 + 2?", grader="judge", reference="4", tags=["general"]
+        ),
+        WorkloadRow(id="r", prompt="Name a colour.", grader="regex", reference="(?i)blue"),
+    ]
     judge = FakeListChatModel(responses=["Correct and concise. Rating: [[8]]"])
     seen = []
-    report = run_online(rows, FakeChat(model="gpt-4o-mini", reply="4, and blue", output_tokens=5),
-                        catalog=CATALOG, judge=judge, on_row=seen.append)
+    report = run_online(
+        rows,
+        FakeChat(model="gpt-4o-mini", reply="4, and blue", output_tokens=5),
+        catalog=CATALOG,
+        judge=judge,
+        on_row=seen.append,
+    )
     assert {r.id: r.score for r in report.rows} == {"q": 0.8, "r": 1.0}
     assert sorted(r.id for r in seen) == ["q", "r"]
     assert report.label == "always:gpt-4o-mini" and report.judge["attempts"] == 1
     q = report.rows[0]
     assert q.model == "gpt-4o-mini" and q.tags == ("general",)
     assert q.cost_usd == pytest.approx(
-        call_cost(CATALOG.get("gpt-4o-mini"), len("What is 2 + 2?"), 5).total_usd)
+        call_cost(CATALOG.get("gpt-4o-mini"), len("What is 2 + 2?"), 5).total_usd
+    )
     assert "judge: 1 calls" in render([report], "rows")
 
 
@@ -192,11 +227,27 @@ def test_cli_online_compares_policies(capsys, tmp_path: Path, monkeypatch) -> No
     rows.write_text("".join(json.dumps(r.model_dump(exclude_none=True)) + "\n" for r in ROWS))
     ledger = tmp_path / "l.jsonl"
     monkeypatch.setenv("GLOBAL_API_KEY", KEY)
-    with upstream(**{"gpt-4o": ModelSpec(reply="Paris", prompt_tokens=40, completion_tokens=12)}
-                  ) as up:
-        code = main(["eval", str(rows), "--online", "--base-url", up.base_url, "--json",
-                     "--policy", "value", "--policy", "always:gpt-4o", "--ledger", str(ledger),
-                     "--concurrency", "2"])
+    with upstream(
+        **{"gpt-4o": ModelSpec(reply="Paris", prompt_tokens=40, completion_tokens=12)}
+    ) as up:
+        code = main(
+            [
+                "eval",
+                str(rows),
+                "--online",
+                "--base-url",
+                up.base_url,
+                "--json",
+                "--policy",
+                "value",
+                "--policy",
+                "always:gpt-4o",
+                "--ledger",
+                str(ledger),
+                "--concurrency",
+                "2",
+            ]
+        )
     out, _ = capsys.readouterr()
     data = json.loads(out)
     value, always = data["policies"]
@@ -211,12 +262,13 @@ def test_cli_online_compares_policies(capsys, tmp_path: Path, monkeypatch) -> No
 @pytest.mark.allow_hosts(["127.0.0.1"])
 def test_cli_online_with_a_judge_model(capsys, tmp_path: Path, monkeypatch) -> None:
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps({"id": "j", "prompt": "Explain recursion.", "tags": ["code"],
-                                "grader": "judge"}) + "\n")
+    rows.write_text(
+        json.dumps({"id": "j", "prompt": "Explain recursion.", "tags": ["code"], "grader": "judge"})
+        + "\n"
+    )
     monkeypatch.setenv("GLOBAL_API_KEY", KEY)
     with upstream(**{"gpt-4o": ModelSpec(reply="Clear. Rating: [[7]]")}) as up:
-        code = main(["eval", str(rows), "--online", "--base-url", up.base_url,
-                     "--judge", "gpt-4o"])
+        code = main(["eval", str(rows), "--online", "--base-url", up.base_url, "--judge", "gpt-4o"])
         judged = [r for r in up.requests_for("gpt-4o")]
     out, _ = capsys.readouterr()
     assert code == 0 and len(judged) == 1

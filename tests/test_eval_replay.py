@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from routedllm import Catalog, Policy, Request, decide
-from routedllm.errors import InvalidRequestError, UnknownModelError
+from routedllm.core.errors import InvalidRequestError, UnknownModelError
 from routedllm.evaluation.dataset import EvalSet, load_rows
 from routedllm.evaluation.policies import (
     Always,
@@ -47,8 +47,15 @@ def test_replay_matches_decide_row_by_row(catalog: Catalog, sample, preset: str)
     space = ModelSpace.build(catalog, data)
     rep = replay(Routed(preset, policy), data, space)
     for i, row in enumerate(rows):
-        d = decide(catalog, policy, Request(messages=row.chat_messages(), tags=row.tags,
-                                            max_output_tokens=row.expected_output_tokens))
+        d = decide(
+            catalog,
+            policy,
+            Request(
+                messages=row.chat_messages(),
+                tags=row.tags,
+                max_output_tokens=row.expected_output_tokens,
+            ),
+        )
         assert space.ids[rep.choice[i]] == d.model, row.id
         assert rep.cost[i] == pytest.approx(d.estimated_cost_usd), row.id
         assert rep.quality[i] == pytest.approx(d.score / 100), row.id
@@ -89,8 +96,12 @@ def test_measured_quality_and_cost_come_from_the_outcomes(catalog, measured) -> 
     result = summarize(gpt, replay(gpt, measured, space), measured, space)
     assert result.quality == pytest.approx((1 + 1 + 1 + 0.5 + 1 + 1) / 6)
     assert result.cost_usd == pytest.approx(0.018)
-    assert result.per_tag["code"] == {"rows": 2, "no_eligible": 0, "cost_usd": pytest.approx(0.007),
-                                      "quality": 1.0}
+    assert result.per_tag["code"] == {
+        "rows": 2,
+        "no_eligible": 0,
+        "cost_usd": pytest.approx(0.007),
+        "quality": 1.0,
+    }
     # glm-5 has no outcome on zh-2: unmeasured there, priced from the catalog
     glm = Always("glm-5")
     rep = replay(glm, measured, space)
@@ -102,9 +113,14 @@ def test_measured_quality_and_cost_come_from_the_outcomes(catalog, measured) -> 
 
 
 def test_per_call_cost_for_models_outside_the_catalog(catalog: Catalog) -> None:
-    data = EvalSet.from_rows([WorkloadRow.model_validate(
-        {"id": str(i), "prompt": "q", "outcomes": {"house-model": {"score": 1.0}}})
-        for i in range(3)])
+    data = EvalSet.from_rows(
+        [
+            WorkloadRow.model_validate(
+                {"id": str(i), "prompt": "q", "outcomes": {"house-model": {"score": 1.0}}}
+            )
+            for i in range(3)
+        ]
+    )
     bare = ModelSpace.build(catalog, data)
     policy = Always("house-model")
     assert summarize(policy, replay(policy, data, bare), data, bare).uncosted == 3
@@ -118,7 +134,13 @@ def test_oracle_takes_the_cheapest_of_the_best(catalog, measured) -> None:
     space = ModelSpace.build(catalog, measured)
     rep = replay(Oracle(), measured, space)
     assert [space.ids[i] for i in rep.choice] == [
-        "deepseek-v4-flash", "glm-5", "deepseek-v4-flash", "glm-5", "glm-5", "deepseek-v4-flash"]
+        "deepseek-v4-flash",
+        "glm-5",
+        "deepseek-v4-flash",
+        "glm-5",
+        "glm-5",
+        "deepseek-v4-flash",
+    ]
     assert np.nanmean(rep.quality) == 1.0
     assert rep.cost.sum() == pytest.approx(0.0029)
 

@@ -17,8 +17,8 @@ from routedllm import (
     estimate_cost,
     read_ledger,
 )
-from routedllm.chat_model import RoutedChatModel
-from routedllm.errors import InvalidRequestError
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.graders import LLMJudge
 from routedllm.evaluation.ledger_replay import replay_ledger
 from routedllm.evaluation.shadow import SHADOW_POLICY, ShadowHandler
@@ -154,13 +154,20 @@ def test_bad_settings_are_refused() -> None:
 def test_routed_traffic_shadowed_on_the_stand_in(tmp_path: Path) -> None:
     ledger = tmp_path / "calls.jsonl"
     key = "test-key-not-a-secret"
-    with Upstream(default=ModelSpec(reply="use a colon", prompt_tokens=30, completion_tokens=8),
-                  api_key=key) as up:
+    with Upstream(
+        default=ModelSpec(reply="use a colon", prompt_tokens=30, completion_tokens=8), api_key=key
+    ) as up:
         llm = RoutedChatModel(api_key=key, base_url=up.base_url, catalog=CATALOG)
         gpt = RoutedChatModel(api_key=key, base_url=up.base_url, catalog=CATALOG, model="gpt-4o")
         handler = CostLatencyHandler(CATALOG, ledger_path=ledger)
-        with ShadowHandler(gpt, baseline_model="gpt-4o", budget_usd=1, share=1.0,
-                           catalog=CATALOG, sinks=[JsonlLedger(ledger)]) as sh:
+        with ShadowHandler(
+            gpt,
+            baseline_model="gpt-4o",
+            budget_usd=1,
+            share=1.0,
+            catalog=CATALOG,
+            sinks=[JsonlLedger(ledger)],
+        ) as sh:
             llm.invoke(PROMPT, config={"callbacks": [handler, sh], "tags": ["code"]})
             sh.drain(10)
         asked = [r.model for r in up.requests]

@@ -31,8 +31,8 @@ from routedllm import (
     decide,
     read_ledger,
 )
-from routedllm.chat_model import RoutedChatModel
-from routedllm.errors import StreamInterruptedError
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm.core.errors import StreamInterruptedError
 from routedllm.testing import ModelSpec, Upstream
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
@@ -82,7 +82,9 @@ async def test_each_fault_falls_back_or_raises_a_typed_error(fault: str) -> None
         reply = await asyncio.wait_for(llm.ainvoke("summarise this"), 3 * TIMEOUT_S + 5)
         record = reply.response_metadata["routedllm"]
         assert [(a["model"], a["outcome"], a["error_type"]) for a in record["attempts"]] == [
-            (first, "error", kind), (second, "ok", None)]
+            (first, "error", kind),
+            (second, "ok", None),
+        ]
         assert reply.response_metadata["model_name"] == second and reply.text
 
         chunks: list[Any] = []
@@ -92,7 +94,9 @@ async def test_each_fault_falls_back_or_raises_a_typed_error(fault: str) -> None
             [tail] = [c for c in chunks if "routedllm" in c.response_metadata]
             attempts = tail.response_metadata["routedllm"]["attempts"]
             assert [(a["model"], a["outcome"]) for a in attempts] == [
-                (first, "error"), (second, "ok")]
+                (first, "error"),
+                (second, "ok"),
+            ]
             assert "".join(c.text for c in chunks).startswith(f"Hello from {second}")
         else:
             with pytest.raises(StreamInterruptedError) as caught:
@@ -106,12 +110,23 @@ async def test_each_fault_falls_back_or_raises_a_typed_error(fault: str) -> None
             assert [(a["model"], a["error_type"]) for a in error.attempts] == [(first, kind)]
             assert f"1. {first}: error: {kind}" in str(error)
         assert [r.model for r in up.requests] == [first, second, first] + (
-            [second] if streamed == "fallback" else [])
+            [second] if streamed == "fallback" else []
+        )
 
 
 # -- the suite --------------------------------------------------------------------------------
-SHARES = {"429": 0.04, "500": 0.04, "502": 0.03, "503": 0.03, "slow": 0.03, "reset": 0.03,
-          "cut": 0.03, "malformed": 0.03, "error_event": 0.02, "no_choices": 0.02}
+SHARES = {
+    "429": 0.04,
+    "500": 0.04,
+    "502": 0.03,
+    "503": 0.03,
+    "slow": 0.03,
+    "reset": 0.03,
+    "cut": 0.03,
+    "malformed": 0.03,
+    "error_event": 0.02,
+    "no_choices": 0.02,
+}
 CALLS, CONCURRENCY = 1000, 256
 
 
@@ -136,8 +151,9 @@ async def test_1000_calls_256_at_once_with_30_percent_of_responses_faulty(
     slowest = 0.0
 
     with Upstream(specs, seed=11) as up:
-        llm = model(up, budget=budget, **({} if breaker == "default breaker" else
-                                          {"breaker": None}))
+        llm = model(
+            up, budget=budget, **({} if breaker == "default breaker" else {"breaker": None})
+        )
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def call(i: int) -> None:
@@ -161,10 +177,13 @@ async def test_1000_calls_256_at_once_with_30_percent_of_responses_faulty(
                     outcomes[type(exc).__name__] += 1
                     tried = exc.attempts
                     text = str(exc)
-                    if not tried or any(f"{n}. {a['model']}: {a['outcome']}" not in text
-                                        for n, a in enumerate(tried, 1)):
-                        problems.append(f"call {i}: {type(exc).__name__} does not name each "
-                                        f"attempt: {text}")
+                    if not tried or any(
+                        f"{n}. {a['model']}: {a['outcome']}" not in text
+                        for n, a in enumerate(tried, 1)
+                    ):
+                        problems.append(
+                            f"call {i}: {type(exc).__name__} does not name each attempt: {text}"
+                        )
                     if isinstance(exc, StreamInterruptedError):
                         record = exc.routedllm  # type: ignore[attr-defined]
                         charged.append(record["estimated_cost_usd"])
@@ -196,21 +215,36 @@ async def test_1000_calls_256_at_once_with_30_percent_of_responses_faulty(
         faults = Counter(r.fault or "ok" for r in received)
 
     records = read_ledger(ledger)
-    sent = Counter(m for (m, outcome), n in attempts.items() if outcome != "skipped"
-                   for _ in range(n))
+    sent = Counter(
+        m for (m, outcome), n in attempts.items() if outcome != "skipped" for _ in range(n)
+    )
     status = budget.status()
-    print(f"\n{breaker}: {CALLS} calls, {CONCURRENCY} at once, {elapsed:.1f}s, slowest call "
-          f"{slowest:.2f}s (bound {bound_s:.0f}s)")
+    print(
+        f"\n{breaker}: {CALLS} calls, {CONCURRENCY} at once, {elapsed:.1f}s, slowest call "
+        f"{slowest:.2f}s (bound {bound_s:.0f}s)"
+    )
     print("outcomes:", dict(outcomes.most_common()))
-    print("upstream responses:", len(received), dict(faults.most_common()),
-          f"faulty share {1 - faults['ok'] / len(received):.1%}")
-    print("attempts:", dict(Counter(o for (_, o), n in attempts.items() for _ in range(n))),
-          "| ledger records:", len(records), "| most concurrent requests:", up.max_concurrent)
+    print(
+        "upstream responses:",
+        len(received),
+        dict(faults.most_common()),
+        f"faulty share {1 - faults['ok'] / len(received):.1%}",
+    )
+    print(
+        "attempts:",
+        dict(Counter(o for (_, o), n in attempts.items() for _ in range(n))),
+        "| ledger records:",
+        len(records),
+        "| most concurrent requests:",
+        up.max_concurrent,
+    )
     print("failed or skipped attempts:", dict(kinds.most_common()))
     if llm.breaker is not None:
         print("circuit breaker at the end:", llm.breaker)
-    print(f"budget: spent ${status.spent_usd:.6f} over {status.settled_calls} settled calls, "
-          f"held ${status.reserved_usd:.6f} by {status.in_flight} in flight")
+    print(
+        f"budget: spent ${status.spent_usd:.6f} over {status.settled_calls} settled calls, "
+        f"held ${status.reserved_usd:.6f} by {status.in_flight} in flight"
+    )
 
     assert not problems, "\n".join(problems[:20])
     # Most calls get an answer (a busy machine turns some answers into timeouts, and the
@@ -229,7 +263,10 @@ async def test_1000_calls_256_at_once_with_30_percent_of_responses_faulty(
 
 async def _stream(llm: RoutedChatModel, prompt: str, config: dict[str, Any]) -> dict[str, Any]:
     """Consume a stream; the record of the one chunk that carries it."""
-    records = [chunk.response_metadata["routedllm"] async for chunk in
-               llm.astream(prompt, config=config) if "routedllm" in chunk.response_metadata]
+    records = [
+        chunk.response_metadata["routedllm"]
+        async for chunk in llm.astream(prompt, config=config)
+        if "routedllm" in chunk.response_metadata
+    ]
     assert len(records) == 1
     return records[0]

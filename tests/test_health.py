@@ -131,7 +131,8 @@ def test_decisions_skip_cooling_models_and_say_why(catalog: Catalog, clock: Cloc
     assert why.code == "unavailable" and "circuit open" in why.reason and "500" in why.reason
     clock.now += 61
     assert decide(catalog, policy, Request(**request, unavailable=cb.unavailable())).model == (
-        first.model)
+        first.model
+    )
 
 
 def test_thread_safe_counting(clock: Clock) -> None:
@@ -163,15 +164,18 @@ def test_reset(clock: Clock) -> None:
     assert cb.unavailable() == {}
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"failures": None}, "needs failures=K or failure_rate=R"),
-    ({"failures": 0}, "failures must be a whole number >= 1"),
-    ({"failure_rate": 1.5}, "failure_rate must be within (0, 1]"),
-    ({"cooldown_s": 0}, "cooldown_s must be a positive number"),
-    ({"window_s": -1}, "window_s must be a positive number"),
-    ({"cooldown_s": 30, "max_cooldown_s": 10}, "max_cooldown_s (10) is below cooldown_s (30)"),
-    ({"min_calls": 0}, "min_calls must be a whole number >= 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"failures": None}, "needs failures=K or failure_rate=R"),
+        ({"failures": 0}, "failures must be a whole number >= 1"),
+        ({"failure_rate": 1.5}, "failure_rate must be within (0, 1]"),
+        ({"cooldown_s": 0}, "cooldown_s must be a positive number"),
+        ({"window_s": -1}, "window_s must be a positive number"),
+        ({"cooldown_s": 30, "max_cooldown_s": 10}, "max_cooldown_s (10) is below cooldown_s (30)"),
+        ({"min_calls": 0}, "min_calls must be a whole number >= 1"),
+    ],
+)
 def test_bad_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         CircuitBreaker(**kwargs)

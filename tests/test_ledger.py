@@ -18,15 +18,22 @@ from routedllm import (
     build_record,
     read_ledger,
 )
-from routedllm.catalog import Catalog
+from routedllm.core.catalog import Catalog
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def make(catalog: Catalog, run_id: str, model: str = "gpt-4o-mini") -> CallRecord:
     # a long error text makes each line several KB, so torn interleaving would show
-    return build_record(catalog, model, usage=Usage(1000, 200), ts=T0, latency_s=1.0,
-                        run_id=run_id, error="x" * 3000)
+    return build_record(
+        catalog,
+        model,
+        usage=Usage(1000, 200),
+        ts=T0,
+        latency_s=1.0,
+        run_id=run_id,
+        error="x" * 3000,
+    )
 
 
 def write_many(path: str, prefix: str, n: int) -> None:
@@ -50,8 +57,12 @@ def test_round_trip(tmp_path: Path, catalog) -> None:
 def test_concurrent_threads_write_whole_lines(tmp_path: Path, catalog) -> None:
     path = tmp_path / "calls.jsonl"
     ledgers = [JsonlLedger(path), JsonlLedger(path)]  # shared and separate objects alike
-    threads = [threading.Thread(target=lambda t=t: [
-        ledgers[t % 2].emit(make(catalog, f"t{t}-{i}")) for i in range(50)]) for t in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda t=t: [ledgers[t % 2].emit(make(catalog, f"t{t}-{i}")) for i in range(50)]
+        )
+        for t in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -112,7 +123,7 @@ def test_a_torn_first_line_is_cut_to_an_empty_file(tmp_path: Path, catalog) -> N
 
 def test_a_bad_line_in_the_middle_is_an_error_naming_the_line(tmp_path: Path, catalog) -> None:
     path = tmp_path / "calls.jsonl"
-    path.write_text(make(catalog, "a").model_dump_json() + "\n{\"model\": \"\"}\n\n")
+    path.write_text(make(catalog, "a").model_dump_json() + '\n{"model": ""}\n\n')
     with pytest.raises(LedgerError, match=r"calls.jsonl:2: not a CallRecord"):
         read_ledger(path)
 

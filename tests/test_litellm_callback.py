@@ -14,19 +14,21 @@ from pathlib import Path
 import pytest
 
 from routedllm import Catalog, MemorySink, Policy, read_ledger
-from routedllm.errors import InvalidRequestError, UnknownModelError
-from routedllm.pricing import call_cost, estimate_cost
-from routedllm.records import CallRecord
+from routedllm.core.errors import InvalidRequestError, UnknownModelError
+from routedllm.core.pricing import call_cost, estimate_cost
+from routedllm.records.schema import CallRecord
 from routedllm.testing import ModelSpec, Upstream
 
 if importlib.util.find_spec("litellm") is None:
-    pytest.skip("litellm is not installed: pip install 'routedllm[litellm]'", allow_module_level=True)
+    pytest.skip(
+        "litellm is not installed: pip install 'routedllm[litellm]'", allow_module_level=True
+    )
 # Before litellm loads: use its bundled price map, never fetch one.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 
-import routedllm.litellm as rl  # noqa: E402
-from routedllm.litellm import LiteLLMHandler, RoutedRouter  # noqa: E402
+import routedllm.adapters.litellm as rl  # noqa: E402
+from routedllm.adapters.litellm import LiteLLMHandler, RoutedRouter  # noqa: E402
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
 
@@ -85,8 +87,9 @@ def registered(catalog: Catalog) -> Iterator[tuple[LiteLLMHandler, Collect]]:
 
 
 @pytest.fixture
-def handler(registered: tuple[LiteLLMHandler, Collect], monkeypatch: pytest.MonkeyPatch
-            ) -> LiteLLMHandler:
+def handler(
+    registered: tuple[LiteLLMHandler, Collect], monkeypatch: pytest.MonkeyPatch
+) -> LiteLLMHandler:
     monkeypatch.setenv("GLOBAL_API_KEY", KEY)
     registered[1].records.clear()
     return registered[0]
@@ -99,8 +102,9 @@ def sink(handler: LiteLLMHandler, registered: tuple[LiteLLMHandler, Collect]) ->
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
-    with Upstream({"mystery-1": ModelSpec(prompt_tokens=20, completion_tokens=5)},
-                  api_key=KEY) as up:
+    with Upstream(
+        {"mystery-1": ModelSpec(prompt_tokens=20, completion_tokens=5)}, api_key=KEY
+    ) as up:
         yield up
 
 
@@ -113,20 +117,29 @@ def failing_chain(rr: RoutedRouter, upstream: Upstream, group: str, messages: li
     data = rr.prepare(group, messages)
     chain = [data["model"], *data["fallbacks"]][:3]
     assert len(chain) == 3, "the ranking has room for two fallbacks"
-    upstream.models.update({chain[0]: ModelSpec(faults={"500": 1.0}),
-                            chain[1]: ModelSpec(script=["429"]),
-                            chain[2]: ModelSpec(prompt_tokens=25, completion_tokens=9)})
+    upstream.models.update(
+        {
+            chain[0]: ModelSpec(faults={"500": 1.0}),
+            chain[1]: ModelSpec(script=["429"]),
+            chain[2]: ModelSpec(prompt_tokens=25, completion_tokens=9),
+        }
+    )
     return chain
 
 
 async def test_routed_call_is_recorded_and_priced_from_the_catalog(
-        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
     rr = router(catalog, upstream)
     decision = rr.prepare("routed/auto", CODE)["metadata"]["routedllm"]
     model = decision["model"]
-    upstream.models[model] = ModelSpec(reply="def rev(xs): return xs[::-1]",
-                                       answer_model=f"{model}-0613", prompt_tokens=30,
-                                       completion_tokens=12, cached_tokens=10)
+    upstream.models[model] = ModelSpec(
+        reply="def rev(xs): return xs[::-1]",
+        answer_model=f"{model}-0613",
+        prompt_tokens=30,
+        completion_tokens=12,
+        cached_tokens=10,
+    )
     response = await rr.acompletion("routed/auto", CODE)
     [record] = await await_records(sink, 1)
     assert response.choices[0].message.content == "def rev(xs): return xs[::-1]"
@@ -138,22 +151,30 @@ async def test_routed_call_is_recorded_and_priced_from_the_catalog(
     assert record.policy == "value" and record.run_id
     assert (record.input_tokens, record.output_tokens, record.cached_input_tokens) == (30, 12, 10)
     assert record.cost_usd == pytest.approx(call_cost(card, 30, 12, 10).total_usd)
-    assert record.estimated_cost_usd == pytest.approx(estimate_cost(
-        card, decision["estimated_input_tokens"], decision["expected_output_tokens"]))
+    assert record.estimated_cost_usd == pytest.approx(
+        estimate_cost(card, decision["estimated_input_tokens"], decision["expected_output_tokens"])
+    )
     assert record.ttft_s is None and 0 < record.latency_s < 10
     assert handler.memory.records[-1] == record  # the memory sink took it too
 
 
 async def test_each_failed_attempt_is_one_record(
-        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
     rr = router(catalog, upstream)
     chain = failing_chain(rr, upstream, "routed/summarization", SUMMARY)
     await rr.acompletion("routed/summarization", SUMMARY)
     records = await await_records(sink, 3)
     assert [(r.model, r.attempt, r.outcome) for r in records] == [
-        (chain[0], 1, "InternalServerError"), (chain[1], 2, "RateLimitError"), (chain[2], 3, "ok")]
+        (chain[0], 1, "InternalServerError"),
+        (chain[1], 2, "RateLimitError"),
+        (chain[2], 3, "ok"),
+    ]
     assert [(r.model, r.fault) for r in upstream.requests] == [
-        (chain[0], "500"), (chain[1], "429"), (chain[2], None)]
+        (chain[0], "500"),
+        (chain[1], "429"),
+        (chain[2], None),
+    ]
     assert len({r.run_id for r in records}) == 1
     for failed in records[:2]:
         assert failed.input_tokens == 0 and failed.cost_usd == 0.0 and failed.error
@@ -163,24 +184,30 @@ async def test_each_failed_attempt_is_one_record(
 
 
 def test_sync_completion_records_each_attempt_once(
-        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
     rr = router(catalog, upstream)
     chain = failing_chain(rr, upstream, "routed/summarization", SUMMARY)
     rr.completion("routed/summarization", SUMMARY)
     records = sink.wait(3)
     assert [(r.model, r.outcome) for r in records] == [
-        (chain[0], "InternalServerError"), (chain[1], "RateLimitError"), (chain[2], "ok")]
+        (chain[0], "InternalServerError"),
+        (chain[1], "RateLimitError"),
+        (chain[2], "ok"),
+    ]
     assert [r.input_tokens for r in records] == [0, 0, 25] and records[0].cost_usd == 0.0
     assert len({r.run_id for r in records}) == 1
 
 
 async def test_stream_has_time_to_first_token(
-        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
     rr = router(catalog, upstream)
     model = rr.prepare("routed/vision", SUMMARY)["model"]
     upstream.models[model] = ModelSpec(prompt_tokens=25, completion_tokens=9, chunk_delay_s=0.02)
-    stream = await rr.acompletion("routed/vision", SUMMARY, stream=True,
-                                  stream_options={"include_usage": True})
+    stream = await rr.acompletion(
+        "routed/vision", SUMMARY, stream=True, stream_options={"include_usage": True}
+    )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     [record] = await await_records(sink, 1)
     assert text and record.model == model and record.ok and record.tags == ("vision",)
@@ -190,7 +217,8 @@ async def test_stream_has_time_to_first_token(
 
 
 async def test_an_unpriced_model_costs_unknown_not_zero(
-        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
     rr = router(catalog, upstream)
     response = await rr.acompletion("mystery-1", CODE, tags=["code", "acme"])
     [record] = await await_records(sink, 1)
@@ -210,17 +238,29 @@ async def test_pre_call_hook_routes_and_rejects(handler: LiteLLMHandler, catalog
     bad = {"model": "routed/haiku", "messages": CODE, "metadata": {}}
     answer = await handler.async_pre_call_hook(None, None, bad, "acompletion")
     assert answer.startswith("routedllm: unknown routed model group 'routed/haiku'")
-    assert bad["metadata"]["routedllm"] == {"group": "routed/haiku", "rejected": "InvalidRequestError"}
+    assert bad["metadata"]["routedllm"] == {
+        "group": "routed/haiku",
+        "rejected": "InvalidRequestError",
+    }
 
 
 async def test_a_rejection_is_recorded_once_with_its_reason(
-        handler: LiteLLMHandler, sink: Collect) -> None:
-    kwargs = {"litellm_params": {"acompletion": True, "metadata": {
-                  "routedllm": {"group": "routed/haiku", "rejected": "InvalidRequestError"}}},
-              "standard_logging_object": {"model": "routed/haiku", "trace_id": "t-1",
-                                          "startTime": 1_800_000_000.0, "endTime": 1_800_000_000.5,
-                                          "error_str": "400: routedllm: unknown routed model group"},
-              "exception": ValueError("x")}
+    handler: LiteLLMHandler, sink: Collect
+) -> None:
+    kwargs = {
+        "litellm_params": {
+            "acompletion": True,
+            "metadata": {"routedllm": {"group": "routed/haiku", "rejected": "InvalidRequestError"}},
+        },
+        "standard_logging_object": {
+            "model": "routed/haiku",
+            "trace_id": "t-1",
+            "startTime": 1_800_000_000.0,
+            "endTime": 1_800_000_000.5,
+            "error_str": "400: routedllm: unknown routed model group",
+        },
+        "exception": ValueError("x"),
+    }
     handler.log_failure_event(kwargs, None, None, None)  # some releases call both methods
     await handler.async_log_failure_event(kwargs, None, None, None)
     await handler.async_log_failure_event(kwargs, None, None, None)
@@ -232,17 +272,25 @@ async def test_a_rejection_is_recorded_once_with_its_reason(
 
 
 async def test_failures_before_any_model_are_litellms_to_log(
-        handler: LiteLLMHandler, sink: Collect) -> None:
+    handler: LiteLLMHandler, sink: Collect
+) -> None:
     class ProxyException(Exception):  # what the proxy's own layers raise, by name
         pass
 
-    unrouted = {"litellm_params": {"acompletion": True, "metadata": {}},
-                "standard_logging_object": {"model": "routed/auto", "trace_id": "t-3",
-                                            "error_str": "400: unknown model"}}
+    unrouted = {
+        "litellm_params": {"acompletion": True, "metadata": {}},
+        "standard_logging_object": {
+            "model": "routed/auto",
+            "trace_id": "t-3",
+            "error_str": "400: unknown model",
+        },
+    }
     # some releases log an authentication failure with a stale deployment attached
-    auth = {"litellm_params": {"metadata": {"model_group": "gpt-4o"}},
-            "standard_logging_object": {"model": "openai/gpt-4o", "model_id": "abc", "trace_id": "t-4"},
-            "exception": ProxyException("No connected db.")}
+    auth = {
+        "litellm_params": {"metadata": {"model_group": "gpt-4o"}},
+        "standard_logging_object": {"model": "openai/gpt-4o", "model_id": "abc", "trace_id": "t-4"},
+        "exception": ProxyException("No connected db."),
+    }
     for kwargs in (unrouted, auth):
         await handler.async_log_failure_event(kwargs, None, None, None)
         handler.log_failure_event(kwargs, None, None, None)
@@ -250,15 +298,18 @@ async def test_failures_before_any_model_are_litellms_to_log(
 
 
 async def test_a_stream_cut_midway_is_one_record_with_unknown_usage(
-        handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog) -> None:
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
     rr = router(catalog, upstream)
     model = rr.prepare("routed/vision", SUMMARY)["model"]
-    upstream.models[model] = ModelSpec(script=["cut"], chunk_delay_s=0.01,
-                                       reply="one two three four five six seven eight")
+    upstream.models[model] = ModelSpec(
+        script=["cut"], chunk_delay_s=0.01, reply="one two three four five six seven eight"
+    )
     received = []
     with pytest.raises(litellm.APIConnectionError):
-        stream = await rr.acompletion("routed/vision", SUMMARY, stream=True,
-                                      stream_options={"include_usage": True})
+        stream = await rr.acompletion(
+            "routed/vision", SUMMARY, stream=True, stream_options={"include_usage": True}
+        )
         async for chunk in stream:
             received.append(chunk)
     [record] = await await_records(sink, 1)
@@ -268,8 +319,12 @@ async def test_a_stream_cut_midway_is_one_record_with_unknown_usage(
 
 
 def test_logger_parameter_names_are_the_ones_litellm_passes() -> None:
-    for name in ("log_success_event", "log_failure_event", "async_log_success_event",
-                 "async_log_failure_event"):
+    for name in (
+        "log_success_event",
+        "log_failure_event",
+        "async_log_success_event",
+        "async_log_failure_event",
+    ):
         params = list(inspect.signature(getattr(LiteLLMHandler, name)).parameters)
         assert params == ["self", "kwargs", "response_obj", "start_time", "end_time"], name
 
@@ -299,11 +354,19 @@ def test_from_env(tmp_path: Path) -> None:
 def test_ledger_lines_are_call_records(tmp_path: Path, catalog: Catalog) -> None:
     ledger = tmp_path / "ledger.jsonl"
     h = LiteLLMHandler(catalog, ledger_path=ledger, memory=MemorySink())
-    kwargs = {"standard_logging_object": {"model": "openai/gpt-4o", "trace_id": "t-2",
-                                          "startTime": 1_800_000_000.0, "endTime": 1_800_000_001.0,
-                                          "completionStartTime": 1_800_000_001.0, "stream": None,
-                                          "prompt_tokens": 100, "completion_tokens": 10,
-                                          "request_tags": ["extraction", "User-Agent: OpenAI"]}}
+    kwargs = {
+        "standard_logging_object": {
+            "model": "openai/gpt-4o",
+            "trace_id": "t-2",
+            "startTime": 1_800_000_000.0,
+            "endTime": 1_800_000_001.0,
+            "completionStartTime": 1_800_000_001.0,
+            "stream": None,
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "request_tags": ["extraction", "User-Agent: OpenAI"],
+        }
+    }
     h.log_success_event(kwargs, None, None, None)
     [record] = read_ledger(ledger)
     assert record.model == "gpt-4o" and record.tags == ("extraction",) and record.ttft_s is None
@@ -317,7 +380,7 @@ def test_the_configs_callback_paths_load(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setattr(rl, "_handler", None)
     monkeypatch.setenv("ROUTEDLLM_LEDGER", str(tmp_path / "a.jsonl"))
     config = str(INTEGRATION / "config.yaml")
-    packaged = get_instance_fn("routedllm.litellm.handler", config_file_path=config)
+    packaged = get_instance_fn("routedllm.adapters.litellm.handler", config_file_path=config)
     assert isinstance(packaged, LiteLLMHandler) and packaged is rl.handler
     assert packaged.ledger.path == tmp_path / "a.jsonl"
     custom = get_instance_fn("custom_handler.handler", config_file_path=config)

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import routedllm.litellm as rl
+import routedllm.adapters.litellm as rl
 from routedllm import Catalog, Policy, Request, decide
-from routedllm.cli import main
-from routedllm.litellm import (
+from routedllm.adapters.litellm import (
     HANDLER,
     deployment,
     model_list,
@@ -24,8 +23,9 @@ from routedllm.litellm import (
     routed_fallbacks,
     routed_groups,
 )
-from routedllm.litellm.config import _TYPICAL
-from routedllm.litellm.routing import group_tags
+from routedllm.adapters.litellm.config import _TYPICAL
+from routedllm.adapters.litellm.routing import group_tags
+from routedllm.cli import main
 
 COMMITTED = Path(__file__).resolve().parents[1] / "integrations" / "litellm" / "config.yaml"
 NO_AGE_LIMIT = ["--max-price-age-days", "100000"]
@@ -43,9 +43,13 @@ def test_one_deployment_per_catalog_model(catalog: Catalog) -> None:
         params = entry["litellm_params"]
         assert params["model"] == f"openai/{card.id}"
         assert params["api_base"] == gateway.base_url
-        assert params["api_key"] == f"os.environ/{gateway.api_key_env}" == "os.environ/GLOBAL_API_KEY"
-        for key, price in (("input_cost_per_token", card.input_usd_per_mtok),
-                           ("output_cost_per_token", card.output_usd_per_mtok)):
+        assert (
+            params["api_key"] == f"os.environ/{gateway.api_key_env}" == "os.environ/GLOBAL_API_KEY"
+        )
+        for key, price in (
+            ("input_cost_per_token", card.input_usd_per_mtok),
+            ("output_cost_per_token", card.output_usd_per_mtok),
+        ):
             if price is None:  # unknown stays unknown: LiteLLM would count a 0 as free
                 assert key not in params
             else:
@@ -61,14 +65,28 @@ def test_unpriced_models_carry_no_zero_price(catalog: Catalog) -> None:
     for card in unpriced:
         [entry] = _entries(model_list(catalog), card.id)
         assert "input_cost_per_token" not in entry["litellm_params"]
-    assert all(v != 0 for e in model_list(catalog) for k, v in e["litellm_params"].items()
-               if k.endswith("cost_per_token"))
+    assert all(
+        v != 0
+        for e in model_list(catalog)
+        for k, v in e["litellm_params"].items()
+        if k.endswith("cost_per_token")
+    )
 
 
 def test_per_token_prices_have_no_binary_noise(catalog: Catalog) -> None:
-    card = catalog.merged({"models": [{"id": "m", "name": "M", "input_usd_per_mtok": 0.18,
-                                       "output_usd_per_mtok": 0.28,
-                                       "cached_input_usd_per_mtok": 0.07}]}).get("m")
+    card = catalog.merged(
+        {
+            "models": [
+                {
+                    "id": "m",
+                    "name": "M",
+                    "input_usd_per_mtok": 0.18,
+                    "output_usd_per_mtok": 0.28,
+                    "cached_input_usd_per_mtok": 0.07,
+                }
+            ]
+        }
+    ).get("m")
     params = deployment(card, base_url="http://x/v1", api_key_env="K")["litellm_params"]
     assert repr(params["input_cost_per_token"]) == "1.8e-07"
     assert repr(params["output_cost_per_token"]) == "2.8e-07"
@@ -77,14 +95,29 @@ def test_per_token_prices_have_no_binary_noise(catalog: Catalog) -> None:
 
 
 def test_known_capabilities_only(catalog: Catalog) -> None:
-    card = catalog.merged({"models": [{"id": "m", "name": "M", "context_window": 32000,
-                                       "capabilities": {"tools": False, "structured_output": True}}]}
-                          ).get("m")
+    card = catalog.merged(
+        {
+            "models": [
+                {
+                    "id": "m",
+                    "name": "M",
+                    "context_window": 32000,
+                    "capabilities": {"tools": False, "structured_output": True},
+                }
+            ]
+        }
+    ).get("m")
     entry = deployment(card, base_url="http://x/v1", api_key_env="K")
-    assert entry["model_info"] == {"max_input_tokens": 32000, "supports_function_calling": False,
-                                   "supports_response_schema": True}
-    bare = deployment(catalog.merged({"models": [{"id": "b", "name": "B"}]}).get("b"),
-                      base_url="http://x/v1", api_key_env="K")
+    assert entry["model_info"] == {
+        "max_input_tokens": 32000,
+        "supports_function_calling": False,
+        "supports_response_schema": True,
+    }
+    bare = deployment(
+        catalog.merged({"models": [{"id": "b", "name": "B"}]}).get("b"),
+        base_url="http://x/v1",
+        api_key_env="K",
+    )
     assert "model_info" not in bare
 
 
@@ -103,8 +136,9 @@ def test_routed_groups_hold_the_typical_decision(catalog: Catalog, preset: str) 
 
 
 def test_groups_without_an_eligible_model_are_left_out(catalog: Catalog) -> None:
-    blind = catalog.merged({"models": [{"id": c.id, "capabilities": {"image_input": False}}
-                                       for c in catalog]})
+    blind = catalog.merged(
+        {"models": [{"id": c.id, "capabilities": {"image_input": False}} for c in catalog]}
+    )
     names = [e["model_name"] for e in model_list(blind)]
     assert "routed/vision" not in names and "routed/code" in names
     assert all("routed/vision" not in item for item in routed_fallbacks(blind))
@@ -114,9 +148,11 @@ def test_proxy_config_settings(catalog: Catalog) -> None:
     config = proxy_config(catalog, base_url="http://127.0.0.1:9/v1")
     assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
     assert config["litellm_settings"] == {"callbacks": [HANDLER]}
-    assert HANDLER == "routedllm.litellm.handler"
+    assert HANDLER == "routedllm.adapters.litellm.handler"
     assert config["router_settings"]["num_retries"] == 0
-    assert {e["litellm_params"]["api_base"] for e in config["model_list"]} == {"http://127.0.0.1:9/v1"}
+    assert {e["litellm_params"]["api_base"] for e in config["model_list"]} == {
+        "http://127.0.0.1:9/v1"
+    }
     assert yaml.safe_load(render_config(config, catalog)) == config
 
 
@@ -125,26 +161,38 @@ def test_committed_config_is_current() -> None:
     expected = render_config(proxy_config(catalog), catalog)
     assert COMMITTED.read_text("utf-8") == expected, (
         "integrations/litellm/config.yaml is stale: regenerate it with "
-        "`routedllm litellm-config -o integrations/litellm/config.yaml`")
+        "`routedllm litellm-config -o integrations/litellm/config.yaml`"
+    )
 
 
 def test_cli_writes_the_config(tmp_path: Path, catalog: Catalog, capsys, monkeypatch) -> None:
     monkeypatch.delenv("ROUTEDLLM_CATALOG", raising=False)
     out = tmp_path / "config.yaml"
-    assert main(["litellm-config", "-o", str(out), "--base-url", "http://127.0.0.1:8/v1",
-                 *NO_AGE_LIMIT]) == 0
+    assert (
+        main(
+            ["litellm-config", "-o", str(out), "--base-url", "http://127.0.0.1:8/v1", *NO_AGE_LIMIT]
+        )
+        == 0
+    )
     assert out.read_text("utf-8") == render_config(
-        proxy_config(catalog, base_url="http://127.0.0.1:8/v1"), catalog)
+        proxy_config(catalog, base_url="http://127.0.0.1:8/v1"), catalog
+    )
     assert main(["litellm-config", *NO_AGE_LIMIT]) == 0
     assert capsys.readouterr().out == render_config(proxy_config(catalog), catalog)
 
 
 def test_cli_policy_and_catalog_options(tmp_path: Path, catalog: Catalog, capsys) -> None:
     override = tmp_path / "override.yaml"
-    override.write_text(yaml.safe_dump({"models": [{"id": c.id, "capabilities": {"image_input": False}}
-                                                   for c in catalog]}), "utf-8")
-    assert main(["litellm-config", "--catalog", str(override), "--policy", "quality",
-                 *NO_AGE_LIMIT]) == 0
+    override.write_text(
+        yaml.safe_dump(
+            {"models": [{"id": c.id, "capabilities": {"image_input": False}} for c in catalog]}
+        ),
+        "utf-8",
+    )
+    assert (
+        main(["litellm-config", "--catalog", str(override), "--policy", "quality", *NO_AGE_LIMIT])
+        == 0
+    )
     captured = capsys.readouterr()
     config = yaml.safe_load(captured.out)
     assert "routed/vision" not in [e["model_name"] for e in config["model_list"]]
@@ -184,9 +232,9 @@ def test_the_named_handler_is_built_once_across_threads(monkeypatch: pytest.Monk
             built.append(handler := cls())
             return handler
 
-    fake = types.ModuleType("routedllm.litellm.callback")
+    fake = types.ModuleType("routedllm.adapters.litellm.callback")
     fake.LiteLLMHandler = Handler  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "routedllm.litellm.callback", fake)
+    monkeypatch.setitem(sys.modules, "routedllm.adapters.litellm.callback", fake)
     monkeypatch.setattr(rl, "_handler", None)
     got: list[object] = []
     threads = [threading.Thread(target=lambda: got.append(rl.handler)) for _ in range(2)]
@@ -204,12 +252,16 @@ def test_cli_rejects_a_bad_base_url(capsys) -> None:
 
 
 def test_routedllm_and_langchain_path_never_import_litellm() -> None:
-    code = ("import sys, routedllm, routedllm.cli, routedllm.litellm, routedllm.chat_model\n"
-            "from routedllm import CostLatencyHandler, RoutedChatModel\n"
-            "from routedllm.litellm import proxy_config, RoutedRouter\n"
-            "proxy_config()\n"
-            "loaded = sorted(m for m in sys.modules if m == 'litellm' or m.startswith('litellm.'))\n"
-            "print(loaded)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
+    code = (
+        "import sys, routedllm, routedllm.cli, routedllm.adapters.litellm\n"
+        "import routedllm.adapters.langchain.chat_model\n"
+        "from routedllm import CostLatencyHandler, RoutedChatModel\n"
+        "from routedllm.adapters.litellm import proxy_config, RoutedRouter\n"
+        "proxy_config()\n"
+        "loaded = sorted(m for m in sys.modules if m == 'litellm' or m.startswith('litellm.'))\n"
+        "print(loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert result.stdout.strip() == "[]"

@@ -24,15 +24,16 @@ import openai
 import pytest
 
 from routedllm import Catalog, Policy, read_ledger
+from routedllm.adapters.litellm import decide_for_body
 from routedllm.cli import main as cli
-from routedllm.litellm import decide_for_body
-from routedllm.pricing import call_cost, estimate_cost
-from routedllm.records import CallRecord
+from routedllm.core.pricing import call_cost, estimate_cost
+from routedllm.records.schema import CallRecord
 from routedllm.testing import ModelSpec, Upstream
 
 if importlib.util.find_spec("litellm") is None:  # not imported here: the proxy is a subprocess
-    pytest.skip("litellm is not installed: pip install 'routedllm[litellm-proxy]'",
-                allow_module_level=True)
+    pytest.skip(
+        "litellm is not installed: pip install 'routedllm[litellm-proxy]'", allow_module_level=True
+    )
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
 
@@ -44,15 +45,30 @@ POLICY = Policy()
 SPECS = {
     "deepseek-v4-flash": ModelSpec(
         reply="```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```",
-        answer_model="deepseek-v4-flash-2026-04-01", prompt_tokens=41, completion_tokens=23),
-    "qwen3-32b": ModelSpec(reply="量子力学研究微观粒子的运动规律。", answer_model="qwen3-32b-0428",
-                           prompt_tokens=37, completion_tokens=19, chunk_delay_s=0.02),
-    "gpt-4o": ModelSpec(reply="A red bicycle leaning against a brick wall.",
-                        answer_model="gpt-4o-2024-08-06", prompt_tokens=812, completion_tokens=11,
-                        cached_tokens=256),
-    "claude-3.5-sonnet": ModelSpec(reply="Invoice INV-0042, total $1,250.00.",
-                                   answer_model="claude-3.5-sonnet-20241022",
-                                   prompt_tokens=58, completion_tokens=14),
+        answer_model="deepseek-v4-flash-2026-04-01",
+        prompt_tokens=41,
+        completion_tokens=23,
+    ),
+    "qwen3-32b": ModelSpec(
+        reply="量子力学研究微观粒子的运动规律。",
+        answer_model="qwen3-32b-0428",
+        prompt_tokens=37,
+        completion_tokens=19,
+        chunk_delay_s=0.02,
+    ),
+    "gpt-4o": ModelSpec(
+        reply="A red bicycle leaning against a brick wall.",
+        answer_model="gpt-4o-2024-08-06",
+        prompt_tokens=812,
+        completion_tokens=11,
+        cached_tokens=256,
+    ),
+    "claude-3.5-sonnet": ModelSpec(
+        reply="Invoice INV-0042, total $1,250.00.",
+        answer_model="claude-3.5-sonnet-20241022",
+        prompt_tokens=58,
+        completion_tokens=14,
+    ),
     # always failing: every request that ranks them first falls back
     "kimi-k2.5": ModelSpec(faults={"500": 1.0}),
     "glm-5": ModelSpec(faults={"429": 1.0}, retry_after_s=0.1),
@@ -60,8 +76,10 @@ SPECS = {
 FAILING = {"kimi-k2.5": "InternalServerError", "glm-5": "RateLimitError"}
 CODE = "Write a python function that adds two integers."
 CHINESE = "请用中文简单解释一下量子力学的基本原理。"
-IMAGE = [{"type": "text", "text": "What is in this picture?"},
-         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}}]
+IMAGE = [
+    {"type": "text", "text": "What is in this picture?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}},
+]
 
 
 @dataclass
@@ -115,20 +133,49 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     config, ledger, log = tmp / "config.yaml", tmp / "ledger.jsonl", tmp / "proxy.log"
     upstream_key = "ga_upstream_" + secrets.token_hex(8)
     with Upstream(SPECS, api_key=upstream_key) as upstream:
-        assert cli(["litellm-config", "-o", str(config), "--base-url", upstream.base_url,
-                    "--max-price-age-days", "100000"]) == 0
+        assert (
+            cli(
+                [
+                    "litellm-config",
+                    "-o",
+                    str(config),
+                    "--base-url",
+                    upstream.base_url,
+                    "--max-price-age-days",
+                    "100000",
+                ]
+            )
+            == 0
+        )
         port, key = _free_port(), "sk-" + secrets.token_hex(16)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEDLLM_")}
         env.update(
-            GLOBAL_API_KEY=upstream_key, LITELLM_MASTER_KEY=key,
-            LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_OFFLINE_MODE="true",
-            LITELLM_TELEMETRY_DISABLED="true", LITELLM_DONT_SHOW_FEEDBACK_BOX="true",
-            ROUTEDLLM_LEDGER=str(ledger))
-        command = [str(_console_script()), "--config", str(config), "--host", "127.0.0.1",
-                   "--port", str(port)]
+            GLOBAL_API_KEY=upstream_key,
+            LITELLM_MASTER_KEY=key,
+            LITELLM_LOCAL_MODEL_COST_MAP="True",
+            LITELLM_OFFLINE_MODE="true",
+            LITELLM_TELEMETRY_DISABLED="true",
+            LITELLM_DONT_SHOW_FEEDBACK_BOX="true",
+            ROUTEDLLM_LEDGER=str(ledger),
+        )
+        command = [
+            str(_console_script()),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         with log.open("wb") as out:
-            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       cwd=tmp, start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=tmp,
+                start_new_session=True,
+            )
         try:
             _wait_alive(process, f"http://127.0.0.1:{port}", log)
             yield Proxy(f"http://127.0.0.1:{port}", key, upstream, ledger, log)
@@ -148,8 +195,10 @@ def _wait_alive(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"the LiteLLM proxy exited with {process.returncode} (its packages: "
-                        f"pip install 'routedllm[litellm-proxy]'):\n{_tail(log)}")
+            pytest.fail(
+                f"the LiteLLM proxy exited with {process.returncode} (its packages: "
+                f"pip install 'routedllm[litellm-proxy]'):\n{_tail(log)}"
+            )
         try:
             with urllib.request.urlopen(f"{url}/health/liveliness", timeout=2) as response:
                 if response.status == 200:
@@ -170,10 +219,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(5)
 
 
-def _ask(proxy: Proxy, content: Any, *, model: str = "routed/auto", stream: bool = False,
-         tags: list[str] | None = None, header_tags: str | None = None,
-         body_tags: list[str] | None = None, trace: str | None = None, **extra: Any
-         ) -> tuple[str, str, dict[str, Any]]:
+def _ask(
+    proxy: Proxy,
+    content: Any,
+    *,
+    model: str = "routed/auto",
+    stream: bool = False,
+    tags: list[str] | None = None,
+    header_tags: str | None = None,
+    body_tags: list[str] | None = None,
+    trace: str | None = None,
+    **extra: Any,
+) -> tuple[str, str, dict[str, Any]]:
     """Send one chat request; returns (trace id, reply text, the body as routedllm sees it).
 
     Tags go in ``metadata.tags``, the ``x-litellm-tags`` header or the body's ``tags``.
@@ -188,12 +245,14 @@ def _ask(proxy: Proxy, content: Any, *, model: str = "routed/auto", stream: bool
     headers = {"x-litellm-tags": header_tags} if header_tags else None
     c = proxy.client()
     if stream:
-        chunks = c.chat.completions.create(model=model, messages=messages, stream=True,
-                                           extra_body=body, extra_headers=headers)
+        chunks = c.chat.completions.create(
+            model=model, messages=messages, stream=True, extra_body=body, extra_headers=headers
+        )
         text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     else:
-        response = c.chat.completions.create(model=model, messages=messages, extra_body=body,
-                                             extra_headers=headers)
+        response = c.chat.completions.create(
+            model=model, messages=messages, extra_body=body, extra_headers=headers
+        )
         text = response.choices[0].message.content or ""
     given = [*(tags or ()), *(header_tags.split(",") if header_tags else ()), *(body_tags or ())]
     seen = {"model": model, "messages": messages, "metadata": {"tags": given}, **extra}
@@ -218,12 +277,16 @@ def _check_ok(record: CallRecord, decision: Any, model: str, *, streamed: bool) 
     assert record.answering_model == spec.answer_model
     assert record.requested_model == decision.model and record.policy == POLICY.preset
     assert record.tags == decision.tags
-    assert (record.input_tokens, record.output_tokens) == (spec.prompt_tokens, spec.completion_tokens)
+    assert (record.input_tokens, record.output_tokens) == (
+        spec.prompt_tokens,
+        spec.completion_tokens,
+    )
     assert record.cached_input_tokens == spec.cached_tokens
     cost = call_cost(card, spec.prompt_tokens, spec.completion_tokens, spec.cached_tokens)
     assert record.cost_usd == pytest.approx(cost.total_usd)
-    assert record.estimated_cost_usd == pytest.approx(estimate_cost(
-        card, decision.estimated_input_tokens, decision.expected_output_tokens))
+    assert record.estimated_cost_usd == pytest.approx(
+        estimate_cost(card, decision.estimated_input_tokens, decision.expected_output_tokens)
+    )
     assert record.baseline_model == "gpt-4o" and record.savings_usd is not None
     assert record.latency_s is not None and 0 < record.latency_s < 30
     if streamed:
@@ -232,8 +295,9 @@ def _check_ok(record: CallRecord, decision: Any, model: str, *, streamed: bool) 
         assert record.ttft_s is None
 
 
-def _check_call(proxy: Proxy, trace: str, body: dict[str, Any], *, streamed: bool = False,
-                before: int) -> list[CallRecord]:
+def _check_call(
+    proxy: Proxy, trace: str, body: dict[str, Any], *, streamed: bool = False, before: int
+) -> list[CallRecord]:
     """The upstream saw the decision's chain; the ledger has one record per attempt."""
     decision, chain = _expected_chain(body)
     reached = proxy.chat_requests()[before:]
@@ -291,8 +355,9 @@ def test_metadata_and_body_tags_and_routed_tag_groups(proxy: Proxy) -> None:
 
 def test_server_error_falls_back_and_records_both_attempts(proxy: Proxy) -> None:
     before = len(proxy.chat_requests())
-    trace, _, body = _ask(proxy, "Summarize the plot of Hamlet in three sentences.",
-                          model="routed/summarization")
+    trace, _, body = _ask(
+        proxy, "Summarize the plot of Hamlet in three sentences.", model="routed/summarization"
+    )
     records = _check_call(proxy, trace, body, before=before)
     assert [r.outcome for r in records] == ["InternalServerError", "ok"]
 
@@ -300,8 +365,13 @@ def test_server_error_falls_back_and_records_both_attempts(proxy: Proxy) -> None
 def test_rate_limit_then_server_error_then_answer_streamed(proxy: Proxy) -> None:
     # a long answer rules out the 128K-window models: the ranking starts at two failing ones
     before = len(proxy.chat_requests())
-    trace, text, body = _ask(proxy, "Extract the invoice number and total from this email.",
-                             model="routed/extraction", stream=True, max_tokens=130_000)
+    trace, text, body = _ask(
+        proxy,
+        "Extract the invoice number and total from this email.",
+        model="routed/extraction",
+        stream=True,
+        max_tokens=130_000,
+    )
     records = _check_call(proxy, trace, body, streamed=True, before=before)
     assert [r.outcome for r in records] == ["RateLimitError", "InternalServerError", "ok"]
     assert text == SPECS[records[-1].model].reply
@@ -309,16 +379,23 @@ def test_rate_limit_then_server_error_then_answer_streamed(proxy: Proxy) -> None
 
 def test_plain_model_passes_through(proxy: Proxy) -> None:
     before = len(proxy.chat_requests())
-    trace, text, _ = _ask(proxy, "Hello there.", model="claude-3.5-sonnet",
-                          body_tags=["extraction", "acme"])
+    trace, text, _ = _ask(
+        proxy, "Hello there.", model="claude-3.5-sonnet", body_tags=["extraction", "acme"]
+    )
     assert [r.model for r in proxy.chat_requests()[before:]] == ["claude-3.5-sonnet"]
     [record] = proxy.records(trace, 1)
     spec = SPECS["claude-3.5-sonnet"]
     assert record.ok and record.model == "claude-3.5-sonnet" and record.tags == ("extraction",)
     assert record.requested_model == "claude-3.5-sonnet" and record.policy is None
-    assert (record.input_tokens, record.output_tokens) == (spec.prompt_tokens, spec.completion_tokens)
+    assert (record.input_tokens, record.output_tokens) == (
+        spec.prompt_tokens,
+        spec.completion_tokens,
+    )
     assert record.cost_usd == pytest.approx(
-        call_cost(CATALOG.get("claude-3.5-sonnet"), spec.prompt_tokens, spec.completion_tokens).total_usd)
+        call_cost(
+            CATALOG.get("claude-3.5-sonnet"), spec.prompt_tokens, spec.completion_tokens
+        ).total_usd
+    )
 
 
 def test_unroutable_request_is_rejected_with_the_reason(proxy: Proxy) -> None:
@@ -333,7 +410,9 @@ def test_unroutable_request_is_rejected_with_the_reason(proxy: Proxy) -> None:
 
 def test_master_key_is_required(proxy: Proxy) -> None:
     before = len(proxy.chat_requests())
-    c = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-" + secrets.token_hex(16), max_retries=0)
+    c = openai.OpenAI(
+        base_url=f"{proxy.url}/v1", api_key="sk-" + secrets.token_hex(16), max_retries=0
+    )
     with pytest.raises(openai.APIStatusError):
         c.chat.completions.create(model="routed/auto", messages=[{"role": "user", "content": CODE}])
     assert proxy.chat_requests()[before:] == []

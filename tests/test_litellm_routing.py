@@ -7,15 +7,17 @@ from typing import Any
 import pytest
 
 from routedllm import Catalog, Policy, Request, decide
-from routedllm.errors import InvalidRequestError, NoEligibleModelError
-from routedllm.litellm import route_body, routed_groups
-from routedllm.litellm.routing import body_tags, vocabulary_tags
-from routedllm.tags import TAG_NAMES
+from routedllm.adapters.litellm import route_body, routed_groups
+from routedllm.adapters.litellm.routing import body_tags, vocabulary_tags
+from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
+from routedllm.core.tags import TAG_NAMES
 
 CODE = "Refactor this function:\ndef add(a, b):\n    return a+b"
 CHINESE = "请用中文总结这篇文章的主要观点。"
-IMAGE = [{"type": "text", "text": "Describe this."},
-         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+IMAGE = [
+    {"type": "text", "text": "Describe this."},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+]
 
 
 def body(content: Any, model: str = "routed/auto", **extra: Any) -> dict[str, Any]:
@@ -26,10 +28,13 @@ def test_groups_are_auto_and_one_per_tag() -> None:
     assert routed_groups() == ("routed/auto", *(f"routed/{t}" for t in TAG_NAMES))
 
 
-@pytest.mark.parametrize(("content", "tag"), [(CODE, "code"), (CHINESE, "chinese"),
-                                               (IMAGE, "vision"), ("Hello!", "general")])
-def test_auto_infers_tags_and_sets_model_and_fallbacks(catalog: Catalog, policy: Policy,
-                                                       content: Any, tag: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "tag"),
+    [(CODE, "code"), (CHINESE, "chinese"), (IMAGE, "vision"), ("Hello!", "general")],
+)
+def test_auto_infers_tags_and_sets_model_and_fallbacks(
+    catalog: Catalog, policy: Policy, content: Any, tag: str
+) -> None:
     data = body(content)
     decision = route_body(catalog, policy, data)
     expected = decide(catalog, policy, Request(messages=data["messages"]))
@@ -44,8 +49,11 @@ def test_auto_infers_tags_and_sets_model_and_fallbacks(catalog: Catalog, policy:
 
 def test_tags_from_metadata_header_merge_and_body(catalog: Catalog, policy: Policy) -> None:
     # the proxy merges metadata.tags and the x-litellm-tags header into metadata.tags
-    data = body("Hello there.", metadata={"tags": ["acme-team", "chinese", "User-Agent: OpenAI"]},
-                tags=["code"])
+    data = body(
+        "Hello there.",
+        metadata={"tags": ["acme-team", "chinese", "User-Agent: OpenAI"]},
+        tags=["code"],
+    )
     assert body_tags(data) == ("chinese", "code")
     decision = route_body(catalog, policy, data)
     assert decision.tags == ("chinese", "code") and decision.given_tags == ("chinese", "code")
@@ -62,8 +70,10 @@ def test_a_tag_group_routes_on_its_tag_first(catalog: Catalog, policy: Policy) -
     data = body("Tell me about tea.", model="routed/chinese")
     decision = route_body(catalog, policy, data)
     assert decision.tags == ("chinese",)
-    assert data["model"] == decide(catalog, policy, Request(
-        messages=data["messages"], tags=["chinese"])).model
+    assert (
+        data["model"]
+        == decide(catalog, policy, Request(messages=data["messages"], tags=["chinese"])).model
+    )
     both = body("Tell me about tea.", model="routed/code", metadata={"tags": ["chinese", "code"]})
     assert route_body(catalog, policy, both).tags == ("code", "chinese")
 
@@ -77,13 +87,17 @@ def test_max_tokens_counts_against_context_windows(catalog: Catalog, policy: Pol
     assert decision.expected_output_tokens == 130_000
 
 
-def test_images_require_an_image_model_even_with_other_tags(catalog: Catalog, policy: Policy) -> None:
+def test_images_require_an_image_model_even_with_other_tags(
+    catalog: Catalog, policy: Policy
+) -> None:
     decision = route_body(catalog, policy, body(IMAGE, model="routed/code"))
     assert "image_input" in decision.required_capabilities
     assert all(catalog.get(m).capabilities.image_input for m in decision.ranking)
 
 
-def test_tools_need_a_known_tool_model_and_say_how_to_opt_in(catalog: Catalog, policy: Policy) -> None:
+def test_tools_need_a_known_tool_model_and_say_how_to_opt_in(
+    catalog: Catalog, policy: Policy
+) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     with pytest.raises(NoEligibleModelError) as info:
         route_body(catalog, policy, body("Call f.", tools=tools))
@@ -116,10 +130,18 @@ def test_request_fallbacks_and_bad_metadata_are_replaced(catalog: Catalog, polic
     assert data["metadata"]["routedllm"]["model"] == decision.model
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (body("x", model="routed/poetry"), "unknown routed model group 'routed/poetry'; known: routed/auto"),
-    ({"model": "routed/auto", "messages": []}, "no messages to route on"),
-])
-def test_unroutable_bodies_say_why(catalog: Catalog, policy: Policy, data: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            body("x", model="routed/poetry"),
+            "unknown routed model group 'routed/poetry'; known: routed/auto",
+        ),
+        ({"model": "routed/auto", "messages": []}, "no messages to route on"),
+    ],
+)
+def test_unroutable_bodies_say_why(
+    catalog: Catalog, policy: Policy, data: dict, message: str
+) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         route_body(catalog, policy, data)

@@ -17,8 +17,15 @@ from routedllm import (
 )
 from tests.conftest import user
 
-IMAGE = [{"role": "user", "content": [{"type": "text", "text": "What does this chart show?"},
-                                      {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+IMAGE = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What does this chart show?"},
+            {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+        ],
+    }
+]
 
 
 def route(catalog: Catalog, tags=None, messages=None, **policy):
@@ -26,22 +33,25 @@ def route(catalog: Catalog, tags=None, messages=None, **policy):
 
 
 # The choices the README promises for the shipped catalog (default gap 2 points).
-@pytest.mark.parametrize(("preset", "tag", "model"), [
-    ("value", "code", "deepseek-v4-flash"),
-    ("value", "vision", "gpt-4o"),
-    ("value", "general", "kimi-k2.5"),
-    ("value", "chinese", "qwen3-32b"),
-    ("value", "extraction", "deepseek-v4-flash"),
-    ("value", "classification", "deepseek-v4-flash"),
-    ("value", "summarization", "kimi-k2.5"),
-    ("quality", "code", "claude-3.5-sonnet"),
-    ("quality", "general", "claude-3.5-sonnet"),
-    ("quality", "chinese", "glm-5"),
-    ("quality", "vision", "gpt-4o"),
-    ("cheapest", "code", "deepseek-v4-flash"),
-    ("cheapest", "general", "deepseek-v4-flash"),
-    ("cheapest", "chinese", "deepseek-v4-flash"),
-])
+@pytest.mark.parametrize(
+    ("preset", "tag", "model"),
+    [
+        ("value", "code", "deepseek-v4-flash"),
+        ("value", "vision", "gpt-4o"),
+        ("value", "general", "kimi-k2.5"),
+        ("value", "chinese", "qwen3-32b"),
+        ("value", "extraction", "deepseek-v4-flash"),
+        ("value", "classification", "deepseek-v4-flash"),
+        ("value", "summarization", "kimi-k2.5"),
+        ("quality", "code", "claude-3.5-sonnet"),
+        ("quality", "general", "claude-3.5-sonnet"),
+        ("quality", "chinese", "glm-5"),
+        ("quality", "vision", "gpt-4o"),
+        ("cheapest", "code", "deepseek-v4-flash"),
+        ("cheapest", "general", "deepseek-v4-flash"),
+        ("cheapest", "chinese", "deepseek-v4-flash"),
+    ],
+)
 def test_shipped_choices(catalog: Catalog, preset: str, tag: str, model: str) -> None:
     messages = IMAGE if tag == "vision" else user("hello")
     assert route(catalog, [tag], messages, preset=preset).model == model
@@ -74,7 +84,9 @@ def test_vision_binding_constraint_is_the_capability(catalog: Catalog) -> None:
 
 def test_origin_allowed_models_denied_models(catalog: Catalog) -> None:
     assert route(catalog, ["code"], allowed_origins=frozenset({"US"})).model == "gpt-4o"
-    assert route(catalog, ["code"], denied_models=frozenset({"deepseek-v4-flash"})).model == "gpt-4o"
+    assert (
+        route(catalog, ["code"], denied_models=frozenset({"deepseek-v4-flash"})).model == "gpt-4o"
+    )
     d = route(catalog, ["code"], allowed_models=frozenset({"claude-3.5-sonnet", "gpt-4o"}))
     assert d.ranking == ("gpt-4o", "claude-3.5-sonnet")
     with pytest.raises(UnknownModelError, match="unknown model 'gpt-5'"):
@@ -84,7 +96,10 @@ def test_origin_allowed_models_denied_models(catalog: Catalog) -> None:
 def test_unpriced_and_unscored_need_opt_in(catalog: Catalog) -> None:
     d = route(catalog, ["code"], allow_unpriced=True, preset="cheapest")
     # unpriced models rank after every priced one (their cost is unknown, not zero), by score
-    assert d.model == "deepseek-v4-flash" and d.fallbacks[-2:] == ("qwen3-coder-30b", "deepseek-coder")
+    assert d.model == "deepseek-v4-flash" and d.fallbacks[-2:] == (
+        "qwen3-coder-30b",
+        "deepseek-coder",
+    )
     assert d.estimated_cost_usd is not None
     d = route(catalog, ["chinese"], allow_unscored=True)
     assert d.model == "qwen3-32b" and set(d.fallbacks) >= {"gemini-1.5-pro", "gpt-4o-mini"}
@@ -92,12 +107,23 @@ def test_unpriced_and_unscored_need_opt_in(catalog: Catalog) -> None:
 
 def test_tools_need_a_known_tool_capable_model(catalog: Catalog) -> None:
     with pytest.raises(NoEligibleModelError, match="tools unknown in the catalog"):
-        decide(catalog, Policy(), Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})))
-    merged = catalog.merged({"models": [{"id": "deepseek-v4-flash", "capabilities": {"tools": True}}]})
-    d = decide(merged, Policy(), Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})))
+        decide(
+            catalog,
+            Policy(),
+            Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})),
+        )
+    merged = catalog.merged(
+        {"models": [{"id": "deepseek-v4-flash", "capabilities": {"tools": True}}]}
+    )
+    d = decide(
+        merged, Policy(), Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"}))
+    )
     assert d.model == "deepseek-v4-flash" and d.required_capabilities == ("tools",)
-    d = decide(catalog, Policy(allow_unknown_capabilities=True),
-               Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})))
+    d = decide(
+        catalog,
+        Policy(allow_unknown_capabilities=True),
+        Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})),
+    )
     assert d.model == "deepseek-v4-flash"
 
 
@@ -105,24 +131,40 @@ def test_context_window_and_long_context(catalog: Catalog) -> None:
     big = user("word " * 130_000)  # ~130k tokens: over both known 128K windows
     with pytest.raises(NoEligibleModelError) as err:
         route(catalog, None, big)
-    assert "context window is 128000" in str(err.value) and "context window unknown" in str(err.value)
-    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["general"], input_tokens=127_000,
-                                          max_output_tokens=2000))
-    assert d.model not in ("gpt-4o", "deepseek-v4-flash")  # unknown windows pass unless long-context
+    assert "context window is 128000" in str(err.value) and "context window unknown" in str(
+        err.value
+    )
+    d = decide(
+        catalog,
+        Policy(),
+        Request(messages=user("x"), tags=["general"], input_tokens=127_000, max_output_tokens=2000),
+    )
+    assert d.model not in (
+        "gpt-4o",
+        "deepseek-v4-flash",
+    )  # unknown windows pass unless long-context
 
 
 def test_max_cost(catalog: Catalog) -> None:
-    d = decide(catalog, Policy(preset="quality", max_cost_usd=0.001),
-               Request(messages=user("hi"), tags=["code"], max_output_tokens=500))
+    d = decide(
+        catalog,
+        Policy(preset="quality", max_cost_usd=0.001),
+        Request(messages=user("hi"), tags=["code"], max_output_tokens=500),
+    )
     assert d.model == "deepseek-v4-flash" and d.estimated_cost_usd <= 0.001
-    assert {r.code for r in d.rejected if r.model in ("gpt-4o", "claude-3.5-sonnet")} == {"max_cost"}
+    assert {r.code for r in d.rejected if r.model in ("gpt-4o", "claude-3.5-sonnet")} == {
+        "max_cost"
+    }
     with pytest.raises(NoEligibleModelError, match="above the per-call maximum"):
         route(catalog, ["code"], max_cost_usd=1e-9)
 
 
 def test_estimated_cost_uses_both_prices(catalog: Catalog) -> None:
-    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["code"], input_tokens=1000,
-                                          max_output_tokens=1000))
+    d = decide(
+        catalog,
+        Policy(),
+        Request(messages=user("x"), tags=["code"], input_tokens=1000, max_output_tokens=1000),
+    )
     assert d.estimated_cost_usd == pytest.approx((1000 * 0.18 + 1000 * 0.25) / 1e6)
     assert route(catalog, ["code"]).expected_output_tokens == 512
 
@@ -140,18 +182,25 @@ def test_decision_is_pure_and_serialisable(catalog: Catalog) -> None:
     first, second = decide(catalog, policy, request), decide(catalog, policy, request)
     assert first == second
     data = first.model_dump(mode="json")
-    assert data["model"] == "qwen3-32b" and data["rejected"][0].keys() == {"model", "code", "reason"}
+    assert data["model"] == "qwen3-32b" and data["rejected"][0].keys() == {
+        "model",
+        "code",
+        "reason",
+    }
     assert "binding constraint" in first.render() and "deepseek-v4-flash" in first.render()
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"quality_gap": -1}, "quality_gap"),
-    ({"preset": "smart"}, "preset"),
-    ({"tag_gaps": {"poetry": 1}}, "unknown tag 'poetry'"),
-    ({"max_cost_usd": -0.5}, "max_cost_usd"),
-    ({"require": {"telepathy"}}, "require"),
-    ({"colour": "blue"}, "colour"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"quality_gap": -1}, "quality_gap"),
+        ({"preset": "smart"}, "preset"),
+        ({"tag_gaps": {"poetry": 1}}, "unknown tag 'poetry'"),
+        ({"max_cost_usd": -0.5}, "max_cost_usd"),
+        ({"require": {"telepathy"}}, "require"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
 def test_bad_policy(kwargs, match) -> None:
     with pytest.raises(ValidationError, match=match):
         Policy(**kwargs)
@@ -167,8 +216,15 @@ def test_bad_request() -> None:
 
 
 def test_unavailable_models_are_skipped_with_the_reason(catalog: Catalog) -> None:
-    d = decide(catalog, Policy(), Request(messages=user("x"), tags=["code"],
-                                          unavailable={"deepseek-v4-flash": "cooling down: 5 errors"}))
+    d = decide(
+        catalog,
+        Policy(),
+        Request(
+            messages=user("x"),
+            tags=["code"],
+            unavailable={"deepseek-v4-flash": "cooling down: 5 errors"},
+        ),
+    )
     assert d.model == "gpt-4o"
     assert {r.model: r.reason for r in d.rejected}["deepseek-v4-flash"] == "cooling down: 5 errors"
 
@@ -178,13 +234,26 @@ def test_sticky_model_kept_unless_a_constraint_forces_a_change(catalog: Catalog)
     assert d.model == "gpt-4o" and d.binding_constraint.startswith("sticky") and d.note is None
     assert d.fallbacks[0] == "deepseek-v4-flash"
     d = decide(catalog, Policy(), Request(messages=IMAGE, sticky_model="deepseek-v4-flash"))
-    assert d.model == "gpt-4o" and d.note == "conversation model deepseek-v4-flash not kept: no image_input"
+    assert (
+        d.model == "gpt-4o"
+        and d.note == "conversation model deepseek-v4-flash not kept: no image_input"
+    )
 
 
 def test_a_free_model_is_cheapest_not_unknown(catalog: Catalog) -> None:
-    free = catalog.merged({"models": [{"id": "free-coder", "name": "Free Coder",
-                                       "input_usd_per_mtok": 0, "output_usd_per_mtok": 0,
-                                       "scores": {"humaneval": 93.0}}]})
+    free = catalog.merged(
+        {
+            "models": [
+                {
+                    "id": "free-coder",
+                    "name": "Free Coder",
+                    "input_usd_per_mtok": 0,
+                    "output_usd_per_mtok": 0,
+                    "scores": {"humaneval": 93.0},
+                }
+            ]
+        }
+    )
     for preset in ("value", "cheapest"):
         d = decide(free, Policy(preset=preset), Request(messages=user("x"), tags=["code"]))
         assert d.model == "free-coder" and d.estimated_cost_usd == 0.0
@@ -203,4 +272,5 @@ def test_each_image_counts() -> None:
     one = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}]}]
     five = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}] * 5}]
     from routedllm import message_features
+
     assert message_features(five).input_tokens - message_features(one).input_tokens == 4 * 765

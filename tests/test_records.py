@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from routedllm import CallRecord, Catalog, MemorySink, Usage, build_record, resolve_model
-from routedllm.records import deliver, error_text, sinks_for, with_baseline
+from routedllm.records.schema import deliver, error_text, sinks_for, with_baseline
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -17,8 +17,9 @@ T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 DEFAULT_USAGE = Usage(1000, 500)
 
 
-def record(catalog: Catalog, model: str = "gpt-4o-mini", usage: Usage | None = DEFAULT_USAGE,
-           **fields) -> CallRecord:
+def record(
+    catalog: Catalog, model: str = "gpt-4o-mini", usage: Usage | None = DEFAULT_USAGE, **fields
+) -> CallRecord:
     fields.setdefault("latency_s", 2.0)
     return build_record(catalog, model, usage=usage, ts=T0, **fields)
 
@@ -43,16 +44,40 @@ def test_cached_input_is_priced_as_the_catalog_says(catalog) -> None:
 
 def test_ledger_line_has_the_documented_field_names(catalog) -> None:
     line = json.loads(record(catalog, run_id="r1", tags=["code"], policy="value").model_dump_json())
-    for name in ("ts", "run_id", "model", "tags", "policy", "attempt", "outcome", "input_tokens",
-                 "cached_input_tokens", "output_tokens", "cost_usd", "estimated_cost_usd",
-                 "baseline_model", "baseline_cost_usd", "savings_usd", "latency_s", "ttft_s",
-                 "parent_run_id", "requested_model", "answering_model", "reasoning_tokens",
-                 "input_cost_usd", "output_cost_usd", "prices_as_of", "output_tokens_per_s",
-                 "error", "cache_hit"):
+    for name in (
+        "ts",
+        "run_id",
+        "model",
+        "tags",
+        "policy",
+        "attempt",
+        "outcome",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "estimated_cost_usd",
+        "baseline_model",
+        "baseline_cost_usd",
+        "savings_usd",
+        "latency_s",
+        "ttft_s",
+        "parent_run_id",
+        "requested_model",
+        "answering_model",
+        "reasoning_tokens",
+        "input_cost_usd",
+        "output_cost_usd",
+        "prices_as_of",
+        "output_tokens_per_s",
+        "error",
+        "cache_hit",
+    ):
         assert name in line, name
     assert line["ts"] == "2026-03-01T12:00:00Z" and line["tags"] == ["code"]
     assert CallRecord.model_validate_json(json.dumps(line)) == record(
-        catalog, run_id="r1", tags=["code"], policy="value")
+        catalog, run_id="r1", tags=["code"], policy="value"
+    )
 
 
 def test_unknown_price_is_none_never_zero(catalog) -> None:
@@ -68,18 +93,21 @@ def test_unknown_price_is_none_never_zero(catalog) -> None:
     assert no_usage.baseline_cost_usd is None and no_usage.output_tokens_per_s is None
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("gpt-4o", "gpt-4o"),
-    ("gpt-4o-2024-08-06", "gpt-4o"),
-    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
-    ("openai/gpt-4o-mini", "gpt-4o-mini"),
-    ("claude-3.5-sonnet-20241022", "claude-3.5-sonnet"),
-    ("gpt-4o-latest", "gpt-4o"),
-    ("gpt-4o-audio-preview", None),  # a different model, not a snapshot: unknown
-    ("gpt-4o-mini-tts", None),
-    ("llama-3-70b", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("openai/gpt-4o-mini", "gpt-4o-mini"),
+        ("claude-3.5-sonnet-20241022", "claude-3.5-sonnet"),
+        ("gpt-4o-latest", "gpt-4o"),
+        ("gpt-4o-audio-preview", None),  # a different model, not a snapshot: unknown
+        ("gpt-4o-mini-tts", None),
+        ("llama-3-70b", None),
+        ("", None),
+    ],
+)
 def test_resolve_model_rule(catalog, name: str, expected: str | None) -> None:
     card = resolve_model(catalog, name)
     assert (card.id if card else None) == expected
@@ -92,11 +120,20 @@ def test_record_carries_catalog_id_and_the_reported_name(catalog) -> None:
 
 
 def test_usage_from_langchain_and_openai_shapes() -> None:
-    lc = {"input_tokens": 100, "output_tokens": 40, "total_tokens": 140,
-          "input_token_details": {"cache_read": 30}, "output_token_details": {"reasoning": 10}}
-    oa = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140,
-          "prompt_tokens_details": {"cached_tokens": 30},
-          "completion_tokens_details": {"reasoning_tokens": 10}}
+    lc = {
+        "input_tokens": 100,
+        "output_tokens": 40,
+        "total_tokens": 140,
+        "input_token_details": {"cache_read": 30},
+        "output_token_details": {"reasoning": 10},
+    }
+    oa = {
+        "prompt_tokens": 100,
+        "completion_tokens": 40,
+        "total_tokens": 140,
+        "prompt_tokens_details": {"cached_tokens": 30},
+        "completion_tokens_details": {"reasoning_tokens": 10},
+    }
     assert Usage.from_usage_metadata(lc) == Usage.from_openai(oa) == Usage(100, 40, 30, 10)
     assert Usage.from_usage_metadata(None) is None and Usage.from_openai({}) is None
 

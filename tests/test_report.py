@@ -19,15 +19,53 @@ def ledger(tmp_path: Path, catalog) -> Path:
     path = tmp_path / "calls.jsonl"
     sink = JsonlLedger(path)
     for i in range(20):
-        sink.emit(build_record(catalog, "deepseek-v4-flash", usage=Usage(1000, 500),
-                               ts=T0 + dt.timedelta(minutes=i), latency_s=1 + i / 10,
-                               ttft_s=0.2, tags=["code"], run_id=f"d{i}"))
-    sink.emit(build_record(catalog, "deepseek-v4-flash", usage=Usage(0, 0), ts=T0, latency_s=0.1,
-                           outcome="RateLimitError", tags=["code"], run_id="g0"))
-    sink.emit(build_record(catalog, "gpt-4o", usage=Usage(1000, 500), ts=T0, latency_s=3.0,
-                           tags=["code"], attempt=2, run_id="g0"))
-    sink.emit(build_record(catalog, "llama-3-70b", usage=Usage(1000, 500), ts=T0, latency_s=2.0,
-                           tags=["chinese"], run_id="l0"))
+        sink.emit(
+            build_record(
+                catalog,
+                "deepseek-v4-flash",
+                usage=Usage(1000, 500),
+                ts=T0 + dt.timedelta(minutes=i),
+                latency_s=1 + i / 10,
+                ttft_s=0.2,
+                tags=["code"],
+                run_id=f"d{i}",
+            )
+        )
+    sink.emit(
+        build_record(
+            catalog,
+            "deepseek-v4-flash",
+            usage=Usage(0, 0),
+            ts=T0,
+            latency_s=0.1,
+            outcome="RateLimitError",
+            tags=["code"],
+            run_id="g0",
+        )
+    )
+    sink.emit(
+        build_record(
+            catalog,
+            "gpt-4o",
+            usage=Usage(1000, 500),
+            ts=T0,
+            latency_s=3.0,
+            tags=["code"],
+            attempt=2,
+            run_id="g0",
+        )
+    )
+    sink.emit(
+        build_record(
+            catalog,
+            "llama-3-70b",
+            usage=Usage(1000, 500),
+            ts=T0,
+            latency_s=2.0,
+            tags=["chinese"],
+            run_id="l0",
+        )
+    )
     return path
 
 
@@ -91,10 +129,13 @@ def test_truncated_ledger_warns_and_reports(capsys, ledger: Path) -> None:
     assert "warning" in err and "truncated last line" in err
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["report", "/nonexistent/calls.jsonl"], "cannot read ledger"),
-    (["report", "LEDGER", "--baseline", "gpt-9"], "unknown model 'gpt-9'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "/nonexistent/calls.jsonl"], "cannot read ledger"),
+        (["report", "LEDGER", "--baseline", "gpt-9"], "unknown model 'gpt-9'"),
+    ],
+)
 def test_errors(capsys, ledger: Path, argv: list[str], message: str) -> None:
     argv = [str(ledger) if a == "LEDGER" else a for a in argv]
     code, out, err = run(capsys, *argv)

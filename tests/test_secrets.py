@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from routedllm import BudgetBackendError, BudgetLimits, Catalog, CatalogError, RedisBudget
-from routedllm.budget import Reservation
 from routedllm.cli import main
+from routedllm.reliability.budget import Reservation
 from routedllm.testing import FAULTS, ModelSpec, Upstream
 
 SECRET = "ga_TESTSECRET_0123456789abcdef"
@@ -47,10 +47,16 @@ def planted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 def test_cli_output_never_holds_the_key(planted: Path) -> None:
     runs = [
-        ("--help",), ("models",), ("models", "--json"),
-        ("route", "fix my python loop"), ("route", "--json", "--tags", "code", "x"),
-        ("route", "--file", str(planted / "m.json")), ("demo",), ("demo", "--json"),
-        ("route", "--tags", "nope", "x"), ("route", "--max-tokens", "abc", "x"),
+        ("--help",),
+        ("models",),
+        ("models", "--json"),
+        ("route", "fix my python loop"),
+        ("route", "--json", "--tags", "code", "x"),
+        ("route", "--file", str(planted / "m.json")),
+        ("demo",),
+        ("demo", "--json"),
+        ("route", "--tags", "nope", "x"),
+        ("route", "--max-tokens", "abc", "x"),
         ("models", "--catalog", str(planted / "missing.yaml")),
         *((cmd, "--help") for cmd in commands()),
     ]
@@ -88,9 +94,11 @@ def test_upstream_records_and_client_errors_hold_no_key() -> None:
         texts = []
         for fault in FAULTS:
             try:
-                list(c.chat.completions.create(model=fault, messages=[{"role": "user",
-                                                                      "content": "hi"}],
-                                               stream=True))
+                list(
+                    c.chat.completions.create(
+                        model=fault, messages=[{"role": "user", "content": "hi"}], stream=True
+                    )
+                )
             except Exception as exc:  # noqa: BLE001 - each fault's error is scanned
                 texts += [str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)]
         assert len(texts) >= 4 * (len(FAULTS) - 1)  # all but no_choices raise
@@ -103,12 +111,17 @@ def test_upstream_records_and_client_errors_hold_no_key() -> None:
 @pytest.mark.loopback
 @pytest.mark.allow_hosts(["127.0.0.1"])
 @pytest.mark.skipif(importlib.util.find_spec("redis") is None, reason="redis-py not installed")
-def test_redis_password_stays_out_of_reprs_errors_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_redis_password_stays_out_of_reprs_errors_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with socket.socket() as s:  # a free port: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    budget = RedisBudget.from_url(f"redis://:{SECRET}@127.0.0.1:{port}/2",
-                                  BudgetLimits(max_run_usd=1), socket_connect_timeout=1)
+    budget = RedisBudget.from_url(
+        f"redis://:{SECRET}@127.0.0.1:{port}/2",
+        BudgetLimits(max_run_usd=1),
+        socket_connect_timeout=1,
+    )
     assert f"127.0.0.1:{port}/2" in repr(budget) and SECRET not in repr(budget)
     with pytest.raises(BudgetBackendError) as info:
         budget.reserve(0.1)
@@ -126,26 +139,41 @@ def test_redis_password_stays_out_of_reprs_errors_and_logs(caplog: pytest.LogCap
 # -- RoutedChatModel: reprs, errors, ledger and DEBUG logs over real HTTP ------------------
 @pytest.mark.loopback
 @pytest.mark.allow_hosts(["127.0.0.1"])
-def test_routed_chat_model_never_shows_the_key(tmp_path: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_routed_chat_model_never_shows_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from routedllm import CostLatencyHandler, LocalBudget, Policy, Request, decide
-    from routedllm.chat_model import RoutedChatModel
-    from routedllm.errors import AllAttemptsFailedError, StreamInterruptedError
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from routedllm.core.errors import AllAttemptsFailedError, StreamInterruptedError
 
     catalog = Catalog.default()
-    first, second, third = decide(catalog, Policy(), Request(
-        messages=[{"role": "user", "content": "summarise this"}])).ranking
-    specs = {first: ModelSpec(script=["500", "cut", "503"]),
-             second: ModelSpec(script=[None, "502"]), third: ModelSpec(script=["429"])}
+    first, second, third = decide(
+        catalog, Policy(), Request(messages=[{"role": "user", "content": "summarise this"}])
+    ).ranking
+    specs = {
+        first: ModelSpec(script=["500", "cut", "503"]),
+        second: ModelSpec(script=[None, "502"]),
+        third: ModelSpec(script=["429"]),
+    }
     ledger = tmp_path / "calls.jsonl"
     texts: list[str] = []
     caplog.set_level(logging.DEBUG)  # openai, httpx2 and httpcore log requests at DEBUG
     with Upstream(specs, api_key=SECRET) as up:  # a request without the key gets a 401
-        llm = RoutedChatModel(base_url=up.base_url, api_key=SECRET, catalog=catalog,
-                              budget=LocalBudget(BudgetLimits(max_run_usd=10)), timeout=5)
+        llm = RoutedChatModel(
+            base_url=up.base_url,
+            api_key=SECRET,
+            catalog=catalog,
+            budget=LocalBudget(BudgetLimits(max_run_usd=10)),
+            timeout=5,
+        )
         config = {"callbacks": [CostLatencyHandler(catalog, ledger_path=ledger)]}
-        texts += [repr(llm), str(llm), json.dumps(llm.model_dump(mode="json"), default=str),
-                  repr(llm.breaker), repr(llm.budget)]
+        texts += [
+            repr(llm),
+            str(llm),
+            json.dumps(llm.model_dump(mode="json"), default=str),
+            repr(llm.breaker),
+            repr(llm.budget),
+        ]
         reply = llm.invoke("summarise this", config=config)  # 500, then an answer
         texts.append(json.dumps(reply.response_metadata, default=str))
         with pytest.raises(StreamInterruptedError) as broken:  # first answers, then breaks
@@ -154,12 +182,23 @@ def test_routed_chat_model_never_shows_the_key(tmp_path: Path,
         with pytest.raises(AllAttemptsFailedError) as every:  # 503, 502, 429
             llm.invoke("summarise this", config=config)
         statuses = [(r.model, r.fault) for r in up.requests]
-    assert statuses == [(first, "500"), (second, None), (first, "cut"), (first, "503"),
-                        (second, "502"), (third, "429")]  # every request carried the key
+    assert statuses == [
+        (first, "500"),
+        (second, None),
+        (first, "cut"),
+        (first, "503"),
+        (second, "502"),
+        (third, "429"),
+    ]  # every request carried the key
     for error in (broken.value, every.value):
         record = error.routedllm  # type: ignore[attr-defined]
-        texts += [str(error), repr(error), repr(error.__cause__), json.dumps(error.attempts),
-                  json.dumps(record)]
+        texts += [
+            str(error),
+            repr(error),
+            repr(error.__cause__),
+            json.dumps(error.attempts),
+            json.dumps(record),
+        ]
     lines = ledger.read_text("utf-8").splitlines()
     assert len(lines) == len(statuses)
     texts += [*lines, caplog.text]
@@ -171,12 +210,13 @@ def test_routed_chat_model_never_shows_the_key(tmp_path: Path,
 
 def test_a_short_key_does_not_mangle_error_text() -> None:
     """Keys shorter than 8 characters are not scrubbed: "k" would wreck every model id."""
-    from routedllm.fallback import failed_attempt
-    from routedllm.records import scrub
+    from routedllm.records.schema import scrub
+    from routedllm.reliability.attempts import failed_attempt
 
     error = RuntimeError("The model `kimi-k2.5` does not exist")
     assert failed_attempt("kimi-k2.5", error, 0.1, "k").error == (
-        "RuntimeError: The model `kimi-k2.5` does not exist")
+        "RuntimeError: The model `kimi-k2.5` does not exist"
+    )
     assert scrub(f"bad key {SECRET} sent", SECRET) == "bad key [redacted] sent"
     assert scrub("deepseek-v4-flash", "k") == "deepseek-v4-flash"
 
@@ -210,27 +250,38 @@ def test_a_plain_chat_models_errors_reach_the_ledger_without_the_key(planted: Pa
 
 
 def test_litellm_failures_reach_the_ledger_without_the_key(
-        planted: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    planted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if importlib.util.find_spec("litellm") is None:
         pytest.skip("litellm is not installed")
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch a price map
     import asyncio
 
     from routedllm import read_ledger
-    from routedllm.litellm import LiteLLMHandler
+    from routedllm.adapters.litellm import LiteLLMHandler
 
     ledger = planted / "calls.jsonl"
     handler = LiteLLMHandler(ledger_path=ledger)
     leak = RuntimeError(f"AuthenticationError: incorrect API key provided: {SECRET}")
 
     def event(trace: str, **slo: str) -> dict:
-        return {"standard_logging_object": {"model": "openai/gpt-4o", "model_id": "d1",
-                                            "trace_id": trace, **slo}, "exception": leak}
+        return {
+            "standard_logging_object": {
+                "model": "openai/gpt-4o",
+                "model_id": "d1",
+                "trace_id": trace,
+                **slo,
+            },
+            "exception": leak,
+        }
 
     handler.log_failure_event(event("t-1", error_str=str(leak)), None, None, None)
     handler.log_failure_event(event("t-2"), None, None, None)  # no error_str: the exception's
-    asyncio.run(handler.async_post_call_failure_deployment_hook(
-        {"model": "gpt-4o", "metadata": {}, "litellm_call_id": "c-3"}, leak, None))
+    asyncio.run(
+        handler.async_post_call_failure_deployment_hook(
+            {"model": "gpt-4o", "metadata": {}, "litellm_call_id": "c-3"}, leak, None
+        )
+    )
     records = read_ledger(ledger)
     assert len(records) == 3 and {r.outcome for r in records} == {"RuntimeError"}
     assert SECRET not in ledger.read_text("utf-8")

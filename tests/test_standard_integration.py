@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from routedllm.chat_model import RoutedChatModel
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from tests.fake_gateway import (
     CASSETTE_DIR,
     SOCKET_PROBE_ALLOWED,

@@ -11,7 +11,7 @@ from typing import Any
 
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from routedllm.chat_model import RoutedChatModel
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED
 
 pytestmark = SOCKET_PROBE_ALLOWED

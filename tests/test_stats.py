@@ -8,16 +8,31 @@ import threading
 import pytest
 
 from routedllm import MemorySink, Usage, build_record
-from routedllm.catalog import Catalog
+from routedllm.core.catalog import Catalog
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def rec(catalog: Catalog, model: str, latency: float, *, tags=("code",), outcome: str = "ok",
-        ttft: float | None = None):
+def rec(
+    catalog: Catalog,
+    model: str,
+    latency: float,
+    *,
+    tags=("code",),
+    outcome: str = "ok",
+    ttft: float | None = None,
+):
     usage = Usage(1000, 500) if outcome == "ok" else Usage(0, 0)
-    return build_record(catalog, model, usage=usage, ts=T0, latency_s=latency, ttft_s=ttft,
-                        tags=tags, outcome=outcome)
+    return build_record(
+        catalog,
+        model,
+        usage=usage,
+        ts=T0,
+        latency_s=latency,
+        ttft_s=ttft,
+        tags=tags,
+        outcome=outcome,
+    )
 
 
 def test_aggregates_per_model_and_tag(catalog) -> None:
@@ -32,7 +47,11 @@ def test_aggregates_per_model_and_tag(catalog) -> None:
     assert mini["savings_usd"] == pytest.approx(0.0075 - 0.00045)
     assert mini["latency_s"]["p50"] == pytest.approx(1.0, rel=0.01)  # the 429 is not counted
     llama = s["by_model"]["llama-3-70b"]
-    assert llama["cost_usd"] is None and llama["unpriced_attempts"] == 1 and llama["savings_usd"] is None
+    assert (
+        llama["cost_usd"] is None
+        and llama["unpriced_attempts"] == 1
+        and llama["savings_usd"] is None
+    )
     assert s["by_tag"]["code"]["attempts"] == 2 and s["by_tag"]["chinese"]["attempts"] == 1
     assert s["by_tag"]["(untagged)"]["attempts"] == 1
     assert s["total"]["cost_usd"] == pytest.approx(0.00045) and s["total"]["unpriced_attempts"] == 1
@@ -60,19 +79,21 @@ def test_merge_equals_one_sink_over_everything(catalog) -> None:
     assert merged["total"]["attempts"] == expected["total"]["attempts"] == len(records)
     for model in ("gpt-4o", "qwen3-32b"):
         assert merged["by_model"][model]["cost_usd"] == pytest.approx(
-            expected["by_model"][model]["cost_usd"])
+            expected["by_model"][model]["cost_usd"]
+        )
         assert merged["by_model"][model]["latency_s"] == pytest.approx(
-            expected["by_model"][model]["latency_s"])
+            expected["by_model"][model]["latency_s"]
+        )
 
 
 def test_thread_safe_counts(catalog) -> None:
     sink = MemorySink()
     r = rec(catalog, "gpt-4o", 1.0)
-    threads = [threading.Thread(target=lambda: [sink.emit(r) for _ in range(500)])
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: [sink.emit(r) for _ in range(500)]) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 4000
-

@@ -5,38 +5,58 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage
 
-from routedllm import InvalidRequestError, UnknownTagError, VOCABULARY, infer_tags, message_features
-from routedllm.tags import validate_tags
+from routedllm import VOCABULARY, InvalidRequestError, UnknownTagError, infer_tags, message_features
+from routedllm.core.tags import validate_tags
 from tests.conftest import user
 
 
 def test_vocabulary_maps_benchmarks_and_capabilities() -> None:
     assert {t: s.benchmark for t, s in VOCABULARY.items()} == {
-        "vision": "mmlu", "code": "humaneval", "chinese": "ceval", "extraction": "mmlu",
-        "summarization": "mmlu", "classification": "mmlu", "general": "mmlu",
-        "long-context": "mmlu"}
+        "vision": "mmlu",
+        "code": "humaneval",
+        "chinese": "ceval",
+        "extraction": "mmlu",
+        "summarization": "mmlu",
+        "classification": "mmlu",
+        "general": "mmlu",
+        "long-context": "mmlu",
+    }
     assert VOCABULARY["vision"].requires == {"image_input"}
 
 
-@pytest.mark.parametrize(("messages", "tags"), [
-    (user("What is the capital of Australia?"), ("general",)),
-    (user("```python\nprint(1)\n```\nwhy does this fail?"), ("code",)),
-    (user("Write a SQL query that counts orders per day."), ("code",)),
-    (user("def f(x):\n    return x + 1\n"), ("code",)),
-    (user("请解释一下数据库事务的隔离级别。"), ("chinese",)),
-    (user("请用Python写一个快速排序函数"), ("code", "chinese")),
-    ([{"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                   {"type": "image_url", "image_url": {"url": "data:,"}}]}],
-     ("vision",)),
-    (user("lorem ipsum dolor sit amet " * 5000), ("general", "long-context")),
-    ([HumanMessage("今天天气怎么样？我们去哪里玩？")], ("chinese",)),
-])
+@pytest.mark.parametrize(
+    ("messages", "tags"),
+    [
+        (user("What is the capital of Australia?"), ("general",)),
+        (user("```python\nprint(1)\n```\nwhy does this fail?"), ("code",)),
+        (user("Write a SQL query that counts orders per day."), ("code",)),
+        (user("def f(x):\n    return x + 1\n"), ("code",)),
+        (user("请解释一下数据库事务的隔离级别。"), ("chinese",)),
+        (user("请用Python写一个快速排序函数"), ("code", "chinese")),
+        (
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:,"}},
+                    ],
+                }
+            ],
+            ("vision",),
+        ),
+        (user("lorem ipsum dolor sit amet " * 5000), ("general", "long-context")),
+        ([HumanMessage("今天天气怎么样？我们去哪里玩？")], ("chinese",)),
+    ],
+)
 def test_inference(messages, tags) -> None:
     assert infer_tags(message_features(messages)) == tags
 
 
 def test_short_chinese_share_in_english_text_is_not_chinese() -> None:
-    assert infer_tags(message_features(user("Translate 你好 into English, please, thanks."))) == ("general",)
+    assert infer_tags(message_features(user("Translate 你好 into English, please, thanks."))) == (
+        "general",
+    )
 
 
 def test_unknown_tag_lists_known_ones() -> None:

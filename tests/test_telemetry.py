@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import routedllm
 from routedllm import CostLatencyHandler, OTelSink, Usage, build_record
-from routedllm.telemetry import (
+from routedllm.records.telemetry import (
     DURATION_BUCKETS,
     TOKEN_BUCKETS,
     langfuse_cost_details,
@@ -42,7 +42,9 @@ def otel():
 
 def metrics(reader: InMemoryMetricReader) -> dict[str, object]:
     data = reader.get_metrics_data()
-    return {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    return {
+        m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    }
 
 
 def points(metric) -> list:
@@ -51,9 +53,16 @@ def points(metric) -> list:
 
 def ok_record(catalog, **fields):
     fields.setdefault("usage", Usage(1000, 200, cached_input_tokens=300, reasoning_tokens=50))
-    return build_record(catalog, fields.pop("model", "gpt-4o-mini"), ts=T0,
-                        latency_s=fields.pop("latency_s", 1.5), tags=["code"], policy="value",
-                        answering_model="gpt-4o-mini-2024-07-18", **fields)
+    return build_record(
+        catalog,
+        fields.pop("model", "gpt-4o-mini"),
+        ts=T0,
+        latency_s=fields.pop("latency_s", 1.5),
+        tags=["code"],
+        policy="value",
+        answering_model="gpt-4o-mini-2024-07-18",
+        **fields,
+    )
 
 
 def test_genai_metrics_with_spec_buckets(catalog, otel) -> None:
@@ -61,8 +70,16 @@ def test_genai_metrics_with_spec_buckets(catalog, otel) -> None:
     sink = OTelSink(meter_provider=meter_provider)
     sink.emit(ok_record(catalog))  # not streamed
     sink.emit(ok_record(catalog, ttft_s=0.3))  # streamed
-    sink.emit(build_record(catalog, "deepseek-v4-flash", usage=Usage(0, 0), ts=T0, latency_s=0.05,
-                           outcome="RateLimitError"))
+    sink.emit(
+        build_record(
+            catalog,
+            "deepseek-v4-flash",
+            usage=Usage(0, 0),
+            ts=T0,
+            latency_s=0.05,
+            outcome="RateLimitError",
+        )
+    )
     sink.emit(ok_record(catalog, model="llama-3-70b"))  # unknown price
     got = metrics(reader)
 
@@ -81,8 +98,11 @@ def test_genai_metrics_with_spec_buckets(catalog, otel) -> None:
 
     tokens = got["gen_ai.client.token.usage"]
     assert tokens.unit == "{token}"
-    mini = {p.attributes["gen_ai.token.type"]: p for p in points(tokens)
-            if p.attributes["gen_ai.request.model"] == "gpt-4o-mini"}
+    mini = {
+        p.attributes["gen_ai.token.type"]: p
+        for p in points(tokens)
+        if p.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    }
     assert mini["input"].sum == 2000 and mini["output"].sum == 400
     assert tuple(mini["input"].explicit_bounds) == TOKEN_BUCKETS
     assert all(p.attributes["gen_ai.request.model"] != "deepseek-v4-flash" for p in points(tokens))
@@ -95,8 +115,10 @@ def test_genai_metrics_with_spec_buckets(catalog, otel) -> None:
     by_model = {p.attributes["gen_ai.request.model"]: p.value for p in points(cost)}
     assert "llama-3-70b" not in by_model  # unknown is not recorded as 0
     assert by_model["gpt-4o-mini"] == pytest.approx(2 * ok_record(catalog).cost_usd)
-    baseline = {p.attributes["gen_ai.request.model"]: p.value
-                for p in points(got["routedllm.client.baseline_cost"])}
+    baseline = {
+        p.attributes["gen_ai.request.model"]: p.value
+        for p in points(got["routedllm.client.baseline_cost"])
+    }
     assert baseline["llama-3-70b"] == pytest.approx(ok_record(catalog).baseline_cost_usd)
     assert exporter.get_finished_spans() == ()  # spans are opt-in
 
@@ -106,8 +128,18 @@ def test_spans_opt_in_carry_genai_attributes_and_cost(catalog, otel) -> None:
     sink = OTelSink(meter_provider=meter_provider, tracer_provider=tracer_provider, spans=True)
     good = ok_record(catalog, ttft_s=0.3, run_id="r1")
     sink.emit(good)
-    sink.emit(build_record(catalog, "gpt-4o", usage=Usage(0, 0), ts=T0, latency_s=0.2,
-                           outcome="APITimeoutError", error="timed out", attempt=2))
+    sink.emit(
+        build_record(
+            catalog,
+            "gpt-4o",
+            usage=Usage(0, 0),
+            ts=T0,
+            latency_s=0.2,
+            outcome="APITimeoutError",
+            error="timed out",
+            attempt=2,
+        )
+    )
     ok, failed = exporter.get_finished_spans()
     assert ok.name == "chat gpt-4o-mini" and ok.kind == SpanKind.CLIENT
     assert ok.start_time == int(T0.timestamp() * 1e9)
@@ -122,7 +154,9 @@ def test_spans_opt_in_carry_genai_attributes_and_cost(catalog, otel) -> None:
     assert a["routedllm.run_id"] == "r1" and tuple(a["routedllm.tags"]) == ("code",)
     assert "error.type" not in a and ok.status.status_code == StatusCode.UNSET
     assert failed.attributes["error.type"] == "APITimeoutError"
-    assert failed.status.status_code == StatusCode.ERROR and failed.status.description == "timed out"
+    assert (
+        failed.status.status_code == StatusCode.ERROR and failed.status.description == "timed out"
+    )
 
 
 def test_handler_feeds_the_otel_sink(catalog, otel) -> None:
@@ -133,7 +167,8 @@ def test_handler_feeds_the_otel_sink(catalog, otel) -> None:
     got = metrics(reader)
     assert points(got["gen_ai.client.operation.time_to_first_chunk"])[0].count == 1
     assert points(got["routedllm.client.cost"])[0].value == pytest.approx(
-        handler.memory.records[0].cost_usd)
+        handler.memory.records[0].cost_usd
+    )
 
 
 # -- LangSmith ---------------------------------------------------------------------------
@@ -166,13 +201,18 @@ def sent_runs(monkeypatch):
 
     sent: list[dict] = []
     monkeypatch.setattr(RunTree, "post", lambda self, *a, **k: None)
-    monkeypatch.setattr(RunTree, "patch", lambda self, *a, **k: sent.append(
-        {"run_type": self.run_type, **self.extra.get("metadata", {})}))
+    monkeypatch.setattr(
+        RunTree,
+        "patch",
+        lambda self, *a, **k: sent.append(
+            {"run_type": self.run_type, **self.extra.get("metadata", {})}
+        ),
+    )
     return sent
 
 
 def test_langsmith_cost_tracer_adds_cost_and_keeps_usage_aggregation(catalog, sent_runs) -> None:
-    from routedllm.langsmith_costs import LangSmithCostTracer
+    from routedllm.records.langsmith import LangSmithCostTracer
 
     tracer = LangSmithCostTracer(catalog, client=object(), project_name="test")
     usage = UsageMetadataCallbackHandler()
@@ -193,11 +233,19 @@ def test_langsmith_cost_tracer_adds_cost_and_keeps_usage_aggregation(catalog, se
 # -- Langfuse ----------------------------------------------------------------------------
 def test_langfuse_details(catalog) -> None:
     r = ok_record(catalog)
-    assert langfuse_usage_details(r) == {"input": 700, "input_cache_read": 300, "output": 150,
-                                         "output_reasoning": 50, "total": 1200}
+    assert langfuse_usage_details(r) == {
+        "input": 700,
+        "input_cache_read": 300,
+        "output": 150,
+        "output_reasoning": 50,
+        "total": 1200,
+    }
     cost = langfuse_cost_details(r)
-    assert cost == {"input": pytest.approx(r.input_cost_usd),
-                    "output": pytest.approx(r.output_cost_usd), "total": pytest.approx(r.cost_usd)}
+    assert cost == {
+        "input": pytest.approx(r.input_cost_usd),
+        "output": pytest.approx(r.output_cost_usd),
+        "total": pytest.approx(r.cost_usd),
+    }
     assert langfuse_cost_details(ok_record(catalog, model="llama-3-70b")) is None
     assert json.dumps(cost)  # what goes into langfuse.observation.cost_details
 

@@ -24,13 +24,19 @@ def client(up: Upstream, timeout: float = 5.0) -> openai.OpenAI:
 
 
 def stream(c: openai.OpenAI, model: str, **kw):
-    return c.chat.completions.create(model=model, messages=HI, stream=True,
-                                     stream_options={"include_usage": True}, **kw)
+    return c.chat.completions.create(
+        model=model, messages=HI, stream=True, stream_options={"include_usage": True}, **kw
+    )
 
 
 def test_plain_reply_is_openai_shaped_and_recorded() -> None:
-    spec = ModelSpec(reply="Hi there, nice to meet you.", prompt_tokens=40,
-                     completion_tokens=7, cached_tokens=32, reasoning_tokens=3)
+    spec = ModelSpec(
+        reply="Hi there, nice to meet you.",
+        prompt_tokens=40,
+        completion_tokens=7,
+        cached_tokens=32,
+        reasoning_tokens=3,
+    )
     with Upstream({"gpt-4o": spec}) as up:
         assert up.port > 0 and up.base_url == f"http://127.0.0.1:{up.port}/v1"
         r = client(up).chat.completions.create(model="gpt-4o", messages=HI, temperature=0)
@@ -78,13 +84,19 @@ def test_stream_with_usage_chunk() -> None:
 
 # Each fault, on a plain call and on a stream: what the openai client makes of it.
 FAULT_CASES = [
-    ("429", False, openai.RateLimitError), ("429", True, openai.RateLimitError),
-    ("500", False, openai.InternalServerError), ("502", True, openai.InternalServerError),
+    ("429", False, openai.RateLimitError),
+    ("429", True, openai.RateLimitError),
+    ("500", False, openai.InternalServerError),
+    ("502", True, openai.InternalServerError),
     ("503", False, openai.InternalServerError),
-    ("slow", False, openai.APITimeoutError), ("slow", True, openai.APITimeoutError),
-    ("reset", False, openai.APIConnectionError), ("reset", True, openai.APIConnectionError),
-    ("cut", False, openai.APIConnectionError), ("cut", True, openai.APIConnectionError),
-    ("malformed", False, json.JSONDecodeError), ("malformed", True, json.JSONDecodeError),
+    ("slow", False, openai.APITimeoutError),
+    ("slow", True, openai.APITimeoutError),
+    ("reset", False, openai.APIConnectionError),
+    ("reset", True, openai.APIConnectionError),
+    ("cut", False, openai.APIConnectionError),
+    ("cut", True, openai.APIConnectionError),
+    ("malformed", False, json.JSONDecodeError),
+    ("malformed", True, json.JSONDecodeError),
     ("error_event", True, openai.APIError),
 ]
 
@@ -149,9 +161,12 @@ def test_fault_shares_follow_the_seed() -> None:
 def test_256_concurrent_connections() -> None:
     async def main(up: Upstream) -> list[str]:
         c = openai.AsyncOpenAI(base_url=up.base_url, api_key=KEY, max_retries=0, timeout=30)
-        replies = await asyncio.gather(*(
-            c.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}])
-            for i in range(256)))
+        replies = await asyncio.gather(
+            *(
+                c.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}])
+                for i in range(256)
+            )
+        )
         await c.close()
         return [r.id for r in replies]
 
@@ -160,7 +175,8 @@ def test_256_concurrent_connections() -> None:
         assert len(set(ids)) == 256 and len(up.requests) == 256
         assert up.max_concurrent == 256
     assert sorted(r.body["messages"][0]["content"] for r in up.requests) == sorted(
-        str(i) for i in range(256))
+        str(i) for i in range(256)
+    )
 
 
 def test_stop_ends_a_request_in_flight() -> None:
@@ -184,28 +200,72 @@ def test_stop_ends_a_request_in_flight() -> None:
 
 
 def write_cassette(path: Path) -> None:
-    sse = ('data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"glm-4.7",'
-           '"choices":[{"index":0,"delta":{"content":"canned stream"},"finish_reason":null}]}\n\n'
-           'data: [DONE]\n\n')
-    plain = {"id": "c2", "object": "chat.completion", "created": 1, "model": "glm-4.7",
-             "choices": [{"index": 0, "finish_reason": "stop",
-                          "message": {"role": "assistant", "content": "canned reply"}}],
-             "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}
+    sse = (
+        'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"glm-4.7",'
+        '"choices":[{"index":0,"delta":{"content":"canned stream"},"finish_reason":null}]}\n\n'
+        "data: [DONE]\n\n"
+    )
+    plain = {
+        "id": "c2",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "glm-4.7",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "canned reply"},
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
+    }
     uri = "https://gateway.example/v1/chat/completions"
-    path.write_text(yaml.safe_dump({"interactions": [
-        {"request": {"method": "POST", "uri": uri, "body": json.dumps(
-            {"model": "glm-4.7", "messages": HI, "stream": True})},
-         "response": {"status": {"code": 200, "message": "OK"},
-                      "headers": {"Content-Type": ["text/event-stream"]},
-                      "body": {"string": sse}}},
-        {"request": {"method": "POST", "uri": uri,
-                     "parsed_body": {"model": "glm-4.7", "messages": HI}},
-         "response": {"status": {"code": 200, "message": "OK"},
-                      "headers": {"Content-Type": ["application/json"]},
-                      "parsed_body": plain}},
-        {"request": {"method": "GET", "uri": "https://gateway.example/v1/models", "body": None},
-         "response": {"status": {"code": 200}, "headers": {}, "body": {"string": "{}"}}},
-    ]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "interactions": [
+                    {
+                        "request": {
+                            "method": "POST",
+                            "uri": uri,
+                            "body": json.dumps(
+                                {"model": "glm-4.7", "messages": HI, "stream": True}
+                            ),
+                        },
+                        "response": {
+                            "status": {"code": 200, "message": "OK"},
+                            "headers": {"Content-Type": ["text/event-stream"]},
+                            "body": {"string": sse},
+                        },
+                    },
+                    {
+                        "request": {
+                            "method": "POST",
+                            "uri": uri,
+                            "parsed_body": {"model": "glm-4.7", "messages": HI},
+                        },
+                        "response": {
+                            "status": {"code": 200, "message": "OK"},
+                            "headers": {"Content-Type": ["application/json"]},
+                            "parsed_body": plain,
+                        },
+                    },
+                    {
+                        "request": {
+                            "method": "GET",
+                            "uri": "https://gateway.example/v1/models",
+                            "body": None,
+                        },
+                        "response": {
+                            "status": {"code": 200},
+                            "headers": {},
+                            "body": {"string": "{}"},
+                        },
+                    },
+                ]
+            }
+        )
+    )
 
 
 def test_canned_responses_from_a_cassette(tmp_path: Path) -> None:
@@ -220,8 +280,10 @@ def test_canned_responses_from_a_cassette(tmp_path: Path) -> None:
         chunks = list(c.chat.completions.create(model="glm-4.7", messages=HI, stream=True))
         assert chunks[0].choices[0].delta.content == "canned stream"
         # other models still get generated replies
-        assert "stand-in" in c.chat.completions.create(
-            model="other", messages=HI).choices[0].message.content
+        assert (
+            "stand-in"
+            in c.chat.completions.create(model="other", messages=HI).choices[0].message.content
+        )
 
 
 def test_unknown_model_wrong_key_and_bad_body() -> None:
@@ -245,7 +307,17 @@ def test_binds_loopback_only(host: str) -> None:
 
 
 def test_fault_names_are_the_documented_ones() -> None:
-    assert set(FAULTS) == {"429", "500", "502", "503", "slow", "reset", "cut", "malformed",
-                           "error_event", "no_choices"}
+    assert set(FAULTS) == {
+        "429",
+        "500",
+        "502",
+        "503",
+        "slow",
+        "reset",
+        "cut",
+        "malformed",
+        "error_event",
+        "no_choices",
+    }
     covered = {fault for fault, _, _ in FAULT_CASES} | {"error_event", "no_choices"}
     assert covered == set(FAULTS)

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from routedllm import Catalog
-from routedllm.chat_model import RoutedChatModel
-from routedllm.errors import StreamInterruptedError
-from routedllm.fallback import classify
+from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm.core.errors import StreamInterruptedError
+from routedllm.reliability.attempts import classify
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway
 
 WIRE = Path(

@@ -1,6 +1,6 @@
 """A routedllm callback for the LiteLLM proxy with your own policy and sinks.
 
-The generated config names ``routedllm.litellm.handler``, configured by environment
+The generated config names ``routedllm.adapters.litellm.handler``, configured by environment
 variables. To configure it in Python instead, keep this file next to ``config.yaml`` and
 name it in the config (LiteLLM loads ``<config dir>/custom_handler.py`` by path)::
 
@@ -14,7 +14,7 @@ only (``routedllm``, ``opentelemetry``, ...), not from other files here.
 import os
 
 from routedllm import Catalog, Policy
-from routedllm.litellm import LiteLLMHandler
+from routedllm.adapters.litellm import LiteLLMHandler
 
 handler = LiteLLMHandler(
     Catalog.from_env(),  # the packaged catalog, merged with $ROUTEDLLM_CATALOG if set

@@ -2,18 +2,10 @@
 
 from typing import TYPE_CHECKING
 
-from routedllm.budget import (
-    Budget,
-    BudgetBackendError,
-    BudgetLimits,
-    BudgetStatus,
-    LocalBudget,
-    RedisBudget,
-    Reservation,
-)
-from routedllm.callbacks import CostLatencyHandler
-from routedllm.catalog import Capabilities, Catalog, ModelCard, StalePricesWarning
-from routedllm.errors import (
+from routedllm.adapters.langchain.handler import CostLatencyHandler
+from routedllm.core.catalog import Capabilities, Catalog, ModelCard, StalePricesWarning
+from routedllm.core.decision import Decision, Policy, Rejection, Request, decide
+from routedllm.core.errors import (
     AllAttemptsFailedError,
     BudgetExceeded,
     CatalogError,
@@ -24,26 +16,41 @@ from routedllm.errors import (
     UnknownModelError,
     UnknownTagError,
 )
-from routedllm.health import Admission, CircuitBreaker
-from routedllm.ledger import JsonlLedger, LedgerError, LedgerWarning, iter_ledger, read_ledger
-from routedllm.policy import Decision, Policy, Rejection, Request, decide
-from routedllm.pricing import Cost, call_cost, estimate_cost
-from routedllm.records import CallRecord, Sink, Usage, build_record, resolve_model
-from routedllm.stats import MemorySink
-from routedllm.tags import TAG_NAMES, VOCABULARY, infer_tags, message_features
-from routedllm.telemetry import OTelSink
+from routedllm.core.pricing import Cost, call_cost, estimate_cost
+from routedllm.core.tags import TAG_NAMES, VOCABULARY, infer_tags, message_features
+from routedllm.records.ledger import (
+    JsonlLedger,
+    LedgerError,
+    LedgerWarning,
+    iter_ledger,
+    read_ledger,
+)
+from routedllm.records.memory import MemorySink
+from routedllm.records.schema import CallRecord, Sink, Usage, build_record, resolve_model
+from routedllm.records.telemetry import OTelSink
+from routedllm.reliability.breaker import Admission, CircuitBreaker
+from routedllm.reliability.budget import (
+    Budget,
+    BudgetBackendError,
+    BudgetLimits,
+    BudgetStatus,
+    LocalBudget,
+    RedisBudget,
+    Reservation,
+)
 
 if TYPE_CHECKING:
-    from routedllm.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
 
 
 def __getattr__(name: str) -> object:
     """Import RoutedChatModel on first use: it loads openai and langchain-openai (~1 s)."""
     if name == "RoutedChatModel":
-        from routedllm.chat_model import RoutedChatModel
+        from routedllm.adapters.langchain.chat_model import RoutedChatModel
 
         return RoutedChatModel
     raise AttributeError(f"module 'routedllm' has no attribute {name!r}")
+
 
 __all__ = [
     "Admission",

@@ -16,14 +16,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from routedllm.catalog import BENCHMARKS, Catalog
-from routedllm.errors import InvalidRequestError, RoutedLLMError
+from routedllm.adapters.litellm.config import add_litellm_config_command
+from routedllm.core.catalog import BENCHMARKS, Catalog
+from routedllm.core.decision import PRESETS, Decision, Policy, Request, decide
+from routedllm.core.errors import InvalidRequestError, RoutedLLMError
+from routedllm.core.pricing import estimate_cost
+from routedllm.core.tags import TAG_NAMES
 from routedllm.evaluation.cli import add_eval_command
-from routedllm.litellm.config import add_litellm_config_command
-from routedllm.policy import PRESETS, Decision, Policy, Request, decide
-from routedllm.pricing import estimate_cost
-from routedllm.report import add_report_command
-from routedllm.tags import TAG_NAMES
+from routedllm.records.report import add_report_command
 from routedllm.text import num as _num
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
@@ -58,9 +58,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     header = ("id", "origin", "in $/M", "out $/M", "context", "mmlu", "humaneval", "ceval", "image")
     table = [
         (
-            r["id"], r["origin"] or "-", _num(r["input_usd_per_mtok"]),
-            _num(r["output_usd_per_mtok"]), _num(r["context_window"]),
-            *(_num(r["scores"][b]) for b in BENCHMARKS), _num(r["capabilities"]["image_input"]),
+            r["id"],
+            r["origin"] or "-",
+            _num(r["input_usd_per_mtok"]),
+            _num(r["output_usd_per_mtok"]),
+            _num(r["context_window"]),
+            *(_num(r["scores"][b]) for b in BENCHMARKS),
+            _num(r["capabilities"]["image_input"]),
         )
         for r in rows
     ]
@@ -72,9 +76,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     messages = _messages(args)
-    decision = decide(catalog, _policy(args), Request(
-        messages=messages, tags=[t for group in args.tags or () for t in group] or None, max_output_tokens=args.max_tokens,
-        require=frozenset(args.require or ())))
+    decision = decide(
+        catalog,
+        _policy(args),
+        Request(
+            messages=messages,
+            tags=[t for group in args.tags or () for t in group] or None,
+            max_output_tokens=args.max_tokens,
+            require=frozenset(args.require or ()),
+        ),
+    )
     if args.json:
         print(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
@@ -97,20 +108,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from routedllm import demo
 
         try:
-            run = demo.run_demo(catalog, policy, rows, baseline_model=baseline.id,
-                                ledger_path=args.ledger)
+            run = demo.run_demo(
+                catalog, policy, rows, baseline_model=baseline.id, ledger_path=args.ledger
+            )
         except demo.StandInUnavailable as exc:
-            warnings.warn(f"{exc}; showing estimates only (routedllm demo --estimate)",
-                          stacklevel=1)
+            warnings.warn(
+                f"{exc}; showing estimates only (routedllm demo --estimate)", stacklevel=1
+            )
         else:
-            print(json.dumps(demo.to_json(run), indent=2, ensure_ascii=False) if args.json
-                  else demo.render(run))
+            print(
+                json.dumps(demo.to_json(run), indent=2, ensure_ascii=False)
+                if args.json
+                else demo.render(run)
+            )
             return 0
     results: list[dict[str, Any]] = []
     for row in rows:
-        d = decide(catalog, policy, Request(
-            messages=row.chat_messages(), tags=row.tags,
-            max_output_tokens=row.expected_output_tokens))
+        d = decide(
+            catalog,
+            policy,
+            Request(
+                messages=row.chat_messages(),
+                tags=row.tags,
+                max_output_tokens=row.expected_output_tokens,
+            ),
+        )
         base = estimate_cost(baseline, d.estimated_input_tokens, d.expected_output_tokens)
         results.append({"id": row.id, "decision": d, "baseline_cost_usd": base})
     if args.json:
@@ -120,28 +142,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     table = []
     for r in results:
         d: Decision = r["decision"]
-        table.append((
-            r["id"], ",".join(d.tags) + ("*" if d.inferred_tags else ""), d.model,
-            f"{d.benchmark} {_num(d.score)}", _usd(d.estimated_cost_usd),
-            _usd(r["baseline_cost_usd"]), _saved(d.estimated_cost_usd, r["baseline_cost_usd"]),
-        ))
+        table.append(
+            (
+                r["id"],
+                ",".join(d.tags) + ("*" if d.inferred_tags else ""),
+                d.model,
+                f"{d.benchmark} {_num(d.score)}",
+                _usd(d.estimated_cost_usd),
+                _usd(r["baseline_cost_usd"]),
+                _saved(d.estimated_cost_usd, r["baseline_cost_usd"]),
+            )
+        )
     print(_table(header, table))
     totals = _demo_json(results, args.baseline)["totals"]
     print(
-        f"\n{totals['calls']} calls, policy {policy.preset}: routed ${totals['routed_cost_usd']:.6f} "
+        f"\n{totals['calls']} calls, policy {policy.preset}: "
+        f"routed ${totals['routed_cost_usd']:.6f} "
         f"vs always-{args.baseline} ${totals['baseline_cost_usd']:.6f} "
         f"({totals['cost_ratio']:.1%} of the baseline cost)"
     )
-    print("* tags inferred from the messages; costs are estimates from the catalog prices "
-          f"(as of {catalog.info.as_of}) and each row's expected output length")
+    print(
+        "* tags inferred from the messages; costs are estimates from the catalog prices "
+        f"(as of {catalog.info.as_of}) and each row's expected output length"
+    )
     return 0
 
 
 # -- helpers --------------------------------------------------------------------------------
 def _demo_json(results: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
     """Totals over the rows priced both ways; the others are counted, never taken as $0."""
-    priced = [r for r in results
-              if r["decision"].estimated_cost_usd is not None and r["baseline_cost_usd"] is not None]
+    priced = [
+        r
+        for r in results
+        if r["decision"].estimated_cost_usd is not None and r["baseline_cost_usd"] is not None
+    ]
     routed = round(sum(r["decision"].estimated_cost_usd for r in priced), 12)
     base = round(sum(r["baseline_cost_usd"] for r in priced), 12)
     return {
@@ -202,7 +236,9 @@ def _messages(args: argparse.Namespace) -> list[Any]:
             try:
                 messages = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise InvalidRequestError(f"{args.file}: not a valid JSON message list: {exc.msg}") from None
+                raise InvalidRequestError(
+                    f"{args.file}: not a valid JSON message list: {exc.msg}"
+                ) from None
             if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
                 raise InvalidRequestError(f"{args.file}: a message list is a JSON array of objects")
             return messages
@@ -228,9 +264,7 @@ def _age(value: str) -> int:
 
 def _message(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return str(exc)
 
 
@@ -243,23 +277,38 @@ def _saved(cost: float | None, base: float | None) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routedllm", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--catalog", metavar="FILE",
-                        help="override file merged over the packaged catalog "
-                             "(default: $ROUTEDLLM_CATALOG if set)")
-    common.add_argument("--max-price-age-days", type=_age, default=180, metavar="DAYS",
-                        help="warn when the catalog's prices are older than this (default 180)")
+    common.add_argument(
+        "--catalog",
+        metavar="FILE",
+        help="override file merged over the packaged catalog (default: $ROUTEDLLM_CATALOG if set)",
+    )
+    common.add_argument(
+        "--max-price-age-days",
+        type=_age,
+        default=180,
+        metavar="DAYS",
+        help="warn when the catalog's prices are older than this (default 180)",
+    )
     pol = argparse.ArgumentParser(add_help=False)
     pol.add_argument("--policy", choices=PRESETS, default="value")
     pol.add_argument("--gap", type=float, help="quality gap in benchmark points (value preset)")
     pol.add_argument("--max-cost", type=float, metavar="USD", help="per-call estimated cost cap")
     pol.add_argument("--allow-model", action="append", metavar="ID", help="only these models")
     pol.add_argument("--deny-model", action="append", metavar="ID", help="never these models")
-    pol.add_argument("--origin", action="append", metavar="ORIGIN",
-                     help="allowed model origins, e.g. US (repeatable)")
-    pol.add_argument("--allow-unpriced", action="store_true",
-                     help="route to models with no input price")
-    pol.add_argument("--allow-unscored", action="store_true",
-                     help="route to models with no score on the call's benchmark")
+    pol.add_argument(
+        "--origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allowed model origins, e.g. US (repeatable)",
+    )
+    pol.add_argument(
+        "--allow-unpriced", action="store_true", help="route to models with no input price"
+    )
+    pol.add_argument(
+        "--allow-unscored",
+        action="store_true",
+        help="route to models with no score on the call's benchmark",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("models", parents=[common], help="the catalog as a table")
@@ -269,23 +318,41 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("route", parents=[common, pol], help="show the decision for a prompt")
     p.add_argument("prompt", nargs="?", metavar="PROMPT")
     p.add_argument("--file", metavar="FILE", help="a prompt, or a JSON message list ('-': stdin)")
-    p.add_argument("--tags", action="append", metavar="TAG", type=_split_tags,
-                   help=f"task tags, repeatable or comma-separated; known: {', '.join(TAG_NAMES)}")
-    p.add_argument("--require", action="append", metavar="CAP",
-                   choices=("image_input", "tools", "structured_output"),
-                   help="a capability the call needs (repeatable)")
+    p.add_argument(
+        "--tags",
+        action="append",
+        metavar="TAG",
+        type=_split_tags,
+        help=f"task tags, repeatable or comma-separated; known: {', '.join(TAG_NAMES)}",
+    )
+    p.add_argument(
+        "--require",
+        action="append",
+        metavar="CAP",
+        choices=("image_input", "tools", "structured_output"),
+        help="a capability the call needs (repeatable)",
+    )
     p.add_argument("--max-tokens", type=int, metavar="N", help="expected output tokens")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_route)
 
-    p = sub.add_parser("demo", parents=[common, pol],
-                       help="route the bundled sample workload and compare with a baseline")
+    p = sub.add_parser(
+        "demo",
+        parents=[common, pol],
+        help="route the bundled sample workload and compare with a baseline",
+    )
     p.add_argument("--workload", metavar="FILE.jsonl", help="your own workload instead")
     p.add_argument("--baseline", default="gpt-4o", metavar="ID")
-    p.add_argument("--estimate", action="store_true",
-                   help="only decide and estimate: no calls, not even to the local stand-in")
-    p.add_argument("--ledger", metavar="FILE.jsonl",
-                   help="append the calls' records here (default: a new temporary file)")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="only decide and estimate: no calls, not even to the local stand-in",
+    )
+    p.add_argument(
+        "--ledger",
+        metavar="FILE.jsonl",
+        help="append the calls' records here (default: a new temporary file)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_demo)
 

@@ -22,12 +22,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from routedllm.catalog import Catalog
-from routedllm.errors import NoEligibleModelError, RoutedLLMError
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Policy, Request, decide
+from routedllm.core.errors import NoEligibleModelError, RoutedLLMError
 from routedllm.evaluation.online import RowResult, RunCollector, answer_row, recording_handler
-from routedllm.ledger import read_ledger
-from routedllm.policy import Policy, Request, decide
-from routedllm.records import DEFAULT_BASELINE
+from routedllm.records.ledger import read_ledger
+from routedllm.records.schema import DEFAULT_BASELINE
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 from routedllm.workload import WorkloadRow
@@ -57,8 +57,9 @@ def demo_answers() -> dict[str, CannedAnswer]:
     for line in filter(str.strip, text.splitlines()):
         item = json.loads(line)
         usage = item["usage"]
-        out[item["id"]] = CannedAnswer(item["answer"], int(usage["prompt_tokens"]),
-                                       int(usage["completion_tokens"]))
+        out[item["id"]] = CannedAnswer(
+            item["answer"], int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        )
     return out
 
 
@@ -116,7 +117,7 @@ def run_demo(
     answer get the stand-in's generated reply and estimated usage (listed in ``generated``).
     Raises :class:`StandInUnavailable` when the stand-in cannot open a loopback port.
     """
-    from routedllm.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
     from routedllm.testing import ModelSpec, Upstream
 
     rows = list(rows)
@@ -131,19 +132,35 @@ def run_demo(
     fault: tuple[str, str] | None = None
     results: list[tuple[WorkloadRow, RowResult]] = []
     try:
-        ledger = Path(ledger_path) if ledger_path else Path(
-            tempfile.mkdtemp(prefix="routedllm-demo-")) / "calls.jsonl"
+        ledger = (
+            Path(ledger_path)
+            if ledger_path
+            else Path(tempfile.mkdtemp(prefix="routedllm-demo-")) / "calls.jsonl"
+        )
         lines_before = len(read_ledger(ledger)) if ledger.exists() else 0
-        llm = RoutedChatModel(api_key=DEMO_API_KEY, base_url=upstream.base_url, catalog=catalog,
-                              policy=policy, max_retries=0, timeout=10)
+        llm = RoutedChatModel(
+            api_key=DEMO_API_KEY,
+            base_url=upstream.base_url,
+            catalog=catalog,
+            policy=policy,
+            max_retries=0,
+            timeout=10,
+        )
         collector = RunCollector()
-        handler = recording_handler(catalog, collector, ledger_path=str(ledger),
-                                    baseline_model=baseline_model)
+        handler = recording_handler(
+            catalog, collector, ledger_path=str(ledger), baseline_model=baseline_model
+        )
         for row in rows:
             canned = answers.get(row.id)
-            spec = ModelSpec() if canned is None else ModelSpec(
-                reply=canned.answer, prompt_tokens=canned.prompt_tokens,
-                completion_tokens=canned.completion_tokens)
+            spec = (
+                ModelSpec()
+                if canned is None
+                else ModelSpec(
+                    reply=canned.answer,
+                    prompt_tokens=canned.prompt_tokens,
+                    completion_tokens=canned.completion_tokens,
+                )
+            )
             specs = {card.id: spec for card in catalog}
             if row.id == fault_row:
                 first = _first_choice(catalog, policy, row)
@@ -155,11 +172,16 @@ def run_demo(
     finally:
         upstream.stop()
     return DemoRun(
-        rows=results, policy=policy.preset, baseline_model=catalog.get(baseline_model).id,
-        base_url=upstream.base_url, ledger=ledger,
+        rows=results,
+        policy=policy.preset,
+        baseline_model=catalog.get(baseline_model).id,
+        base_url=upstream.base_url,
+        ledger=ledger,
         ledger_lines=len(read_ledger(ledger)) - lines_before if ledger.exists() else 0,
-        fault=fault, generated=[row.id for row in rows if row.id not in answers],
-        prices_as_of=catalog.info.as_of)
+        fault=fault,
+        generated=[row.id for row in rows if row.id not in answers],
+        prices_as_of=catalog.info.as_of,
+    )
 
 
 def _first_choice(catalog: Catalog, policy: Policy, row: WorkloadRow) -> str | None:
@@ -175,7 +197,7 @@ def _first_choice(catalog: Catalog, policy: Policy, row: WorkloadRow) -> str | N
 # -- output ---------------------------------------------------------------------------------
 def to_json(run: DemoRun) -> dict[str, Any]:
     """The run as stable JSON: rows (``model`` is the model that answered), totals, report."""
-    from routedllm.report import summarize
+    from routedllm.records.report import summarize
 
     return {
         "mode": "routed",
@@ -184,12 +206,14 @@ def to_json(run: DemoRun) -> dict[str, Any]:
         "base_url": run.base_url,
         "ledger": str(run.ledger),
         "ledger_lines": run.ledger_lines,
-        "fault": None if run.fault is None else
-        {"row": run.fault[0], "model": run.fault[1], "status": int(FAULT)},
+        "fault": None
+        if run.fault is None
+        else {"row": run.fault[0], "model": run.fault[1], "status": int(FAULT)},
         "constructed_answers": True,
         "generated_replies": run.generated,
-        "rows": [{**result.to_json(), "inferred_tags": row.tags is None}
-                 for row, result in run.rows],
+        "rows": [
+            {**result.to_json(), "inferred_tags": row.tags is None} for row, result in run.rows
+        ],
         "totals": run.totals(),
         "report": summarize([r for result in run.results for r in result.records]),
     }
@@ -197,11 +221,19 @@ def to_json(run: DemoRun) -> dict[str, Any]:
 
 def render(run: DemoRun) -> str:
     """The run as text: a row per call, totals, the ledger's report, and what was constructed."""
-    from routedllm.report import render as render_report
-    from routedllm.report import summarize
+    from routedllm.records.report import render as render_report
+    from routedllm.records.report import summarize
 
-    header = ("row", "tags", "chosen", "answered by", "tokens in/out", "cost",
-              run.baseline_model, "latency")
+    header = (
+        "row",
+        "tags",
+        "chosen",
+        "answered by",
+        "tokens in/out",
+        "cost",
+        run.baseline_model,
+        "latency",
+    )
     table = []
     for row, r in run.rows:
         ok = r.ok_record
@@ -209,36 +241,61 @@ def render(run: DemoRun) -> str:
         failed = [a for a in r.records if not a.ok]
         if failed and ok is not None:
             answered += f" ({', '.join(f'{a.model}: {a.outcome}' for a in failed)})"
-        table.append((
-            row.id, ",".join(r.tags) + ("*" if row.tags is None else ""),
-            r.requested_model or "-", answered,
-            "-" if ok is None else f"{ok.input_tokens}/{ok.output_tokens}",
-            _usd(r.cost_usd), _usd(r.baseline_cost_usd), f"{r.latency_s * 1000:.0f} ms"))
+        table.append(
+            (
+                row.id,
+                ",".join(r.tags) + ("*" if row.tags is None else ""),
+                r.requested_model or "-",
+                answered,
+                "-" if ok is None else f"{ok.input_tokens}/{ok.output_tokens}",
+                _usd(r.cost_usd),
+                _usd(r.baseline_cost_usd),
+                f"{r.latency_s * 1000:.0f} ms",
+            )
+        )
     t = run.totals()
     ratio = "" if t["cost_ratio"] is None else f" ({t['cost_ratio']:.1%} of the baseline cost)"
     failures = f", {t['failed']} failed" if t["failed"] else ""
     out = [
-        (f"{t['calls']} sample prompts routed by RoutedChatModel (policy {run.policy}) to a "
-         f"local stand-in of the gateway at {run.base_url}"), "", _table(header, table), "",
-        (f"{t['calls']} calls, {t['attempts']} attempts ({t['fallbacks']} fell back{failures}): "
-         f"routed {_usd(t['routed_cost_usd'])} vs always-{run.baseline_model} "
-         f"{_usd(t['baseline_cost_usd'])} for the same tokens{ratio}"),
-        (f"ledger: {run.ledger} ({run.ledger_lines} lines, one per attempt); "
-         f"`routedllm report {run.ledger}` prints the report below"), ""]
+        (
+            f"{t['calls']} sample prompts routed by RoutedChatModel (policy {run.policy}) to a "
+            f"local stand-in of the gateway at {run.base_url}"
+        ),
+        "",
+        _table(header, table),
+        "",
+        (
+            f"{t['calls']} calls, {t['attempts']} attempts ({t['fallbacks']} fell back{failures}): "
+            f"routed {_usd(t['routed_cost_usd'])} vs always-{run.baseline_model} "
+            f"{_usd(t['baseline_cost_usd'])} for the same tokens{ratio}"
+        ),
+        (
+            f"ledger: {run.ledger} ({run.ledger_lines} lines, one per attempt); "
+            f"`routedllm report {run.ledger}` prints the report below"
+        ),
+        "",
+    ]
     records = [rec for result in run.results for rec in result.records]
     out += [render_report({**summarize(records), "ledger": str(run.ledger)}), ""]
     notes = ["* tags inferred from the messages."]
     notes.append(
         "Constructed, not real: every answer and its token counts were written for these "
         "prompts (tokens counted with the o200k_base tokenizer) and served in the OpenAI "
-        "format by routedllm.testing.Upstream on a loopback port; no model was called.")
+        "format by routedllm.testing.Upstream on a loopback port; no model was called."
+    )
     if run.generated:
-        notes.append(f"{len(run.generated)} rows had no constructed answer: the stand-in "
-                     "generated a placeholder reply and estimated its usage.")
+        notes.append(
+            f"{len(run.generated)} rows had no constructed answer: the stand-in "
+            "generated a placeholder reply and estimated its usage."
+        )
     if run.fault is not None:
-        notes.append(f"A rate limit ({FAULT}) was injected on {run.fault[1]}, the first choice "
-                     f"for {run.fault[0]}, to show a fallback.")
-    notes.append(f"Costs: those tokens at the catalog's prices (as of {run.prices_as_of}); "
-                 "latency: loopback time, not a provider's. Estimates only: "
-                 "routedllm demo --estimate.")
+        notes.append(
+            f"A rate limit ({FAULT}) was injected on {run.fault[1]}, the first choice "
+            f"for {run.fault[0]}, to show a fallback."
+        )
+    notes.append(
+        f"Costs: those tokens at the catalog's prices (as of {run.prices_as_of}); "
+        "latency: loopback time, not a provider's. Estimates only: "
+        "routedllm demo --estimate."
+    )
     return "\n".join(out + notes)

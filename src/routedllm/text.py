@@ -9,8 +9,10 @@ from typing import Any
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns aligned on their widest cell, with a rule under the header."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
-             for row in (header, *rows)]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip()
+        for row in (header, *rows)
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

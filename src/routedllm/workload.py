@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from routedllm.errors import InvalidRequestError
-from routedllm.tags import validate_tags
+from routedllm.core.errors import InvalidRequestError
+from routedllm.core.tags import validate_tags
 
 
 class Outcome(BaseModel):
@@ -101,7 +101,8 @@ def _parse(lines: Any, origin: str) -> Iterator[WorkloadRow]:
             raise InvalidRequestError(f"{origin}:{number}: {problems}") from None
         if row.id in seen:
             raise InvalidRequestError(
-                f"{origin}:{number}: row id {row.id!r} repeats line {seen[row.id]}")
+                f"{origin}:{number}: row id {row.id!r} repeats line {seen[row.id]}"
+            )
         seen[row.id] = number
         yield row
 

@@ -10,7 +10,7 @@ within ``gap`` points of the group's best. It is only ever scored on the held-ou
 
 The scores can be written as a catalog override. Catalog scores are per benchmark
 (mmlu/humaneval/ceval), not per tag, so each primary tag's mean score (x100) goes to its
-tag's benchmark (:data:`routedllm.tags.VOCABULARY`), tags sharing a benchmark weighted by
+tag's benchmark (:data:`routedllm.core.tags.VOCABULARY`), tags sharing a benchmark weighted by
 their training rows. Finer groups (an MMLU subject) have no place in the catalog; they live
 in the evaluation report.
 """
@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError
+from routedllm.core.catalog import Catalog
+from routedllm.core.errors import InvalidRequestError
+from routedllm.core.tags import VOCABULARY
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.policies import ByGroup
-from routedllm.tags import VOCABULARY
 
 UNSEEN = "(unseen)"  # groups of held-out rows absent from the training rows
 
@@ -61,22 +61,33 @@ class Calibration:
             "train_rows": self.train_rows,
             "prior_rows": self.prior_rows,
             "overall": _named(self.models, self.overall),
-            "groups": {g: {"rows": int(self.counts[i].max(initial=0)),
-                           "scores": _named(self.models, self.scores[i])}
-                       for i, g in enumerate(self.groups)},
-            "tags": {t: {"rows": int(self.tag_counts[i].max(initial=0)),
-                         "scores": _named(self.models, self.tag_scores[i])}
-                     for i, t in enumerate(self.tags)},
+            "groups": {
+                g: {
+                    "rows": int(self.counts[i].max(initial=0)),
+                    "scores": _named(self.models, self.scores[i]),
+                }
+                for i, g in enumerate(self.groups)
+            },
+            "tags": {
+                t: {
+                    "rows": int(self.tag_counts[i].max(initial=0)),
+                    "scores": _named(self.models, self.tag_scores[i]),
+                }
+                for i, t in enumerate(self.tags)
+            },
         }
 
 
 def _named(models: Sequence[str], values: np.ndarray) -> dict[str, float | None]:
-    return {m: (None if np.isnan(v) else round(float(v), 6))
-            for m, v in zip(models, values, strict=True)}
+    return {
+        m: (None if np.isnan(v) else round(float(v), 6))
+        for m, v in zip(models, values, strict=True)
+    }
 
 
-def split(data: EvalSet, train_fraction: float = 0.5,
-          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split(
+    data: EvalSet, train_fraction: float = 0.5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Training and held-out row positions, stratified by group; deterministic per seed.
 
     Each group of two or more rows puts at least one row on each side.
@@ -126,15 +137,20 @@ def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.
     return Calibration(
         models=data.models,
         groups=tuple(g for g, s in zip(data.group_names, seen, strict=True) if s),
-        scores=shrunk[seen], counts=g_cnt[seen], overall=overall,
+        scores=shrunk[seen],
+        counts=g_cnt[seen],
+        overall=overall,
         tags=tuple(t for t, s in zip(tag_names, t_seen, strict=True) if s),
-        tag_scores=t_mean[t_seen], tag_counts=t_cnt[t_seen],
-        train_rows=len(rows), prior_rows=prior_rows,
+        tag_scores=t_mean[t_seen],
+        tag_counts=t_cnt[t_seen],
+        train_rows=len(rows),
+        prior_rows=prior_rows,
     )
 
 
-def _sums(index: np.ndarray, size: int, filled: np.ndarray,
-          known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sums(
+    index: np.ndarray, size: int, filled: np.ndarray, known: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     k = filled.shape[1]
     total = np.zeros((size, k))
     count = np.zeros((size, k))
@@ -143,8 +159,13 @@ def _sums(index: np.ndarray, size: int, filled: np.ndarray,
     return total, count
 
 
-def value_router(cal: Calibration, gap_points: float, cheapest_first: Sequence[str],
-                 name: str = "tag_router", kind: str = "calibrated") -> ByGroup:
+def value_router(
+    cal: Calibration,
+    gap_points: float,
+    cheapest_first: Sequence[str],
+    name: str = "tag_router",
+    kind: str = "calibrated",
+) -> ByGroup:
     """Per group, the cheapest model whose calibrated score is within the gap of the best.
 
     ``gap_points`` is in benchmark points (scores x100), like ``Policy.quality_gap``;
@@ -159,8 +180,9 @@ def value_router(cal: Calibration, gap_points: float, cheapest_first: Sequence[s
                 return cal.models[col]
         return cal.models[order[-1]]
 
-    return ByGroup(name, {g: pick(cal.scores[i]) for i, g in enumerate(cal.groups)},
-                   pick(cal.overall), kind)
+    return ByGroup(
+        name, {g: pick(cal.scores[i]) for i, g in enumerate(cal.groups)}, pick(cal.overall), kind
+    )
 
 
 def threshold_sweep(cal: Calibration, strong: str, weak: str) -> list[ByGroup]:
@@ -176,8 +198,12 @@ def threshold_sweep(cal: Calibration, strong: str, weak: str) -> list[ByGroup]:
     default_adv = _advantage(cal.overall, s, w)
     cuts = sorted({*adv.values(), default_adv}, reverse=True)
     return [
-        ByGroup(f"tag_router:t={t:+.4f}", {g: strong if a > t else weak for g, a in adv.items()},
-                strong if default_adv > t else weak, kind="calibrated sweep")
+        ByGroup(
+            f"tag_router:t={t:+.4f}",
+            {g: strong if a > t else weak for g, a in adv.items()},
+            strong if default_adv > t else weak,
+            kind="calibrated sweep",
+        )
         for t in (np.inf, *cuts[1:], -np.inf)
     ]
 
@@ -192,7 +218,8 @@ def override(cal: Calibration, catalog: Catalog) -> dict[str, Any]:
     by_bench: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for i, tag in enumerate(cal.tags):
         by_bench.setdefault(VOCABULARY[tag].benchmark, []).append(
-            (cal.tag_scores[i], cal.tag_counts[i]))
+            (cal.tag_scores[i], cal.tag_counts[i])
+        )
     models = []
     for col, model in enumerate(cal.models):
         scores: dict[str, float] = {}

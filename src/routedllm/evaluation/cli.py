@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError
+from routedllm.core.catalog import Catalog
+from routedllm.core.errors import InvalidRequestError
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 
@@ -35,61 +35,117 @@ a ledger's calls again under P, without calls.
 def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     """Register ``eval`` on the ``routedllm`` subcommands."""
     p = subparsers.add_parser(
-        "eval", parents=[common_parent], epilog=EPILOG,
+        "eval",
+        parents=[common_parent],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="measure routing policies on cost and quality, offline (no calls)")
-    p.add_argument("dataset", nargs="?", metavar="DATASET",
-                   help="JSONL rows, or a RouteLLM evals folder with --benchmark "
-                        "(default: the bundled sample workload)")
-    p.add_argument("--benchmark", choices=("mmlu", "gsm8k", "mt-bench"),
-                   help="read RouteLLM's published outcome table for this benchmark from DATASET")
-    p.add_argument("--keep-contaminated", action="store_true",
-                   help="keep the prompts RouteLLM drops as contaminated")
+        help="measure routing policies on cost and quality, offline (no calls)",
+    )
+    p.add_argument(
+        "dataset",
+        nargs="?",
+        metavar="DATASET",
+        help="JSONL rows, or a RouteLLM evals folder with --benchmark "
+        "(default: the bundled sample workload)",
+    )
+    p.add_argument(
+        "--benchmark",
+        choices=("mmlu", "gsm8k", "mt-bench"),
+        help="read RouteLLM's published outcome table for this benchmark from DATASET",
+    )
+    p.add_argument(
+        "--keep-contaminated",
+        action="store_true",
+        help="keep the prompts RouteLLM drops as contaminated",
+    )
     p.add_argument("--save-rows", metavar="FILE.jsonl", help="write the rows read as JSONL")
     p.add_argument("--policy", action="append", metavar="SPEC", help="policy to evaluate")
-    p.add_argument("--baseline", metavar="MODEL",
-                   help="compare cost and quality with always-MODEL (default: best single model)")
-    p.add_argument("--floor", type=float, metavar="Q",
-                   help="quality floor in [0, 1] for the cheapest-model baseline "
-                        "(default: best single model minus the value preset's gap)")
+    p.add_argument(
+        "--baseline",
+        metavar="MODEL",
+        help="compare cost and quality with always-MODEL (default: best single model)",
+    )
+    p.add_argument(
+        "--floor",
+        type=float,
+        metavar="Q",
+        help="quality floor in [0, 1] for the cheapest-model baseline "
+        "(default: best single model minus the value preset's gap)",
+    )
     p.add_argument("--strong", metavar="ID", help="strong model of a two-model outcome table")
     p.add_argument("--weak", metavar="ID", help="weak model of a two-model outcome table")
-    p.add_argument("--cost", action="append", metavar="MODEL=USD", type=_cost,
-                   help="USD per call for a model whose rows give no cost (repeatable); any "
-                        "consistent unit works for ratios")
-    p.add_argument("--group-by", default="auto", metavar="KEY",
-                   help="calibration group: auto (a row's category, else its primary tag), "
-                        "tag, or a field every row has (default auto)")
+    p.add_argument(
+        "--cost",
+        action="append",
+        metavar="MODEL=USD",
+        type=_cost,
+        help="USD per call for a model whose rows give no cost (repeatable); any "
+        "consistent unit works for ratios",
+    )
+    p.add_argument(
+        "--group-by",
+        default="auto",
+        metavar="KEY",
+        help="calibration group: auto (a row's category, else its primary tag), "
+        "tag, or a field every row has (default auto)",
+    )
     p.add_argument("--train-fraction", type=float, default=0.5, metavar="F")
     p.add_argument("--seed", type=int, default=0, help="split and random-policy seed")
-    p.add_argument("--prior-rows", type=float, default=10.0, metavar="K",
-                   help="shrink each group's scores toward the model's mean by K rows")
-    p.add_argument("--gap", type=float, metavar="POINTS",
-                   help="quality gap of the tag router's operating point (default: the value "
-                        "preset's)")
-    p.add_argument("--write-override", metavar="FILE.yaml",
-                   help="write the calibrated scores as a catalog override file")
+    p.add_argument(
+        "--prior-rows",
+        type=float,
+        default=10.0,
+        metavar="K",
+        help="shrink each group's scores toward the model's mean by K rows",
+    )
+    p.add_argument(
+        "--gap",
+        type=float,
+        metavar="POINTS",
+        help="quality gap of the tag router's operating point (default: the value preset's)",
+    )
+    p.add_argument(
+        "--write-override",
+        metavar="FILE.yaml",
+        help="write the calibrated scores as a catalog override file",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="draw cost against quality")
     p.add_argument("--json", action="store_true")
     online = p.add_argument_group(
-        "online (real calls: each --policy runs every row through RoutedChatModel)")
-    online.add_argument("--online", action="store_true",
-                        help="call the gateway, grade the answers, and cost them")
-    online.add_argument("--base-url", metavar="URL",
-                        help="an OpenAI-compatible endpoint (default: the catalog's gateway; "
-                             "key from its key variable, GLOBAL_API_KEY)")
-    online.add_argument("--judge", metavar="MODEL",
-                        help="catalog model the judge grader asks (same endpoint)")
-    online.add_argument("--concurrency", type=int, default=4, metavar="N",
-                        help="rows in flight at once (default 4)")
+        "online (real calls: each --policy runs every row through RoutedChatModel)"
+    )
+    online.add_argument(
+        "--online", action="store_true", help="call the gateway, grade the answers, and cost them"
+    )
+    online.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="an OpenAI-compatible endpoint (default: the catalog's gateway; "
+        "key from its key variable, GLOBAL_API_KEY)",
+    )
+    online.add_argument(
+        "--judge", metavar="MODEL", help="catalog model the judge grader asks (same endpoint)"
+    )
+    online.add_argument(
+        "--concurrency", type=int, default=4, metavar="N", help="rows in flight at once (default 4)"
+    )
     online.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
-    online.add_argument("--ledger", metavar="FILE.jsonl",
-                        help="append every attempt's record to this ledger")
-    online.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                        help="seconds per HTTP attempt (default 60)")
+    online.add_argument(
+        "--ledger", metavar="FILE.jsonl", help="append every attempt's record to this ledger"
+    )
+    online.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds per HTTP attempt (default 60)",
+    )
     replay = p.add_argument_group("ledger replay (no calls)")
-    replay.add_argument("--replay-ledger", metavar="LEDGER.jsonl",
-                        help="what the ledger's calls would have cost under each --policy")
+    replay.add_argument(
+        "--replay-ledger",
+        metavar="LEDGER.jsonl",
+        help="what the ledger's calls would have cost under each --policy",
+    )
     p.set_defaults(run=cmd_eval)
 
 
@@ -117,18 +173,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ImportError as exc:  # numpy is an optional dependency
         raise InvalidRequestError(
             f"routedllm eval needs the eval extra ({exc.name} is missing): "
-            "pip install 'routedllm[eval]'") from None
+            "pip install 'routedllm[eval]'"
+        ) from None
     catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
     catalog.check_freshness(args.max_price_age_days)
     track = _progress(enabled=not args.json and sys.stderr.isatty())
     if args.benchmark:
         if not args.dataset:
             raise InvalidRequestError("--benchmark reads RouteLLM's tables: give their folder")
-        rows = dataset.validated(published.routellm_rows(
-            args.dataset, args.benchmark, drop_contaminated=not args.keep_contaminated),
-            f"{args.dataset} ({args.benchmark})")
+        rows = dataset.validated(
+            published.routellm_rows(
+                args.dataset, args.benchmark, drop_contaminated=not args.keep_contaminated
+            ),
+            f"{args.dataset} ({args.benchmark})",
+        )
     elif args.dataset:
         from routedllm.workload import read_rows
+
         rows = list(track(read_rows(args.dataset), None, "reading"))
     else:
         rows = dataset.load_rows(None)
@@ -136,19 +197,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset.write_rows(rows, args.save_rows)
     data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
     settings = suite.Settings(
-        policies=args.policy, baseline=args.baseline, floor=args.floor, strong=args.strong,
-        weak=args.weak, per_call=dict(args.cost or ()), train_fraction=args.train_fraction,
-        seed=args.seed, prior_rows=args.prior_rows,
-        **({"gap": args.gap} if args.gap is not None else {}))
+        policies=args.policy,
+        baseline=args.baseline,
+        floor=args.floor,
+        strong=args.strong,
+        weak=args.weak,
+        per_call=dict(args.cost or ()),
+        train_fraction=args.train_fraction,
+        seed=args.seed,
+        prior_rows=args.prior_rows,
+        **({"gap": args.gap} if args.gap is not None else {}),
+    )
     report = suite.run(data, catalog, settings, progress=track)
     source = args.dataset or "the sample workload"
     if args.write_override:
         if report.calibration is None:
             raise InvalidRequestError("--write-override needs outcome rows to calibrate on")
         from routedllm.evaluation.calibrate import write_override
+
         write_override(report.calibration, catalog, args.write_override, str(source))
     if args.plot:
         from routedllm.evaluation.plot import plot
+
         name = Path(str(source)).name + (f" ({args.benchmark})" if args.benchmark else "")
         plot(report, args.plot, title=f"{name}: cost against quality")
     if args.json:
@@ -160,9 +230,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_online(args: argparse.Namespace) -> int:
     """Run the rows through RoutedChatModel once per policy; grade and cost every answer."""
-    from routedllm.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
     from routedllm.evaluation import online
-    from routedllm.records import DEFAULT_BASELINE
+    from routedllm.records.schema import DEFAULT_BASELINE
     from routedllm.workload import read_rows, sample_rows
 
     if args.concurrency < 1:
@@ -180,22 +250,35 @@ def cmd_online(args: argparse.Namespace) -> int:
     models = [RoutedChatModel(**connection, **spec.model_kwargs()) for spec in policies]
     if models and models[0].openai_api_key is None:
         raise InvalidRequestError(
-            f"no API key for {models[0].openai_api_base}: set "
-            f"{catalog.info.gateway.api_key_env}")
+            f"no API key for {models[0].openai_api_base}: set {catalog.info.gateway.api_key_env}"
+        )
     reports = []
     for spec, model in zip(policies, models, strict=True):
         bar = _bar(len(rows), spec.name, enabled=not args.json and sys.stderr.isatty())
-        reports.append(online.run_online(
-            rows, model, catalog=catalog, label=spec.name, judge=judge,
-            concurrency=args.concurrency, ledger_path=args.ledger,
-            baseline_model=args.baseline or DEFAULT_BASELINE,
-            on_row=None if bar is None else (lambda _r, b=bar: b.update(1))))
+        reports.append(
+            online.run_online(
+                rows,
+                model,
+                catalog=catalog,
+                label=spec.name,
+                judge=judge,
+                concurrency=args.concurrency,
+                ledger_path=args.ledger,
+                baseline_model=args.baseline or DEFAULT_BASELINE,
+                on_row=None if bar is None else (lambda _r, b=bar: b.update(1)),
+            )
+        )
         if bar is not None:
             bar.close()
     source = args.dataset or "the sample workload"
     if args.json:
-        print(json.dumps({"source": str(source), "policies": [r.to_json() for r in reports]},
-                         indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"source": str(source), "policies": [r.to_json() for r in reports]},
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         print(online.render(reports, str(source)))
     return 0
@@ -203,10 +286,10 @@ def cmd_online(args: argparse.Namespace) -> int:
 
 def cmd_replay_ledger(args: argparse.Namespace) -> int:
     """Price a ledger's calls again under each --policy (no calls)."""
+    from routedllm.core.decision import Policy
     from routedllm.evaluation import ledger_replay
     from routedllm.evaluation.online import online_policy
-    from routedllm.ledger import LedgerError, read_ledger
-    from routedllm.policy import Policy
+    from routedllm.records.ledger import LedgerError, read_ledger
 
     if args.dataset:
         raise InvalidRequestError("--replay-ledger reads a ledger: give no DATASET")
@@ -218,17 +301,25 @@ def cmd_replay_ledger(args: argparse.Namespace) -> int:
     for spec in args.policy:
         parsed = online_policy(spec, catalog)
         policies[spec] = parsed.policy or Policy(  # always:MODEL: that model wherever it can
-            preset="quality", allowed_models=frozenset({parsed.pinned}), allow_unscored=True,
-            allow_unpriced=True)
+            preset="quality",
+            allowed_models=frozenset({parsed.pinned}),
+            allow_unscored=True,
+            allow_unpriced=True,
+        )
     try:
         records = read_ledger(args.replay_ledger)
     except OSError as exc:
         raise LedgerError(f"{args.replay_ledger}: cannot read ledger: {exc.strerror}") from None
-    replays = [ledger_replay.replay_ledger(records, catalog, policy, spec)
-               for spec, policy in policies.items()]
+    replays = [
+        ledger_replay.replay_ledger(records, catalog, policy, spec)
+        for spec, policy in policies.items()
+    ]
     if args.json:
-        print(json.dumps({"ledger": args.replay_ledger, "policies": [r.to_json() for r in replays]},
-                         indent=2))
+        print(
+            json.dumps(
+                {"ledger": args.replay_ledger, "policies": [r.to_json() for r in replays]}, indent=2
+            )
+        )
     else:
         print(ledger_replay.render(replays, args.replay_ledger))
     return 0
@@ -253,6 +344,7 @@ def _jsonable(value: Any) -> Any:
 
 def _progress(enabled: bool) -> Any:
     """A tqdm wrapper to stderr when enabled and tqdm is installed; else pass-through."""
+
     def passthrough(items: Iterable[Any], total: int | None, desc: str) -> Iterable[Any]:
         return items
 
@@ -273,16 +365,44 @@ def _progress(enabled: bool) -> Any:
 def render(report: Any, source: str) -> str:
     """The report as tables: policies, per tag, baselines, frontier, two-model figures."""
     ev = report.evaluation
-    out = [f"{source}: {report.dataset_rows} rows; quality {ev.mode}"
-           + (" (catalog scores on each row's benchmark)" if ev.mode == "expected" else
-              f" (outcome scores; {report.evaluated_rows} held-out rows)")
-           + f"; baseline {ev.baseline}", ""]
+    out = [
+        f"{source}: {report.dataset_rows} rows; quality {ev.mode}"
+        + (
+            " (catalog scores on each row's benchmark)"
+            if ev.mode == "expected"
+            else f" (outcome scores; {report.evaluated_rows} held-out rows)"
+        )
+        + f"; baseline {ev.baseline}",
+        "",
+    ]
     shown = [r for r in ev.results if r.kind != "calibrated sweep"]
-    header = ("policy", "no model", "no score", "no cost", "cost USD", "cost vs base",
-              "quality", "retained", "random@cost", "top model")
-    table = [(r.name, _n(r.no_eligible), _n(r.unmeasured), _n(r.uncosted), _usd(r.cost_usd),
-              _pct(r.cost_ratio), _q(r.quality), _pct(r.quality_retained),
-              _q(r.random_same_cost), _top(r.model_share)) for r in shown]
+    header = (
+        "policy",
+        "no model",
+        "no score",
+        "no cost",
+        "cost USD",
+        "cost vs base",
+        "quality",
+        "retained",
+        "random@cost",
+        "top model",
+    )
+    table = [
+        (
+            r.name,
+            _n(r.no_eligible),
+            _n(r.unmeasured),
+            _n(r.uncosted),
+            _usd(r.cost_usd),
+            _pct(r.cost_ratio),
+            _q(r.quality),
+            _pct(r.quality_retained),
+            _q(r.random_same_cost),
+            _top(r.model_share),
+        )
+        for r in shown
+    ]
     out += [_table(header, table), ""]
     hidden = len(ev.results) - len(shown)
     if hidden:
@@ -290,20 +410,31 @@ def render(report: Any, source: str) -> str:
     tags = list(dict.fromkeys(t for r in shown for t in r.per_tag))
     keep = {ev.baseline, ev.best_single, ev.cheapest_meeting_floor}
     for tag in tags:
-        rows = [(r.name, _n(r.per_tag[tag]["no_eligible"]), _usd(r.per_tag[tag]["cost_usd"]),
-                 _q(r.per_tag[tag]["quality"])) for r in shown
-                if tag in r.per_tag and (r.kind not in ("always", "sweep") or r.name in keep)]
+        rows = [
+            (
+                r.name,
+                _n(r.per_tag[tag]["no_eligible"]),
+                _usd(r.per_tag[tag]["cost_usd"]),
+                _q(r.per_tag[tag]["quality"]),
+            )
+            for r in shown
+            if tag in r.per_tag and (r.kind not in ("always", "sweep") or r.name in keep)
+        ]
         count = next(r.per_tag[tag]["rows"] for r in shown if tag in r.per_tag)
-        out += [f"tag {tag} ({count} rows)", _table(("policy", "no model", "cost USD", "quality"),
-                                                    rows), ""]
+        out += [
+            f"tag {tag} ({count} rows)",
+            _table(("policy", "no model", "cost USD", "quality"), rows),
+            "",
+        ]
     out.append(_baselines(ev))
     if report.two_model:
         out += ["", _two_model(report.two_model)]
     for r in shown:
         for tags_, why in r.why_none.items():
             why = why if len(why) <= 240 else why[:240] + "... (see --json)"
-            out.append(f"{r.name}: no eligible model for [{tags_}] ({r.no_eligible} rows in all):"
-                       f" {why}")
+            out.append(
+                f"{r.name}: no eligible model for [{tags_}] ({r.no_eligible} rows in all): {why}"
+            )
     out += [f"note: {n}" for n in report.notes]
     return "\n".join(out).rstrip()
 
@@ -312,32 +443,58 @@ def _baselines(ev: Any) -> str:
     lines = []
     if ev.best_single:
         r = ev.get(ev.best_single)
-        lines.append(f"best single model: {ev.best_single} (quality {_q(r.quality)}, "
-                     f"{_usd(r.cost_usd)})")
+        lines.append(
+            f"best single model: {ev.best_single} (quality {_q(r.quality)}, {_usd(r.cost_usd)})"
+        )
     if ev.floor is not None:
-        lines.append(f"cheapest model meeting the floor {ev.floor:.3f}: "
-                     f"{ev.cheapest_meeting_floor or 'none'}")
-    lines.append("random@cost: the best quality a coin-flip mix of single models (or of the "
-                 "cheapest and quality presets) reaches at the same cost")
+        lines.append(
+            f"cheapest model meeting the floor {ev.floor:.3f}: "
+            f"{ev.cheapest_meeting_floor or 'none'}"
+        )
+    lines.append(
+        "random@cost: the best quality a coin-flip mix of single models (or of the "
+        "cheapest and quality presets) reaches at the same cost"
+    )
     area = ev.frontier.get("area")
     if area is not None:
         kinds = ", ".join(f"{k} {v:.4f}" for k, v in ev.frontier["area_by_kind"].items())
-        lines.append(f"frontier area (RouterBench AIQ, up to ${ev.frontier['max_cost_usd']:.6f})"
-                     f": all {area:.4f}; by kind: {kinds}")
+        lines.append(
+            f"frontier area (RouterBench AIQ, up to ${ev.frontier['max_cost_usd']:.6f})"
+            f": all {area:.4f}; by kind: {kinds}"
+        )
     return "\n".join(lines)
 
 
 def _two_model(two: dict[str, Any]) -> str:
-    header = ("", "quality", "cost USD", "strong share", "APGR", "CPT(50%)", "CPT(80%)",
-              "strong @95%")
+    header = (
+        "",
+        "quality",
+        "cost USD",
+        "strong share",
+        "APGR",
+        "CPT(50%)",
+        "CPT(80%)",
+        "strong @95%",
+    )
     rows = []
     for key in ("tag_router", "oracle", "random", "strong_only", "weak_only"):
         e = two[key]
-        rows.append((key, _q(e["quality"]), _usd(e["cost_usd"]), _pct(e["strong_share"]),
-                     _f(e.get("apgr")), _pct(e.get("cpt50")), _pct(e.get("cpt80")),
-                     _pct(e.get("strong_share_at_95"))))
-    return (f"two models on {two['rows']} held-out rows: strong {two['strong']}, "
-            f"weak {two['weak']}\n" + _table(header, rows))
+        rows.append(
+            (
+                key,
+                _q(e["quality"]),
+                _usd(e["cost_usd"]),
+                _pct(e["strong_share"]),
+                _f(e.get("apgr")),
+                _pct(e.get("cpt50")),
+                _pct(e.get("cpt80")),
+                _pct(e.get("strong_share_at_95")),
+            )
+        )
+    return (
+        f"two models on {two['rows']} held-out rows: strong {two['strong']}, "
+        f"weak {two['weak']}\n" + _table(header, rows)
+    )
 
 
 def _top(share: dict[str, float]) -> str:

@@ -3,7 +3,7 @@
 A dataset is JSONL rows in the workload schema (:mod:`routedllm.workload`). Each row's
 tags, size and outcomes are read once, here; replay then works on numpy arrays, so a
 million rows replay in seconds. Tags a row does not give are inferred from its messages
-with the inference thresholds of ``inference`` (default: :class:`~routedllm.policy.Policy`
+with the inference thresholds of ``inference`` (default: :class:`~routedllm.core.decision.Policy`
 defaults).
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from routedllm.errors import InvalidRequestError, UnknownTagError
-from routedllm.policy import Policy
-from routedllm.tags import VOCABULARY, infer_tags, message_features, primary_tag, validate_tags
+from routedllm.core.decision import Policy
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
+from routedllm.core.tags import VOCABULARY, infer_tags, message_features, primary_tag, validate_tags
 from routedllm.workload import WorkloadRow, read_rows, sample_rows
 
 GROUP_AUTO = "auto"  # a row's ``category`` field when it has one, else its primary tag
@@ -126,8 +126,9 @@ class EvalSet:
                 features = message_features(row.chat_messages(), scan=not given)
             except (UnknownTagError, InvalidRequestError) as exc:
                 raise InvalidRequestError(f"row {row.id!r}: {exc}") from None
-            tags = given or infer_tags(features, cjk_share=policy.cjk_share,
-                                       long_context_tokens=policy.long_context_tokens)
+            tags = given or infer_tags(
+                features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+            )
             ids.append(row.id)
             tag_index.append(tag_ids.setdefault(tags, len(tag_ids)))
             inferred.append(not given)
@@ -174,7 +175,8 @@ def _group(row: WorkloadRow, tags: Sequence[str], group_by: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidRequestError(
             f"row {row.id!r} has no string field {group_by!r} to group by; "
-            f"use --group-by {GROUP_AUTO} or {GROUP_TAG}, or a field every row carries")
+            f"use --group-by {GROUP_AUTO} or {GROUP_TAG}, or a field every row carries"
+        )
     return value
 
 
@@ -206,7 +208,8 @@ def validated(rows: Iterable[dict[str, Any]], origin: str) -> list[WorkloadRow]:
         try:
             out.append(WorkloadRow.model_validate(data))
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}"
-                                 for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors()
+            )
             raise InvalidRequestError(f"{origin}: row {i}: {problems}") from None
     return out

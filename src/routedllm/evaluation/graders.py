@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from routedllm.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError
 from routedllm.workload import WorkloadRow
 
 GRADERS: tuple[str, ...] = ("exact", "regex", "json_schema", "python_tests", "judge")
@@ -103,8 +103,10 @@ class RegexMatch:
         except re.error as exc:
             raise InvalidRequestError(f"row {row.id!r}: bad regex {source!r}: {exc}") from None
         found = regex.search(answer)
-        return Grade(1.0 if found else 0.0, f"matched {found.group(0)[:60]!r}" if found
-                     else f"no match for {source!r}")
+        return Grade(
+            1.0 if found else 0.0,
+            f"matched {found.group(0)[:60]!r}" if found else f"no match for {source!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,15 @@ class JsonSchemaValid:
             import jsonschema
         except ImportError:
             raise InvalidRequestError(
-                "the json_schema grader needs jsonschema: pip install 'routedllm[eval]'") from None
+                "the json_schema grader needs jsonschema: pip install 'routedllm[eval]'"
+            ) from None
         schema = self.schema or self._row_schema(row)
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise InvalidRequestError(
-                f"row {row.id!r}: invalid JSON Schema: {exc.message}") from None
+                f"row {row.id!r}: invalid JSON Schema: {exc.message}"
+            ) from None
         try:
             value = json.loads(code_block(answer, "json"))
         except json.JSONDecodeError as exc:
@@ -148,7 +152,8 @@ class JsonSchemaValid:
         if not isinstance(schema, dict):
             raise InvalidRequestError(
                 f"row {row.id!r}: the json_schema grader needs a 'schema' object "
-                "(or a reference holding one)")
+                "(or a reference holding one)"
+            )
         return schema
 
 
@@ -170,8 +175,13 @@ class PythonTests:
             script.write_text(program, encoding="utf-8")
             try:
                 done = subprocess.run(
-                    [self.python, "-I", "-B", str(script)], cwd=tmp, capture_output=True,
-                    text=True, timeout=self.timeout_s, stdin=subprocess.DEVNULL)
+                    [self.python, "-I", "-B", str(script)],
+                    cwd=tmp,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout_s,
+                    stdin=subprocess.DEVNULL,
+                )
             except subprocess.TimeoutExpired:
                 return Grade(0.0, f"timed out after {self.timeout_s:g} s")
         if done.returncode == 0:
@@ -184,7 +194,7 @@ JUDGE_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an "
     "AI assistant to the user question below. Consider helpfulness, relevance, accuracy, "
     "depth and level of detail.{reference_note} Begin with a short explanation, then rate the "
-    "response from 1 to 10 in exactly this format: \"Rating: [[5]]\".\n\n"
+    'response from 1 to 10 in exactly this format: "Rating: [[5]]".\n\n'
     "[Question]\n{question}\n\n{reference_block}[The Start of Assistant's Answer]\n{answer}\n"
     "[The End of Assistant's Answer]"
 )
@@ -200,13 +210,18 @@ class LLMJudge:
 
     def messages(self, row: WorkloadRow, answer: str) -> list[dict[str, str]]:
         """The judge conversation: one user message built from ``prompt``."""
-        question = "\n\n".join(str(m.get("content", "")) for m in row.chat_messages()
-                               if m.get("role", "user") == "user")
+        question = "\n\n".join(
+            str(m.get("content", ""))
+            for m in row.chat_messages()
+            if m.get("role", "user") == "user"
+        )
         ref = row.reference
         text = self.prompt.format(
-            question=question, answer=answer,
+            question=question,
+            answer=answer,
             reference_note=" Compare it with the reference answer." if ref else "",
-            reference_block=f"[Reference Answer]\n{ref}\n\n" if ref else "")
+            reference_block=f"[Reference Answer]\n{ref}\n\n" if ref else "",
+        )
         return [{"role": "user", "content": text}]
 
     def grade(self, row: WorkloadRow, answer: str) -> Grade:
@@ -243,12 +258,14 @@ def grader_for(row: WorkloadRow, judge: Any = None, timeout_s: float = 10.0) -> 
     if name == "judge":
         if judge is None:
             raise InvalidRequestError(
-                f"row {row.id!r} asks for the judge grader: give a judge model")
+                f"row {row.id!r} asks for the judge grader: give a judge model"
+            )
         return LLMJudge(judge)
     if name is None:
         raise InvalidRequestError(f"row {row.id!r} has no grader and no reference to match")
     raise InvalidRequestError(
-        f"row {row.id!r}: unknown grader {name!r}; known: {', '.join(GRADERS)}")
+        f"row {row.id!r}: unknown grader {name!r}; known: {', '.join(GRADERS)}"
+    )
 
 
 def grade(row: WorkloadRow, answer: str, judge: Any = None, timeout_s: float = 10.0) -> Grade:

@@ -3,7 +3,7 @@
 A ledger's records are grouped into calls by ``run_id`` (a call's attempts share it). For
 each call that got an answer, the recorded tags and token counts are decided again with
 ``decide(catalog, policy_b, ...)`` and B's choice is priced on the same tokens with
-:func:`routedllm.pricing.call_cost`; the recorded cost is what every attempt of the call
+:func:`routedllm.core.pricing.call_cost`; the recorded cost is what every attempt of the call
 cost. Assumptions, stated in every report: B's choice answers at once (no fallbacks), with
 the token counts the recorded model reported (tokenizers differ between providers), and
 capabilities beyond those the tags imply (tools, structured output) are not known.
@@ -19,12 +19,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routedllm.catalog import Catalog
-from routedllm.errors import NoEligibleModelError
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Policy, Request, decide
+from routedllm.core.errors import NoEligibleModelError
+from routedllm.core.pricing import call_cost
 from routedllm.evaluation.online import summed_cost
-from routedllm.policy import Policy, Request, decide
-from routedllm.pricing import call_cost
-from routedllm.records import CallRecord
+from routedllm.records.schema import CallRecord
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 
@@ -32,8 +32,10 @@ SHADOW_POLICY = "shadow"  # as routedllm.evaluation.shadow marks its records
 # decide() needs a message; sizes and tags are given, so its text plays no part (untagged
 # calls infer "general" from it, as a call with no recorded tags is taken to be).
 _PLACEHOLDER = ({"role": "user", "content": "."},)
-ASSUMPTIONS = ("policy B's choice answers at once (no fallbacks), with the recorded token "
-               "counts; capabilities other than those the tags imply are not known")
+ASSUMPTIONS = (
+    "policy B's choice answers at once (no fallbacks), with the recorded token "
+    "counts; capabilities other than those the tags imply are not known"
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,9 @@ class LedgerReplay:
             "recorded_cost_usd": recorded,
             "cost_usd": replayed,
             "cost_ratio": replayed / recorded if recorded else None,
-            "changed_model": sum(c.model is not None and c.model != c.recorded_model
-                                 for c in calls),
+            "changed_model": sum(
+                c.model is not None and c.model != c.recorded_model for c in calls
+            ),
         }
 
     def by_tag(self) -> dict[str, dict[str, Any]]:
@@ -101,8 +104,9 @@ class LedgerReplay:
             "totals": self.totals(),
             "skipped": dict(self.skipped),
             "by_tag": self.by_tag(),
-            "switches": [{"from": a, "to": b, "calls": n}
-                         for (a, b), n in self.switches().most_common()],
+            "switches": [
+                {"from": a, "to": b, "calls": n} for (a, b), n in self.switches().most_common()
+            ],
             "why_none": sorted({c.why_none for c in self.calls if c.why_none}),
             "assumptions": ASSUMPTIONS,
         }
@@ -120,8 +124,9 @@ def group_calls(records: Iterable[CallRecord]) -> tuple[list[list[CallRecord]], 
     return list(calls.values()), skipped
 
 
-def replay_ledger(records: Iterable[CallRecord], catalog: Catalog, policy: Policy,
-                  name: str | None = None) -> LedgerReplay:
+def replay_ledger(
+    records: Iterable[CallRecord], catalog: Catalog, policy: Policy, name: str | None = None
+) -> LedgerReplay:
     """Decide every answered call of ``records`` again under ``policy`` and price it."""
     grouped, skipped = group_calls(records)
     memo: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
@@ -140,26 +145,45 @@ def replay_ledger(records: Iterable[CallRecord], catalog: Catalog, policy: Polic
         model, why = memo[key]
         cost = None
         if model is not None:
-            cost = call_cost(catalog.get(model), ok.input_tokens, ok.output_tokens,
-                             ok.cached_input_tokens or 0).total_usd
+            cost = call_cost(
+                catalog.get(model), ok.input_tokens, ok.output_tokens, ok.cached_input_tokens or 0
+            ).total_usd
         recorded = summed_cost(attempts)
-        out.append(ReplayedCall(
-            ok.run_id, ok.tags, ok.model, ok.policy, recorded, ok.input_tokens,
-            ok.cached_input_tokens or 0, ok.output_tokens, model, cost, why))
+        out.append(
+            ReplayedCall(
+                ok.run_id,
+                ok.tags,
+                ok.model,
+                ok.policy,
+                recorded,
+                ok.input_tokens,
+                ok.cached_input_tokens or 0,
+                ok.output_tokens,
+                model,
+                cost,
+                why,
+            )
+        )
     return LedgerReplay(name or policy.preset, out, dict(skipped))
 
 
-def _choose(catalog: Catalog, policy: Policy, tags: tuple[str, ...], input_tokens: int,
-            output_tokens: int) -> tuple[str | None, str | None]:
+def _choose(
+    catalog: Catalog, policy: Policy, tags: tuple[str, ...], input_tokens: int, output_tokens: int
+) -> tuple[str | None, str | None]:
     """Policy B's model for a call of these tags and sizes, or (None, why none was eligible)."""
-    request = Request(messages=_PLACEHOLDER, tags=tags or None, input_tokens=input_tokens,
-                      max_output_tokens=output_tokens or None)
+    request = Request(
+        messages=_PLACEHOLDER,
+        tags=tags or None,
+        input_tokens=input_tokens,
+        max_output_tokens=output_tokens or None,
+    )
     try:
         return decide(catalog, policy, request).model, None
     except NoEligibleModelError as exc:  # the models' own limits first, not the allow-list
         own = [f"{m}: {r}" for m, r in exc.rejected if r != "not in allowed_models"]
         return None, f"[{','.join(exc.tags)}] " + "; ".join(
-            own or [f"{m}: {r}" for m, r in exc.rejected])
+            own or [f"{m}: {r}" for m, r in exc.rejected]
+        )
 
 
 def render(replays: Sequence[LedgerReplay], source: str) -> str:
@@ -167,25 +191,49 @@ def render(replays: Sequence[LedgerReplay], source: str) -> str:
 
     def cells(name: str, g: dict[str, Any]) -> tuple[str, ...]:
         known = g["compared"] > 0  # costs cover the calls priced both ways
-        return (name, str(g["calls"]), _usd(g["recorded_cost_usd"]) if known else "-",
-                _usd(g["cost_usd"]) if known else "-",
-                "-" if g["cost_ratio"] is None else f"{g['cost_ratio']:.1%}",
-                str(g["changed_model"]), str(g["no_model"] or "-"), str(g["unpriced"] or "-"))
+        return (
+            name,
+            str(g["calls"]),
+            _usd(g["recorded_cost_usd"]) if known else "-",
+            _usd(g["cost_usd"]) if known else "-",
+            "-" if g["cost_ratio"] is None else f"{g['cost_ratio']:.1%}",
+            str(g["changed_model"]),
+            str(g["no_model"] or "-"),
+            str(g["unpriced"] or "-"),
+        )
 
     out = []
     for replay in replays:
         t = replay.totals()
         skipped = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(replay.skipped.items()))
-        out += [f"{source}: {t['calls']} calls replayed under {replay.name}"
-                + (f" (left out: {skipped})" if skipped else ""), ""]
+        out += [
+            f"{source}: {t['calls']} calls replayed under {replay.name}"
+            + (f" (left out: {skipped})" if skipped else ""),
+            "",
+        ]
         rows = [cells(name, g) for name, g in [("all", t), *replay.by_tag().items()]]
-        out.append(_table(("tag", "calls", "recorded", replay.name, "ratio", "changed model",
-                           "no model", "unpriced"), rows))
+        out.append(
+            _table(
+                (
+                    "tag",
+                    "calls",
+                    "recorded",
+                    replay.name,
+                    "ratio",
+                    "changed model",
+                    "no model",
+                    "unpriced",
+                ),
+                rows,
+            )
+        )
         switches = [(a, b, str(n)) for (a, b), n in replay.switches().most_common() if a != b]
         if switches:
             out += ["", _table(("recorded model", f"{replay.name} model", "calls"), switches)]
-        out += [f"no eligible model: {why[:240]}" for why in
-                sorted({c.why_none for c in replay.calls if c.why_none})]
+        out += [
+            f"no eligible model: {why[:240]}"
+            for why in sorted({c.why_none for c in replay.calls if c.why_none})
+        ]
         out.append("")
     out.append(f"costs compare the calls where both are known; assumed: {ASSUMPTIONS}")
     return "\n".join(out)

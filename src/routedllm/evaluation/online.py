@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from routedllm.callbacks import CostLatencyHandler
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError
+from routedllm.adapters.langchain.handler import CostLatencyHandler
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import POLICY_KEY, PRESETS, Policy
+from routedllm.core.errors import InvalidRequestError
+from routedllm.core.tags import TAGS_KEY
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
-from routedllm.policy import POLICY_KEY, PRESETS, Policy
-from routedllm.records import DEFAULT_BASELINE, CallRecord, Sink
-from routedllm.tags import TAGS_KEY
+from routedllm.records.schema import DEFAULT_BASELINE, CallRecord, Sink
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 from routedllm.workload import WorkloadRow
@@ -184,13 +184,20 @@ class Group:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "rows": self.rows, "errors": self.errors, "fallbacks": self.fallbacks,
-            "graded": self.graded, "ungraded": self.ungraded, "quality": self.quality,
-            "cost_usd": self.cost_usd, "unpriced_rows": self.unpriced,
+            "rows": self.rows,
+            "errors": self.errors,
+            "fallbacks": self.fallbacks,
+            "graded": self.graded,
+            "ungraded": self.ungraded,
+            "quality": self.quality,
+            "cost_usd": self.cost_usd,
+            "unpriced_rows": self.unpriced,
             "baseline_cost_usd": self.baseline_cost_usd if self.baseline_cost_usd else None,
             "cost_ratio": self.cost_ratio,
-            "latency_s": {"p50": quantile(self.latencies, 0.5),
-                          "p95": quantile(self.latencies, 0.95)},
+            "latency_s": {
+                "p50": quantile(self.latencies, 0.5),
+                "p95": quantile(self.latencies, 0.95),
+            },
         }
 
 
@@ -255,8 +262,9 @@ def _grouped(rows: Iterable[RowResult], keys: Callable[[RowResult], list[str]]) 
 
 
 # -- running rows ---------------------------------------------------------------------------
-def row_config(row: WorkloadRow, run_id: uuid.UUID, callbacks: Sequence[Any],
-               label: str = "") -> dict[str, Any]:
+def row_config(
+    row: WorkloadRow, run_id: uuid.UUID, callbacks: Sequence[Any], label: str = ""
+) -> dict[str, Any]:
     """The LangChain config one row is sent with: its run id, task tags and output size.
 
     Tags go in as ``routedllm_tags`` metadata (validated by RoutedChatModel, read by the
@@ -268,13 +276,23 @@ def row_config(row: WorkloadRow, run_id: uuid.UUID, callbacks: Sequence[Any],
         metadata[TAGS_KEY] = list(row.tags)
     if row.expected_output_tokens:
         metadata[POLICY_KEY] = {"default_output_tokens": row.expected_output_tokens}
-    return {"callbacks": list(callbacks), "run_id": run_id, "metadata": metadata,
-            "run_name": f"{label or 'eval'}:{row.id}"}
+    return {
+        "callbacks": list(callbacks),
+        "run_id": run_id,
+        "metadata": metadata,
+        "run_name": f"{label or 'eval'}:{row.id}",
+    }
 
 
-def answer_row(model: Any, row: WorkloadRow, handler: CostLatencyHandler,
-               collector: RunCollector, *, callbacks: Sequence[Any] = (),
-               label: str = "") -> RowResult:
+def answer_row(
+    model: Any,
+    row: WorkloadRow,
+    handler: CostLatencyHandler,
+    collector: RunCollector,
+    *,
+    callbacks: Sequence[Any] = (),
+    label: str = "",
+) -> RowResult:
     """Send one row through ``model`` and return its records and answer (not graded).
 
     ``handler`` must deliver to ``collector`` (see :func:`recording_handler`). An upstream
@@ -297,12 +315,18 @@ def answer_row(model: Any, row: WorkloadRow, handler: CostLatencyHandler,
     return RowResult(row.id, tuple(tags), answer, records, latency, error=error, label=label)
 
 
-def recording_handler(catalog: Catalog, collector: RunCollector, *,
-                      ledger_path: str | None = None, baseline_model: str | None = DEFAULT_BASELINE,
-                      sinks: Iterable[Sink] = ()) -> CostLatencyHandler:
+def recording_handler(
+    catalog: Catalog,
+    collector: RunCollector,
+    *,
+    ledger_path: str | None = None,
+    baseline_model: str | None = DEFAULT_BASELINE,
+    sinks: Iterable[Sink] = (),
+) -> CostLatencyHandler:
     """A CostLatencyHandler that hands every record to ``collector`` (and the ledger, sinks)."""
-    return CostLatencyHandler(catalog, ledger_path=ledger_path, baseline_model=baseline_model,
-                              sinks=[collector, *sinks])
+    return CostLatencyHandler(
+        catalog, ledger_path=ledger_path, baseline_model=baseline_model, sinks=[collector, *sinks]
+    )
 
 
 def message_text(message: Any) -> str:
@@ -311,8 +335,11 @@ def message_text(message: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(b if isinstance(b, str) else str(b.get("text", ""))
-                       for b in content if isinstance(b, str | dict))
+        return "".join(
+            b if isinstance(b, str) else str(b.get("text", ""))
+            for b in content
+            if isinstance(b, str | dict)
+        )
     return str(content)
 
 
@@ -323,8 +350,9 @@ def check_graders(rows: Sequence[WorkloadRow], judge: Any) -> None:
             grader_for(row, judge)
 
 
-def grade_row(row: WorkloadRow, result: RowResult, judge: Any = None,
-              timeout_s: float = 10.0) -> RowResult:
+def grade_row(
+    row: WorkloadRow, result: RowResult, judge: Any = None, timeout_s: float = 10.0
+) -> RowResult:
     """``result`` with the grade of its answer (unchanged when the row names no grader).
 
     A judge call that fails gives an ungraded row (``score=None``), not a failed run.
@@ -369,12 +397,14 @@ def run_online(
     catalog = Catalog.from_env() if catalog is None else catalog
     check_graders(rows, judge)
     if model is None:
-        from routedllm.chat_model import RoutedChatModel
+        from routedllm.adapters.langchain.chat_model import RoutedChatModel
+
         model = RoutedChatModel(catalog=catalog)
     label = label or _label(model)
     collector = RunCollector()
-    handler = recording_handler(catalog, collector, ledger_path=ledger_path,
-                                baseline_model=baseline_model, sinks=sinks)
+    handler = recording_handler(
+        catalog, collector, ledger_path=ledger_path, baseline_model=baseline_model, sinks=sinks
+    )
     judge_costs = None
     if judge is not None:
         judge_costs = CostLatencyHandler(catalog, baseline_model=None)
@@ -387,12 +417,18 @@ def run_online(
             on_row(result)
         return result
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, max(1, len(rows))),
-                            thread_name_prefix="routedllm-eval") as pool:
+    with ThreadPoolExecutor(
+        max_workers=min(concurrency, max(1, len(rows))), thread_name_prefix="routedllm-eval"
+    ) as pool:
         results = list(pool.map(one, rows))
     judge_summary = None if judge_costs is None else judge_costs.memory.summary()["total"]
-    return OnlineReport(label, baseline_model, results, judge_summary,
-                        None if ledger_path is None else str(ledger_path))
+    return OnlineReport(
+        label,
+        baseline_model,
+        results,
+        judge_summary,
+        None if ledger_path is None else str(ledger_path),
+    )
 
 
 def _label(model: Any) -> str:
@@ -432,7 +468,8 @@ def online_policy(spec: str, catalog: Catalog) -> OnlinePolicy:
     if head not in PRESETS:
         raise InvalidRequestError(
             f"policy {spec!r} does not route single calls; use {', '.join(PRESETS)} "
-            "(with :field=value,...) or always:MODEL")
+            "(with :field=value,...) or always:MODEL"
+        )
     fields: dict[str, Any] = {"preset": head}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
@@ -449,34 +486,64 @@ def render(reports: Sequence[OnlineReport], source: str) -> str:
     if not reports:
         return f"{source}: nothing was run"
     baseline = reports[0].baseline_model or "baseline"
-    head = ("rows", "errors", "fallbacks", "graded", "quality", "cost", f"vs {baseline}",
-            "cost ratio", "latency p50/p95")
+    head = (
+        "rows",
+        "errors",
+        "fallbacks",
+        "graded",
+        "quality",
+        "cost",
+        f"vs {baseline}",
+        "cost ratio",
+        "latency p50/p95",
+    )
 
     def cells(g: Group) -> tuple[str, ...]:
         cost = _usd(g.cost_usd) + (f" +{g.unpriced} unknown" if g.unpriced else "")
         lat = g.summary()["latency_s"]
-        return (str(g.rows), str(g.errors or "-"), str(g.fallbacks or "-"),
-                str(g.graded or "-"), "-" if g.quality is None else f"{g.quality:.3f}",
-                cost, _usd(g.baseline_cost_usd) if g.baseline_cost_usd else "-",
-                "-" if g.cost_ratio is None else f"{g.cost_ratio:.1%}",
-                "-" if lat["p50"] is None else f"{lat['p50']:.2f}/{lat['p95']:.2f}")
+        return (
+            str(g.rows),
+            str(g.errors or "-"),
+            str(g.fallbacks or "-"),
+            str(g.graded or "-"),
+            "-" if g.quality is None else f"{g.quality:.3f}",
+            cost,
+            _usd(g.baseline_cost_usd) if g.baseline_cost_usd else "-",
+            "-" if g.cost_ratio is None else f"{g.cost_ratio:.1%}",
+            "-" if lat["p50"] is None else f"{lat['p50']:.2f}/{lat['p95']:.2f}",
+        )
 
     rows = reports[0].rows
     graded = sum(1 for r in rows if r.grade is not None)
-    out = [(f"{source}: {len(rows)} rows, {graded} graded; quality measured (mean grade); "
-            "cost from reported usage and catalog prices"), "",
-           _table(("policy", *head), [(r.label, *cells(r.total())) for r in reports])]
+    out = [
+        (
+            f"{source}: {len(rows)} rows, {graded} graded; quality measured (mean grade); "
+            "cost from reported usage and catalog prices"
+        ),
+        "",
+        _table(("policy", *head), [(r.label, *cells(r.total())) for r in reports]),
+    ]
     for report in reports:
         for title, groups in (("model", report.by_model()), ("tag", report.by_tag())):
-            out += ["", f"{report.label}, per {title}",
-                    _table((title, *head), [(k, *cells(g)) for k, g in sorted(groups.items())])]
+            out += [
+                "",
+                f"{report.label}, per {title}",
+                _table((title, *head), [(k, *cells(g)) for k, g in sorted(groups.items())]),
+            ]
         if report.judge is not None:
             judge_cost = report.judge.get("cost_usd")
-            out.append(f"judge: {report.judge['attempts']} calls, "
-                       f"{_usd(judge_cost)} (not in the figures above)")
+            out.append(
+                f"judge: {report.judge['attempts']} calls, "
+                f"{_usd(judge_cost)} (not in the figures above)"
+            )
         failed = [r for r in report.rows if r.error]
         out += [f"{report.label}: {r.id}: {r.error[:200]}" for r in failed[:10]]
-    out += ["", ("quality: mean grade in [0, 1] of the graded rows; cost ratio: routed cost "
-                 "over the same tokens on the baseline; latency in seconds per call, "
-                 "fallbacks included")]
+    out += [
+        "",
+        (
+            "quality: mean grade in [0, 1] of the graded rows; cost ratio: routed cost "
+            "over the same tokens on the baseline; latency in seconds per call, "
+            "fallbacks included"
+        ),
+    ]
     return "\n".join(out)

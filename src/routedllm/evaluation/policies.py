@@ -2,7 +2,7 @@
 
 A policy's ``choose(data, space)`` returns a :class:`Choice`: one model position in the
 :class:`~routedllm.evaluation.space.ModelSpace` per row, ``-1`` where no model was eligible.
-Catalog routing runs :func:`routedllm.policy.decide` itself, once per distinct (tags,
+Catalog routing runs :func:`routedllm.core.decision.decide` itself, once per distinct (tags,
 input-size bucket, output-size bucket), since a decision depends on nothing else. Sizes are
 rounded *up* to a geometric grid about 9% apart (1,234 tokens decide as 1,328), so a
 context window or cost cap is never passed for a row it would reject; a row near such a
@@ -22,17 +22,23 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from routedllm.errors import InvalidRequestError, NoEligibleModelError
+from routedllm.core.decision import PRESETS, Policy, Request, decide
+from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.space import MEASURED, ModelSpace
-from routedllm.policy import PRESETS, Policy, Request, decide
 
 DEFAULT_GAPS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 _EXACT_UP_TO, _STEPS = 64, 8  # size buckets: exact up to 64 tokens, then 8 per doubling
 _PLACEHOLDER = ({"role": "user", "content": "."},)  # sizes and tags are given explicitly
 _ALIASES = {"gap": "quality_gap", "max_cost": "max_cost_usd"}
-_FIELDS = ("quality_gap", "max_cost_usd", "allow_unpriced", "allow_unscored",
-           "allow_unknown_capabilities", "default_output_tokens")
+_FIELDS = (
+    "quality_gap",
+    "max_cost_usd",
+    "allow_unpriced",
+    "allow_unscored",
+    "allow_unknown_capabilities",
+    "default_output_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ def _unpack(key: int) -> tuple[int, int, int]:
 
 @dataclass
 class Routed:
-    """A :class:`~routedllm.policy.Policy` routed by ``decide``, over the catalog's models."""
+    """A :class:`~routedllm.core.decision.Policy` routed by ``decide`` over the catalog."""
 
     name: str
     policy: Policy
@@ -110,8 +116,9 @@ class Routed:
         for key in keys.tolist():
             tag, ins, outs = _unpack(key)
             tags = data.tag_sets[tag]
-            request = Request(messages=_PLACEHOLDER, tags=tags, max_output_tokens=outs,
-                              input_tokens=ins)
+            request = Request(
+                messages=_PLACEHOLDER, tags=tags, max_output_tokens=outs, input_tokens=ins
+            )
             try:
                 out.append(decide(space.catalog, self.policy, request))
             except NoEligibleModelError as exc:
@@ -121,8 +128,9 @@ class Routed:
 
     def choose(self, data: EvalSet, space: ModelSpace) -> Choice:
         decisions, inverse, why = self.decisions(data, space)
-        table = np.asarray([-1 if d is None else space.index(d.model) for d in decisions],
-                           dtype=np.int32)
+        table = np.asarray(
+            [-1 if d is None else space.index(d.model) for d in decisions], dtype=np.int32
+        )
         return Choice(table[inverse], why)
 
 
@@ -130,7 +138,8 @@ def _check_inference(policy: Policy, data: EvalSet) -> None:
     if (policy.cjk_share, policy.long_context_tokens) != data.inference and data.inferred.any():
         raise InvalidRequestError(
             "this policy infers tags with other thresholds than the dataset was read with; "
-            "load the dataset with inference=<the policy> to replay it")
+            "load the dataset with inference=<the policy> to replay it"
+        )
 
 
 def _first_reasons(exc: NoEligibleModelError) -> str:
@@ -138,7 +147,8 @@ def _first_reasons(exc: NoEligibleModelError) -> str:
     told = [(m, r) for m, r in exc.rejected if r != "not in allowed_models"]
     rest = len(exc.rejected) - len(told)
     return "; ".join(f"{m}: {r}" for m, r in told or exc.rejected) + (
-        f"; {rest} more not in allowed_models" if told and rest else "")
+        f"; {rest} more not in allowed_models" if told and rest else ""
+    )
 
 
 # -- baselines and references -----------------------------------------------------------------
@@ -162,8 +172,12 @@ class Always:
 
     def choose(self, data: EvalSet, space: ModelSpace) -> Choice:
         if space.quality_mode(data) != MEASURED and self.model in space.catalog:
-            only = Policy(preset="quality", allowed_models=frozenset({self.model}),
-                          allow_unscored=True, allow_unpriced=True)
+            only = Policy(
+                preset="quality",
+                allowed_models=frozenset({self.model}),
+                allow_unscored=True,
+                allow_unpriced=True,
+            )
             return Routed(self.name, only).choose(data, space)
         return Choice(np.full(len(data), space.index(self.model), dtype=np.int32))
 
@@ -239,13 +253,15 @@ class Oracle:
     def _order(self, data: EvalSet, space: ModelSpace) -> list[int]:
         rank = {m: i for i, m in enumerate(self.cheapest_first)}
         mean_cost = []
-        for col, model in enumerate(data.models):
+        for model in data.models:
             idx = np.full(len(data), space.index(model), dtype=np.int32)
             costs = space.cost(data, idx, self.default_output_tokens)
             known = costs[np.isfinite(costs)]
             mean_cost.append(float(known.mean()) if known.size else np.inf)
-        return sorted(range(len(data.models)),
-                      key=lambda c: (rank.get(data.models[c], len(rank)), mean_cost[c], c))
+        return sorted(
+            range(len(data.models)),
+            key=lambda c: (rank.get(data.models[c], len(rank)), mean_cost[c], c),
+        )
 
 
 @dataclass
@@ -259,14 +275,17 @@ class ByGroup:
     default_output_tokens: int = Policy().default_output_tokens
 
     def choose(self, data: EvalSet, space: ModelSpace) -> Choice:
-        table = np.asarray([space.index(self.choices.get(g, self.default))
-                            for g in data.group_names], dtype=np.int32)
+        table = np.asarray(
+            [space.index(self.choices.get(g, self.default)) for g in data.group_names],
+            dtype=np.int32,
+        )
         return Choice(table[data.group_index])
 
 
 # -- spec strings ---------------------------------------------------------------------------
-def parse_policies(spec: str, data: EvalSet, space: ModelSpace,
-                   allowed: frozenset[str] | None = None) -> list[EvalPolicy]:
+def parse_policies(
+    spec: str, data: EvalSet, space: ModelSpace, allowed: frozenset[str] | None = None
+) -> list[EvalPolicy]:
     """The policies a ``--policy`` spec names (one spec can name several, e.g. ``sweep``).
 
     ``allowed`` limits catalog routing to these models (outcome models, when measuring).
@@ -278,8 +297,10 @@ def parse_policies(spec: str, data: EvalSet, space: ModelSpace,
         return [Routed(spec, _policy(head, fields, allowed))]
     if head == "sweep":
         gaps = DEFAULT_GAPS if not rest else tuple(_number(g, spec) for g in rest.split(","))
-        return [Routed(f"value:gap={g:g}", _policy("value", {"quality_gap": g}, allowed), "sweep")
-                for g in gaps]
+        return [
+            Routed(f"value:gap={g:g}", _policy("value", {"quality_gap": g}, allowed), "sweep")
+            for g in gaps
+        ]
     if head == "always":
         models = [rest] if rest else always_candidates(data, space)
         return [Always(space.ids[space.index(m)]) for m in models]
@@ -290,7 +311,8 @@ def parse_policies(spec: str, data: EvalSet, space: ModelSpace,
         return [Oracle()]
     raise InvalidRequestError(
         f"unknown policy {spec!r}; known: {', '.join(PRESETS)} (with :field=value,...), "
-        "sweep[:gaps], always[:MODEL], random[:seed=N], oracle")
+        "sweep[:gaps], always[:MODEL], random[:seed=N], oracle"
+    )
 
 
 def always_candidates(data: EvalSet, space: ModelSpace) -> list[str]:
@@ -314,7 +336,8 @@ def _fields(text: str, spec: str) -> dict[str, Any]:
         if not eq or key not in (*_FIELDS, "seed"):
             raise InvalidRequestError(
                 f"policy {spec!r}: expected field=value with a field among "
-                f"{', '.join((*_ALIASES, *_FIELDS))}, got {part!r}")
+                f"{', '.join((*_ALIASES, *_FIELDS))}, got {part!r}"
+            )
         out[key] = value.strip()
     return out
 

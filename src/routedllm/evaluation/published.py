@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from routedllm.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError
 
 BENCHMARKS: tuple[str, ...] = ("mmlu", "gsm8k", "mt-bench")
 _MT_BENCH_TAGS = {"coding": "code", "extraction": "extraction"}
@@ -36,12 +36,16 @@ def evals_dir(root: str | Path) -> Path:
     """The ``evals`` folder under ``root`` (a RouteLLM checkout, its copy, or the folder)."""
     root = Path(root)
     for candidate in (root, root / "evals", root / "routellm" / "evals"):
-        if (candidate / "mmlu").is_dir() or (candidate / "gsm8k").is_dir() or (
-                candidate / "mt_bench").is_dir():
+        if (
+            (candidate / "mmlu").is_dir()
+            or (candidate / "gsm8k").is_dir()
+            or (candidate / "mt_bench").is_dir()
+        ):
             return candidate
     raise InvalidRequestError(
         f"{root}: no RouteLLM evals folder found (looked for mmlu/, gsm8k/ or mt_bench/ in "
-        f"{root}, {root}/evals and {root}/routellm/evals)")
+        f"{root}, {root}/evals and {root}/routellm/evals)"
+    )
 
 
 def routellm_rows(
@@ -50,7 +54,8 @@ def routellm_rows(
     """Rows (plain dicts in the workload schema) of one RouteLLM benchmark table."""
     if benchmark not in BENCHMARKS:
         raise InvalidRequestError(
-            f"unknown benchmark {benchmark!r}; RouteLLM tables: {', '.join(BENCHMARKS)}")
+            f"unknown benchmark {benchmark!r}; RouteLLM tables: {', '.join(BENCHMARKS)}"
+        )
     base = evals_dir(root)
     if benchmark == "mt-bench":
         return list(_mt_bench(base / "mt_bench", drop_contaminated))
@@ -72,7 +77,8 @@ def _contaminated(folder: Path) -> set[str]:
     if not path.exists():
         raise InvalidRequestError(
             f"{path} is missing; pass drop_contaminated=False (--keep-contaminated) to "
-            "convert without RouteLLM's decontamination")
+            "convert without RouteLLM's decontamination"
+        )
     return {json.loads(line)["eval_prompt"] for line in _lines(path)}
 
 
@@ -103,10 +109,16 @@ def _csv_rows(path: Path, category: str, contaminated: set[str]) -> Iterator[dic
                 value = (rec.get(model) or "").strip()
                 if value not in _TRUTH:
                     raise InvalidRequestError(
-                        f"{path}: row {i + 1}: {model} is {value!r}, expected True or False")
+                        f"{path}: row {i + 1}: {model} is {value!r}, expected True or False"
+                    )
                 outcomes[model] = {"score": _TRUTH[value], "cost_usd": None}
-            yield {"id": f"{prefix}-{i}", "prompt": rec["prompt"], "tags": ["general"],
-                   "category": category, "outcomes": outcomes}
+            yield {
+                "id": f"{prefix}-{i}",
+                "prompt": rec["prompt"],
+                "tags": ["general"],
+                "category": category,
+                "outcomes": outcomes,
+            }
 
 
 def _mt_bench(folder: Path, drop_contaminated: bool) -> Iterator[dict[str, Any]]:
@@ -128,6 +140,11 @@ def _mt_bench(folder: Path, drop_contaminated: bool) -> Iterator[dict[str, Any]]
             scores = turn_scores.get((q["question_id"], model))
             if scores:
                 outcomes[model] = {"score": sum(scores) / len(scores) / 10, "cost_usd": None}
-        yield {"id": f"mt-bench-{q['question_id']}", "prompt": q["turns"][0],
-               "turns": q["turns"], "tags": [_MT_BENCH_TAGS.get(q["category"], "general")],
-               "category": q["category"], "outcomes": outcomes}
+        yield {
+            "id": f"mt-bench-{q['question_id']}",
+            "prompt": q["turns"][0],
+            "turns": q["turns"],
+            "tags": [_MT_BENCH_TAGS.get(q["category"], "general")],
+            "category": q["category"],
+            "outcomes": outcomes,
+        }

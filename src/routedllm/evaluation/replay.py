@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from routedllm.errors import InvalidRequestError
+from routedllm.core.decision import Policy
+from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.metrics import frontier, frontier_area, frontier_at
 from routedllm.evaluation.policies import Always, Choice, EvalPolicy, always_candidates
 from routedllm.evaluation.space import ModelSpace
-from routedllm.policy import Policy
 
 T = TypeVar("T")
 Progress = Callable[[Iterable[T], int | None, str], Iterable[T]]
@@ -45,8 +45,9 @@ class Replay:
     why_none: dict[str, str]
 
 
-def replay(policy: EvalPolicy, data: EvalSet, space: ModelSpace,
-           choice: Choice | None = None) -> Replay:
+def replay(
+    policy: EvalPolicy, data: EvalSet, space: ModelSpace, choice: Choice | None = None
+) -> Replay:
     """Route every row under ``policy`` (or take its ``choice``); price and score each."""
     choice = policy.choose(data, space) if choice is None else choice
     cost = space.cost(data, choice.model, policy.default_output_tokens)
@@ -82,18 +83,26 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "rows": self.rows,
-            "no_eligible": self.no_eligible, "unmeasured": self.unmeasured,
-            "uncosted": self.uncosted, "cost_usd": self.cost_usd, "quality": self.quality,
-            "cost_ratio": self.cost_ratio, "quality_retained": self.quality_retained,
+            "name": self.name,
+            "kind": self.kind,
+            "rows": self.rows,
+            "no_eligible": self.no_eligible,
+            "unmeasured": self.unmeasured,
+            "uncosted": self.uncosted,
+            "cost_usd": self.cost_usd,
+            "quality": self.quality,
+            "cost_ratio": self.cost_ratio,
+            "quality_retained": self.quality_retained,
             "random_same_cost_quality": self.random_same_cost,
-            "model_share": self.model_share, "per_tag": self.per_tag,
+            "model_share": self.model_share,
+            "per_tag": self.per_tag,
             "no_eligible_reasons": self.why_none,
         }
 
 
-def summarize(policy: EvalPolicy, rep: Replay, data: EvalSet, space: ModelSpace,
-              base: Replay | None = None) -> Result:
+def summarize(
+    policy: EvalPolicy, rep: Replay, data: EvalSet, space: ModelSpace, base: Replay | None = None
+) -> Result:
     """Totals, shares and per-tag figures of a replay; ratios against ``base`` if given."""
     served = rep.choice >= 0
     n_served = int(served.sum())
@@ -102,13 +111,17 @@ def summarize(policy: EvalPolicy, rep: Replay, data: EvalSet, space: ModelSpace,
     counts = np.bincount(rep.choice[served], minlength=len(space.ids))
     share = {space.ids[i]: round(int(c) / n_served, 6) for i, c in enumerate(counts) if c}
     result = Result(
-        name=policy.name, kind=policy.kind, rows=len(data),
+        name=policy.name,
+        kind=policy.kind,
+        rows=len(data),
         no_eligible=len(data) - n_served,
         unmeasured=int((served & ~q_known).sum()),
         uncosted=int((served & ~c_known).sum()),
         cost_usd=float(rep.cost[c_known].sum()) if c_known.any() else None,
         quality=float(rep.quality[q_known].mean()) if q_known.any() else None,
-        model_share=share, per_tag=_per_tag(rep, data), why_none=rep.why_none,
+        model_share=share,
+        per_tag=_per_tag(rep, data),
+        why_none=rep.why_none,
     )
     if base is not None:
         both = c_known & np.isfinite(base.cost)
@@ -136,10 +149,14 @@ def _per_tag(rep: Replay, data: EvalSet) -> dict[str, dict[str, Any]]:
     q_sum = np.bincount(tag[q_ok], weights=rep.quality[q_ok], minlength=size)
     q_n = np.bincount(tag[q_ok], minlength=size)
     return {
-        name: {"rows": int(rows[i]), "no_eligible": int(rows[i] - served[i]),
-               "cost_usd": float(cost[i]) if c_n[i] else None,
-               "quality": float(q_sum[i] / q_n[i]) if q_n[i] else None}
-        for i, name in enumerate(names) if rows[i]
+        name: {
+            "rows": int(rows[i]),
+            "no_eligible": int(rows[i] - served[i]),
+            "cost_usd": float(cost[i]) if c_n[i] else None,
+            "quality": float(q_sum[i] / q_n[i]) if q_n[i] else None,
+        }
+        for i, name in enumerate(names)
+        if rows[i]
     }
 
 
@@ -164,10 +181,14 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "quality_mode": self.mode, "rows": self.rows,
-            "baselines": {"baseline": self.baseline, "best_single": self.best_single,
-                          "cheapest_meeting_floor": self.cheapest_meeting_floor,
-                          "floor": self.floor},
+            "quality_mode": self.mode,
+            "rows": self.rows,
+            "baselines": {
+                "baseline": self.baseline,
+                "best_single": self.best_single,
+                "cheapest_meeting_floor": self.cheapest_meeting_floor,
+                "floor": self.floor,
+            },
             "policies": [r.to_json() for r in self.results],
             "frontier": self.frontier,
         }
@@ -193,16 +214,17 @@ def evaluate(
     singles = [Always(m) for m in always_candidates(data, space)]
     if baseline is not None and baseline not in {a.model for a in singles}:
         singles.append(Always(space.ids[space.index(baseline)]))
-    chosen: dict[str, Choice] = {p.name: p.choose(data, space)
-                                 for p in track(singles, len(singles), "single models")}
+    chosen: dict[str, Choice] = {
+        p.name: p.choose(data, space) for p in track(singles, len(singles), "single models")
+    }
     singles_rep = {p.name: replay(p, data, space, chosen[p.name]) for p in singles}
     pre = [summarize(p, singles_rep[p.name], data, space) for p in singles]
     best = _best_single(pre)
     base_name = f"always:{baseline}" if baseline is not None else best
     if base_name is None:
         raise InvalidRequestError(
-            "no single model covers the rows (no prices, scores or outcomes): "
-            "give --baseline MODEL")
+            "no single model covers the rows (no prices, scores or outcomes): give --baseline MODEL"
+        )
     base = singles_rep[base_name]
     del singles_rep
     if floor is None and best is not None:
@@ -212,8 +234,14 @@ def evaluate(
 
     results: list[Result] = []
     names: set[str] = set()
-    todo = [*singles, *(p for p in policies if not isinstance(p, Always) or p.name not in
-                        {s.name for s in singles})]
+    todo = [
+        *singles,
+        *(
+            p
+            for p in policies
+            if not isinstance(p, Always) or p.name not in {s.name for s in singles}
+        ),
+    ]
     for policy in track(todo, len(todo), "policies"):
         if policy.name in names:
             continue
@@ -225,8 +253,13 @@ def evaluate(
         if anchors is not None and result.complete and result.cost_usd is not None:
             result.random_same_cost = frontier_at(anchors, result.cost_usd)
     return Evaluation(
-        mode=space.quality_mode(data), rows=len(data), results=results, baseline=base_name,
-        best_single=best, cheapest_meeting_floor=cheapest, floor=floor,
+        mode=space.quality_mode(data),
+        rows=len(data),
+        results=results,
+        baseline=base_name,
+        best_single=best,
+        cheapest_meeting_floor=cheapest,
+        floor=floor,
         frontier=_frontier(results),
     )
 
@@ -243,14 +276,23 @@ def _best_single(results: Sequence[Result]) -> str | None:
 def _cheapest_meeting(results: Sequence[Result], floor: float | None) -> str | None:
     if floor is None:
         return None
-    ok = [r for r in results if r.complete and r.quality is not None and r.cost_usd is not None
-          and r.quality >= floor - 1e-12]
+    ok = [
+        r
+        for r in results
+        if r.complete
+        and r.quality is not None
+        and r.cost_usd is not None
+        and r.quality >= floor - 1e-12
+    ]
     return min(ok, key=lambda r: (r.cost_usd, -r.quality)).name if ok else None
 
 
 def _points(results: Iterable[Result]) -> list[tuple[float, float]]:
-    return [(r.cost_usd, r.quality) for r in results
-            if r.complete and r.cost_usd is not None and r.quality is not None]
+    return [
+        (r.cost_usd, r.quality)
+        for r in results
+        if r.complete and r.cost_usd is not None and r.quality is not None
+    ]
 
 
 def _hull(results: Sequence[Result]) -> np.ndarray | None:
@@ -262,8 +304,12 @@ def _frontier(results: Sequence[Result]) -> dict[str, Any]:
     """RouterBench's frontier over all complete results, and the area (AIQ) per family."""
     points = _points(results)
     if not points:
-        return {"points": [], "area": None, "area_by_kind": {},
-                "note": "no policy has a known cost and quality on every row"}
+        return {
+            "points": [],
+            "area": None,
+            "area_by_kind": {},
+            "note": "no policy has a known cost and quality on every row",
+        }
     top = max(c for c, _ in points)
     families: dict[str, list[Result]] = {}
     for r in results:
@@ -271,7 +317,8 @@ def _frontier(results: Sequence[Result]) -> dict[str, Any]:
     return {
         "points": [{"cost_usd": c, "quality": q} for c, q in frontier(points).tolist()],
         "area": frontier_area(points, top),
-        "area_by_kind": {kind: frontier_area(p, top) for kind, rs in families.items()
-                         if (p := _points(rs))},
+        "area_by_kind": {
+            kind: frontier_area(p, top) for kind, rs in families.items() if (p := _points(rs))
+        },
         "max_cost_usd": top,
     }

@@ -30,14 +30,14 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from routedllm.callbacks import CostLatencyHandler
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError
+from routedllm.adapters.langchain.handler import CostLatencyHandler
+from routedllm.core.catalog import Catalog
+from routedllm.core.errors import InvalidRequestError
+from routedllm.core.pricing import estimate_cost
+from routedllm.core.tags import TAGS_KEY, VOCABULARY, message_features
 from routedllm.evaluation.graders import ExactMatch, Grade, Grader
 from routedllm.evaluation.online import RunCollector, message_text, summed_cost
-from routedllm.pricing import estimate_cost
-from routedllm.records import CallRecord, Sink, Usage, deliver, resolve_model
-from routedllm.tags import TAGS_KEY, VOCABULARY, message_features
+from routedllm.records.schema import CallRecord, Sink, Usage, deliver, resolve_model
 from routedllm.workload import WorkloadRow
 
 SHADOW_POLICY = "shadow"
@@ -112,7 +112,8 @@ class ShadowHandler(BaseCallbackHandler):
         if not self.card.priced:
             raise InvalidRequestError(
                 f"baseline model {baseline_model!r} has no price in the catalog, so its spend "
-                "cannot be capped; add its prices in a catalog override file")
+                "cannot be capped; add its prices in a catalog override file"
+            )
         self.baseline = baseline
         self.share = share
         self.budget_usd = budget_usd
@@ -123,10 +124,12 @@ class ShadowHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Pending] = {}
         self._collector = RunCollector()
-        self._recorder = CostLatencyHandler(self.catalog, baseline_model=None,
-                                            sinks=[self._collector])
-        self._pool = ThreadPoolExecutor(max_workers=max_workers,
-                                        thread_name_prefix="routedllm-shadow")
+        self._recorder = CostLatencyHandler(
+            self.catalog, baseline_model=None, sinks=[self._collector]
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="routedllm-shadow"
+        )
         self._futures: set[Future[None]] = set()
         self._closed = False
         self._seen = 0
@@ -137,8 +140,10 @@ class ShadowHandler(BaseCallbackHandler):
         """Every finished mirror, in the order they finished."""
 
     def __repr__(self) -> str:
-        return (f"ShadowHandler(baseline={self.card.id!r}, share={self.share}, "
-                f"budget_usd={self.budget_usd})")
+        return (
+            f"ShadowHandler(baseline={self.card.id!r}, share={self.share}, "
+            f"budget_usd={self.budget_usd})"
+        )
 
     # -- LangChain callbacks ------------------------------------------------------------
     def on_chat_model_start(
@@ -162,7 +167,8 @@ class ShadowHandler(BaseCallbackHandler):
                 self._skipped["not_sampled"] += 1
                 return
             self._runs[run_id] = _Pending(
-                list(messages[0]), tuple(dict.fromkeys(t for t in names if t in VOCABULARY)))
+                list(messages[0]), tuple(dict.fromkeys(t for t in names if t in VOCABULARY))
+            )
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
@@ -177,8 +183,9 @@ class ShadowHandler(BaseCallbackHandler):
 
     # -- mirroring ------------------------------------------------------------------------
     def _mirror(self, pending: _Pending, run_id: UUID, response: LLMResult) -> None:
-        generation = next((g for gs in response.generations for g in gs
-                           if isinstance(g, ChatGeneration)), None)
+        generation = next(
+            (g for gs in response.generations for g in gs if isinstance(g, ChatGeneration)), None
+        )
         message = None if generation is None else generation.message
         meta = getattr(message, "response_metadata", None) or {}
         routed = meta.get("routedllm") if isinstance(meta.get("routedllm"), Mapping) else {}
@@ -187,8 +194,11 @@ class ShadowHandler(BaseCallbackHandler):
         live_model = card.id if card is not None else (name if isinstance(name, str) else None)
         tags = tuple(routed.get("tags") or pending.tags)
         usage = Usage.from_usage_metadata(getattr(message, "usage_metadata", None))
-        input_tokens = (usage.input_tokens if usage is not None
-                        else message_features(pending.messages).input_tokens)
+        input_tokens = (
+            usage.input_tokens
+            if usage is not None
+            else message_features(pending.messages).input_tokens
+        )
         output_tokens = usage.output_tokens if usage is not None else _DEFAULT_OUTPUT_TOKENS
         estimate = estimate_cost(self.card, input_tokens, output_tokens) or 0.0
         with self._lock:
@@ -205,9 +215,15 @@ class ShadowHandler(BaseCallbackHandler):
                 self._skipped[reason] += 1
                 return
             self._reserved += estimate
-            future = self._pool.submit(self._shadow, pending, str(run_id), live_model, tags,
-                                       message_text(message) if message is not None else "",
-                                       estimate)
+            future = self._pool.submit(
+                self._shadow,
+                pending,
+                str(run_id),
+                live_model,
+                tags,
+                message_text(message) if message is not None else "",
+                estimate,
+            )
             self._futures.add(future)
         future.add_done_callback(self._forget)
 
@@ -215,36 +231,58 @@ class ShadowHandler(BaseCallbackHandler):
         with self._lock:
             self._futures.discard(future)
 
-    def _shadow(self, pending: _Pending, live_run: str, live_model: str | None,
-                tags: tuple[str, ...], live_answer: str, estimate: float) -> None:
+    def _shadow(
+        self,
+        pending: _Pending,
+        live_run: str,
+        live_model: str | None,
+        tags: tuple[str, ...],
+        live_answer: str,
+        estimate: float,
+    ) -> None:
         shadow_run = uuid.uuid4()
         metadata: dict[str, Any] = {SHADOW_KEY: True}
         if tags:
             metadata[TAGS_KEY] = list(tags)
-        config = {"callbacks": [self._recorder], "run_id": shadow_run, "metadata": metadata,
-                  "run_name": "routedllm-shadow"}
+        config = {
+            "callbacks": [self._recorder],
+            "run_id": shadow_run,
+            "metadata": metadata,
+            "run_name": "routedllm-shadow",
+        }
         answer: str | None = None
         error: str | None = None
         try:
             answer = message_text(self.baseline.invoke(pending.messages, config=config))
         except Exception as exc:  # noqa: BLE001 - a failing baseline must not touch live calls
             error = f"{type(exc).__name__}: {exc}"[:500]
-        records = tuple(r.model_copy(update={"policy": SHADOW_POLICY, "parent_run_id": live_run})
-                        for r in self._collector.pop(str(shadow_run)))
+        records = tuple(
+            r.model_copy(update={"policy": SHADOW_POLICY, "parent_run_id": live_run})
+            for r in self._collector.pop(str(shadow_run))
+        )
         deliver(self.sinks, records)
         cost = summed_cost(records) if records else None
         grade = None if answer is None else self._agree(pending, live_run, live_answer, answer)
         ok = next((r for r in records if r.ok), None)
-        result = ShadowResult(live_run, live_model, self.card.id if ok is None else ok.model,
-                              tags, grade, cost, error, records)
+        result = ShadowResult(
+            live_run,
+            live_model,
+            self.card.id if ok is None else ok.model,
+            tags,
+            grade,
+            cost,
+            error,
+            records,
+        )
         with self._lock:
             self._reserved -= estimate
             self._spent += estimate if cost is None else cost  # unknown: charge the estimate
             self.results.append(result)
 
     def _agree(self, pending: _Pending, run_id: str, live: str, baseline: str) -> Grade:
-        row = WorkloadRow(id=run_id, messages=convert_to_openai_messages(pending.messages),
-                          reference=baseline)
+        row = WorkloadRow(
+            id=run_id, messages=convert_to_openai_messages(pending.messages), reference=baseline
+        )
         try:
             return self.agreement.grade(row, live)
         except Exception as exc:  # noqa: BLE001 - a failing judge leaves the pair ungraded
@@ -281,11 +319,16 @@ class ShadowHandler(BaseCallbackHandler):
         """Calls seen, mirrored and skipped (by reason), agreement, spend against the budget."""
         with self._lock:
             results = list(self.results)
-            figures = {"seen": self._seen, "skipped": dict(self._skipped),
-                       "in_flight": len(self._futures), "spent_usd": self._spent,
-                       "reserved_usd": self._reserved}
-        graded = [r.grade.score for r in results
-                  if r.grade is not None and r.grade.score is not None]
+            figures = {
+                "seen": self._seen,
+                "skipped": dict(self._skipped),
+                "in_flight": len(self._futures),
+                "spent_usd": self._spent,
+                "reserved_usd": self._reserved,
+            }
+        graded = [
+            r.grade.score for r in results if r.grade is not None and r.grade.score is not None
+        ]
         return {
             **figures,
             "shadowed": len(results),
@@ -297,4 +340,3 @@ class ShadowHandler(BaseCallbackHandler):
             "baseline_model": self.card.id,
             "share": self.share,
         }
-

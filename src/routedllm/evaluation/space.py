@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from routedllm.catalog import BENCHMARKS, Catalog
-from routedllm.errors import InvalidRequestError, UnknownModelError
+from routedllm.core.catalog import BENCHMARKS, Catalog
+from routedllm.core.errors import InvalidRequestError, UnknownModelError
 from routedllm.evaluation.dataset import EvalSet, benchmark_of
 
 MEASURED = "measured"
@@ -36,8 +36,9 @@ class ModelSpace:
     catalog: Catalog
 
     @classmethod
-    def build(cls, catalog: Catalog, data: EvalSet,
-              per_call: Mapping[str, float] | None = None) -> ModelSpace:
+    def build(
+        cls, catalog: Catalog, data: EvalSet, per_call: Mapping[str, float] | None = None
+    ) -> ModelSpace:
         """Catalog models first, then outcome models the catalog lacks."""
         ids = list(catalog.ids) + [m for m in data.models if m not in catalog]
         per_call = dict(per_call or {})
@@ -62,9 +63,13 @@ class ModelSpace:
                     scores[i, b] = score / 100
         column = np.asarray([data.models.index(x) if x in data.models else -1 for x in ids])
         return cls(
-            ids=tuple(ids), input_price=pin, output_price=pout,
+            ids=tuple(ids),
+            input_price=pin,
+            output_price=pout,
             per_call=np.asarray([per_call.get(x, nan) for x in ids], dtype=float),
-            bench_scores=scores, column=column, catalog=catalog,
+            bench_scores=scores,
+            column=column,
+            catalog=catalog,
         )
 
     def index(self, model: str) -> int:
@@ -114,6 +119,6 @@ class ModelSpace:
 
 
 def benchmark_index(data: EvalSet) -> np.ndarray:
-    """Each row's benchmark as a position in :data:`routedllm.catalog.BENCHMARKS`."""
+    """Each row's benchmark as a position in :data:`routedllm.core.catalog.BENCHMARKS`."""
     per_set = np.asarray([BENCHMARKS.index(benchmark_of(t)) for t in data.tag_sets])
     return per_set[data.tag_index]

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Policy
+from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import Calibration, learn, split, threshold_sweep, value_router
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.metrics import apgr, two_model_figures
@@ -28,7 +29,6 @@ from routedllm.evaluation.policies import (
 )
 from routedllm.evaluation.replay import Evaluation, Progress, Result, evaluate, replay
 from routedllm.evaluation.space import ModelSpace
-from routedllm.policy import Policy
 
 EXPECTED_DEFAULT = ("value", "quality", "cheapest", "sweep", "random")
 MEASURED_DEFAULT = ("random", "oracle")
@@ -67,8 +67,12 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         out = {
-            "dataset": {"rows": self.dataset_rows, "evaluated_rows": self.evaluated_rows,
-                        "train_rows": self.train_rows, "outcome_models": list(self.models)},
+            "dataset": {
+                "rows": self.dataset_rows,
+                "evaluated_rows": self.evaluated_rows,
+                "train_rows": self.train_rows,
+                "outcome_models": list(self.models),
+            },
             **self.evaluation.to_json(),
             "notes": self.notes,
         }
@@ -79,8 +83,9 @@ class Report:
         return out
 
 
-def run(data: EvalSet, catalog: Catalog, settings: Settings,
-        progress: Progress | None = None) -> Report:
+def run(
+    data: EvalSet, catalog: Catalog, settings: Settings, progress: Progress | None = None
+) -> Report:
     """Evaluate ``data`` under ``settings`` (see the module docstring)."""
     space = ModelSpace.build(catalog, data, settings.per_call)
     notes: list[str] = []
@@ -90,8 +95,14 @@ def run(data: EvalSet, catalog: Catalog, settings: Settings,
         if settings.strong is not None:
             raise InvalidRequestError("--strong/--weak need outcome rows (per-model scores)")
         policies = _parse(settings.policies or EXPECTED_DEFAULT, data, space, None)
-        evaluation = evaluate(data, space, policies, baseline=settings.baseline,
-                              floor=settings.floor, progress=progress)
+        evaluation = evaluate(
+            data,
+            space,
+            policies,
+            baseline=settings.baseline,
+            floor=settings.floor,
+            progress=progress,
+        )
         return Report(evaluation, len(data), len(data), 0, (), None, None, notes)
 
     pair = (settings.strong, settings.weak) if settings.strong and settings.weak else None
@@ -111,25 +122,40 @@ def run(data: EvalSet, catalog: Catalog, settings: Settings,
     elif not in_catalog and any(s.partition(":")[0] in CATALOG_POLICIES for s in specs):
         raise InvalidRequestError(
             "catalog policies route among catalog models, and no model with outcomes here is "
-            "in the catalog; add them with --catalog FILE, or use always/random/oracle")
+            "in the catalog; add them with --catalog FILE, or use always/random/oracle"
+        )
     policies = _parse(specs, data, space, in_catalog or None)
     policies = [p for p in policies if not isinstance(p, Oracle)]
     if pair or any(s.partition(":")[0] == "oracle" for s in specs):
         policies.append(Oracle(order))
     router = value_router(cal, settings.gap, order, TAG_ROUTER)
-    sweep = (threshold_sweep(cal, *pair) if pair else
-             [value_router(cal, g, order, f"{TAG_ROUTER}:gap={g:g}", kind="calibrated sweep")
-              for g in DEFAULT_GAPS])
-    evaluation = evaluate(held_out, space, [router, *policies, *sweep],
-                          baseline=settings.baseline, floor=settings.floor, progress=progress)
-    notes.append(f"calibrated on {len(train)} training rows (seed {settings.seed}); every "
-                 f"figure is measured on the {len(test)} held-out rows")
+    sweep = (
+        threshold_sweep(cal, *pair)
+        if pair
+        else [
+            value_router(cal, g, order, f"{TAG_ROUTER}:gap={g:g}", kind="calibrated sweep")
+            for g in DEFAULT_GAPS
+        ]
+    )
+    evaluation = evaluate(
+        held_out,
+        space,
+        [router, *policies, *sweep],
+        baseline=settings.baseline,
+        floor=settings.floor,
+        progress=progress,
+    )
+    notes.append(
+        f"calibrated on {len(train)} training rows (seed {settings.seed}); every "
+        f"figure is measured on the {len(test)} held-out rows"
+    )
     two = _two_model(evaluation, held_out, space, pair, order) if pair else None
     return Report(evaluation, len(data), len(test), len(train), data.models, cal, two, notes)
 
 
-def _parse(specs: Sequence[str], data: EvalSet, space: ModelSpace,
-           allowed: frozenset[str] | None) -> list[EvalPolicy]:
+def _parse(
+    specs: Sequence[str], data: EvalSet, space: ModelSpace, allowed: frozenset[str] | None
+) -> list[EvalPolicy]:
     out: list[EvalPolicy] = []
     for spec in specs:
         out.extend(parse_policies(spec, data, space, allowed))
@@ -145,13 +171,20 @@ def _cost_order(train: EvalSet, space: ModelSpace, notes: list[str]) -> list[str
         mean[model] = float(known.mean()) if known.size else np.inf
     unknown = [m for m, c in mean.items() if c == np.inf]
     if unknown:
-        notes.append(f"no cost known for {', '.join(unknown)} (give --cost MODEL=USD): the tag "
-                     "router takes them as the dearest, in table order")
+        notes.append(
+            f"no cost known for {', '.join(unknown)} (give --cost MODEL=USD): the tag "
+            "router takes them as the dearest, in table order"
+        )
     return sorted(train.models, key=lambda m: (mean[m], train.models.index(m)))
 
 
-def _two_model(evaluation: Evaluation, data: EvalSet, space: ModelSpace,
-               pair: tuple[str, str], order: list[str]) -> dict[str, Any]:
+def _two_model(
+    evaluation: Evaluation,
+    data: EvalSet,
+    space: ModelSpace,
+    pair: tuple[str, str],
+    order: list[str],
+) -> dict[str, Any]:
     """RouteLLM's figures for the tag router, with oracle, random and single-model lines."""
     strong, weak = pair
     s_only = evaluation.get(f"always:{strong}")
@@ -159,8 +192,11 @@ def _two_model(evaluation: Evaluation, data: EvalSet, space: ModelSpace,
     qs, qw = s_only.quality, w_only.quality
     if qs is None or qw is None:
         raise InvalidRequestError("the strong or weak model has no scores on the held-out rows")
-    curve = [(r.share(strong), r.quality) for r in evaluation.results
-             if r.kind == "calibrated sweep" and r.quality is not None]
+    curve = [
+        (r.share(strong), r.quality)
+        for r in evaluation.results
+        if r.kind == "calibrated sweep" and r.quality is not None
+    ]
     router = evaluation.get(TAG_ROUTER)
     share = router.share(strong)
 
@@ -168,30 +204,42 @@ def _two_model(evaluation: Evaluation, data: EvalSet, space: ModelSpace,
         return {"quality": r.quality, "cost_usd": r.cost_usd, "strong_share": r.share(strong)}
 
     random_cost = None
-    if s_only.cost_usd is not None and w_only.cost_usd is not None and not (
-            s_only.uncosted or w_only.uncosted):
+    if (
+        s_only.cost_usd is not None
+        and w_only.cost_usd is not None
+        and not (s_only.uncosted or w_only.uncosted)
+    ):
         random_cost = share * s_only.cost_usd + (1 - share) * w_only.cost_usd
     oracle_curve = _oracle_curve(data, space, strong, weak)
     return {
-        "strong": strong, "weak": weak, "rows": len(data),
-        "tag_router": {**entry(router), **two_model_figures(curve, qw, qs),
-                       "curve": [{"strong_share": x, "quality": y} for x, y in sorted(curve)]},
-        "oracle": {**entry(evaluation.get("oracle")),
-                   "apgr": apgr(oracle_curve, qw, qs)},
-        "random": {"quality": share * qs + (1 - share) * qw, "cost_usd": random_cost,
-                   "strong_share": share, "apgr": 0.5},
+        "strong": strong,
+        "weak": weak,
+        "rows": len(data),
+        "tag_router": {
+            **entry(router),
+            **two_model_figures(curve, qw, qs),
+            "curve": [{"strong_share": x, "quality": y} for x, y in sorted(curve)],
+        },
+        "oracle": {**entry(evaluation.get("oracle")), "apgr": apgr(oracle_curve, qw, qs)},
+        "random": {
+            "quality": share * qs + (1 - share) * qw,
+            "cost_usd": random_cost,
+            "strong_share": share,
+            "apgr": 0.5,
+        },
         "strong_only": entry(s_only),
         "weak_only": entry(w_only),
     }
 
 
-def _oracle_curve(data: EvalSet, space: ModelSpace, strong: str,
-                  weak: str) -> list[tuple[float, float]]:
+def _oracle_curve(
+    data: EvalSet, space: ModelSpace, strong: str, weak: str
+) -> list[tuple[float, float]]:
     """Best quality at each strong share: strong calls go where they gain most first
     (RouteLLM's ``get_optimal_accuracy``), at every 1% of the rows."""
     s, w = data.column(strong), data.column(weak)
     both = np.isfinite(data.scores[:, s]) & np.isfinite(data.scores[:, w])
-    gain = np.sort((data.scores[both, s] - data.scores[both, w]))[::-1]
+    gain = np.sort(data.scores[both, s] - data.scores[both, w])[::-1]
     base = float(data.scores[both, w].mean())
     n = len(gain)
     cum = np.concatenate([[0.0], np.cumsum(np.maximum(gain, 0.0))]) / n

@@ -43,25 +43,55 @@ from typing import Any
 import yaml
 
 FAULTS: tuple[str, ...] = (
-    "429", "500", "502", "503", "slow", "reset", "cut", "malformed", "error_event", "no_choices",
+    "429",
+    "500",
+    "502",
+    "503",
+    "slow",
+    "reset",
+    "cut",
+    "malformed",
+    "error_event",
+    "no_choices",
 )
 # Headers never recorded: they carry credentials.
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 _MODELS_PATHS = frozenset({"/v1/models", "/models"})
 _MAX_BODY = 32 * 1024 * 1024
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 _ERROR_BODIES = {
-    "429": ("Rate limit reached for requests. Please try again later.", "requests",
-            "rate_limit_exceeded"),
-    "500": ("The server had an error while processing your request. Sorry about that!",
-            "server_error", None),
-    "502": ("Bad gateway: the upstream provider returned an invalid response.",
-            "server_error", "bad_gateway"),
-    "503": ("The engine is currently overloaded, please try again later.",
-            "server_error", "service_unavailable"),
+    "429": (
+        "Rate limit reached for requests. Please try again later.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    "500": (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+    ),
+    "502": (
+        "Bad gateway: the upstream provider returned an invalid response.",
+        "server_error",
+        "bad_gateway",
+    ),
+    "503": (
+        "The engine is currently overloaded, please try again later.",
+        "server_error",
+        "service_unavailable",
+    ),
 }
 
 
@@ -76,8 +106,9 @@ class CannedResponse:
     @property
     def stream(self) -> bool:
         """True when the body is an SSE stream."""
-        return any(k.lower() == "content-type" and "text/event-stream" in v
-                   for k, v in self.headers)
+        return any(
+            k.lower() == "content-type" and "text/event-stream" in v for k, v in self.headers
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +148,9 @@ class ModelSpec:
             raise ValueError(f"fault shares add up to {total:g}, more than 1")
         for kind in self.script:
             if kind is not None and kind not in FAULTS:
-                raise ValueError(f"script: unknown fault {kind!r}; known faults: {', '.join(FAULTS)}")
+                raise ValueError(
+                    f"script: unknown fault {kind!r}; known faults: {', '.join(FAULTS)}"
+                )
         for name in ("latency_s", "chunk_delay_s", "slow_s", "retry_after_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
@@ -179,8 +212,10 @@ class Upstream:
         api_key: str | None = None,
     ) -> None:
         if not _is_loopback(host):
-            raise ValueError(f"host {host!r} is not a loopback address; the stand-in upstream "
-                             "binds 127.0.0.0/8, ::1 or localhost only")
+            raise ValueError(
+                f"host {host!r} is not a loopback address; the stand-in upstream "
+                "binds 127.0.0.0/8, ::1 or localhost only"
+            )
         self.models = dict(models or {})
         self.default = default
         self.seed = seed
@@ -321,8 +356,13 @@ class Upstream:
                     break
         except _Drop:
             return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError, OSError):
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            OSError,
+        ):
             pass
         except asyncio.CancelledError:
             writer.transport.abort()
@@ -336,46 +376,88 @@ class Upstream:
         keep_alive = req.headers.get("connection", "").lower() != "close"
         if req.path in _MODELS_PATHS and req.method == "GET":
             self._record(req, None, False, None, None)
-            data = {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "routedllm"}
-                for m in sorted(self.models)]}
+            data = {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "routedllm"}
+                    for m in sorted(self.models)
+                ],
+            }
             await _send(writer, 200, _json_bytes(data), keep_alive=keep_alive)
             return keep_alive
         if req.path not in _CHAT_PATHS:
             self._record(req, None, False, None, None)
-            await _send_error(writer, 404, f"Unknown path {req.path}", "invalid_request_error",
-                              "unknown_url", keep_alive)
+            await _send_error(
+                writer,
+                404,
+                f"Unknown path {req.path}",
+                "invalid_request_error",
+                "unknown_url",
+                keep_alive,
+            )
             return keep_alive
         if req.method != "POST":
             self._record(req, None, False, None, None)
-            await _send_error(writer, 405, f"{req.method} is not allowed on {req.path}",
-                              "invalid_request_error", None, keep_alive)
+            await _send_error(
+                writer,
+                405,
+                f"{req.method} is not allowed on {req.path}",
+                "invalid_request_error",
+                None,
+                keep_alive,
+            )
             return keep_alive
         try:
             body = json.loads(req.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             self._record(req, None, False, req.body.decode("utf-8", "replace"), None)
-            await _send_error(writer, 400, "We could not parse the JSON body of your request.",
-                              "invalid_request_error", None, keep_alive)
+            await _send_error(
+                writer,
+                400,
+                "We could not parse the JSON body of your request.",
+                "invalid_request_error",
+                None,
+                keep_alive,
+            )
             return keep_alive
         model = body.get("model") if isinstance(body, dict) else None
         stream = bool(body.get("stream")) if isinstance(body, dict) else False
-        if self._api_key is not None and req.headers.get("authorization") != f"Bearer {self._api_key}":
+        if (
+            self._api_key is not None
+            and req.headers.get("authorization") != f"Bearer {self._api_key}"
+        ):
             self._record(req, model, stream, body, None)
-            await _send_error(writer, 401, "Incorrect API key provided.",
-                              "invalid_request_error", "invalid_api_key", keep_alive)
+            await _send_error(
+                writer,
+                401,
+                "Incorrect API key provided.",
+                "invalid_request_error",
+                "invalid_api_key",
+                keep_alive,
+            )
             return keep_alive
         if not isinstance(model, str) or not isinstance(body.get("messages"), list):
             self._record(req, model, stream, body, None)
-            await _send_error(writer, 400, "'model' (a string) and 'messages' (a list) are required.",
-                              "invalid_request_error", None, keep_alive)
+            await _send_error(
+                writer,
+                400,
+                "'model' (a string) and 'messages' (a list) are required.",
+                "invalid_request_error",
+                None,
+                keep_alive,
+            )
             return keep_alive
         spec = self.models.get(model, self.default)
         if spec is None:
             self._record(req, model, stream, body, None)
-            await _send_error(writer, 404, f"The model `{model}` does not exist or you do not "
-                              "have access to it.", "invalid_request_error", "model_not_found",
-                              keep_alive)
+            await _send_error(
+                writer,
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+                keep_alive,
+            )
             return keep_alive
         fault = self._draw(model, spec)
         self._record(req, model, stream, body, fault)
@@ -388,11 +470,13 @@ class Upstream:
         finally:
             self._active -= 1
 
-    def _record(self, req: _HttpRequest, model: str | None, stream: bool, body: Any,
-                fault: str | None) -> None:
+    def _record(
+        self, req: _HttpRequest, model: str | None, stream: bool, body: Any, fault: str | None
+    ) -> None:
         headers = {k: v for k, v in req.headers.items() if k not in _SECRET_HEADERS}
-        record = RecordedRequest(req.method, req.path, model, stream, headers, body, fault,
-                                 time.time())
+        record = RecordedRequest(
+            req.method, req.path, model, stream, headers, body, fault, time.time()
+        )
         with self._lock:
             self._records.append(record)
 
@@ -428,8 +512,16 @@ class Upstream:
 class _Reply:
     """One chat-completions response, generated or canned, with its fault applied."""
 
-    def __init__(self, upstream: Upstream, writer: asyncio.StreamWriter, spec: ModelSpec,
-                 model: str, body: dict[str, Any], stream: bool, keep_alive: bool) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        writer: asyncio.StreamWriter,
+        spec: ModelSpec,
+        model: str,
+        body: dict[str, Any],
+        stream: bool,
+        keep_alive: bool,
+    ) -> None:
         self.upstream = upstream
         self.writer = writer
         self.spec = spec
@@ -446,8 +538,10 @@ class _Reply:
         if fault in _ERROR_BODIES:
             headers = {}
             if fault == "429":
-                headers = {"retry-after": str(math.ceil(spec.retry_after_s)),
-                           "retry-after-ms": str(round(spec.retry_after_s * 1000))}
+                headers = {
+                    "retry-after": str(math.ceil(spec.retry_after_s)),
+                    "retry-after-ms": str(round(spec.retry_after_s * 1000)),
+                }
             message, kind, code = _ERROR_BODIES[fault]
             await _send_error(writer, int(fault), message, kind, code, self.keep_alive, headers)
             return self.keep_alive
@@ -456,8 +550,11 @@ class _Reply:
         elif fault == "reset":
             _reset(writer)
             raise _Drop
-        canned = (None if fault not in (None, "slow")
-                  else self.upstream._next_canned(self.model, spec, self.stream))
+        canned = (
+            None
+            if fault not in (None, "slow")
+            else self.upstream._next_canned(self.model, spec, self.stream)
+        )
         if canned is not None:
             await self._canned(canned)
         elif self.stream:
@@ -469,8 +566,11 @@ class _Reply:
     # -- bodies ---------------------------------------------------------------------------
     def _text(self) -> tuple[str, str, int]:
         """The reply text, its finish reason and completion tokens (capped by max_tokens)."""
-        text = self.spec.reply if self.spec.reply is not None else (
-            f"Hello from {self.answer}. This is a stand-in reply.")
+        text = (
+            self.spec.reply
+            if self.spec.reply is not None
+            else (f"Hello from {self.answer}. This is a stand-in reply.")
+        )
         tokens = self.spec.completion_tokens
         tokens = max(1, math.ceil(len(text) / 4)) if tokens is None else tokens
         cap = self.body.get("max_completion_tokens") or self.body.get("max_tokens")
@@ -480,29 +580,49 @@ class _Reply:
 
     def _usage(self, completion_tokens: int) -> dict[str, Any]:
         spec = self.spec
-        prompt = spec.prompt_tokens if spec.prompt_tokens is not None else _prompt_tokens(
-            self.body.get("messages", []))
+        prompt = (
+            spec.prompt_tokens
+            if spec.prompt_tokens is not None
+            else _prompt_tokens(self.body.get("messages", []))
+        )
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": min(spec.cached_tokens, prompt),
-                                      "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": spec.reasoning_tokens,
-                                          "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "prompt_tokens_details": {
+                "cached_tokens": min(spec.cached_tokens, prompt),
+                "audio_tokens": 0,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": spec.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     def _completion(self, choices: list[dict[str, Any]], usage: dict[str, Any]) -> dict[str, Any]:
-        return {"id": self.id, "object": "chat.completion", "created": self.created,
-                "model": self.answer, "choices": choices, "usage": usage,
-                "service_tier": "default", "system_fingerprint": "fp_standin"}
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.answer,
+            "choices": choices,
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": "fp_standin",
+        }
 
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> dict[str, Any]:
-        chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
-                                 "created": self.created, "model": self.answer,
-                                 "service_tier": "default", "system_fingerprint": "fp_standin",
-                                 "choices": choices}
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.answer,
+            "service_tier": "default",
+            "system_fingerprint": "fp_standin",
+            "choices": choices,
+        }
         if self._include_usage:
             chunk["usage"] = usage
         return chunk
@@ -515,12 +635,20 @@ class _Reply:
     async def _plain(self, fault: str | None) -> None:
         text, finish, tokens = self._text()
         message = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
-        choices = [] if fault == "no_choices" else [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]
+        choices = (
+            []
+            if fault == "no_choices"
+            else [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]
+        )
         data = _json_bytes(self._completion(choices, self._usage(tokens)))
         if fault == "error_event":
-            data = _json_bytes(_error_object(
-                "The upstream provider failed while generating the response.", "server_error", 502))
+            data = _json_bytes(
+                _error_object(
+                    "The upstream provider failed while generating the response.",
+                    "server_error",
+                    502,
+                )
+            )
         elif fault == "malformed":
             data = data[: len(data) // 2]
         elif fault == "cut":
@@ -537,14 +665,42 @@ class _Reply:
         if fault == "no_choices":
             events.append(_sse(self._chunk([])))
         else:
-            events.append(_sse(self._chunk([{"index": 0, "delta": {
-                "role": "assistant", "content": "", "refusal": None},
-                "logprobs": None, "finish_reason": None}])))
-            events.extend(_sse(self._chunk([{"index": 0, "delta": {"content": piece},
-                                             "logprobs": None, "finish_reason": None}]))
-                          for piece in re.findall(r"\S+\s*|\s+", text))
-            events.append(_sse(self._chunk([{"index": 0, "delta": {}, "logprobs": None,
-                                             "finish_reason": finish}])))
+            events.append(
+                _sse(
+                    self._chunk(
+                        [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": "", "refusal": None},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
+            )
+            events.extend(
+                _sse(
+                    self._chunk(
+                        [
+                            {
+                                "index": 0,
+                                "delta": {"content": piece},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
+                for piece in re.findall(r"\S+\s*|\s+", text)
+            )
+            events.append(
+                _sse(
+                    self._chunk(
+                        [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]
+                    )
+                )
+            )
         if self._include_usage:
             events.append(_sse(self._chunk([], self._usage(tokens))))
         if fault == "error_event":
@@ -555,12 +711,17 @@ class _Reply:
         events.append(b"data: [DONE]\n\n")
         await self._send_stream(events, cut=fault == "cut")
 
-    async def _send_stream(self, events: list[bytes], *, cut: bool,
-                           headers: Sequence[tuple[str, str]] = ()) -> None:
+    async def _send_stream(
+        self, events: list[bytes], *, cut: bool, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         writer = self.writer
         own = dict(headers) or {"content-type": "text/event-stream; charset=utf-8"}
-        _write_head(writer, 200, {**own, "cache-control": "no-cache",
-                                  "transfer-encoding": "chunked"}, self.keep_alive and not cut)
+        _write_head(
+            writer,
+            200,
+            {**own, "cache-control": "no-cache", "transfer-encoding": "chunked"},
+            self.keep_alive and not cut,
+        )
         keep = max(1, len(events) // 2) if cut else len(events)
         for event in events[:keep]:
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
@@ -575,15 +736,25 @@ class _Reply:
 
     async def _canned(self, canned: CannedResponse) -> None:
         body = _decoded(canned)
-        headers = [(k.lower(), v) for k, v in canned.headers
-                   if k.lower() not in {"content-length", "transfer-encoding", "content-encoding",
-                                        "connection", "keep-alive"}]
+        headers = [
+            (k.lower(), v)
+            for k, v in canned.headers
+            if k.lower()
+            not in {
+                "content-length",
+                "transfer-encoding",
+                "content-encoding",
+                "connection",
+                "keep-alive",
+            }
+        ]
         if canned.stream:
             events = [e + b"\n\n" for e in re.split(rb"\r?\n\r?\n", body) if e.strip()]
             await self._send_stream(events, cut=False, headers=headers)
         else:
-            await _send(self.writer, canned.status, body, keep_alive=self.keep_alive,
-                        headers=dict(headers))
+            await _send(
+                self.writer, canned.status, body, keep_alive=self.keep_alive, headers=dict(headers)
+            )
 
 
 # -- HTTP/1.1 -------------------------------------------------------------------------------
@@ -622,30 +793,55 @@ async def _read_request(reader: asyncio.StreamReader) -> _HttpRequest | None:
     return _HttpRequest(method.upper(), target.split("?", 1)[0], headers, bytes(body))
 
 
-def _write_head(writer: asyncio.StreamWriter, status: int, headers: Mapping[str, str],
-                keep_alive: bool) -> None:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-             "server: routedllm-standin", f"x-request-id: req_{uuid.uuid4().hex[:24]}",
-             f"connection: {'keep-alive' if keep_alive else 'close'}"]
+def _write_head(
+    writer: asyncio.StreamWriter, status: int, headers: Mapping[str, str], keep_alive: bool
+) -> None:
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+        "server: routedllm-standin",
+        f"x-request-id: req_{uuid.uuid4().hex[:24]}",
+        f"connection: {'keep-alive' if keep_alive else 'close'}",
+    ]
     lines.extend(f"{k}: {v}" for k, v in headers.items())
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
 
-async def _send(writer: asyncio.StreamWriter, status: int, body: bytes, *, keep_alive: bool,
-                headers: Mapping[str, str] | None = None, send_body: bool = True) -> None:
-    all_headers = {"content-type": "application/json", **(headers or {}),
-                   "content-length": str(len(body))}
+async def _send(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    *,
+    keep_alive: bool,
+    headers: Mapping[str, str] | None = None,
+    send_body: bool = True,
+) -> None:
+    all_headers = {
+        "content-type": "application/json",
+        **(headers or {}),
+        "content-length": str(len(body)),
+    }
     _write_head(writer, status, all_headers, keep_alive)
     if send_body:
         writer.write(body)
     await writer.drain()
 
 
-async def _send_error(writer: asyncio.StreamWriter, status: int, message: str, kind: str,
-                      code: str | None, keep_alive: bool,
-                      headers: Mapping[str, str] | None = None) -> None:
-    await _send(writer, status, _json_bytes(_error_object(message, kind, code)),
-                keep_alive=keep_alive, headers=headers)
+async def _send_error(
+    writer: asyncio.StreamWriter,
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None,
+    keep_alive: bool,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    await _send(
+        writer,
+        status,
+        _json_bytes(_error_object(message, kind, code)),
+        keep_alive=keep_alive,
+        headers=headers,
+    )
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -689,7 +885,9 @@ def _decoded(canned: CannedResponse) -> bytes:
     encoding = next((v.lower() for k, v in canned.headers if k.lower() == "content-encoding"), "")
     if "gzip" in encoding or "deflate" in encoding:
         try:
-            return gzip.decompress(canned.body) if "gzip" in encoding else zlib.decompress(canned.body)
+            return (
+                gzip.decompress(canned.body) if "gzip" in encoding else zlib.decompress(canned.body)
+            )
         except (OSError, zlib.error):
             return canned.body  # stored already decoded
     return canned.body
@@ -739,8 +937,11 @@ def load_cassette(path: str | Path) -> dict[str, tuple[CannedResponse, ...]]:
             payload = _json_bytes(response["parsed_body"])
         else:
             payload = _body_bytes(response.get("body"))
-        headers = tuple((str(k), str(v)) for k, values in (response.get("headers") or {}).items()
-                        for v in (values if isinstance(values, list) else [values]))
+        headers = tuple(
+            (str(k), str(v))
+            for k, values in (response.get("headers") or {}).items()
+            for v in (values if isinstance(values, list) else [values])
+        )
         status = response.get("status", {})
         code = status.get("code", 200) if isinstance(status, dict) else int(status)
         out.setdefault(model, []).append(CannedResponse(int(code), payload, headers))

@@ -20,9 +20,11 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from routedllm.catalog import Catalog
-from routedllm.errors import UnknownModelError
-from routedllm.records import (
+from routedllm.core.catalog import Catalog
+from routedllm.core.errors import UnknownModelError
+from routedllm.core.tags import TAGS_KEY, VOCABULARY
+from routedllm.records.memory import MemorySink
+from routedllm.records.schema import (
     DEFAULT_BASELINE,
     NO_TOKENS,
     OK,
@@ -36,9 +38,7 @@ from routedllm.records import (
     resolve_model,
     sinks_for,
 )
-from routedllm.records import text_or_none as _str
-from routedllm.stats import MemorySink
-from routedllm.tags import TAGS_KEY, VOCABULARY
+from routedllm.records.schema import text_or_none as _str
 
 SKIPPED = "skipped"  # a fallback passed over without a request (e.g. too small a window)
 
@@ -155,43 +155,75 @@ class CostLatencyHandler(BaseCallbackHandler):
     # -- records --------------------------------------------------------------------------
     def _record(self, run: _Run, run_id: UUID, model: str | None, **fields: Any) -> CallRecord:
         return build_record(
-            self.catalog, model or run.requested_model or "unknown", ts=run.ts,
-            baseline_model=self.baseline_model, run_id=str(run_id),
-            parent_run_id=run.parent_run_id, **fields)
+            self.catalog,
+            model or run.requested_model or "unknown",
+            ts=run.ts,
+            baseline_model=self.baseline_model,
+            run_id=str(run_id),
+            parent_run_id=run.parent_run_id,
+            **fields,
+        )
 
     def _records_for_result(
         self, run: _Run, run_id: UUID, response: LLMResult, now: float
     ) -> list[CallRecord]:
         message = _first_message(response)
         llm_output = response.llm_output or {}
-        usage = (Usage.from_usage_metadata(getattr(message, "usage_metadata", None))
-                 or Usage.from_openai(llm_output.get("token_usage")))
+        usage = Usage.from_usage_metadata(
+            getattr(message, "usage_metadata", None)
+        ) or Usage.from_openai(llm_output.get("token_usage"))
         meta = getattr(message, "response_metadata", None) or {}
         answering = _str(meta.get("model_name")) or _str(llm_output.get("model_name"))
         latency = now - run.started
         ttft = None if run.first_chunk is None else run.first_chunk - run.started
         routed = meta.get("routedllm")
         if not isinstance(routed, Mapping):
-            return [self._record(run, run_id, answering or run.requested_model, usage=usage,
-                                 latency_s=latency, ttft_s=ttft, tags=run.tags,
-                                 requested_model=run.requested_model, answering_model=answering)]
+            return [
+                self._record(
+                    run,
+                    run_id,
+                    answering or run.requested_model,
+                    usage=usage,
+                    latency_s=latency,
+                    ttft_s=ttft,
+                    tags=run.tags,
+                    requested_model=run.requested_model,
+                    answering_model=answering,
+                )
+            ]
         if routed.get("cache_hit") is True:  # no request: the original's attempts are its own
-            return [self._record(
-                run, run_id, _str(routed.get("model")) or answering, usage=NO_TOKENS,
-                cache_hit=True, latency_s=latency, ttft_s=ttft,
-                answering_model=_str(routed.get("served_model")) or answering,
-                tags=tuple(routed.get("tags") or run.tags), policy=_str(routed.get("policy")),
-                requested_model=_str(routed.get("requested_model")) or run.requested_model)]
+            return [
+                self._record(
+                    run,
+                    run_id,
+                    _str(routed.get("model")) or answering,
+                    usage=NO_TOKENS,
+                    cache_hit=True,
+                    latency_s=latency,
+                    ttft_s=ttft,
+                    answering_model=_str(routed.get("served_model")) or answering,
+                    tags=tuple(routed.get("tags") or run.tags),
+                    policy=_str(routed.get("policy")),
+                    requested_model=_str(routed.get("requested_model")) or run.requested_model,
+                )
+            ]
 
-        attempts = [a for a in routed.get("attempts") or () if isinstance(a, Mapping)
-                    and a.get("outcome") != SKIPPED]
+        attempts = [
+            a
+            for a in routed.get("attempts") or ()
+            if isinstance(a, Mapping) and a.get("outcome") != SKIPPED
+        ]
         failed = [a for a in attempts if a.get("outcome") != OK]
         ok = next((a for a in attempts if a.get("outcome") == OK), {})
         model = _str(ok.get("model")) or _str(routed.get("model")) or answering
         requested = _str(routed.get("requested_model")) or (
-            _str(attempts[0].get("model")) if attempts else None)
-        context = {"tags": tuple(routed.get("tags") or run.tags), "policy": _str(routed.get("policy")),
-                   "requested_model": requested or run.requested_model}
+            _str(attempts[0].get("model")) if attempts else None
+        )
+        context = {
+            "tags": tuple(routed.get("tags") or run.tags),
+            "policy": _str(routed.get("policy")),
+            "requested_model": requested or run.requested_model,
+        }
         # Timings are the answering attempt's own, as for the failed ones: the router times
         # the call and its first chunk from the call's start, so take off the time the
         # earlier attempts used (call latency - attempt latency).
@@ -201,22 +233,44 @@ class CostLatencyHandler(BaseCallbackHandler):
         if call_ttft is not None and call_latency is not None and attempt_latency is not None:
             call_ttft = max(0.0, call_ttft - (call_latency - attempt_latency))
         records = [self._failed(run, run_id, a, i, context) for i, a in enumerate(failed, 1)]
-        records.append(self._record(
-            run, run_id, model, usage=usage, attempt=len(failed) + 1,
-            answering_model=_str(routed.get("served_model")) or answering,
-            latency_s=attempt_latency, ttft_s=call_ttft,
-            # the router estimates for the model that answered; the estimate stays with it
-            estimated_cost_usd=_seconds(routed.get("estimated_cost_usd"), None), **context))
+        records.append(
+            self._record(
+                run,
+                run_id,
+                model,
+                usage=usage,
+                attempt=len(failed) + 1,
+                answering_model=_str(routed.get("served_model")) or answering,
+                latency_s=attempt_latency,
+                ttft_s=call_ttft,
+                # the router estimates for the model that answered; the estimate stays with it
+                estimated_cost_usd=_seconds(routed.get("estimated_cost_usd"), None),
+                **context,
+            )
+        )
         return records
 
-    def _failed(self, run: _Run, run_id: UUID, attempt: Mapping[str, Any], number: int,
-                context: Mapping[str, Any], usage: Usage | None = NO_TOKENS) -> CallRecord:
+    def _failed(
+        self,
+        run: _Run,
+        run_id: UUID,
+        attempt: Mapping[str, Any],
+        number: int,
+        context: Mapping[str, Any],
+        usage: Usage | None = NO_TOKENS,
+    ) -> CallRecord:
         """A failed attempt: outcome is its ``error_type`` (else its ``outcome``), no tokens."""
         return self._record(
-            run, run_id, _str(attempt.get("model")), usage=usage, attempt=number,
+            run,
+            run_id,
+            _str(attempt.get("model")),
+            usage=usage,
+            attempt=number,
             outcome=_str(attempt.get("error_type")) or _str(attempt.get("outcome")) or "error",
             error=error_text(attempt.get("error"), gateway_key(self.catalog)),
-            latency_s=_seconds(attempt.get("latency_s"), None), **context)
+            latency_s=_seconds(attempt.get("latency_s"), None),
+            **context,
+        )
 
     def _records_for_error(
         self, run: _Run, run_id: UUID, error: BaseException, now: float
@@ -226,26 +280,44 @@ class CostLatencyHandler(BaseCallbackHandler):
         # record as ``.routedllm`` (a caller error, a budget refusal).
         routed = getattr(error, "routedllm", None)
         listed = getattr(error, "attempts", None) or (
-            routed.get("attempts") if isinstance(routed, Mapping) else None)
-        attempts = [a for a in listed or ()
-                    if isinstance(a, Mapping) and a.get("outcome") != SKIPPED]
+            routed.get("attempts") if isinstance(routed, Mapping) else None
+        )
+        attempts = [
+            a for a in listed or () if isinstance(a, Mapping) and a.get("outcome") != SKIPPED
+        ]
         tags = getattr(error, "tags", None)
-        context = {"tags": tuple(tags) if isinstance(tags, Sequence) and tags else run.tags,
-                   "requested_model": run.requested_model}
+        context = {
+            "tags": tuple(tags) if isinstance(tags, Sequence) and tags else run.tags,
+            "requested_model": run.requested_model,
+        }
         if attempts:
             records = [self._failed(run, run_id, a, i, context) for i, a in enumerate(attempts, 1)]
             if run.first_chunk is not None:  # the last attempt's stream had started
                 records[-1] = self._failed(
-                    run, run_id, attempts[-1], len(attempts), context,
-                    Usage.from_usage_metadata(getattr(error, "usage", None)))
+                    run,
+                    run_id,
+                    attempts[-1],
+                    len(attempts),
+                    context,
+                    Usage.from_usage_metadata(getattr(error, "usage", None)),
+                )
             return records
         if isinstance(routed, Mapping):  # routed, but no request was sent: nothing to record
             return []
         # Tokens may have been billed once a stream started: then usage is unknown, not zero.
         usage = NO_TOKENS if run.first_chunk is None else None
-        return [self._record(run, run_id, run.requested_model, usage=usage, latency_s=now - run.started,
-                             outcome=type(error).__name__,
-                             error=error_text(error, gateway_key(self.catalog)), **context)]
+        return [
+            self._record(
+                run,
+                run_id,
+                run.requested_model,
+                usage=usage,
+                latency_s=now - run.started,
+                outcome=type(error).__name__,
+                error=error_text(error, gateway_key(self.catalog)),
+                **context,
+            )
+        ]
 
 
 def _first_message(response: LLMResult) -> BaseMessage | None:
@@ -261,4 +333,3 @@ def _seconds(value: Any, default: float | None) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return default
-

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from routedllm.errors import CatalogError, UnknownModelError
+from routedllm.core.errors import CatalogError, UnknownModelError
 
 Benchmark = Literal["mmlu", "humaneval", "ceval"]
 BENCHMARKS: tuple[str, ...] = ("mmlu", "humaneval", "ceval")
@@ -27,8 +27,11 @@ DEFAULT_BASE_URL = "https://global-apis.com/v1"
 
 AsOf = Annotated[
     str | None,
-    Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
-          description="As-of date of the figures: YYYY, YYYY-MM or YYYY-MM-DD."),
+    Field(
+        default=None,
+        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        description="As-of date of the figures: YYYY, YYYY-MM or YYYY-MM-DD.",
+    ),
 ]
 
 
@@ -96,8 +99,11 @@ class Gateway(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field(default=DEFAULT_BASE_URL, pattern=r"^https?://\S+$",
-                          description="An http(s) URL of an OpenAI-compatible API.")
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        pattern=r"^https?://\S+$",
+        description="An http(s) URL of an OpenAI-compatible API.",
+    )
     api_key_env: str = Field(default="GLOBAL_API_KEY", min_length=1)
 
 
@@ -133,7 +139,7 @@ class Catalog:
         self.info = info or CatalogInfo()
         self._cards = cards
         self._by_id = by_id
-        # Derived data computed once per catalog (the routing plans of routedllm.policy);
+        # Derived data computed once per catalog (the routing plans of routedllm.core.decision);
         # the catalog is immutable, so nothing here goes stale.
         self.memo: dict[Any, Any] = {}
 
@@ -299,8 +305,9 @@ def _split(data: Any, origin: str) -> tuple[dict[str, Any], list[Any]]:
         raise CatalogError(f"{origin}: a catalog file is a mapping with a 'models' list")
     unknown = set(data) - {"catalog", "models"}
     if unknown:
-        raise CatalogError(f"{origin}: unknown top-level key(s) {sorted(unknown)}; "
-                           "expected 'catalog' and 'models'")
+        raise CatalogError(
+            f"{origin}: unknown top-level key(s) {sorted(unknown)}; expected 'catalog' and 'models'"
+        )
     info = data.get("catalog") or {}
     models = data.get("models") or []
     if not isinstance(info, dict):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from routedllm.errors import RoutedLLMError
-from routedllm.records import CallRecord
+from routedllm.core.errors import RoutedLLMError
+from routedllm.records.schema import CallRecord
 
 try:  # POSIX advisory locks; without them only threads of one process are serialised
     import fcntl
@@ -79,8 +79,12 @@ def _cut_torn_tail(fd: int, path: Path) -> None:
             break
         end = start
     os.ftruncate(fd, keep)
-    warnings.warn(f"{path}: cut off a truncated last line ({size - keep} bytes) left by a "
-                  "writer that stopped mid-write", LedgerWarning, stacklevel=4)
+    warnings.warn(
+        f"{path}: cut off a truncated last line ({size - keep} bytes) left by a "
+        "writer that stopped mid-write",
+        LedgerWarning,
+        stacklevel=4,
+    )
 
 
 def iter_ledger(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
@@ -93,8 +97,12 @@ def iter_ledger(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
     with open(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.endswith(b"\n"):
-                warnings.warn(f"{path}: skipped a truncated last line {lineno} ({len(line)} "
-                              "bytes): a writer stopped mid-write", LedgerWarning, stacklevel=2)
+                warnings.warn(
+                    f"{path}: skipped a truncated last line {lineno} ({len(line)} "
+                    "bytes): a writer stopped mid-write",
+                    LedgerWarning,
+                    stacklevel=2,
+                )
                 return
             if not line.strip():
                 continue
@@ -103,8 +111,9 @@ def iter_ledger(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
             except ValidationError as exc:
                 problem = exc.errors()[0]
                 where = ".".join(str(p) for p in problem["loc"]) or "line"
-                raise LedgerError(f"{path}:{lineno}: not a CallRecord ({where}: "
-                                  f"{problem['msg']})") from None
+                raise LedgerError(
+                    f"{path}:{lineno}: not a CallRecord ({where}: {problem['msg']})"
+                ) from None
 
 
 def read_ledger(path: str | os.PathLike[str]) -> list[CallRecord]:

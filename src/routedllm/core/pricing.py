@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from routedllm.catalog import ModelCard
+from routedllm.core.catalog import ModelCard
 
 _PER_TOKEN = 1e-6  # catalog prices are per 1M tokens
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ddsketch import DDSketch
 
-from routedllm.records import CallRecord
+from routedllm.records.schema import CallRecord
 
 RELATIVE_ACCURACY = 0.01
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -72,9 +72,19 @@ class Aggregate:
 
     def merge(self, other: Aggregate) -> None:
         """Add ``other``'s counts and sketches into this one."""
-        for name in ("attempts", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
-                     "reasoning_tokens", "cost_usd", "priced_attempts", "baseline_cost_usd",
-                     "savings_usd", "compared_attempts"):
+        for name in (
+            "attempts",
+            "errors",
+            "input_tokens",
+            "cached_input_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "priced_attempts",
+            "baseline_cost_usd",
+            "savings_usd",
+            "compared_attempts",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latency.merge(other.latency)
         self.ttft.merge(other.ttft)
@@ -108,8 +118,11 @@ class Aggregate:
             "unpriced_attempts": self.unpriced_attempts,
             "baseline_cost_usd": self.baseline_cost_usd if compared else None,
             "savings_usd": self.savings_usd if compared else None,
-            "savings_ratio": (self.savings_usd / self.baseline_cost_usd
-                              if compared and self.baseline_cost_usd else None),
+            "savings_ratio": (
+                self.savings_usd / self.baseline_cost_usd
+                if compared and self.baseline_cost_usd
+                else None
+            ),
             "latency_s": quantiles(self.latency),
             "ttft_s": quantiles(self.ttft),
         }

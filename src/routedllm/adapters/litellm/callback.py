@@ -1,11 +1,11 @@
-"""LiteLLMHandler: routes ``routed/*`` requests on the proxy and turns LiteLLM calls into CallRecords.
+"""LiteLLMHandler: routes ``routed/*`` requests on the proxy, records LiteLLM calls.
 
 One LiteLLM ``CustomLogger`` does both jobs. On the proxy its ``async_pre_call_hook`` applies
-the routedllm decision (:func:`routedllm.litellm.routing.route_body`). On the proxy and in
+the routedllm decision (:func:`routedllm.adapters.litellm.routing.route_body`). On the proxy and in
 ``litellm.Router`` alike, every attempt becomes one CallRecord, priced with the catalog and
 delivered to the same sinks as the LangChain handler: successes from LiteLLM's success
 events, failed attempts from its per-attempt deployment hook. This module imports litellm;
-``routedllm.litellm`` loads it only when the handler is used.
+``routedllm.adapters.litellm`` loads it only when the handler is used.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from typing import Any
 import yaml
 from litellm.integrations.custom_logger import CustomLogger
 
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
-from routedllm.litellm.routing import META_KEY, PREFIX, route_body, vocabulary_tags
-from routedllm.policy import PRESETS, Policy
-from routedllm.pricing import estimate_cost
-from routedllm.records import (
+from routedllm.adapters.litellm.routing import META_KEY, PREFIX, route_body, vocabulary_tags
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import PRESETS, Policy
+from routedllm.core.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
+from routedllm.core.pricing import estimate_cost
+from routedllm.records.memory import MemorySink
+from routedllm.records.schema import (
     DEFAULT_BASELINE,
     NO_TOKENS,
     CallRecord,
@@ -40,8 +41,7 @@ from routedllm.records import (
     resolve_model,
     sinks_for,
 )
-from routedllm.records import text_or_none as _str
-from routedllm.stats import MemorySink
+from routedllm.records.schema import text_or_none as _str
 
 logger = logging.getLogger("routedllm")
 
@@ -82,7 +82,7 @@ class LiteLLMHandler(CustomLogger):
     unpriced model is ignored), time to first token for streams only, the task tags,
     policy and the decision's first choice as ``requested_model``; error text without the
     gateway key (the catalog's ``api_key_env``). Register it with
-    ``litellm.callbacks = [handler]``, or on the proxy with ``routedllm.litellm.handler``.
+    ``litellm.callbacks = [handler]``, or on the proxy with ``routedllm.adapters.litellm.handler``.
     """
 
     def __init__(
@@ -111,8 +111,10 @@ class LiteLLMHandler(CustomLogger):
             cls.async_pre_call_hook = LiteLLMHandler.async_pre_call_hook  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
-        return (f"LiteLLMHandler(policy={self.policy.preset!r}, sinks={list(self.sinks)!r}, "
-                f"baseline={self.baseline_model!r})")
+        return (
+            f"LiteLLMHandler(policy={self.policy.preset!r}, sinks={list(self.sinks)!r}, "
+            f"baseline={self.baseline_model!r})"
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiteLLMHandler:
@@ -125,14 +127,17 @@ class LiteLLMHandler(CustomLogger):
         env = os.environ if env is None else env
         ledger = env.get(LEDGER_ENV) or None
         if ledger is None:
-            logger.warning("routedllm: %s is not set: LiteLLM call records are kept in memory "
-                           "only", LEDGER_ENV)
-        return cls(Catalog.from_env(env), policy=policy_from(env.get(POLICY_ENV)),
-                   ledger_path=ledger)
+            logger.warning(
+                "routedllm: %s is not set: LiteLLM call records are kept in memory only", LEDGER_ENV
+            )
+        return cls(
+            Catalog.from_env(env), policy=policy_from(env.get(POLICY_ENV)), ledger_path=ledger
+        )
 
     # -- proxy hook -----------------------------------------------------------------------
-    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict,
-                                  call_type: Any) -> dict | str:
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any
+    ) -> dict | str:
         """Route a ``routed/*`` request: the model, its fallbacks and the decision's summary.
 
         A request that cannot be routed is rejected with routedllm's message (HTTP 400).
@@ -148,24 +153,45 @@ class LiteLLMHandler(CustomLogger):
 
     # -- logging ----------------------------------------------------------------------------
     # LiteLLM passes these four by keyword: the parameter names must stay exactly these.
-    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
-                          start_time: dt.datetime, end_time: dt.datetime) -> None:
+    def log_success_event(
+        self,
+        kwargs: dict[str, Any],
+        response_obj: Any,
+        start_time: dt.datetime,
+        end_time: dt.datetime,
+    ) -> None:
         deliver(self.sinks, [self.record(kwargs, response_obj, start_time, end_time)])
 
-    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
-                          start_time: dt.datetime, end_time: dt.datetime) -> None:
+    def log_failure_event(
+        self,
+        kwargs: dict[str, Any],
+        response_obj: Any,
+        start_time: dt.datetime,
+        end_time: dt.datetime,
+    ) -> None:
         self._failure(kwargs, response_obj, start_time, end_time)
 
-    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any,
-                                      start_time: dt.datetime, end_time: dt.datetime) -> None:
+    async def async_log_success_event(
+        self,
+        kwargs: dict[str, Any],
+        response_obj: Any,
+        start_time: dt.datetime,
+        end_time: dt.datetime,
+    ) -> None:
         self.log_success_event(kwargs, response_obj, start_time, end_time)
 
-    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any,
-                                      start_time: dt.datetime, end_time: dt.datetime) -> None:
+    async def async_log_failure_event(
+        self,
+        kwargs: dict[str, Any],
+        response_obj: Any,
+        start_time: dt.datetime,
+        end_time: dt.datetime,
+    ) -> None:
         self._failure(kwargs, response_obj, start_time, end_time)
 
-    def _failure(self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any,
-                 end_time: Any) -> None:
+    def _failure(
+        self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         """Record a failure event once: an attempt at a model (a sync call's, or a stream
         that broke after it started), or a request routedllm rejected before any model.
 
@@ -174,8 +200,9 @@ class LiteLLMHandler(CustomLogger):
         Failures the proxy raises itself (authentication) are LiteLLM's to log.
         """
         slo = _mapping(kwargs.get("standard_logging_object"))
-        routed = _mapping(_mapping(_mapping(kwargs.get("litellm_params")).get("metadata"))
-                          .get(META_KEY))
+        routed = _mapping(
+            _mapping(_mapping(kwargs.get("litellm_params")).get("metadata")).get(META_KEY)
+        )
         proxy_error = type(kwargs.get("exception")).__name__ == "ProxyException"
         if not (routed.get("rejected") or (slo.get("model_id") and not proxy_error)):
             return
@@ -185,7 +212,10 @@ class LiteLLMHandler(CustomLogger):
             deliver(self.sinks, [record])
 
     async def async_post_call_failure_deployment_hook(
-        self, request_data: Mapping[str, Any], exception: Exception, call_type: Any,
+        self,
+        request_data: Mapping[str, Any],
+        exception: Exception,
+        call_type: Any,
         fallback_depth: int | None = None,
     ) -> None:
         """Record one failed attempt at a model.
@@ -194,12 +224,20 @@ class LiteLLMHandler(CustomLogger):
         per call on the proxy (the first failure only).
         """
         record = self.failed_attempt(request_data, exception)
-        self._recorded.add((_str(request_data.get("litellm_call_id")), record.run_id,
-                            record.attempt))
+        self._recorded.add(
+            (_str(request_data.get("litellm_call_id")), record.run_id, record.attempt)
+        )
         deliver(self.sinks, [record])
 
-    def record(self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any,
-               end_time: Any, *, ok: bool = True) -> CallRecord:
+    def record(
+        self,
+        kwargs: Mapping[str, Any],
+        response_obj: Any,
+        start_time: Any,
+        end_time: Any,
+        *,
+        ok: bool = True,
+    ) -> CallRecord:
         """The CallRecord of one LiteLLM success or failure event (its logger arguments)."""
         slo = _mapping(kwargs.get("standard_logging_object"))
         meta = _mapping(_mapping(kwargs.get("litellm_params")).get("metadata"))
@@ -211,8 +249,11 @@ class LiteLLMHandler(CustomLogger):
         fields: dict[str, Any] = {
             "latency_s": None if started is None or ended is None else max(0.0, ended - started),
             # completionStartTime is a stream's first chunk; on a plain call it is the end
-            "ttft_s": (max(0.0, first - started) if ok and slo.get("stream") is True
-                       and first is not None and started is not None else None),
+            "ttft_s": (
+                max(0.0, first - started)
+                if ok and slo.get("stream") is True and first is not None and started is not None
+                else None
+            ),
         }
         if ok:
             usage = _usage(response_obj, slo)
@@ -227,35 +268,52 @@ class LiteLLMHandler(CustomLogger):
             usage = None if streamed else NO_TOKENS
             error = kwargs.get("exception")
             info = _mapping(slo.get("error_information"))
-            fields["outcome"] = (_str(routed.get("rejected")) or _str(info.get("error_class"))
-                                 or (type(error).__name__ if error is not None else "error"))
-            fields["error"] = error_text(_str(slo.get("error_str")) or error,
-                                         gateway_key(self.catalog))
+            fields["outcome"] = (
+                _str(routed.get("rejected"))
+                or _str(info.get("error_class"))
+                or (type(error).__name__ if error is not None else "error")
+            )
+            fields["error"] = error_text(
+                _str(slo.get("error_str")) or error, gateway_key(self.catalog)
+            )
         ts = dt.datetime.fromtimestamp(started, dt.UTC) if started else dt.datetime.now(dt.UTC)
-        return build_record(self.catalog, model, usage=usage, ts=ts,
-                            baseline_model=self.baseline_model, run_id=_trace(kwargs),
-                            **_routing(meta, slo.get("request_tags"), slo.get("model_group")),
-                            **fields)
+        return build_record(
+            self.catalog,
+            model,
+            usage=usage,
+            ts=ts,
+            baseline_model=self.baseline_model,
+            run_id=_trace(kwargs),
+            **_routing(meta, slo.get("request_tags"), slo.get("model_group")),
+            **fields,
+        )
 
-    def failed_attempt(self, request_data: Mapping[str, Any], exception: BaseException
-                       ) -> CallRecord:
+    def failed_attempt(
+        self, request_data: Mapping[str, Any], exception: BaseException
+    ) -> CallRecord:
         """The CallRecord of one failed attempt (the deployment hook's arguments)."""
         meta = _mapping(request_data.get("metadata") or request_data.get("litellm_metadata"))
-        details = _mapping(getattr(request_data.get("litellm_logging_obj"), "model_call_details",
-                                   None))
+        details = _mapping(
+            getattr(request_data.get("litellm_logging_obj"), "model_call_details", None)
+        )
         # set when this attempt's request went out (older releases: api_call_start_time)
-        started = (details.get("current_attempt_api_call_start_time")
-                   or details.get("api_call_start_time"))
+        started = details.get("current_attempt_api_call_start_time") or details.get(
+            "api_call_start_time"
+        )
         now = dt.datetime.now()  # LiteLLM times attempts in naive local time
         started = started if isinstance(started, dt.datetime) and started.tzinfo is None else None
         return build_record(
-            self.catalog, _str(request_data.get("model")) or "unknown", usage=NO_TOKENS,
+            self.catalog,
+            _str(request_data.get("model")) or "unknown",
+            usage=NO_TOKENS,
             ts=(started or now).astimezone(dt.UTC),
             latency_s=None if started is None else max(0.0, (now - started).total_seconds()),
-            baseline_model=self.baseline_model, run_id=_trace(request_data),
+            baseline_model=self.baseline_model,
+            run_id=_trace(request_data),
             outcome=type(exception).__name__,
             error=error_text(exception, gateway_key(self.catalog)),
-            **_routing(meta, meta.get("tags"), meta.get("model_group")))
+            **_routing(meta, meta.get("tags"), meta.get("model_group")),
+        )
 
 
 def policy_from(value: str | None) -> Policy:
@@ -270,7 +328,8 @@ def policy_from(value: str | None) -> Policy:
     except OSError as exc:
         raise InvalidRequestError(
             f"{POLICY_ENV}={value!r} is neither a preset ({', '.join(PRESETS)}) nor a readable "
-            f"policy file: {exc.strerror}") from None
+            f"policy file: {exc.strerror}"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequestError(f"{path}: a policy file is a mapping of Policy fields")
     return Policy.model_validate(data)
@@ -281,12 +340,14 @@ def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str
     """A record's routing fields from the call's metadata: the decision's when it was routed."""
     routed = _mapping(meta.get(META_KEY))
     return {
-        "tags": vocabulary_tags(routed.get("tags")) or vocabulary_tags(request_tags)
+        "tags": vocabulary_tags(routed.get("tags"))
+        or vocabulary_tags(request_tags)
         or vocabulary_tags(meta.get("tags")),
         "policy": _str(routed.get("policy")),
         "route": _str(routed.get("group")),
-        "requested_model": (_str(routed.get("model")) or _str(meta.get("original_model_group"))
-                            or _str(group)),
+        "requested_model": (
+            _str(routed.get("model")) or _str(meta.get("original_model_group")) or _str(group)
+        ),
         "attempt": _attempt(meta),
     }
 
@@ -294,8 +355,11 @@ def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str
 def _trace(kwargs: Mapping[str, Any]) -> str | None:
     """LiteLLM's trace id, shared by the attempts of one call (the record's ``run_id``)."""
     slo = _mapping(kwargs.get("standard_logging_object"))
-    return (_str(slo.get("trace_id")) or _str(kwargs.get("litellm_trace_id"))
-            or _str(kwargs.get("litellm_call_id")))
+    return (
+        _str(slo.get("trace_id"))
+        or _str(kwargs.get("litellm_trace_id"))
+        or _str(kwargs.get("litellm_call_id"))
+    )
 
 
 def _attempt(meta: Mapping[str, Any]) -> int:
@@ -321,7 +385,7 @@ def _answering_model(response: Any) -> str | None:
 
 
 def _usage(response: Any, slo: Mapping[str, Any]) -> Usage | None:
-    """The response's OpenAI usage (with cached and reasoning details), else the payload's counts."""
+    """The response's OpenAI usage (cached and reasoning details), else the payload's counts."""
     usage = getattr(response, "usage", None)
     if hasattr(usage, "model_dump"):
         usage = usage.model_dump()
@@ -351,4 +415,3 @@ def _number(value: Any) -> float | None:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from routedllm.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError
 
 __all__ = ["Admission", "CircuitBreaker", "CircuitState"]
 
@@ -85,24 +85,30 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if failures is None and failure_rate is None:
-            raise InvalidRequestError("CircuitBreaker needs failures=K or failure_rate=R "
-                                      "(or both) to know when to open")
+            raise InvalidRequestError(
+                "CircuitBreaker needs failures=K or failure_rate=R (or both) to know when to open"
+            )
         if failures is not None and (not isinstance(failures, int) or failures < 1):
             raise InvalidRequestError(f"failures must be a whole number >= 1, got {failures!r}")
         if failure_rate is not None and not 0 < failure_rate <= 1:
             raise InvalidRequestError(f"failure_rate must be within (0, 1], got {failure_rate!r}")
         if not isinstance(min_calls, int) or min_calls < 1:
             raise InvalidRequestError(f"min_calls must be a whole number >= 1, got {min_calls!r}")
-        for name, value in (("window_s", window_s), ("cooldown_s", cooldown_s),
-                            ("max_retry_after_s", max_retry_after_s),
-                            ("probe_timeout_s", probe_timeout_s)):
+        for name, value in (
+            ("window_s", window_s),
+            ("cooldown_s", cooldown_s),
+            ("max_retry_after_s", max_retry_after_s),
+            ("probe_timeout_s", probe_timeout_s),
+        ):
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise InvalidRequestError(f"{name} must be a positive number of seconds, "
-                                          f"got {value!r}")
+                raise InvalidRequestError(
+                    f"{name} must be a positive number of seconds, got {value!r}"
+                )
         max_cooldown_s = cooldown_s if max_cooldown_s is None else max_cooldown_s
         if max_cooldown_s < cooldown_s:
-            raise InvalidRequestError(f"max_cooldown_s ({max_cooldown_s}) is below cooldown_s "
-                                      f"({cooldown_s})")
+            raise InvalidRequestError(
+                f"max_cooldown_s ({max_cooldown_s}) is below cooldown_s ({cooldown_s})"
+            )
         self.failures = failures
         self.window_s = float(window_s)
         self.cooldown_s = float(cooldown_s)
@@ -117,9 +123,11 @@ class CircuitBreaker:
         self._models: dict[str, _Health] = {}
 
     def __repr__(self) -> str:
-        return (f"CircuitBreaker(failures={self.failures}, failure_rate={self.failure_rate}, "
-                f"window_s={self.window_s:g}, cooldown_s={self.cooldown_s:g}, "
-                f"open={sorted(self.unavailable())})")
+        return (
+            f"CircuitBreaker(failures={self.failures}, failure_rate={self.failure_rate}, "
+            f"window_s={self.window_s:g}, cooldown_s={self.cooldown_s:g}, "
+            f"open={sorted(self.unavailable())})"
+        )
 
     # -- reading --------------------------------------------------------------------------
     def state(self, model: str) -> CircuitState:
@@ -139,10 +147,14 @@ class CircuitBreaker:
                 state = self._state(health, now)
                 if state == "open":
                     assert health.open_until is not None
-                    out[model] = (f"circuit open: {health.reason}; cooling down for another "
-                                  f"{health.open_until - now:.1f}s")
+                    out[model] = (
+                        f"circuit open: {health.reason}; cooling down for another "
+                        f"{health.open_until - now:.1f}s"
+                    )
                 elif state == "half_open" and self._probing(health, now):
-                    out[model] = f"circuit half-open after {health.reason}: a probe call is in flight"
+                    out[model] = (
+                        f"circuit half-open after {health.reason}: a probe call is in flight"
+                    )
         return out
 
     # -- the attempt protocol -------------------------------------------------------------
@@ -166,12 +178,20 @@ class CircuitBreaker:
                 return admission
             assert health.open_until is not None
             if state == "open":
-                return Admission(model, now, refused=(
-                    f"circuit open: {health.reason}; cooling down for another "
-                    f"{health.open_until - now:.1f}s"))
+                return Admission(
+                    model,
+                    now,
+                    refused=(
+                        f"circuit open: {health.reason}; cooling down for another "
+                        f"{health.open_until - now:.1f}s"
+                    ),
+                )
             if self._probing(health, now):
-                return Admission(model, now, refused=(
-                    f"circuit half-open after {health.reason}: a probe call is in flight"))
+                return Admission(
+                    model,
+                    now,
+                    refused=(f"circuit half-open after {health.reason}: a probe call is in flight"),
+                )
             admission = health.probe = Admission(model, now, probe=True)
             health.admitted.append(admission)
             return admission
@@ -190,7 +210,9 @@ class CircuitBreaker:
             health.events.append((now, False))
             self._prune(health, now)
 
-    def record_failure(self, model: str, reason: str, *, retry_after_s: float | None = None) -> None:
+    def record_failure(
+        self, model: str, reason: str, *, retry_after_s: float | None = None
+    ) -> None:
         """The call to ``model`` failed for ``reason`` (shown in decisions while it cools down).
 
         ``retry_after_s``: the upstream's Retry-After, which opens the circuit at once for
@@ -216,8 +238,13 @@ class CircuitBreaker:
                 still_open = self._state(health, now) == "open"
                 assert not still_open or health.open_until is not None
                 if not still_open or health.open_until < now + wait:  # type: ignore[operator]
-                    self._open(health, now, wait, f"rate limited, Retry-After {wait:g}s "
-                               f"({reason})", tripped=still_open and health.tripped)
+                    self._open(
+                        health,
+                        now,
+                        wait,
+                        f"rate limited, Retry-After {wait:g}s ({reason})",
+                        tripped=still_open and health.tripped,
+                    )
 
     def abandon(self, admission: Admission) -> None:
         """The admitted call was not sent after all (e.g. a budget refused it): forget it,
@@ -284,14 +311,18 @@ class CircuitBreaker:
         total = max(len(health.events), len(health.admitted))  # calls in flight count too
         if self.failures is not None and failed >= self.failures:
             return f"{failed} failures in {self.window_s:g}s"
-        if self.failure_rate is not None and total >= self.min_calls and (
-                failed / total >= self.failure_rate):
+        if (
+            self.failure_rate is not None
+            and total >= self.min_calls
+            and (failed / total >= self.failure_rate)
+        ):
             return f"{failed} of {total} calls failed in {self.window_s:g}s"
         return None
 
     @staticmethod
-    def _open(health: _Health, now: float, seconds: float, reason: str, *,
-              tripped: bool = True) -> None:
+    def _open(
+        health: _Health, now: float, seconds: float, reason: str, *, tripped: bool = True
+    ) -> None:
         """Open for ``seconds``: tripped by failures (forgotten; half-open after), or only
         waiting out a Retry-After (failures kept; closed after)."""
         health.open_until = now + seconds

@@ -44,9 +44,9 @@ from langchain_openai.chat_models._client_utils import (
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
-from routedllm.budget import Budget, Reservation
-from routedllm.catalog import Catalog
-from routedllm.errors import (
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import POLICY_KEY, Decision, Policy, Request, decide
+from routedllm.core.errors import (
     AllAttemptsFailedError,
     BudgetExceeded,
     InvalidRequestError,
@@ -54,11 +54,11 @@ from routedllm.errors import (
     RoutedLLMError,
     StreamInterruptedError,
 )
-from routedllm.fallback import Attempt, MalformedResponseError, classify, failed_attempt
-from routedllm.health import Admission, CircuitBreaker
-from routedllm.policy import POLICY_KEY, Decision, Policy, Request, decide
-from routedllm.pricing import call_cost, estimate_cost
-from routedllm.tags import TAGS_KEY, VOCABULARY, infer_tags, message_features, validate_tags
+from routedllm.core.pricing import call_cost, estimate_cost
+from routedllm.core.tags import TAGS_KEY, VOCABULARY, infer_tags, message_features, validate_tags
+from routedllm.reliability.attempts import Attempt, MalformedResponseError, classify, failed_attempt
+from routedllm.reliability.breaker import Admission, CircuitBreaker
+from routedllm.reliability.budget import Budget, Reservation
 
 AUTO = "auto"
 """The default ``model``: route every call. Any other model id pins the model."""
@@ -126,8 +126,8 @@ class RoutedChatModel(BaseChatOpenAI):
     overridden per call with ``routedllm_policy=`` (kwarg or config metadata).
 
     ``breaker`` (default: one of its own, :func:`default_breaker`; ``None``: none) keeps
-    failing models out; ``budget`` (a :class:`~routedllm.budget.LocalBudget` or
-    :class:`~routedllm.budget.RedisBudget`) enforces spend limits; ``sticky=True`` keeps
+    failing models out; ``budget`` (a :class:`~routedllm.reliability.budget.LocalBudget` or
+    :class:`~routedllm.reliability.budget.RedisBudget`) enforces spend limits; ``sticky=True`` keeps
     each conversation (``configurable={"thread_id": ...}`` or
     ``metadata={"conversation_id": ...}``) on its model.
     """
@@ -1122,8 +1122,11 @@ def _check_choices(head: Sequence[ChatGenerationChunk]) -> None:
 def _conversation(configurable: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str | None:
     """The call's conversation: ``configurable["thread_id"]`` (LangGraph's), else metadata
     ``conversation_id`` or ``thread_id``."""
-    for value in ((configurable or {}).get("thread_id"), meta.get("conversation_id"),
-                  meta.get("thread_id")):
+    for value in (
+        (configurable or {}).get("thread_id"),
+        meta.get("conversation_id"),
+        meta.get("thread_id"),
+    ):
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
             return str(value)
     return None

@@ -1,6 +1,6 @@
 """``routedllm report LEDGER.jsonl``: cost, savings, latency and errors per model and per tag.
 
-Reads a JSONL ledger back, aggregates it with :class:`routedllm.stats.MemorySink`, and
+Reads a JSONL ledger back, aggregates it with :class:`routedllm.records.memory.MemorySink`, and
 prints a table, JSON (``--json``) or a PNG (``--plot``: cost over time and latency
 distributions per model; needs the ``plot`` extra, imported only then). A ledger line is
 one attempt: groups count ``attempts``, and ``calls`` (distinct run ids) beside them.
@@ -16,11 +16,11 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from routedllm.catalog import Catalog
-from routedllm.errors import RoutedLLMError
-from routedllm.ledger import LedgerError, read_ledger
-from routedllm.records import CallRecord, with_baseline
-from routedllm.stats import UNTAGGED, MemorySink
+from routedllm.core.catalog import Catalog
+from routedllm.core.errors import RoutedLLMError
+from routedllm.records.ledger import LedgerError, read_ledger
+from routedllm.records.memory import UNTAGGED, MemorySink
+from routedllm.records.schema import CallRecord, with_baseline
 from routedllm.text import table as _table
 
 
@@ -29,14 +29,22 @@ def add_report_command(
 ) -> argparse.ArgumentParser:
     """Register the ``report`` subcommand on the ``routedllm`` parser."""
     p = subparsers.add_parser(
-        "report", parents=[common_parent],
-        help="cost, savings, latency and errors per model and per tag, from a ledger")
+        "report",
+        parents=[common_parent],
+        help="cost, savings, latency and errors per model and per tag, from a ledger",
+    )
     p.add_argument("ledger", metavar="LEDGER.jsonl", help="a ledger written by the handler")
-    p.add_argument("--baseline", metavar="ID",
-                   help="re-price the savings against this catalog model (default: as recorded)")
+    p.add_argument(
+        "--baseline",
+        metavar="ID",
+        help="re-price the savings against this catalog model (default: as recorded)",
+    )
     p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="also draw cost over time and latency per model (needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw cost over time and latency per model (needs matplotlib)",
+    )
     p.set_defaults(run=cmd_report)
     return p
 
@@ -100,17 +108,31 @@ def render(data: dict[str, Any]) -> str:
     if not data["records"]:
         return f"{data.get('ledger', 'ledger')}: no records"
     baseline = ", ".join(data["baseline_models"]) or "no baseline"
-    header = ("attempts", "errors", "cost", f"vs {baseline}", "saved",
-              "latency p50/p95/p99", "ttft p50/p95/p99")
+    header = (
+        "attempts",
+        "errors",
+        "cost",
+        f"vs {baseline}",
+        "saved",
+        "latency p50/p95/p99",
+        "ttft p50/p95/p99",
+    )
     as_of = ", ".join(data["prices_as_of"]) or "unknown"
-    out = [f"{data.get('ledger', 'ledger')}: {data['records']} attempts in {data['runs']} calls; "
-           + f"prices as of {as_of}"]
-    for title, groups in (("model", data["by_model"]), ("tag", data["by_tag"]),
-                          ("", {"total": data["total"]})):
+    out = [
+        f"{data.get('ledger', 'ledger')}: {data['records']} attempts in {data['runs']} calls; "
+        + f"prices as of {as_of}"
+    ]
+    for title, groups in (
+        ("model", data["by_model"]),
+        ("tag", data["by_tag"]),
+        ("", {"total": data["total"]}),
+    ):
         rows = [(name, *_cells(g)) for name, g in groups.items()]
         out += ["", _table((title, *header), rows)]
-    out.append("\ncost: known costs summed, '+N unknown' counts attempts the catalog could not "
-               "price; latency and ttft in seconds, successful attempts only")
+    out.append(
+        "\ncost: known costs summed, '+N unknown' counts attempts the catalog could not "
+        "price; latency and ttft in seconds, successful attempts only"
+    )
     return "\n".join(out)
 
 
@@ -118,14 +140,23 @@ def _cells(g: dict[str, Any]) -> tuple[str, ...]:
     if g["cost_usd"] is None:
         cost = "unknown"
     else:
-        cost = f"${g['cost_usd']:.6f}" + (f" +{g['unpriced_attempts']} unknown"
-                                          if g["unpriced_attempts"] else "")
-    saved = "-" if g["savings_usd"] is None else f"${g['savings_usd']:.6f}" + (
-        "" if g["savings_ratio"] is None else f" ({g['savings_ratio']:.0%})")
+        cost = f"${g['cost_usd']:.6f}" + (
+            f" +{g['unpriced_attempts']} unknown" if g["unpriced_attempts"] else ""
+        )
+    saved = (
+        "-"
+        if g["savings_usd"] is None
+        else f"${g['savings_usd']:.6f}"
+        + ("" if g["savings_ratio"] is None else f" ({g['savings_ratio']:.0%})")
+    )
     return (
-        str(g["attempts"]), f"{g['errors']} ({g['error_rate']:.0%})", cost,
+        str(g["attempts"]),
+        f"{g['errors']} ({g['error_rate']:.0%})",
+        cost,
         "-" if g["baseline_cost_usd"] is None else f"${g['baseline_cost_usd']:.6f}",
-        saved, _triple(g["latency_s"]), _triple(g["ttft_s"]),
+        saved,
+        _triple(g["latency_s"]),
+        _triple(g["ttft_s"]),
     )
 
 
@@ -160,19 +191,35 @@ def plot(records: Sequence[CallRecord], path: str | Path) -> Path:
     FigureCanvasAgg(fig)
     ax_cost, ax_lat, ax_ttft = fig.subplots(3, 1)
     for model, rs in sorted(cost_by_model.items()):
-        ax_cost.step([r.ts for r in rs], list(accumulate(r.cost_usd or 0.0 for r in rs)),
-                     where="post", label=model)
+        ax_cost.step(
+            [r.ts for r in rs],
+            list(accumulate(r.cost_usd or 0.0 for r in rs)),
+            where="post",
+            label=model,
+        )
     compared = [r for r in ordered if r.baseline_cost_usd is not None and r.cost_usd is not None]
     if compared:
         ts = [r.ts for r in compared]
-        ax_cost.step(ts, list(accumulate(r.cost_usd or 0.0 for r in compared)), where="post",
-                     color="black", label="all priced attempts")
-        ax_cost.step(ts, list(accumulate(r.baseline_cost_usd or 0.0 for r in compared)),
-                     where="post", color="black", linestyle="--",
-                     label=f"same tokens on {compared[-1].baseline_model}")
+        ax_cost.step(
+            ts,
+            list(accumulate(r.cost_usd or 0.0 for r in compared)),
+            where="post",
+            color="black",
+            label="all priced attempts",
+        )
+        ax_cost.step(
+            ts,
+            list(accumulate(r.baseline_cost_usd or 0.0 for r in compared)),
+            where="post",
+            color="black",
+            linestyle="--",
+            label=f"same tokens on {compared[-1].baseline_model}",
+        )
     unknown = sum(r.cost_usd is None for r in ordered)
-    ax_cost.set_title("cumulative cost (USD)" + (
-        f"; {unknown} attempts with unknown cost not shown" if unknown else ""))
+    ax_cost.set_title(
+        "cumulative cost (USD)"
+        + (f"; {unknown} attempts with unknown cost not shown" if unknown else "")
+    )
     ax_cost.set_ylabel("USD")
     if cost_by_model or compared:
         ax_cost.legend(fontsize="small")
@@ -187,4 +234,3 @@ def plot(records: Sequence[CallRecord], path: str | Path) -> Path:
     out = Path(path)
     fig.savefig(out, dpi=100)
     return out
-

@@ -20,9 +20,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from routedllm.catalog import CAPABILITIES, Catalog, ModelCard
-from routedllm.errors import InvalidRequestError, NoEligibleModelError, UnknownModelError
-from routedllm.tags import (
+from routedllm.core.catalog import CAPABILITIES, Catalog, ModelCard
+from routedllm.core.errors import InvalidRequestError, NoEligibleModelError, UnknownModelError
+from routedllm.core.tags import (
     TAG_NAMES,
     VOCABULARY,
     infer_tags,
@@ -72,7 +72,9 @@ class Policy(BaseModel):
     def _known_tags(cls, value: dict[str, float]) -> dict[str, float]:
         for tag, gap in value.items():
             if tag not in VOCABULARY:
-                raise ValueError(f"tag_gaps: unknown tag {tag!r}; known tags: {', '.join(TAG_NAMES)}")
+                raise ValueError(
+                    f"tag_gaps: unknown tag {tag!r}; known tags: {', '.join(TAG_NAMES)}"
+                )
             if not 0 <= gap <= 100:
                 raise ValueError(f"tag_gaps[{tag!r}] must be within 0-100 points, got {gap}")
         return value
@@ -106,20 +108,29 @@ class Request:
         if isinstance(self.messages, (str, bytes)) or not isinstance(self.messages, Sequence):
             raise InvalidRequestError(
                 "messages must be a list of messages, not "
-                f"{type(self.messages).__name__}; wrap a prompt as [{{'role': 'user', 'content': ...}}]")
-        if self.tags is not None and (isinstance(self.tags, str) or not isinstance(self.tags, Iterable)):
+                f"{type(self.messages).__name__}; "
+                "wrap a prompt as [{'role': 'user', 'content': ...}]"
+            )
+        if self.tags is not None and (
+            isinstance(self.tags, str) or not isinstance(self.tags, Iterable)
+        ):
             raise InvalidRequestError(f"tags must be a list of tag names, got {self.tags!r}")
         if isinstance(self.require, str) or not isinstance(self.require, Iterable):
-            raise InvalidRequestError(f"require must be a set of capability names, got {self.require!r}")
+            raise InvalidRequestError(
+                f"require must be a set of capability names, got {self.require!r}"
+            )
         if not isinstance(self.unavailable, Mapping):
             raise InvalidRequestError(
-                f"unavailable must map model ids to reasons, got {type(self.unavailable).__name__}")
+                f"unavailable must map model ids to reasons, got {type(self.unavailable).__name__}"
+            )
         for name in ("max_output_tokens", "input_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise InvalidRequestError(f"{name} must be an integer, got {value!r}")
         if self.max_output_tokens is not None and self.max_output_tokens <= 0:
-            raise InvalidRequestError(f"max_output_tokens must be positive, got {self.max_output_tokens}")
+            raise InvalidRequestError(
+                f"max_output_tokens must be positive, got {self.max_output_tokens}"
+            )
         if self.input_tokens is not None and self.input_tokens < 0:
             raise InvalidRequestError(f"input_tokens cannot be negative, got {self.input_tokens}")
         unknown = set(self.require) - set(CAPABILITIES)
@@ -190,11 +201,20 @@ class Decision(BaseModel):
             ("model", f"{self.model} ({self.name})"),
             ("policy", self.policy),
             ("tags", ", ".join(self.tags) + (" (inferred)" if self.inferred_tags else "")),
-            ("benchmark", f"{self.benchmark} = {self.score}" + (
-                f" (best {self.best_score}, floor {self.quality_floor})"
-                if self.quality_floor is not None else "")),
-            ("estimated cost", f"{cost} for ~{self.estimated_input_tokens} in / "
-                               f"{self.expected_output_tokens} out tokens"),
+            (
+                "benchmark",
+                f"{self.benchmark} = {self.score}"
+                + (
+                    f" (best {self.best_score}, floor {self.quality_floor})"
+                    if self.quality_floor is not None
+                    else ""
+                ),
+            ),
+            (
+                "estimated cost",
+                f"{cost} for ~{self.estimated_input_tokens} in / "
+                f"{self.expected_output_tokens} out tokens",
+            ),
             ("binding constraint", self.binding_constraint),
             ("fallbacks", ", ".join(self.fallbacks) or "none"),
             ("prices as of", self.catalog_as_of or "unknown"),
@@ -237,8 +257,12 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
     """Pick the model for one call. Pure: same inputs, same decision; no I/O."""
     given = validate_tags(request.tags) if request.tags else ()
     features = message_features(request.messages, scan=not given)
-    inferred = () if given else infer_tags(
-        features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+    inferred = (
+        ()
+        if given
+        else infer_tags(
+            features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+        )
     )
     tags = given or inferred
     primary = tags[0] if len(tags) == 1 else primary_tag(tags)
@@ -267,8 +291,14 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         elif window is None and long_context:
             code, reason = "context_window", "context window unknown and the call is long-context"
         elif max_cost is not None and (cost is None or cost > max_cost):
-            code, reason = "max_cost", ("estimated cost unknown" if cost is None else
-                f"estimated ${cost:.6f} above the per-call maximum ${max_cost:.6f}")
+            code, reason = (
+                "max_cost",
+                (
+                    "estimated cost unknown"
+                    if cost is None
+                    else f"estimated ${cost:.6f} above the per-call maximum ${max_cost:.6f}"
+                ),
+            )
         else:
             eligible.append((cand, cost))
             continue
@@ -288,8 +318,10 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
         floor_rejections = plan.floor_rejections
         for c, cost in eligible:
             if c.score is not None and c.score < floor:
-                rejected.append(floor_rejections.get((c.id, best, gap))
-                                or _floor_rejection(plan, c, floor, best, gap, benchmark))
+                rejected.append(
+                    floor_rejections.get((c.id, best, gap))
+                    or _floor_rejection(plan, c, floor, best, gap, benchmark)
+                )
                 if cost is not None:
                     priced.append((cost, c.id, "quality_floor"))
             else:
@@ -303,7 +335,8 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
                 kept.append((c, cost))
             else:
                 rejected.append(
-                    _trusted(Rejection, {"model": c.id, "code": "unavailable", "reason": why}))
+                    _trusted(Rejection, {"model": c.id, "code": "unavailable", "reason": why})
+                )
         eligible = kept
     if not eligible:
         raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
@@ -316,28 +349,31 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
     binding = _binding(policy.preset, chosen_cost, priced, plan, in_tokens, out_tokens)
     if note is None and request.sticky_model is not None:
         binding = "sticky: a follow-up turn keeps its conversation's model"
-    return _trusted(Decision, dict(
-        model=chosen.id,
-        name=chosen.name,
-        fallbacks=tuple(c.id for c, _ in ranked[1:]),
-        tags=tags,
-        given_tags=given,
-        inferred_tags=inferred,
-        primary_tag=primary,
-        benchmark=benchmark,
-        score=chosen.score,
-        best_score=best,
-        quality_floor=floor,
-        policy=policy.preset,
-        estimated_input_tokens=in_tokens,
-        expected_output_tokens=out_tokens,
-        estimated_cost_usd=chosen_cost,
-        binding_constraint=binding,
-        catalog_as_of=catalog.info.as_of,
-        required_capabilities=tuple(sorted(required)),
-        rejected=tuple(rejected),
-        note=note,
-    ))
+    return _trusted(
+        Decision,
+        dict(
+            model=chosen.id,
+            name=chosen.name,
+            fallbacks=tuple(c.id for c, _ in ranked[1:]),
+            tags=tags,
+            given_tags=given,
+            inferred_tags=inferred,
+            primary_tag=primary,
+            benchmark=benchmark,
+            score=chosen.score,
+            best_score=best,
+            quality_floor=floor,
+            policy=policy.preset,
+            estimated_input_tokens=in_tokens,
+            expected_output_tokens=out_tokens,
+            estimated_cost_usd=chosen_cost,
+            binding_constraint=binding,
+            catalog_as_of=catalog.info.as_of,
+            required_capabilities=tuple(sorted(required)),
+            rejected=tuple(rejected),
+            note=note,
+        ),
+    )
 
 
 def _stick(
@@ -346,7 +382,7 @@ def _stick(
     """Move the conversation's model to the front, or say why it cannot stay."""
     for i, item in enumerate(ranked):
         if item[0].id == sticky:
-            return [item, *ranked[:i], *ranked[i + 1:]], None
+            return [item, *ranked[:i], *ranked[i + 1 :]], None
     why = next((r.reason for r in rejected if r.model == sticky), "not in the catalog")
     return ranked, f"conversation model {sticky} not kept: {why}"
 
@@ -357,9 +393,15 @@ def _floor_rejection(
     key = (c.id, best, gap)
     rejection = plan.floor_rejections.get(key)
     if rejection is None:
-        rejection = plan.floor_rejections[key] = _trusted(Rejection, {
-            "model": c.id, "code": "quality_floor",
-            "reason": f"{benchmark} {c.score} below the floor {floor} (best {best} - gap {gap})"})
+        rejection = plan.floor_rejections[key] = _trusted(
+            Rejection,
+            {
+                "model": c.id,
+                "code": "quality_floor",
+                "reason": f"{benchmark} {c.score} below the floor {floor} "
+                f"(best {best} - gap {gap})",
+            },
+        )
     return rejection
 
 
@@ -407,8 +449,12 @@ _BINDING_TEXT = {
 
 
 def _binding(
-    preset: str, chosen_cost: float | None, priced: list[tuple[float, str, str]], plan: _Plan,
-    in_tokens: int, out_tokens: int,
+    preset: str,
+    chosen_cost: float | None,
+    priced: list[tuple[float, str, str]],
+    plan: _Plan,
+    in_tokens: int,
+    out_tokens: int,
 ) -> str:
     """The constraint that kept the call off the cheapest model cheaper than the choice.
 
@@ -438,14 +484,21 @@ _MAX_PLANS = 1024
 def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[str]) -> _Plan:
     """Static eligibility for (policy constraints, benchmark, capabilities), memoised on the
     catalog: it depends only on the policy fields in the key, so copies of a policy share it."""
-    key = (benchmark, required, policy.denied_models, policy.allowed_models,
-           policy.allowed_origins, policy.allow_unpriced, policy.allow_unscored,
-           policy.allow_unknown_capabilities)
+    key = (
+        benchmark,
+        required,
+        policy.denied_models,
+        policy.allowed_models,
+        policy.allowed_origins,
+        policy.allow_unpriced,
+        policy.allow_unscored,
+        policy.allow_unknown_capabilities,
+    )
     plans = catalog.memo
     cached = plans.get(key)
     if cached is not None:
         return cached
-    for mid in (policy.allowed_models or ()):
+    for mid in policy.allowed_models or ():
         if mid not in catalog:
             raise UnknownModelError(mid, catalog.ids)
     for mid in policy.denied_models:
@@ -455,9 +508,14 @@ def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[
     for card in catalog:
         reason = _static_reason(card, policy, benchmark, required)
         pin, pout = card.input_usd_per_mtok, card.output_usd_per_mtok
-        cand = _Candidate(card.id, card.name, card.score(benchmark),
-                          None if pin is None else pin / 1e6,
-                          None if pout is None else pout / 1e6, card.context_window)
+        cand = _Candidate(
+            card.id,
+            card.name,
+            card.score(benchmark),
+            None if pin is None else pin / 1e6,
+            None if pout is None else pout / 1e6,
+            card.context_window,
+        )
         if reason is None:
             plan.candidates.append(cand)
         else:
@@ -485,8 +543,11 @@ def _static_reason(
         if has is False:
             return "capability", f"no {cap}"
         if has is None and not policy.allow_unknown_capabilities:
-            return "capability", f"{cap} unknown in the catalog (set it in an override file, " \
-                                 "or allow_unknown_capabilities)"
+            return (
+                "capability",
+                f"{cap} unknown in the catalog (set it in an override file, "
+                "or allow_unknown_capabilities)",
+            )
     if not card.priced and not policy.allow_unpriced:
         missing = "input" if card.input_usd_per_mtok is None else "output"
         return "unpriced", f"no {missing} price in the catalog (allow_unpriced to use it)"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from routedllm.pricing import Cost
-from routedllm.records import CallRecord
+from routedllm.core.pricing import Cost
+from routedllm.records.schema import CallRecord
 
 # GenAI semantic conventions (Development status; names as published in semconv v1.41 and
 # opentelemetry-semantic-conventions 0.66b2). Kept here so a rename is a one-line change.
@@ -23,9 +23,37 @@ COST = "routedllm.client.cost"
 BASELINE_COST = "routedllm.client.baseline_cost"
 # The spec's advisory bucket boundaries.
 DURATION_BUCKETS: tuple[float, ...] = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
 TOKEN_BUCKETS: tuple[int, ...] = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
 OPERATION = "chat"
 # A de-facto attribute (Langfuse maps it to the observation's total cost); not in the spec.
 USAGE_COST = "gen_ai.usage.cost"
@@ -108,24 +136,36 @@ class OTelSink:
             from opentelemetry import metrics, trace
         except ImportError:  # pragma: no cover - exercised without the extra
             raise ImportError(
-                "OTelSink needs OpenTelemetry: pip install 'routedllm[otel]'") from None
+                "OTelSink needs OpenTelemetry: pip install 'routedllm[otel]'"
+            ) from None
         self.provider_name = provider_name
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("routedllm")
         self._duration = meter.create_histogram(
-            OPERATION_DURATION, unit="s", description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+            OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
         self._tokens = meter.create_histogram(
-            TOKEN_USAGE, unit="{token}", description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
+            TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
         self._ttfc = meter.create_histogram(
-            TIME_TO_FIRST_CHUNK, unit="s",
+            TIME_TO_FIRST_CHUNK,
+            unit="s",
             description="Time to receive the first chunk of a streamed response.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
         self._cost = meter.create_counter(
-            COST, unit="USD", description="What the calls cost, from the catalog prices.")
+            COST, unit="USD", description="What the calls cost, from the catalog prices."
+        )
         self._baseline = meter.create_counter(
-            BASELINE_COST, unit="USD",
-            description="What the same tokens would have cost on the baseline model.")
+            BASELINE_COST,
+            unit="USD",
+            description="What the same tokens would have cost on the baseline model.",
+        )
         self._tracer = None
         if spans:
             self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("routedllm")
@@ -135,8 +175,9 @@ class OTelSink:
     def emit(self, record: CallRecord) -> None:
         attrs = otel_metric_attributes(record, self.provider_name)
         if record.latency_s is not None:
-            self._duration.record(record.latency_s, attrs if record.ok
-                                  else {**attrs, "error.type": record.outcome})
+            self._duration.record(
+                record.latency_s, attrs if record.ok else {**attrs, "error.type": record.outcome}
+            )
         if record.ok and record.input_tokens is not None and record.output_tokens is not None:
             self._tokens.record(record.input_tokens, {**attrs, "gen_ai.token.type": "input"})
             self._tokens.record(record.output_tokens, {**attrs, "gen_ai.token.type": "output"})
@@ -145,16 +186,21 @@ class OTelSink:
         if record.cost_usd is not None:
             self._cost.add(record.cost_usd, attrs)
         if record.baseline_cost_usd is not None:
-            self._baseline.add(record.baseline_cost_usd,
-                               {**attrs, "routedllm.baseline_model": record.baseline_model})
+            self._baseline.add(
+                record.baseline_cost_usd,
+                {**attrs, "routedllm.baseline_model": record.baseline_model},
+            )
         if self._tracer is not None:
             self._span(record)
 
     def _span(self, record: CallRecord) -> None:
         start = int(record.ts.timestamp() * 1e9)
         span = self._tracer.start_span(  # type: ignore[union-attr]
-            f"{OPERATION} {record.model}", kind=self._span_kind, start_time=start,
-            attributes=otel_span_attributes(record, self.provider_name))
+            f"{OPERATION} {record.model}",
+            kind=self._span_kind,
+            start_time=start,
+            attributes=otel_span_attributes(record, self.provider_name),
+        )
         if not record.ok:
             status, error = self._status
             span.set_status(status(error, record.error or record.outcome))
@@ -167,8 +213,11 @@ def langsmith_cost_fields(cost: Cost) -> dict[str, float]:
 
     Only known costs appear: LangSmith then prices the rest from its own model price map.
     """
-    fields = {"input_cost": cost.input_usd, "output_cost": cost.output_usd,
-              "total_cost": cost.total_usd}
+    fields = {
+        "input_cost": cost.input_usd,
+        "output_cost": cost.output_usd,
+        "total_cost": cost.total_usd,
+    }
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -201,8 +250,11 @@ def langfuse_usage_details(record: CallRecord) -> dict[str, int] | None:
     if record.input_tokens is None or record.output_tokens is None:
         return None
     cached, reasoning = record.cached_input_tokens or 0, record.reasoning_tokens or 0
-    details = {"input": record.input_tokens - cached, "output": record.output_tokens - reasoning,
-               "total": record.input_tokens + record.output_tokens}
+    details = {
+        "input": record.input_tokens - cached,
+        "output": record.output_tokens - reasoning,
+        "total": record.input_tokens + record.output_tokens,
+    }
     if cached:
         details["input_cache_read"] = cached
     if reasoning:
@@ -212,7 +264,10 @@ def langfuse_usage_details(record: CallRecord) -> dict[str, int] | None:
 
 def langfuse_cost_details(record: CallRecord) -> dict[str, float] | None:
     """Langfuse ``cost_details`` (USD ``input``/``output``/``total``); None when unknown."""
-    details = {"input": record.input_cost_usd, "output": record.output_cost_usd,
-               "total": record.cost_usd}
+    details = {
+        "input": record.input_cost_usd,
+        "output": record.output_cost_usd,
+        "total": record.cost_usd,
+    }
     known = {k: v for k, v in details.items() if v is not None}
     return known or None

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from routedllm.errors import InvalidRequestError, UnknownTagError
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +49,58 @@ _PRIORITY = {name: i for i, name in enumerate(TAG_NAMES)}
 # CJK Unified Ideographs (+ extension A, compatibility) and CJK punctuation.
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 # Code-like lines: how they start (case-sensitive) and end; checked line by line, no regex.
-_CODE_LINE_STARTS = ("def ", "class ", "import ", "#include", "function ", "const ", "let ",
-                     "var ", "public ", "private ", "fn ", "func ", "SELECT ", "CREATE TABLE",
-                     "return ", "if (", "for (", "while (")
+_CODE_LINE_STARTS = (
+    "def ",
+    "class ",
+    "import ",
+    "#include",
+    "function ",
+    "const ",
+    "let ",
+    "var ",
+    "public ",
+    "private ",
+    "fn ",
+    "func ",
+    "SELECT ",
+    "CREATE TABLE",
+    "return ",
+    "if (",
+    "for (",
+    "while (",
+)
 _CODE_LINE_ENDS = (";", ") {", "){", "):")
 # Asking for code without showing any: language, tool and task words (lower case).
-_CODE_WORDS = ("python", "typescript", "javascript", "golang", "rust", "java", "kotlin",
-               "swift", "c++", "c#", "sql", "postgres", "postgresql", "mysql", "bash",
-               "shell script", "regex", "function", "refactor", "debug", "stack trace",
-               "stacktrace", "compiler", "compile", "unit test", "unit tests", "api endpoint",
-               "dockerfile")
+_CODE_WORDS = (
+    "python",
+    "typescript",
+    "javascript",
+    "golang",
+    "rust",
+    "java",
+    "kotlin",
+    "swift",
+    "c++",
+    "c#",
+    "sql",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "bash",
+    "shell script",
+    "regex",
+    "function",
+    "refactor",
+    "debug",
+    "stack trace",
+    "stacktrace",
+    "compiler",
+    "compile",
+    "unit test",
+    "unit tests",
+    "api endpoint",
+    "dockerfile",
+)
 _WORD_CHAR = re.compile(r"[a-z0-9_]")
 _WORD_WINDOW = 3000  # characters searched for code words: the first 2,000 and the last 1,000
 
@@ -113,7 +155,8 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
         else:
             raise InvalidRequestError(
                 f"message {index} must be a dict with 'content' or a message object, "
-                f"got {type(message).__name__}")
+                f"got {type(message).__name__}"
+            )
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
@@ -156,8 +199,11 @@ def looks_like_code(text: str) -> bool:
         if line.startswith("from ") and " import " in line:
             return True
     # Instructions sit at the start or the end of a prompt: look for the words there only.
-    lower = text.lower() if len(text) <= _WORD_WINDOW else (
-        text[: _WORD_WINDOW * 2 // 3] + "\n" + text[-_WORD_WINDOW // 3 :]).lower()
+    lower = (
+        text.lower()
+        if len(text) <= _WORD_WINDOW
+        else (text[: _WORD_WINDOW * 2 // 3] + "\n" + text[-_WORD_WINDOW // 3 :]).lower()
+    )
     return any(_has_word(lower, word) for word in _CODE_WORDS)
 
 

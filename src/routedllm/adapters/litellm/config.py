@@ -3,7 +3,7 @@
 One deployment per catalog model (``openai/<id>`` at the gateway, the key read from the
 environment, per-token prices when the catalog has them, known capabilities and context
 window), plus the routed groups (``routed/auto``, ``routed/code``, ...). The proxy's
-pre-call hook (:class:`routedllm.litellm.LiteLLMHandler`) replaces a routed group by the
+pre-call hook (:class:`routedllm.adapters.litellm.LiteLLMHandler`) replaces a routed group by the
 decision for each request; the group's own deployment and ``router_settings.fallbacks``
 hold the decision for a typical request of that tag, so the groups are listed by
 ``/v1/models`` and still route sensibly should the hook be left out. No litellm import.
@@ -19,27 +19,36 @@ from typing import Any
 
 import yaml
 
-from routedllm.catalog import Catalog, ModelCard
-from routedllm.errors import NoEligibleModelError
-from routedllm.litellm.routing import AUTO, group_tags, routed_groups
-from routedllm.policy import PRESETS, Policy, Request, decide
+from routedllm.adapters.litellm.routing import AUTO, group_tags, routed_groups
+from routedllm.core.catalog import Catalog, ModelCard
+from routedllm.core.decision import PRESETS, Policy, Request, decide
+from routedllm.core.errors import NoEligibleModelError
 
-HANDLER = "routedllm.litellm.handler"
+HANDLER = "routedllm.adapters.litellm.handler"
 MASTER_KEY = "os.environ/LITELLM_MASTER_KEY"
 # What a typical request of a tag looks like, to fix the routed groups' static choice.
 _TYPICAL = [{"role": "user", "content": "A typical request."}]
-_CAPABILITY_KEYS = {"image_input": "supports_vision", "tools": "supports_function_calling",
-                    "structured_output": "supports_response_schema"}
+_CAPABILITY_KEYS = {
+    "image_input": "supports_vision",
+    "tools": "supports_function_calling",
+    "structured_output": "supports_response_schema",
+}
 
 
-def deployment(card: ModelCard, *, base_url: str, api_key_env: str, name: str | None = None
-               ) -> dict[str, Any]:
+def deployment(
+    card: ModelCard, *, base_url: str, api_key_env: str, name: str | None = None
+) -> dict[str, Any]:
     """The LiteLLM deployment of one catalog model; prices and capabilities only when known."""
-    params: dict[str, Any] = {"model": f"openai/{card.id}", "api_base": base_url,
-                              "api_key": f"os.environ/{api_key_env}"}
-    for key, price in (("input_cost_per_token", card.input_usd_per_mtok),
-                       ("output_cost_per_token", card.output_usd_per_mtok),
-                       ("cache_read_input_token_cost", card.cached_input_usd_per_mtok)):
+    params: dict[str, Any] = {
+        "model": f"openai/{card.id}",
+        "api_base": base_url,
+        "api_key": f"os.environ/{api_key_env}",
+    }
+    for key, price in (
+        ("input_cost_per_token", card.input_usd_per_mtok),
+        ("output_cost_per_token", card.output_usd_per_mtok),
+        ("cache_read_input_token_cost", card.cached_input_usd_per_mtok),
+    ):
         if price is not None:
             params[key] = _per_token(price)
     info: dict[str, Any] = {}
@@ -55,8 +64,9 @@ def deployment(card: ModelCard, *, base_url: str, api_key_env: str, name: str | 
     return entry
 
 
-def model_list(catalog: Catalog | None = None, *, base_url: str | None = None,
-               policy: Policy | None = None) -> list[dict[str, Any]]:
+def model_list(
+    catalog: Catalog | None = None, *, base_url: str | None = None, policy: Policy | None = None
+) -> list[dict[str, Any]]:
     """LiteLLM's ``model_list``: every catalog model, then the routed groups.
 
     ``base_url`` defaults to the catalog's gateway. A routed group is a copy of the
@@ -72,17 +82,25 @@ def model_list(catalog: Catalog | None = None, *, base_url: str | None = None,
     return entries
 
 
-def routed_fallbacks(catalog: Catalog | None = None, *, policy: Policy | None = None
-                     ) -> list[dict[str, list[str]]]:
+def routed_fallbacks(
+    catalog: Catalog | None = None, *, policy: Policy | None = None
+) -> list[dict[str, list[str]]]:
     """``router_settings.fallbacks``: each routed group's typical ranking after its choice."""
     catalog = Catalog.from_env() if catalog is None else catalog
-    return [{group: list(ranking[1:])}
-            for group, ranking in _static_routes(catalog, policy or Policy()).items()
-            if len(ranking) > 1]
+    return [
+        {group: list(ranking[1:])}
+        for group, ranking in _static_routes(catalog, policy or Policy()).items()
+        if len(ranking) > 1
+    ]
 
 
-def proxy_config(catalog: Catalog | None = None, *, base_url: str | None = None,
-                 policy: Policy | None = None, handler: str = HANDLER) -> dict[str, Any]:
+def proxy_config(
+    catalog: Catalog | None = None,
+    *,
+    base_url: str | None = None,
+    policy: Policy | None = None,
+    handler: str = HANDLER,
+) -> dict[str, Any]:
     """The whole proxy config: model list, fallbacks, the routedllm callback, the master key.
 
     Retries are off (``num_retries: 0``): a failed model moves on to the next one in the
@@ -91,8 +109,10 @@ def proxy_config(catalog: Catalog | None = None, *, base_url: str | None = None,
     catalog = Catalog.from_env() if catalog is None else catalog
     return {
         "model_list": model_list(catalog, base_url=base_url, policy=policy),
-        "router_settings": {"num_retries": 0,
-                            "fallbacks": routed_fallbacks(catalog, policy=policy)},
+        "router_settings": {
+            "num_retries": 0,
+            "fallbacks": routed_fallbacks(catalog, policy=policy),
+        },
         "litellm_settings": {"callbacks": [handler]},
         "general_settings": {"master_key": MASTER_KEY},
     }
@@ -113,8 +133,13 @@ def render_config(config: dict[str, Any], catalog: Catalog | None = None) -> str
     return header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
 
 
-def write_config(path: str | Path, catalog: Catalog | None = None, *,
-                 base_url: str | None = None, policy: Policy | None = None) -> Path:
+def write_config(
+    path: str | Path,
+    catalog: Catalog | None = None,
+    *,
+    base_url: str | None = None,
+    policy: Policy | None = None,
+) -> Path:
     """Write the proxy config to ``path``; returns the path."""
     catalog = Catalog.from_env() if catalog is None else catalog
     text = render_config(proxy_config(catalog, base_url=base_url, policy=policy), catalog)
@@ -128,14 +153,23 @@ def add_litellm_config_command(
 ) -> argparse.ArgumentParser:
     """Register the ``litellm-config`` subcommand on the ``routedllm`` parser."""
     p = subparsers.add_parser(
-        "litellm-config", parents=[common_parent],
-        help="write a LiteLLM proxy config.yaml: the catalog's models and routed groups")
+        "litellm-config",
+        parents=[common_parent],
+        help="write a LiteLLM proxy config.yaml: the catalog's models and routed groups",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-    p.add_argument("--base-url", metavar="URL",
-                   help="OpenAI-compatible endpoint of every deployment (default: the gateway)")
-    p.add_argument("--policy", choices=PRESETS, default="value",
-                   help="policy of the routed groups' static choice (the callback's own policy "
-                        "comes from ROUTEDLLM_POLICY)")
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="OpenAI-compatible endpoint of every deployment (default: the gateway)",
+    )
+    p.add_argument(
+        "--policy",
+        choices=PRESETS,
+        default="value",
+        help="policy of the routed groups' static choice (the callback's own policy "
+        "comes from ROUTEDLLM_POLICY)",
+    )
     p.set_defaults(run=cmd_litellm_config)
     return p
 
@@ -150,8 +184,10 @@ def cmd_litellm_config(args: argparse.Namespace) -> int:
     text = render_config(proxy_config(catalog, base_url=args.base_url, policy=policy), catalog)
     missing = [g for g in routed_groups() if g not in _static_routes(catalog, policy)]
     if missing:
-        print(f"routedllm: warning: no eligible model for {', '.join(missing)}: left out",
-              file=sys.stderr)
+        print(
+            f"routedllm: warning: no eligible model for {', '.join(missing)}: left out",
+            file=sys.stderr,
+        )
     if args.output:
         Path(args.output).write_text(text, "utf-8")
         print(f"wrote {args.output}", file=sys.stderr)

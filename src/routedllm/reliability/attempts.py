@@ -17,7 +17,7 @@ from typing import Any, Literal
 import openai
 from langchain_core.exceptions import ContextOverflowError
 
-from routedllm.records import ERROR_TEXT_LIMIT, error_text
+from routedllm.records.schema import ERROR_TEXT_LIMIT, error_text
 
 Action = Literal["fallback", "context", "fatal"]
 Outcome = Literal["ok", "error", "skipped"]
@@ -29,7 +29,7 @@ class MalformedResponseError(Exception):
     """A 200 whose body is not a usable completion (no choices, not a chat completion).
 
     An upstream fault like a 5xx: the call falls back, so this never reaches the caller
-    except as the ``__cause__`` of an :class:`~routedllm.errors.AllAttemptsFailedError`.
+    except as the ``__cause__`` of an :class:`~routedllm.core.errors.AllAttemptsFailedError`.
     """
 
 
@@ -154,4 +154,3 @@ def failed_attempt(model: str, exc: BaseException, latency_s: float, secret: str
         retry_after_s=retry_after_s(exc),
         latency_s=round(latency_s, 6),
     )
-

@@ -4,7 +4,7 @@
   ``config.yaml`` (and ``litellm.Router``'s model list) from the catalog;
 * :class:`LiteLLMHandler`: the LiteLLM ``CustomLogger`` that routes ``routed/*`` requests
   on the proxy and records every attempt; ``handler`` is the one the generated config
-  names (``routedllm.litellm.handler``), configured from the environment;
+  names (``routedllm.adapters.litellm.handler``), configured from the environment;
 * :class:`RoutedRouter`: the same decision in front of ``litellm.Router`` in Python.
 
 Importing this package does not import litellm: the handler and ``from_catalog`` load it
@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from routedllm.litellm.config import (
+from routedllm.adapters.litellm.config import (
     HANDLER,
     add_litellm_config_command,
     deployment,
@@ -26,11 +26,17 @@ from routedllm.litellm.config import (
     routed_fallbacks,
     write_config,
 )
-from routedllm.litellm.router import RoutedRouter
-from routedllm.litellm.routing import AUTO, PREFIX, decide_for_body, route_body, routed_groups
+from routedllm.adapters.litellm.router import RoutedRouter
+from routedllm.adapters.litellm.routing import (
+    AUTO,
+    PREFIX,
+    decide_for_body,
+    route_body,
+    routed_groups,
+)
 
 if TYPE_CHECKING:
-    from routedllm.litellm.callback import LiteLLMHandler
+    from routedllm.adapters.litellm.callback import LiteLLMHandler
 
 _handler: Any = None
 _handler_lock = threading.Lock()  # the proxy may ask from several threads at once: build one
@@ -40,17 +46,17 @@ def __getattr__(name: str) -> Any:
     """``LiteLLMHandler`` and ``handler`` import litellm, so they load on first use."""
     global _handler
     if name == "LiteLLMHandler":
-        from routedllm.litellm.callback import LiteLLMHandler
+        from routedllm.adapters.litellm.callback import LiteLLMHandler
 
         return LiteLLMHandler
     if name == "handler":
         with _handler_lock:
             if _handler is None:
-                from routedllm.litellm.callback import LiteLLMHandler
+                from routedllm.adapters.litellm.callback import LiteLLMHandler
 
                 _handler = LiteLLMHandler.from_env()
             return _handler
-    raise AttributeError(f"module 'routedllm.litellm' has no attribute {name!r}")
+    raise AttributeError(f"module 'routedllm.adapters.litellm' has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,7 +1,7 @@
 """CallRecord: what one model attempt cost and how long it took, and the sinks that take it.
 
 One record per attempt, whatever sent the call (the LangChain handler, a LiteLLM logger).
-Money comes from :func:`routedllm.pricing.call_cost`; a price the catalog lacks, or usage
+Money comes from :func:`routedllm.core.pricing.call_cost`; a price the catalog lacks, or usage
 the provider did not report, makes the cost ``None`` (unknown), never zero. Nothing here
 imports LangChain, so every adapter can build records.
 """
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from routedllm.catalog import Catalog, ModelCard
-from routedllm.pricing import call_cost
+from routedllm.core.catalog import Catalog, ModelCard
+from routedllm.core.pricing import call_cost
 
 if TYPE_CHECKING:  # both import this module; sinks_for imports them when called
-    from routedllm.ledger import JsonlLedger
-    from routedllm.stats import MemorySink
+    from routedllm.records.ledger import JsonlLedger
+    from routedllm.records.memory import MemorySink
 
 logger = logging.getLogger("routedllm")
 
@@ -50,19 +50,27 @@ class CallRecord(BaseModel):
     parent_run_id: str | None = None
     model: str = Field(min_length=1)
     requested_model: str | None = Field(
-        default=None, description="The model first asked for (the routing decision's choice).")
+        default=None, description="The model first asked for (the routing decision's choice)."
+    )
     answering_model: str | None = Field(
-        default=None, description="The model name the response reported; None on errors.")
+        default=None, description="The model name the response reported; None on errors."
+    )
     tags: tuple[str, ...] = ()
     policy: str | None = None
     route: str | None = Field(
-        default=None, description="The routed entry the client asked for (LiteLLM: routed/code).")
-    attempt: int = Field(default=1, ge=1, description="1 for the first try, 2 for the first fallback...")
+        default=None, description="The routed entry the client asked for (LiteLLM: routed/code)."
+    )
+    attempt: int = Field(
+        default=1, ge=1, description="1 for the first try, 2 for the first fallback..."
+    )
     outcome: str = Field(default=OK, min_length=1, description="'ok' or the error type.")
     error: str | None = None
     cache_hit: bool = Field(
-        default=False, description="Answered from an LLM cache: no request, no tokens, cost 0.")
-    input_tokens: int | None = Field(default=None, ge=0, description="Includes cached input tokens.")
+        default=False, description="Answered from an LLM cache: no request, no tokens, cost 0."
+    )
+    input_tokens: int | None = Field(
+        default=None, ge=0, description="Includes cached input tokens."
+    )
     cached_input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0, description="Includes reasoning tokens.")
     reasoning_tokens: int | None = Field(default=None, ge=0)
@@ -75,7 +83,9 @@ class CallRecord(BaseModel):
     baseline_cost_usd: float | None = None
     savings_usd: float | None = Field(default=None, description="baseline_cost_usd - cost_usd.")
     latency_s: float | None = Field(default=None, ge=0)
-    ttft_s: float | None = Field(default=None, ge=0, description="Time to first chunk; streams only.")
+    ttft_s: float | None = Field(
+        default=None, ge=0, description="Time to first chunk; streams only."
+    )
     output_tokens_per_s: float | None = Field(default=None, ge=0)
 
     @property
@@ -100,8 +110,12 @@ class Usage:
             return None
         details_in = usage.get("input_token_details") or {}
         details_out = usage.get("output_token_details") or {}
-        return cls(int(usage["input_tokens"]), int(usage["output_tokens"]),
-                   int(details_in.get("cache_read") or 0), int(details_out.get("reasoning") or 0))
+        return cls(
+            int(usage["input_tokens"]),
+            int(usage["output_tokens"]),
+            int(details_in.get("cache_read") or 0),
+            int(details_out.get("reasoning") or 0),
+        )
 
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
@@ -110,9 +124,12 @@ class Usage:
             return None
         details_in = usage.get("prompt_tokens_details") or {}
         details_out = usage.get("completion_tokens_details") or {}
-        return cls(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0),
-                   int(details_in.get("cached_tokens") or 0),
-                   int(details_out.get("reasoning_tokens") or 0))
+        return cls(
+            int(usage["prompt_tokens"]),
+            int(usage.get("completion_tokens") or 0),
+            int(details_in.get("cached_tokens") or 0),
+            int(details_out.get("reasoning_tokens") or 0),
+        )
 
 
 NO_TOKENS = Usage(0, 0)
@@ -224,19 +241,24 @@ def with_baseline(record: CallRecord, catalog: Catalog, baseline_model: str) -> 
     The record's own cost is kept as recorded. Raises UnknownModelError for an unknown id.
     """
     base = resolve_model(catalog, baseline_model) or catalog.get(baseline_model)
-    usage = None if record.input_tokens is None or record.output_tokens is None else Usage(
-        record.input_tokens, record.output_tokens, record.cached_input_tokens or 0)
+    usage = (
+        None
+        if record.input_tokens is None or record.output_tokens is None
+        else Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens or 0)
+    )
     base_cost = _total(base, usage)
     savings = None if record.cost_usd is None or base_cost is None else base_cost - record.cost_usd
-    return record.model_copy(update={"baseline_model": base.id, "baseline_cost_usd": base_cost,
-                                     "savings_usd": savings})
+    return record.model_copy(
+        update={"baseline_model": base.id, "baseline_cost_usd": base_cost, "savings_usd": savings}
+    )
 
 
 def _total(card: ModelCard | None, usage: Usage | None) -> float | None:
     if card is None or usage is None:
         return None
-    return call_cost(card, usage.input_tokens, usage.output_tokens,
-                     usage.cached_input_tokens).total_usd
+    return call_cost(
+        card, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens
+    ).total_usd
 
 
 def _speed(usage: Usage | None, latency_s: float | None, ttft_s: float | None) -> float | None:
@@ -266,12 +288,13 @@ def deliver(sinks: Iterable[Sink], records: Iterable[CallRecord]) -> None:
                 logger.exception("routedllm: sink %r failed to take a record", sink)
 
 
-def sinks_for(memory: MemorySink | None, ledger_path: str | os.PathLike[str] | None,
-              sinks: Iterable[Sink]) -> tuple[MemorySink, JsonlLedger | None, tuple[Sink, ...]]:
+def sinks_for(
+    memory: MemorySink | None, ledger_path: str | os.PathLike[str] | None, sinks: Iterable[Sink]
+) -> tuple[MemorySink, JsonlLedger | None, tuple[Sink, ...]]:
     """A handler's sinks: ``memory`` (a new MemorySink when None), a JSONL ledger at
     ``ledger_path`` when given, then ``sinks``; returned as (memory, ledger, all of them)."""
-    from routedllm.ledger import JsonlLedger
-    from routedllm.stats import MemorySink
+    from routedllm.records.ledger import JsonlLedger
+    from routedllm.records.memory import MemorySink
 
     memory = MemorySink() if memory is None else memory
     ledger = None if ledger_path is None else JsonlLedger(ledger_path)

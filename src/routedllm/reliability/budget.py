@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from routedllm.errors import BudgetExceeded, InvalidRequestError, RoutedLLMError
+from routedllm.core.errors import BudgetExceeded, InvalidRequestError, RoutedLLMError
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis
@@ -126,8 +126,7 @@ class Budget(ABC):
 
     def __init__(self, limits: BudgetLimits) -> None:
         if not isinstance(limits, BudgetLimits):
-            raise InvalidRequestError(
-                f"limits must be a BudgetLimits, got {type(limits).__name__}")
+            raise InvalidRequestError(f"limits must be a BudgetLimits, got {type(limits).__name__}")
         self.limits = limits
         self._closing = threading.Lock()
 
@@ -138,7 +137,9 @@ class Budget(ABC):
         self._check(self._reserve(reservation), reservation)
         return reservation
 
-    async def areserve(self, estimate_usd: float | None, *, model: str | None = None) -> Reservation:
+    async def areserve(
+        self, estimate_usd: float | None, *, model: str | None = None
+    ) -> Reservation:
         reservation = self._new(estimate_usd, model)
         self._check(await self._areserve(reservation), reservation)
         return reservation
@@ -162,7 +163,9 @@ class Budget(ABC):
             await self._arelease(reservation)
 
     @contextmanager
-    def hold(self, estimate_usd: float | None, *, model: str | None = None) -> Iterator[Reservation]:
+    def hold(
+        self, estimate_usd: float | None, *, model: str | None = None
+    ) -> Iterator[Reservation]:
         """Reserve for the block: released if it raises, charged the estimate if it ends
         without ``settle()``."""
         reservation = self.reserve(estimate_usd, model=model)
@@ -175,8 +178,9 @@ class Budget(ABC):
             self.settle(reservation, None)
 
     @asynccontextmanager
-    async def ahold(self, estimate_usd: float | None, *,
-                    model: str | None = None) -> AsyncIterator[Reservation]:
+    async def ahold(
+        self, estimate_usd: float | None, *, model: str | None = None
+    ) -> AsyncIterator[Reservation]:
         reservation = await self.areserve(estimate_usd, model=model)
         try:
             yield reservation
@@ -225,45 +229,69 @@ class Budget(ABC):
                 raise BudgetExceeded(
                     f"estimated cost{who} is unknown (no price in the catalog), so spend "
                     "limits cannot be enforced on it: price the model in a catalog override "
-                    "file, or set allow_unknown_cost=True", scope="unknown_cost")
+                    "file, or set allow_unknown_cost=True",
+                    scope="unknown_cost",
+                )
             estimate_usd = 0.0
-        if not isinstance(estimate_usd, int | float) or isinstance(estimate_usd, bool) or (
-                not math.isfinite(estimate_usd)) or estimate_usd < 0:
+        if (
+            not isinstance(estimate_usd, int | float)
+            or isinstance(estimate_usd, bool)
+            or (not math.isfinite(estimate_usd))
+            or estimate_usd < 0
+        ):
             raise InvalidRequestError(
-                f"estimate_usd must be a finite, non-negative number of USD, got {estimate_usd!r}")
+                f"estimate_usd must be a finite, non-negative number of USD, got {estimate_usd!r}"
+            )
         if limits.max_call_usd is not None and estimate_usd > limits.max_call_usd:
             raise BudgetExceeded(
                 f"estimated cost{who} ${estimate_usd:.6f} is above the per-call maximum "
-                f"${limits.max_call_usd:.6f}", scope="call", limit_usd=limits.max_call_usd,
-                requested_usd=estimate_usd)
-        return Reservation(uuid.uuid4().hex, estimate_usd, model, self,
-                           _units=_units(estimate_usd))
+                f"${limits.max_call_usd:.6f}",
+                scope="call",
+                limit_usd=limits.max_call_usd,
+                requested_usd=estimate_usd,
+            )
+        return Reservation(uuid.uuid4().hex, estimate_usd, model, self, _units=_units(estimate_usd))
 
     def _check(self, refusal: _Refusal | None, r: Reservation) -> None:
         if refusal is None:
             return
         r.state = "released"
         who = f" for {r.model}" if r.model else ""
-        limit = (self.limits.max_run_usd if refusal.scope == "run" else
-                 self.limits.max_window_usd) or 0.0
-        what = ("run spend cap" if refusal.scope == "run" else
-                f"spend cap per {_span(self.limits.window_s)}")
+        limit = (
+            self.limits.max_run_usd if refusal.scope == "run" else self.limits.max_window_usd
+        ) or 0.0
+        what = (
+            "run spend cap"
+            if refusal.scope == "run"
+            else f"spend cap per {_span(self.limits.window_s)}"
+        )
         raise BudgetExceeded(
             f"{what} ${limit:.6f} reached: ${refusal.spent / _NANO:.6f} spent + "
             f"${refusal.reserved / _NANO:.6f} held by calls in flight + "
             f"${r.amount_usd:.6f}{who} would pass it",
-            scope=refusal.scope, limit_usd=limit, spent_usd=refusal.spent / _NANO,
-            reserved_usd=refusal.reserved / _NANO, requested_usd=r.amount_usd)
+            scope=refusal.scope,
+            limit_usd=limit,
+            spent_usd=refusal.spent / _NANO,
+            reserved_usd=refusal.reserved / _NANO,
+            requested_usd=r.amount_usd,
+        )
 
     def _close(self, r: Reservation, to: str, actual_usd: float | None) -> bool:
         """Move ``r`` out of "held"; True when this call did it (so the backend must act)."""
         if r.budget is not self:
             raise InvalidRequestError("this reservation belongs to another budget")
-        if to == "settled" and actual_usd is not None and (
-                not isinstance(actual_usd, int | float) or not math.isfinite(actual_usd)
-                or actual_usd < 0):
+        if (
+            to == "settled"
+            and actual_usd is not None
+            and (
+                not isinstance(actual_usd, int | float)
+                or not math.isfinite(actual_usd)
+                or actual_usd < 0
+            )
+        ):
             raise InvalidRequestError(
-                f"actual_usd must be a finite, non-negative number of USD, got {actual_usd!r}")
+                f"actual_usd must be a finite, non-negative number of USD, got {actual_usd!r}"
+            )
         with self._closing:
             if r.state == "held":
                 r.state = to  # type: ignore[assignment]
@@ -287,7 +315,9 @@ class LocalBudget(Budget):
     expiry; tests inject their own.
     """
 
-    def __init__(self, limits: BudgetLimits, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limits: BudgetLimits, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(limits)
         self._clock = clock
         self._lock = threading.Lock()
@@ -306,7 +336,8 @@ class LocalBudget(Budget):
             now = self._clock()
             self._expire(now)
             if limits.max_run_usd is not None and (
-                    self._spent + self._reserved + r._units > _units(limits.max_run_usd)):
+                self._spent + self._reserved + r._units > _units(limits.max_run_usd)
+            ):
                 return _Refusal("run", self._spent, self._reserved)
             if limits.max_window_usd is not None:
                 window = self._window(now)
@@ -337,8 +368,13 @@ class LocalBudget(Budget):
         with self._lock:
             now = self._clock()
             self._expire(now)
-            return BudgetStatus(self._spent / _NANO, self._window(now) / _NANO,
-                                self._reserved / _NANO, len(self._held), self._settled)
+            return BudgetStatus(
+                self._spent / _NANO,
+                self._window(now) / _NANO,
+                self._reserved / _NANO,
+                len(self._held),
+                self._settled,
+            )
 
     def reset(self) -> None:
         with self._lock:
@@ -395,7 +431,9 @@ local function num(key) return tonumber(redis.call('GET', key) or '0') end
 local function fmt(x) return string.format('%.0f', x) end
 """
 # ARGV: now, id, units, ttl_s, run cap units ('' none), window cap units ('' none), slot_s, slots
-_LUA_RESERVE = _LUA_PRELUDE + """
+_LUA_RESERVE = (
+    _LUA_PRELUDE
+    + """
 local now = now_s()
 expire(now)
 local spent, reserved, units = num(KEYS[1]), num(KEYS[2]), tonumber(ARGV[3])
@@ -413,8 +451,11 @@ redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[2])
 return {'', fmt(spent), fmt(reserved)}
 """
+)
 # ARGV: now, id, actual units ('' = the reserved amount), slot_s, slots, fallback units
-_LUA_SETTLE = _LUA_PRELUDE + """
+_LUA_SETTLE = (
+    _LUA_PRELUDE
+    + """
 local now = now_s()
 local held = redis.call('HGET', KEYS[4], ARGV[2])
 if held then
@@ -431,6 +472,7 @@ redis.call('INCR', KEYS[6])
 if held then return 1 end
 return 0
 """
+)
 _LUA_RELEASE = """
 local held = redis.call('HGET', KEYS[4], ARGV[2])
 if held then
@@ -442,15 +484,22 @@ end
 return 0
 """
 # ARGV: now, slot_s, slots
-_LUA_STATUS = _LUA_PRELUDE + """
+_LUA_STATUS = (
+    _LUA_PRELUDE
+    + """
 local now = now_s()
 expire(now)
 local in_window = window(now, tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {fmt(num(KEYS[1])), fmt(in_window), fmt(num(KEYS[2])),
         redis.call('ZCARD', KEYS[3]), fmt(num(KEYS[6]))}
 """
-_SCRIPTS = {"reserve": _LUA_RESERVE, "settle": _LUA_SETTLE, "release": _LUA_RELEASE,
-            "status": _LUA_STATUS}
+)
+_SCRIPTS = {
+    "reserve": _LUA_RESERVE,
+    "settle": _LUA_SETTLE,
+    "release": _LUA_RELEASE,
+    "status": _LUA_STATUS,
+}
 
 
 class RedisBudget(Budget):
@@ -476,8 +525,10 @@ class RedisBudget(Budget):
     ) -> None:
         super().__init__(limits)
         if client is None and aclient is None:
-            raise InvalidRequestError("RedisBudget needs a redis client (client=redis.Redis(...) "
-                                      "or aclient=redis.asyncio.Redis(...)), or use from_url()")
+            raise InvalidRequestError(
+                "RedisBudget needs a redis client (client=redis.Redis(...) "
+                "or aclient=redis.asyncio.Redis(...)), or use from_url()"
+            )
         if not name or not isinstance(name, str):
             raise InvalidRequestError(f"name must be a non-empty string, got {name!r}")
         self.name = name
@@ -485,16 +536,27 @@ class RedisBudget(Budget):
         self._aclient = aclient
         self._clock = clock
         base = f"routedllm:budget:{{{name}}}"  # one hash slot: the scripts touch every key
-        self._keys = [f"{base}:{part}" for part in
-                      ("spent", "reserved", "held", "amounts", "window", "settled")]
+        self._keys = [
+            f"{base}:{part}"
+            for part in ("spent", "reserved", "held", "amounts", "window", "settled")
+        ]
         self._sync = {k: client.register_script(v) for k, v in _SCRIPTS.items()} if client else {}
-        self._async = ({k: aclient.register_script(v) for k, v in _SCRIPTS.items()}
-                       if aclient else {})
+        self._async = (
+            {k: aclient.register_script(v) for k, v in _SCRIPTS.items()} if aclient else {}
+        )
 
     @classmethod
-    def from_url(cls, url: str, limits: BudgetLimits, *, name: str = "default",
-                 clock: Callable[[], float] | None = None, max_connections: int = 64,
-                 pool_timeout_s: float = 10.0, **options: Any) -> RedisBudget:
+    def from_url(
+        cls,
+        url: str,
+        limits: BudgetLimits,
+        *,
+        name: str = "default",
+        clock: Callable[[], float] | None = None,
+        max_connections: int = 64,
+        pool_timeout_s: float = 10.0,
+        **options: Any,
+    ) -> RedisBudget:
         """Sync and asyncio clients for ``url`` (``redis://[:password@]host:port/db``).
 
         Each client has a blocking pool of ``max_connections``: past that many concurrent
@@ -506,15 +568,21 @@ class RedisBudget(Budget):
             import redis as redis_sync
             import redis.asyncio as redis_async
         except ImportError:  # pragma: no cover - depends on the environment
-            raise ImportError("RedisBudget needs redis-py: pip install 'routedllm[redis]'") from None
+            raise ImportError(
+                "RedisBudget needs redis-py: pip install 'routedllm[redis]'"
+            ) from None
         pool = dict(max_connections=max_connections, timeout=pool_timeout_s, **options)
         return cls(
             limits,
             client=redis_sync.Redis.from_pool(
-                redis_sync.BlockingConnectionPool.from_url(url, **pool)),
+                redis_sync.BlockingConnectionPool.from_url(url, **pool)
+            ),
             aclient=redis_async.Redis.from_pool(
-                redis_async.BlockingConnectionPool.from_url(url, **pool)),
-            name=name, clock=clock)
+                redis_async.BlockingConnectionPool.from_url(url, **pool)
+            ),
+            name=name,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return f"RedisBudget(name={self.name!r}, redis={self._where()}, {self.limits!r})"
@@ -531,13 +599,17 @@ class RedisBudget(Budget):
     def _now(self) -> str:
         return "" if self._clock is None else repr(float(self._clock()))
 
-    def _args(self, step: str, r: Reservation | None = None, actual: int | None = None) -> list[Any]:
+    def _args(
+        self, step: str, r: Reservation | None = None, actual: int | None = None
+    ) -> list[Any]:
         limits = self.limits
         slots = [repr(limits.slot_s), str(limits.window_slots)]
         if step == "reserve":
             assert r is not None
-            caps = ["" if cap is None else str(_units(cap))
-                    for cap in (limits.max_run_usd, limits.max_window_usd)]
+            caps = [
+                "" if cap is None else str(_units(cap))
+                for cap in (limits.max_run_usd, limits.max_window_usd)
+            ]
             return [self._now(), r.id, str(r._units), repr(limits.reservation_ttl_s), *caps, *slots]
         if step == "settle":
             assert r is not None
@@ -549,8 +621,10 @@ class RedisBudget(Budget):
 
     def _run(self, step: str, args: list[Any]) -> Any:
         if self._client is None:
-            raise InvalidRequestError("this RedisBudget has only an asyncio client: use the a* "
-                                      "methods (areserve, asettle, arelease, astatus)")
+            raise InvalidRequestError(
+                "this RedisBudget has only an asyncio client: use the a* "
+                "methods (areserve, asettle, arelease, astatus)"
+            )
         import redis as redis_sync
 
         try:
@@ -571,7 +645,8 @@ class RedisBudget(Budget):
     def _backend_error(self, exc: Exception) -> BudgetBackendError:
         return BudgetBackendError(
             f"budget store {self._where()} failed ({type(exc).__name__}: {exc}); calls are "
-            "refused while the budget cannot be checked")
+            "refused while the budget cannot be checked"
+        )
 
     # -- backend steps --------------------------------------------------------------------
     def _reserve(self, r: Reservation) -> _Refusal | None:
@@ -633,8 +708,9 @@ def _refusal(reply: list[Any]) -> _Refusal | None:
 
 def _status(reply: list[Any]) -> BudgetStatus:
     spent, window, reserved, in_flight, settled = (_text(x) for x in reply)
-    return BudgetStatus(int(spent) / _NANO, int(window) / _NANO, int(reserved) / _NANO,
-                        int(in_flight), int(settled))
+    return BudgetStatus(
+        int(spent) / _NANO, int(window) / _NANO, int(reserved) / _NANO, int(in_flight), int(settled)
+    )
 
 
 def _text(value: Any) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 from langchain_core.tracers.langchain import LangChainTracer
 from langchain_core.tracers.schemas import Run
 
-from routedllm.catalog import Catalog
-from routedllm.pricing import call_cost
-from routedllm.records import Usage, resolve_model
-from routedllm.telemetry import langsmith_cost_fields
+from routedllm.core.catalog import Catalog
+from routedllm.core.pricing import call_cost
+from routedllm.records.schema import Usage, resolve_model
+from routedllm.records.telemetry import langsmith_cost_fields
 
 
 class LangSmithCostTracer(LangChainTracer):
@@ -28,7 +28,7 @@ class LangSmithCostTracer(LangChainTracer):
     Use it in place of the tracer ``LANGSMITH_TRACING=true`` creates: pass it in
     ``config={"callbacks": [...]}`` and LangChain adds no second tracer. The model priced
     is the one the response names (``response_metadata["model_name"]``, resolved with
-    :func:`routedllm.records.resolve_model`), else ``ls_model_name``. A model the catalog
+    :func:`routedllm.records.schema.resolve_model`), else ``ls_model_name``. A model the catalog
     cannot price gets no cost fields, so LangSmith falls back to its own price map.
     Other keyword arguments go to ``LangChainTracer`` (``project_name``, ``client``...).
     """
@@ -50,8 +50,9 @@ class LangSmithCostTracer(LangChainTracer):
         tokens = Usage.from_usage_metadata(usage)
         if card is None or tokens is None:
             return {}
-        return langsmith_cost_fields(call_cost(
-            card, tokens.input_tokens, tokens.output_tokens, tokens.cached_input_tokens))
+        return langsmith_cost_fields(
+            call_cost(card, tokens.input_tokens, tokens.output_tokens, tokens.cached_input_tokens)
+        )
 
 
 def _model_name(run: Run) -> str | None:

@@ -12,17 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from routedllm.catalog import Catalog
-from routedllm.errors import InvalidRequestError, NoEligibleModelError
-from routedllm.policy import Decision, Policy, Request, decide
-from routedllm.tags import TAG_NAMES, VOCABULARY, message_features
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Decision, Policy, Request, decide
+from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
+from routedllm.core.tags import TAG_NAMES, VOCABULARY, message_features
 
 PREFIX = "routed/"
 AUTO = f"{PREFIX}auto"
 META_KEY = "routedllm"  # the decision's summary, in the request's metadata
-_HINT = ("The call needs {caps}, which the catalog leaves unknown for the remaining models. "
-         "Mark the models you trust in a catalog override (ROUTEDLLM_CATALOG), or set "
-         "allow_unknown_capabilities: true in the policy (ROUTEDLLM_POLICY).")
+_HINT = (
+    "The call needs {caps}, which the catalog leaves unknown for the remaining models. "
+    "Mark the models you trust in a catalog override (ROUTEDLLM_CATALOG), or set "
+    "allow_unknown_capabilities: true in the policy (ROUTEDLLM_POLICY)."
+)
 
 
 def routed_groups() -> tuple[str, ...]:
@@ -37,8 +39,9 @@ def group_tags(group: str, given: Iterable[str] = ()) -> tuple[str, ...] | None:
     """
     if not group.startswith(PREFIX) or group not in routed_groups():
         raise InvalidRequestError(
-            f"unknown routed model group {group!r}; known: {', '.join(routed_groups())}")
-    own = () if group == AUTO else (group[len(PREFIX):],)
+            f"unknown routed model group {group!r}; known: {', '.join(routed_groups())}"
+        )
+    own = () if group == AUTO else (group[len(PREFIX) :],)
     tags = tuple(dict.fromkeys((*own, *given)))
     return tags or None
 
@@ -52,8 +55,9 @@ def vocabulary_tags(value: Any) -> tuple[str, ...]:
         value = value.split(",")
     if not isinstance(value, Iterable):
         return ()
-    return tuple(dict.fromkeys(t.strip() for t in value
-                               if isinstance(t, str) and t.strip() in VOCABULARY))
+    return tuple(
+        dict.fromkeys(t.strip() for t in value if isinstance(t, str) and t.strip() in VOCABULARY)
+    )
 
 
 def body_tags(data: Mapping[str, Any]) -> tuple[str, ...]:
@@ -87,16 +91,20 @@ def decide_for_body(catalog: Catalog, policy: Policy, data: Mapping[str, Any]) -
         raise InvalidRequestError(f"{group}: the request has no messages to route on")
     limit = data.get("max_completion_tokens") or data.get("max_tokens")
     require = required_capabilities(data)
-    request = Request(messages=messages, tags=group_tags(group, body_tags(data)),
-                      max_output_tokens=limit if isinstance(limit, int) and limit > 0 else None,
-                      require=require)
+    request = Request(
+        messages=messages,
+        tags=group_tags(group, body_tags(data)),
+        max_output_tokens=limit if isinstance(limit, int) and limit > 0 else None,
+        require=require,
+    )
     try:
         return decide(catalog, policy, request)
     except NoEligibleModelError as exc:
         if not require:
             raise
-        raise NoEligibleModelError(exc.tags, exc.rejected,
-                                   _HINT.format(caps=", ".join(sorted(require)))) from None
+        raise NoEligibleModelError(
+            exc.tags, exc.rejected, _HINT.format(caps=", ".join(sorted(require)))
+        ) from None
 
 
 def route_body(catalog: Catalog, policy: Policy, data: MutableMapping[str, Any]) -> Decision | None:

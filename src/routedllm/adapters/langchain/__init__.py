@@ -1,0 +1,1 @@
+"""LangChain adapter: RoutedChatModel and the CostLatencyHandler callback."""

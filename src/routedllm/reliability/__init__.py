@@ -1,0 +1,1 @@
+"""Reliability: the attempt loop, the circuit breaker and spend budgets."""
