@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
@@ -24,6 +25,9 @@ BENCHMARKS: tuple[str, ...] = ("mmlu", "humaneval", "ceval")
 CAPABILITIES: tuple[str, ...] = ("image_input", "tools", "structured_output")
 CATALOG_ENV = "ROUTEDLLM_CATALOG"
 DEFAULT_BASE_URL = "https://global-apis.com/v1"
+# A provider's dated snapshot of a catalog model: "gpt-4o-2024-08-06", "...-20241022",
+# "gpt-4-0613", or a "-latest" alias. Only these suffixes are stripped (see Catalog.resolve).
+_SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
 
 AsOf = Annotated[
     str | None,
@@ -125,7 +129,7 @@ class Catalog:
     :meth:`merged` (an override file merges over it by ``id``).
     """
 
-    __slots__ = ("info", "_cards", "_by_id", "memo")
+    __slots__ = ("info", "_cards", "_by_id")
 
     def __init__(self, models: Iterable[ModelCard], info: CatalogInfo | None = None) -> None:
         cards = tuple(models)
@@ -139,9 +143,6 @@ class Catalog:
         self.info = info or CatalogInfo()
         self._cards = cards
         self._by_id = by_id
-        # Derived data computed once per catalog (the routing plans of routedllm.core.decision);
-        # the catalog is immutable, so nothing here goes stale.
-        self.memo: dict[Any, Any] = {}
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -244,6 +245,33 @@ class Catalog:
     def find(self, model_id: str) -> ModelCard | None:
         """The card for ``model_id``, or None."""
         return self._by_id.get(model_id)
+
+    def resolve(self, name: str | None) -> ModelCard | None:
+        """The card a provider's model name refers to, or None.
+
+        The rule, in order: the exact id; the name without a ``provider/`` prefix
+        (``openai/gpt-4o``); either of those without one dated-snapshot suffix
+        (``-2024-08-06``, ``-20241022``, ``-0613``) or ``-latest``. Nothing looser: a plain
+        prefix match would price ``gpt-4o-mini`` as ``gpt-4o``. Anything else is unknown.
+        """
+        if not name:
+            return None
+        by_id = self._by_id
+        card = by_id.get(name)
+        if card is not None:
+            return card
+        candidates = [name]
+        if "/" in name:
+            candidates.append(name.rsplit("/", 1)[1])
+        for candidate in tuple(candidates):
+            stripped = _SNAPSHOT_SUFFIX.sub("", candidate)
+            if stripped != candidate:
+                candidates.append(stripped)
+        for candidate in candidates[1:]:
+            card = by_id.get(candidate)
+            if card is not None:
+                return card
+        return None
 
     # -- freshness ------------------------------------------------------------------------
     def as_of_date(self) -> dt.date | None:

@@ -9,14 +9,18 @@ why), and picks per the policy preset:
 * ``quality``: the highest score, the cheaper one on a tie;
 * ``cheapest``: the cheapest model that has a score.
 
-The rest of the eligible models, in the preset's order, are the fallbacks.
+The rest of the eligible models, in the preset's order, are the fallbacks. A call pinned
+to a model (``Request.model``) is that model alone, still explained and priced.
+
+:class:`Router` makes the same decisions and keeps, as its own state, what a catalog and
+policy fix across calls: hold one to decide many calls quickly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -37,7 +41,6 @@ PRESETS: tuple[str, ...] = ("value", "quality", "cheapest")
 POLICY_KEY = "routedllm_policy"
 """Call kwarg or config-metadata key overriding the policy (a Policy or a dict of fields)."""
 Capability = Literal["image_input", "tools", "structured_output"]
-_M = TypeVar("_M", bound=BaseModel)
 
 
 class Policy(BaseModel):
@@ -120,6 +123,8 @@ class Decision(BaseModel):
     required_capabilities: tuple[str, ...]
     rejected: tuple[Rejection, ...]
     note: str | None = None
+    pinned: bool = False
+    """True when the caller chose the model (``Request.model``): no routing, no fallbacks."""
 
     @property
     def ranking(self) -> tuple[str, ...]:
@@ -176,7 +181,21 @@ class Decision(BaseModel):
 
 
 # -- the decision ---------------------------------------------------------------------------
-@dataclass(slots=True)
+PINNED = "pinned: the caller chose the model"
+"""The binding constraint of a pinned call (``Request.model`` set)."""
+STICKY = "sticky: a follow-up turn keeps its conversation's model"
+
+
+def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
+    """Pick the model for one call. Pure: same inputs, same decision; no I/O, no state kept.
+
+    Works out everything from scratch; to decide many calls on one catalog and policy, hold
+    a :class:`Router`, which keeps that work between calls and decides the same.
+    """
+    return Router(catalog, policy).decide(request)
+
+
+@dataclass(frozen=True, slots=True)
 class _Candidate:
     id: str
     name: str
@@ -186,117 +205,155 @@ class _Candidate:
     window: int | None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Plan:
-    """What a (catalog, policy, benchmark, capabilities) fixes, computed once."""
+    """What (catalog, policy, benchmark, required capabilities) fixes, whatever the call."""
 
-    candidates: list[_Candidate] = field(default_factory=list)
-    static_rejected: list[Rejection] = field(default_factory=list)
+    candidates: tuple[_Candidate, ...]
+    static_rejected: tuple[Rejection, ...]
     # priced models rejected for a fixed reason, for the binding constraint
-    static_priced: list[tuple[_Candidate, str]] = field(default_factory=list)
-    # quality-floor rejections, reused across calls: (model, best, gap) -> Rejection
-    floor_rejections: dict[tuple[str, float, float], Rejection] = field(default_factory=dict)
+    static_priced: tuple[tuple[_Candidate, str], ...]
 
 
-def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
-    """Pick the model for one call. Pure: same inputs, same decision; no I/O."""
-    given = validate_tags(request.tags) if request.tags else ()
-    features = message_features(request.messages, scan=not given)
-    inferred = (
-        ()
-        if given
-        else infer_tags(
-            features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
-        )
-    )
-    tags = given or inferred
-    primary = tags[0] if len(tags) == 1 else primary_tag(tags)
-    benchmark = VOCABULARY[primary].benchmark
-    required = policy.require | request.require if request.require else policy.require
-    for tag in tags:
-        needs = VOCABULARY[tag].requires
-        if needs:
-            required = required | needs
-    long_context = "long-context" in tags
-    plan = _plan(catalog, policy, benchmark, required)
+class Router:
+    """Decides calls on one catalog and policy; the fast path when there are many calls.
 
-    in_tokens = features.input_tokens if request.input_tokens is None else request.input_tokens
-    out_tokens = request.max_output_tokens or policy.default_output_tokens
-    need = in_tokens + out_tokens
-    max_cost = policy.max_cost_usd
-    rejected = list(plan.static_rejected)
-    priced: list[tuple[float, str, str]] = []  # (cost, model, code): rejected per call
-    eligible: list[tuple[_Candidate, float | None]] = []
-    for cand in plan.candidates:
-        pin, pout = cand.pin, cand.pout
-        cost = None if pin is None or pout is None else in_tokens * pin + out_tokens * pout
-        window = cand.window
-        if window is not None and need > window:
-            code, reason = "context_window", f"needs ~{need} tokens, context window is {window}"
-        elif window is None and long_context:
-            code, reason = "context_window", "context window unknown and the call is long-context"
-        elif max_cost is not None and (cost is None or cost > max_cost):
-            code, reason = (
-                "max_cost",
-                (
-                    "estimated cost unknown"
-                    if cost is None
-                    else f"estimated ${cost:.6f} above the per-call maximum ${max_cost:.6f}"
-                ),
+    ``Router(catalog, policy).decide(request)`` is the decision :func:`decide` makes. What a
+    (benchmark, required capabilities) pair fixes (the models that pass the static
+    constraints, per-token prices, the rejections that never change) is worked out on first
+    use and kept here, with the quality-floor rejections; both caches are bounded. The
+    catalog and the policy are immutable and never written to, so nothing goes stale.
+    Safe to share across threads: at worst two threads work out the same entry.
+    """
+
+    __slots__ = ("catalog", "policy", "_plans", "_floor_rejections")
+
+    max_plans: int = 64
+    """Plans kept; (benchmark, capability set) pairs number 24 with the shipped vocabulary."""
+    max_floor_rejections: int = 4096
+
+    def __init__(self, catalog: Catalog, policy: Policy | None = None) -> None:
+        policy = Policy() if policy is None else policy
+        for mid in (*(policy.allowed_models or ()), *policy.denied_models):
+            if mid not in catalog:
+                raise UnknownModelError(mid, catalog.ids)
+        self.catalog = catalog
+        self.policy = policy
+        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
+        # (benchmark, model, best score, gap) -> the Rejection saying so
+        self._floor_rejections: dict[tuple[str, str, float, float], Rejection] = {}
+
+    def __repr__(self) -> str:
+        return f"Router({self.catalog!r}, preset={self.policy.preset!r})"
+
+    def decide(self, request: Request) -> Decision:
+        """Pick the model for one call (a pinned ``request.model`` is that model alone)."""
+        policy = self.policy
+        given = validate_tags(request.tags) if request.tags else ()
+        features = message_features(request.messages, scan=not given)
+        inferred = (
+            ()
+            if given
+            else infer_tags(
+                features,
+                cjk_share=policy.cjk_share,
+                long_context_tokens=policy.long_context_tokens,
             )
-        else:
-            eligible.append((cand, cost))
-            continue
-        rejected.append(_trusted(Rejection, {"model": cand.id, "code": code, "reason": reason}))
-        if cost is not None:
-            priced.append((cost, cand.id, code))
+        )
+        tags = given or inferred
+        primary = tags[0] if len(tags) == 1 else primary_tag(tags)
+        benchmark = VOCABULARY[primary].benchmark
+        required = policy.require | request.require if request.require else policy.require
+        for tag in tags:
+            needs = VOCABULARY[tag].requires
+            if needs:
+                required = required | needs
+        in_tokens = features.input_tokens if request.input_tokens is None else request.input_tokens
+        out_tokens = request.max_output_tokens or policy.default_output_tokens
+        if request.model is not None:
+            return self._pinned(
+                request.model,
+                (tags, given, inferred, primary, benchmark),
+                required,
+                in_tokens,
+                out_tokens,
+            )
 
-    best: float | None = None
-    floor: float | None = None
-    for c, _ in eligible:
-        if c.score is not None and (best is None or c.score > best):
-            best = c.score
-    if best is not None and policy.preset == "value":
-        gap = policy.tag_gaps.get(primary, policy.quality_gap)
-        floor = round(best - gap, 6)
-        kept = []
-        floor_rejections = plan.floor_rejections
-        for c, cost in eligible:
-            if c.score is not None and c.score < floor:
-                rejected.append(
-                    floor_rejections.get((c.id, best, gap))
-                    or _floor_rejection(plan, c, floor, best, gap, benchmark)
+        plan = self._plans.get((benchmark, required)) or self._plan(benchmark, required)
+        long_context = "long-context" in tags
+        need = in_tokens + out_tokens
+        max_cost = policy.max_cost_usd
+        rejected = list(plan.static_rejected)
+        priced: list[tuple[float, str, str]] = []  # (cost, model, code): rejected per call
+        eligible: list[tuple[_Candidate, float | None]] = []
+        for cand in plan.candidates:
+            pin, pout = cand.pin, cand.pout
+            cost = None if pin is None or pout is None else in_tokens * pin + out_tokens * pout
+            window = cand.window
+            if window is not None and need > window:
+                code, reason = "context_window", f"needs ~{need} tokens, context window is {window}"
+            elif window is None and long_context:
+                code, reason = (
+                    "context_window",
+                    "context window unknown and the call is long-context",
                 )
-                if cost is not None:
-                    priced.append((cost, c.id, "quality_floor"))
-            else:
-                kept.append((c, cost))
-        eligible = kept
-    if request.unavailable:
-        kept = []
-        for c, cost in eligible:
-            why = request.unavailable.get(c.id)
-            if why is None:
-                kept.append((c, cost))
-            else:
-                rejected.append(
-                    _trusted(Rejection, {"model": c.id, "code": "unavailable", "reason": why})
+            elif max_cost is not None and (cost is None or cost > max_cost):
+                code, reason = (
+                    "max_cost",
+                    (
+                        "estimated cost unknown"
+                        if cost is None
+                        else f"estimated ${cost:.6f} above the per-call maximum ${max_cost:.6f}"
+                    ),
                 )
-        eligible = kept
-    if not eligible:
-        raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
+            else:
+                eligible.append((cand, cost))
+                continue
+            rejected.append(Rejection(model=cand.id, code=code, reason=reason))
+            if cost is not None:
+                priced.append((cost, cand.id, code))
 
-    ranked = _rank(policy.preset, eligible)
-    note = None
-    if request.sticky_model is not None:
-        ranked, note = _stick(ranked, request.sticky_model, rejected)
-    chosen, chosen_cost = ranked[0]
-    binding = _binding(policy.preset, chosen_cost, priced, plan, in_tokens, out_tokens)
-    if note is None and request.sticky_model is not None:
-        binding = "sticky: a follow-up turn keeps its conversation's model"
-    return _trusted(
-        Decision,
-        dict(
+        best: float | None = None
+        floor: float | None = None
+        for c, _ in eligible:
+            if c.score is not None and (best is None or c.score > best):
+                best = c.score
+        if best is not None and policy.preset == "value":
+            gap = policy.tag_gaps.get(primary, policy.quality_gap)
+            floor = round(best - gap, 6)
+            kept = []
+            for c, cost in eligible:
+                if c.score is not None and c.score < floor:
+                    rejected.append(
+                        self._floor_rejections.get((benchmark, c.id, best, gap))
+                        or self._floor_rejection(benchmark, c, floor, best, gap)
+                    )
+                    if cost is not None:
+                        priced.append((cost, c.id, "quality_floor"))
+                else:
+                    kept.append((c, cost))
+            eligible = kept
+        if request.unavailable:
+            kept = []
+            for c, cost in eligible:
+                why = request.unavailable.get(c.id)
+                if why is None:
+                    kept.append((c, cost))
+                else:
+                    rejected.append(Rejection(model=c.id, code="unavailable", reason=why))
+            eligible = kept
+        if not eligible:
+            raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
+
+        ranked = _rank(policy.preset, eligible)
+        note = None
+        if request.sticky_model is not None:
+            ranked, note = _stick(ranked, request.sticky_model, rejected)
+        chosen, chosen_cost = ranked[0]
+        binding = _binding(policy.preset, chosen_cost, priced, plan, in_tokens, out_tokens)
+        if note is None and request.sticky_model is not None:
+            binding = STICKY
+        return Decision(
             model=chosen.id,
             name=chosen.name,
             fallbacks=tuple(c.id for c, _ in ranked[1:]),
@@ -313,12 +370,111 @@ def decide(catalog: Catalog, policy: Policy, request: Request) -> Decision:
             expected_output_tokens=out_tokens,
             estimated_cost_usd=chosen_cost,
             binding_constraint=binding,
-            catalog_as_of=catalog.info.as_of,
+            catalog_as_of=self.catalog.info.as_of,
             required_capabilities=tuple(sorted(required)),
             rejected=tuple(rejected),
             note=note,
-        ),
-    )
+        )
+
+    def _pinned(
+        self,
+        name: str,
+        labels: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str],
+        required: frozenset[str],
+        in_tokens: int,
+        out_tokens: int,
+    ) -> Decision:
+        """The decision for a call pinned to ``name``: that model alone, priced on its card.
+
+        The caller's choice stands over the policy's preferences and constraints, except a
+        capability the catalog says the model lacks: that request is known to fail.
+        """
+        tags, given, inferred, primary, benchmark = labels
+        card = self.catalog.resolve(name)
+        score = cost = None
+        note = None
+        if card is None:
+            note = f"{name} is not in the catalog, so its score and cost are unknown"
+        else:
+            lacking = [cap for cap in sorted(required) if getattr(card.capabilities, cap) is False]
+            if lacking:
+                raise NoEligibleModelError(
+                    tags,
+                    [(name, f"pinned, but has no {cap}") for cap in lacking],
+                    hint=f"the call needs {', '.join(lacking)}: pin a model that has it, "
+                    "or leave the model unset to route the call",
+                )
+            score = card.score(benchmark)
+            pin, pout = card.input_usd_per_mtok, card.output_usd_per_mtok
+            if pin is None or pout is None:
+                note = f"{card.id} has no price in the catalog, so its cost is unknown"
+            else:  # the same arithmetic as a routed call, so both price a model alike
+                cost = in_tokens * (pin / 1e6) + out_tokens * (pout / 1e6)
+        return Decision(
+            model=name,
+            name=name if card is None else card.name,
+            fallbacks=(),
+            tags=tags,
+            given_tags=given,
+            inferred_tags=inferred,
+            primary_tag=primary,
+            benchmark=benchmark,
+            score=score,
+            best_score=None,
+            quality_floor=None,
+            policy=self.policy.preset,
+            estimated_input_tokens=in_tokens,
+            expected_output_tokens=out_tokens,
+            estimated_cost_usd=cost,
+            binding_constraint=PINNED,
+            catalog_as_of=self.catalog.info.as_of,
+            required_capabilities=tuple(sorted(required)),
+            rejected=(),
+            note=note,
+            pinned=True,
+        )
+
+    def _plan(self, benchmark: str, required: frozenset[str]) -> _Plan:
+        """Static eligibility for (benchmark, capabilities) under this router's policy."""
+        policy = self.policy
+        candidates: list[_Candidate] = []
+        static_rejected: list[Rejection] = []
+        static_priced: list[tuple[_Candidate, str]] = []
+        for card in self.catalog:
+            reason = _static_reason(card, policy, benchmark, required)
+            pin, pout = card.input_usd_per_mtok, card.output_usd_per_mtok
+            cand = _Candidate(
+                card.id,
+                card.name,
+                card.score(benchmark),
+                None if pin is None else pin / 1e6,
+                None if pout is None else pout / 1e6,
+                card.context_window,
+            )
+            if reason is None:
+                candidates.append(cand)
+            else:
+                static_rejected.append(Rejection(model=card.id, code=reason[0], reason=reason[1]))
+                if card.priced:
+                    static_priced.append((cand, reason[0]))
+        plan = _Plan(tuple(candidates), tuple(static_rejected), tuple(static_priced))
+        if len(self._plans) >= self.max_plans:
+            self._plans.clear()
+        self._plans[(benchmark, required)] = plan
+        return plan
+
+    def _floor_rejection(
+        self, benchmark: str, c: _Candidate, floor: float, best: float, gap: float
+    ) -> Rejection:
+        rejection = Rejection(
+            model=c.id,
+            code="quality_floor",
+            reason=f"{benchmark} {c.score} below the floor {floor} (best {best} - gap {gap})",
+        )
+        if len(self._floor_rejections) >= self.max_floor_rejections:
+            self._floor_rejections.clear()
+        self._floor_rejections[(benchmark, c.id, best, gap)] = rejection
+        return rejection
 
 
 def _stick(
@@ -330,37 +486,6 @@ def _stick(
             return [item, *ranked[:i], *ranked[i + 1 :]], None
     why = next((r.reason for r in rejected if r.model == sticky), "not in the catalog")
     return ranked, f"conversation model {sticky} not kept: {why}"
-
-
-def _floor_rejection(
-    plan: _Plan, c: _Candidate, floor: float, best: float, gap: float, benchmark: str
-) -> Rejection:
-    key = (c.id, best, gap)
-    rejection = plan.floor_rejections.get(key)
-    if rejection is None:
-        rejection = plan.floor_rejections[key] = _trusted(
-            Rejection,
-            {
-                "model": c.id,
-                "code": "quality_floor",
-                "reason": f"{benchmark} {c.score} below the floor {floor} "
-                f"(best {best} - gap {gap})",
-            },
-        )
-    return rejection
-
-
-def _trusted(cls: type[_M], values: dict[str, Any]) -> _M:
-    """Build a pydantic model from values this module computed, skipping validation.
-
-    ``decide`` runs on every call; ``model_construct`` costs more than the decision itself.
-    """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
 
 
 def _rank(
@@ -421,56 +546,6 @@ def _binding(
 
 
 _NOT_BOUND = {"quality": "highest score", "cheapest": "cheapest scored model"}
-
-
-_MAX_PLANS = 1024
-
-
-def _plan(catalog: Catalog, policy: Policy, benchmark: str, required: frozenset[str]) -> _Plan:
-    """Static eligibility for (policy constraints, benchmark, capabilities), memoised on the
-    catalog: it depends only on the policy fields in the key, so copies of a policy share it."""
-    key = (
-        benchmark,
-        required,
-        policy.denied_models,
-        policy.allowed_models,
-        policy.allowed_origins,
-        policy.allow_unpriced,
-        policy.allow_unscored,
-        policy.allow_unknown_capabilities,
-    )
-    plans = catalog.memo
-    cached = plans.get(key)
-    if cached is not None:
-        return cached
-    for mid in policy.allowed_models or ():
-        if mid not in catalog:
-            raise UnknownModelError(mid, catalog.ids)
-    for mid in policy.denied_models:
-        if mid not in catalog:
-            raise UnknownModelError(mid, catalog.ids)
-    plan = _Plan()
-    for card in catalog:
-        reason = _static_reason(card, policy, benchmark, required)
-        pin, pout = card.input_usd_per_mtok, card.output_usd_per_mtok
-        cand = _Candidate(
-            card.id,
-            card.name,
-            card.score(benchmark),
-            None if pin is None else pin / 1e6,
-            None if pout is None else pout / 1e6,
-            card.context_window,
-        )
-        if reason is None:
-            plan.candidates.append(cand)
-        else:
-            plan.static_rejected.append(Rejection(model=card.id, code=reason[0], reason=reason[1]))
-            if card.priced:
-                plan.static_priced.append((cand, reason[0]))
-    if len(plans) >= _MAX_PLANS:  # many distinct per-call constraint sets: start over
-        plans.clear()
-    plans[key] = plan
-    return plan
 
 
 def _static_reason(
