@@ -19,6 +19,7 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.messages import HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
+from langchain_core.tracers.run_collector import RunCollectorCallbackHandler as RunCollector
 
 from routedllm import (
     AllAttemptsFailedError,
@@ -33,6 +34,7 @@ from routedllm import (
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.catalog import DEFAULT_BASE_URL
 from routedllm.core.errors import InvalidRequestError
+from routedllm.records.routed import RoutedCall, call_of
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
 CATALOG = test_catalog()
@@ -121,13 +123,13 @@ def test_the_key_never_shows_in_repr_errors_or_logs(caplog: Any) -> None:
     assert PLANTED_KEY not in json.dumps(llm.model_dump(mode="json"), default=str)
     with pytest.raises(openai.AuthenticationError) as auth:
         llm.invoke("Hello")
-    assert PLANTED_KEY not in str(auth.value) and PLANTED_KEY not in json.dumps(
-        auth.value.routedllm
-    )
+    record = call_of(auth.value)
+    assert record is not None and record.attempts[0].status == 401
+    assert PLANTED_KEY not in str(auth.value) and PLANTED_KEY not in record.model_dump_json()
     llm = routed(FakeGateway(faults=dict.fromkeys(ranking("Hello"), "500")))
     with pytest.raises(AllAttemptsFailedError) as every:
         llm.invoke("Hello")
-    assert PLANTED_KEY not in str(every.value) and PLANTED_KEY not in repr(every.value.attempts)
+    assert PLANTED_KEY not in str(every.value) and PLANTED_KEY not in repr(every.value.call)
     assert caplog.records and PLANTED_KEY not in caplog.text
 
 
@@ -194,7 +196,7 @@ def test_policy_set_on_the_model_and_overridden_per_call() -> None:
 def test_a_constraint_on_the_policy_limits_the_candidates() -> None:
     llm = routed(FakeGateway(), policy=Policy(allowed_origins=frozenset({"US"})))
     record = llm.invoke("Hello").response_metadata["routedllm"]
-    chosen = [record["model"], *record["fallbacks"]]
+    chosen = [record["model"], *record["decision"]["fallbacks"]]
     assert all(CATALOG.get(m).origin == "US" for m in chosen)
 
 
@@ -203,7 +205,8 @@ def test_model_pin_per_call_and_on_the_model() -> None:
     reply = routed(gateway).invoke("Hello", model="gpt-4o-mini")
     record = reply.response_metadata["routedllm"]
     assert reply.response_metadata["model_name"] == "gpt-4o-mini" and record["pinned"] is True
-    assert record["fallbacks"] == [] and record["tags"] == ["general"]
+    assert record["decision"]["fallbacks"] == [] and record["tags"] == ["general"]
+    assert record["decision"]["binding_constraint"].startswith("pinned")
     pinned = routed(gateway, model="glm-5").invoke("Hello")
     assert pinned.response_metadata["model_name"] == "glm-5"
     assert gateway.models() == ["gpt-4o-mini", "glm-5"]
@@ -239,18 +242,25 @@ def test_structured_output_needs_the_capability() -> None:
     assert record["model"] not in ("kimi-k2.5", "gpt-4o") and out["parsed"] == {"a": "example a"}
 
 
-def test_the_run_shows_the_routed_model_once_and_hides_the_route() -> None:
-    spy = Spy()
+def test_the_run_names_the_model_that_answered_and_hides_the_route() -> None:
+    tracer = RunCollector()
     first, second = ranking("Hello")[:2]
     llm = routed(FakeGateway(faults={first: "429"}))
-    llm.invoke("Hello", config={"callbacks": [spy]})
-    list(llm.stream("Hi there", config={"callbacks": [spy]}))
-    assert len(spy.starts) == 2 and spy.ends == 2  # one run per call, fallback included
-    for start in spy.starts:
-        params = start["invocation_params"]
-        assert start["metadata"]["ls_model_name"] == params["model"]
+    llm.invoke("Hello", config={"callbacks": [tracer]}, routedllm_tags=["general"])
+    list(llm.stream("Hi there", config={"callbacks": [tracer]}))
+    assert len(tracer.traced_runs) == 2  # one run per call, fallback included
+    for run in tracer.traced_runs:
+        params = run.extra["invocation_params"]
+        assert params["model"] == "auto"  # the run starts before routing
         assert not any(k.startswith("_routedllm") or k.startswith("routedllm") for k in params)
-    assert spy.starts[0]["metadata"]["ls_model_name"] == first  # decided before the run
+    # at the run's end, tracers see the model that answered (a fallback here), not "auto"
+    assert tracer.traced_runs[0].extra["metadata"]["ls_model_name"] == second
+    assert (
+        "lc_gateway_metadata"
+        not in tracer.traced_runs[0].outputs["generations"][0][0]["message"]["kwargs"][
+            "response_metadata"
+        ]
+    )
 
 
 def test_failed_stream_attempts_emit_no_tokens() -> None:
@@ -288,7 +298,8 @@ def test_upstream_faults_fall_back(fault: str) -> None:
     first, second = ranking("Hello")[:2]
     reply = routed(FakeGateway(faults={first: fault})).invoke("Hello")
     attempts = reply.response_metadata["routedllm"]["attempts"]
-    assert [(a["model"], a["outcome"]) for a in attempts] == [(first, "error"), (second, "ok")]
+    assert [a["model"] for a in attempts] == [first, second]
+    assert attempts[0]["outcome"] not in ("ok", "error") and attempts[1]["outcome"] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -317,14 +328,14 @@ def test_async_fallbacks_and_all_failing() -> None:
     ] == second
     with pytest.raises(AllAttemptsFailedError) as caught:
         asyncio.run(routed(FakeGateway(faults=dict.fromkeys(order, "503"))).ainvoke("Hello"))
-    assert [a["model"] for a in caught.value.attempts] == list(order)
+    assert [a.model for a in caught.value.call.attempts] == list(order)
 
 
 def test_retry_after_cap_bounds_the_deferral() -> None:
     first = ranking("Hello")[0]
     llm = routed(FakeGateway(faults={first: "429"}), retry_after_cap_s=0)
     llm.invoke("Hello")
-    assert llm.invoke("Hello").response_metadata["routedllm"]["deferred"] == []
+    assert llm.invoke("Hello").response_metadata["routedllm"]["unavailable"] == {}
 
 
 # -- what a caller gets back ----------------------------------------------------------------
@@ -348,7 +359,7 @@ def test_record_is_json_and_usage_metadata_holds_ints_only() -> None:
         "model",
         "tags",
         "policy",
-        "fallbacks",
+        "decision",
         "attempts",
         "estimated_cost_usd",
         "cost_usd",
@@ -356,7 +367,8 @@ def test_record_is_json_and_usage_metadata_holds_ints_only() -> None:
         "ttft_s",
     ):
         assert key in record
-    assert {"model", "outcome", "error", "error_type", "latency_s"} <= set(record["attempts"][0])
+    assert {"model", "outcome", "error", "latency_s", "cost_usd"} <= set(record["attempts"][0])
+    assert RoutedCall.model_validate(record).to_metadata() == record
 
     def ints(value: Any) -> bool:
         return (
@@ -373,7 +385,7 @@ def test_unpriced_pinned_model_has_unknown_cost_not_zero() -> None:
         routed(FakeGateway()).invoke("Hello", model="not-in-catalog").response_metadata["routedllm"]
     )
     assert record["cost_usd"] is None and record["estimated_cost_usd"] is None
-    assert record["usage"]["input_tokens"] > 0
+    assert record["attempts"][0]["input_tokens"] > 0
 
 
 def test_an_llm_cache_hit_costs_nothing() -> None:
@@ -384,7 +396,7 @@ def test_an_llm_cache_hit_costs_nothing() -> None:
         again = llm.invoke("Hello").response_metadata["routedllm"]
     finally:
         set_llm_cache(None)
-    assert first["cost_usd"] > 0 and "cache_hit" not in first
+    assert first["cost_usd"] > 0 and first["cache_hit"] is False
     assert again["cache_hit"] is True and again["cost_usd"] == 0.0
 
 

@@ -25,7 +25,8 @@ import yaml
 from routedllm import Catalog
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import StreamInterruptedError
-from routedllm.reliability.attempts import classify
+from routedllm.records.routed import RoutedCall
+from routedllm.reliability.failures import classify
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway
 
 WIRE = Path(
@@ -219,5 +220,5 @@ def _check_usage(usage: Any, wire: dict[str, Any] | None, record: dict[str, Any]
     assert usage["input_tokens"] == wire["prompt_tokens"]
     assert usage["output_tokens"] == wire["completion_tokens"]
     cached = (wire.get("prompt_tokens_details") or {}).get("cached_tokens")
-    assert record["usage"]["cached_input_tokens"] == (cached or 0)
+    assert RoutedCall.model_validate(record).answer.cached_input_tokens == (cached or 0)
     assert isinstance(record["cost_usd"], float)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the record type only; core never imports records at run time
+    from routedllm.records.routed import RoutedCall
 
 
 class RoutedLLMError(Exception):
-    """Base class of every routedllm error."""
+    """Base class of every routedllm error.
+
+    ``call`` is the :class:`~routedllm.records.routed.RoutedCall` of the call that failed
+    (its decision and every attempt), or None when the error came before routing.
+    """
+
+    call: RoutedCall | None = None
 
 
 class CatalogError(RoutedLLMError, ValueError):
@@ -54,52 +63,48 @@ class NoEligibleModelError(RoutedLLMError):
 
 
 class AllAttemptsFailedError(RoutedLLMError):
-    """Every model a call could use failed; ``attempts`` has one record per attempt.
+    """Every model a call could use failed or was passed over.
 
-    Each record is a mapping with at least ``model``, ``outcome`` and ``error``. The last
-    upstream exception is the ``__cause__``.
+    ``call.attempts`` has one record per attempt sent, ``call.skipped`` the models passed
+    over without a request. The last upstream exception is the ``__cause__``.
     """
 
-    def __init__(self, attempts: Sequence[Mapping[str, Any]], tags: Sequence[str] = ()) -> None:
-        self.attempts = [dict(a) for a in attempts]
-        self.tags = tuple(tags)
-        super().__init__(
-            f"all {len(self.attempts)} attempts failed for tags {list(self.tags)}:\n"
-            f"{_attempt_lines(self.attempts)}"
-        )
+    def __init__(self, call: RoutedCall) -> None:
+        self.call = call
+        tried = len(call.attempts) + len(call.skipped)
+        super().__init__(f"all {tried} attempts failed for tags {list(call.tags)}:\n{_lines(call)}")
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.call.tags if self.call is not None else ()
 
 
 class StreamInterruptedError(RoutedLLMError):
     """A stream broke after its first chunk reached the caller, so it could not fall back.
 
-    ``model`` is the model whose stream broke; ``attempts`` has one record per attempt
-    (the last is the broken one); ``usage`` is the LangChain usage seen before the break
-    (None when the upstream sent none). The upstream exception is the ``__cause__``.
+    ``model`` is the model whose stream broke; ``call.attempts[-1]`` is the broken attempt,
+    with the usage seen before the break (None when the upstream sent none). The upstream
+    exception is the ``__cause__``.
     """
 
-    def __init__(
-        self,
-        model: str,
-        attempts: Sequence[Mapping[str, Any]],
-        tags: Sequence[str] = (),
-        usage: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, model: str, call: RoutedCall) -> None:
         self.model = model
-        self.attempts = [dict(a) for a in attempts]
-        self.tags = tuple(tags)
-        self.usage = None if usage is None else dict(usage)
+        self.call = call
         super().__init__(
             f"the stream from {model} broke after it started, so it cannot fall back "
-            f"(tags {list(self.tags)}):\n{_attempt_lines(self.attempts)}"
+            f"(tags {list(call.tags)}):\n{_lines(call)}"
         )
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.call.tags if self.call is not None else ()
 
-def _attempt_lines(attempts: Sequence[Mapping[str, Any]]) -> str:
-    """One numbered line per attempt: model, outcome and error."""
-    return "\n".join(
-        f"  {i}. {a['model']}: {a.get('outcome')}: {a.get('error')}"
-        for i, a in enumerate(attempts, 1)
-    )
+
+def _lines(call: RoutedCall) -> str:
+    """One numbered line per attempt (model, outcome, error), then one per skipped model."""
+    lines = [f"  {i}. {a.model}: {a.outcome}: {a.error}" for i, a in enumerate(call.attempts, 1)]
+    lines += [f"  - {s.model}: skipped ({s.reason}): {s.detail}" for s in call.skipped]
+    return "\n".join(lines)
 
 
 class BudgetExceeded(RoutedLLMError):

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routedllm.core.catalog import CAPABILITIES
 from routedllm.core.errors import InvalidRequestError
+from routedllm.core.tags import TAG_NAMES, TAGS_KEY, VOCABULARY, message_features, validate_tags
+
+if TYPE_CHECKING:
+    from routedllm.core.decision import Policy
+
+POLICY_KEY = "routedllm_policy"
+"""Call kwarg or metadata key overriding the policy (a Policy or a mapping of its fields)."""
+MAX_OUTPUT_TOKENS = 10_000_000
+"""More output tokens than any model produces: a larger ``max_tokens`` is a caller error."""
+_STRUCTURED_KEYS = ("ls_structured_output_format", "structured_output_format")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,50 @@ class Request:
     sticky_model: str | None = None
     model: str | None = None
     """A pinned model: the decision is that model alone (no fallbacks), still explained."""
+    ignored_tags: tuple[str, ...] = ()
+    """Framework tags that are not routedllm task tags (a chain's own, a typo): not used,
+    kept so that adapters can say so."""
+
+    @classmethod
+    def from_openai_body(
+        cls, body: Mapping[str, Any], *, tags: Iterable[str] = (), pin: bool = False
+    ) -> Request:
+        """The request of an OpenAI-style chat completion body (what LiteLLM hands a hook).
+
+        Task tags: ``tags`` first (e.g. the routed group's own), then the body's
+        ``routedllm_tags`` (strict), ``metadata.tags`` and ``tags`` (LiteLLM's, where the
+        proxy merges the ``x-litellm-tags`` header; only vocabulary tags count). ``pin``
+        pins the body's ``model``.
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError(f"a request body must be a JSON object, got {body!r:.80}")
+        messages = body.get("messages")
+        if messages is None:
+            other = next((k for k in ("input", "prompt") if k in body), None)
+            endpoint = {"input": "the Responses API", "prompt": "/completions"}.get(other or "")
+            if endpoint:
+                raise InvalidRequestError(
+                    f"routing needs chat messages; a request to {endpoint} has none "
+                    "(send it to /chat/completions, or to a concrete model)"
+                )
+            raise InvalidRequestError("the request has no messages to route on")
+        metadata = body.get("metadata")
+        metadata = metadata if isinstance(metadata, Mapping) else {}
+        meta_tags = metadata.get("tags")
+        selection = select_tags(
+            given=body.get(TAGS_KEY) or metadata.get(TAGS_KEY),
+            names=(*tags, *_as_names(meta_tags), *_as_names(body.get("tags"))),
+            leading=tags,
+        )
+        model = body.get("model") if pin else None
+        return build_request(
+            messages,
+            tags=selection,
+            tools=body.get("tools") or body.get("functions"),
+            response_format=body.get("response_format"),
+            max_tokens=_first_set(body, ("max_completion_tokens", "max_tokens")),
+            model=model if isinstance(model, str) else None,
+        )
 
     def __post_init__(self) -> None:
         if isinstance(self.messages, (str, bytes)) or not isinstance(self.messages, Sequence):
@@ -74,3 +128,191 @@ class Request:
             raise InvalidRequestError(
                 f"unknown capability {sorted(unknown)}; known: {', '.join(CAPABILITIES)}"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class TagSelection:
+    """A call's task tags and the names that were passed over (not in the vocabulary)."""
+
+    tags: tuple[str, ...]
+    ignored: tuple[str, ...] = ()
+
+
+def select_tags(
+    *, given: Any = None, names: Iterable[Any] = (), leading: Iterable[str] = ()
+) -> TagSelection:
+    """The one rule for task tags, whatever the framework.
+
+    ``given`` is routedllm's own key (``routedllm_tags``): a tag name, a comma-separated
+    string or a list of names, every one of which must be a vocabulary tag
+    (:class:`~routedllm.core.errors.UnknownTagError` otherwise). ``names`` are the
+    framework's tags (LangChain config tags, LiteLLM request tags): chains and teams add
+    their own, so only vocabulary tags count and the rest are reported as ignored.
+    ``leading`` tags (a routed group's) are kept first. Given tags win over names.
+    """
+    lead = validate_tags(leading)
+    if given is not None and given != () and given != []:
+        return TagSelection(tuple(dict.fromkeys((*lead, *validate_tags(_given_names(given))))))
+    tags: list[str] = list(lead)
+    ignored: list[str] = []
+    for name in names:
+        if not isinstance(name, str):
+            continue
+        name = name.strip()
+        if name in VOCABULARY:
+            if name not in tags:
+                tags.append(name)
+        elif name and name not in ignored:
+            ignored.append(name)
+    return TagSelection(tuple(tags), tuple(ignored))
+
+
+def _given_names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        names = list(value)
+        for name in names:
+            if not isinstance(name, str):
+                raise InvalidRequestError(
+                    f"{TAGS_KEY} must be tag names (strings), got {name!r:.80} in it; "
+                    f"known tags: {', '.join(TAG_NAMES)}"
+                )
+        return [n.strip() for n in names]
+    raise InvalidRequestError(
+        f"{TAGS_KEY} must be a tag name or a list of tag names, got {type(value).__name__}"
+    )
+
+
+def _as_names(value: Any) -> tuple[Any, ...]:
+    """Framework tags as a tuple: a list, or LiteLLM's comma-separated header string."""
+    if isinstance(value, str):
+        return tuple(value.split(","))
+    if isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
+        return tuple(value)
+    return ()
+
+
+def required_capabilities(
+    messages: Sequence[Any],
+    *,
+    tools: Any = None,
+    response_format: Any = None,
+    structured: bool = False,
+) -> frozenset[str]:
+    """Capabilities a call needs: ``tools`` offered, structured output asked for (a
+    ``response_format`` other than text, or ``structured`` for frameworks that mark it
+    another way), images in the messages."""
+    need = set()
+    if tools:
+        need.add("tools")
+    if structured or _structured(response_format):
+        need.add("structured_output")
+    if message_features(messages, scan=False).has_image:
+        need.add("image_input")
+    return frozenset(need)
+
+
+def _structured(response_format: Any) -> bool:
+    if response_format is None:
+        return False
+    if isinstance(response_format, Mapping):
+        return response_format.get("type") not in (None, "text")
+    return True  # a schema class or model handed to the SDK's parse helpers
+
+
+def build_request(
+    messages: Sequence[Any],
+    *,
+    tags: TagSelection | None = None,
+    tools: Any = None,
+    response_format: Any = None,
+    structured: bool = False,
+    max_tokens: Any = None,
+    model: str | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    sticky_model: str | None = None,
+) -> Request:
+    """A :class:`Request` from the parts every framework has; values checked here."""
+    selection = tags or TagSelection(())
+    return Request(
+        messages=messages,
+        tags=selection.tags or None,
+        max_output_tokens=output_limit(max_tokens),
+        require=required_capabilities(
+            messages, tools=tools, response_format=response_format, structured=structured
+        ),
+        unavailable=unavailable or {},
+        sticky_model=sticky_model,
+        model=model,
+        ignored_tags=selection.ignored,
+    )
+
+
+def request_from_call(
+    messages: Sequence[Any],
+    *,
+    tags: Iterable[Any] = (),
+    metadata: Mapping[str, Any] | None = None,
+    call_kwargs: Mapping[str, Any] | None = None,
+    model: str | None = None,
+    unavailable: Mapping[str, str] | None = None,
+    sticky_model: str | None = None,
+) -> Request:
+    """The request of a LangChain-style call: messages, run tags and metadata, and the
+    keyword arguments the model was called with (tools, response_format, max_tokens,
+    ``routedllm_tags``). Messages may be LangChain messages or OpenAI dicts."""
+    kwargs = call_kwargs or {}
+    meta = metadata or {}
+    given = kwargs.get(TAGS_KEY)
+    selection = select_tags(given=meta.get(TAGS_KEY) if given is None else given, names=tags)
+    return build_request(
+        messages,
+        tags=selection,
+        tools=kwargs.get("tools") or kwargs.get("functions"),
+        response_format=kwargs.get("response_format"),
+        structured=any(k in kwargs for k in _STRUCTURED_KEYS),
+        max_tokens=_first_set(kwargs, ("max_completion_tokens", "max_tokens")),
+        model=model,
+        unavailable=unavailable,
+        sticky_model=sticky_model,
+    )
+
+
+def output_limit(value: Any) -> int | None:
+    """A call's ``max_tokens``: None when unset, else a positive integer within reason."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"max_tokens must be a positive integer, got {value!r:.80}")
+    if value <= 0:
+        raise InvalidRequestError(f"max_tokens must be a positive integer, got {value}")
+    if value > MAX_OUTPUT_TOKENS:
+        raise InvalidRequestError(
+            f"max_tokens {str(value)[:20]}{'...' if len(str(value)) > 20 else ''} is more "
+            f"than any model can produce (at most {MAX_OUTPUT_TOKENS:,})"
+        )
+    return value
+
+
+def _first_set(mapping: Mapping[str, Any], keys: Iterable[str]) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def call_policy(base: Policy, override: Any) -> Policy:
+    """The policy of one call: ``base``, or an override (a Policy, or a mapping of fields
+    applied over ``base``) given under ``routedllm_policy``."""
+    if override is None:
+        return base
+    if isinstance(override, type(base)):
+        return override
+    if isinstance(override, Mapping):
+        return type(base).model_validate({**base.model_dump(), **override})
+    raise InvalidRequestError(
+        f"{POLICY_KEY} must be a Policy or a mapping of Policy fields, "
+        f"got {type(override).__name__}"
+    )

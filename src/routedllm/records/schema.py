@@ -65,6 +65,7 @@ class CallRecord(BaseModel):
     )
     outcome: str = Field(default=OK, min_length=1, description="'ok' or the error type.")
     error: str | None = None
+    status: int | None = Field(default=None, description="HTTP status of a failed attempt.")
     cache_hit: bool = Field(
         default=False, description="Answered from an LLM cache: no request, no tokens, cost 0."
     )
@@ -170,6 +171,7 @@ def build_record(
     baseline_model: str | None = DEFAULT_BASELINE,
     outcome: str = OK,
     error: str | None = None,
+    status: int | None = None,
     attempt: int = 1,
     run_id: str | None = None,
     parent_run_id: str | None = None,
@@ -216,6 +218,7 @@ def build_record(
         attempt=attempt,
         outcome=outcome,
         error=error,
+        status=status,
         cache_hit=cache_hit,
         input_tokens=None if usage is None else usage.input_tokens,
         cached_input_tokens=None if usage is None else usage.cached_input_tokens,

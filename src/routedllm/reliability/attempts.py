@@ -1,156 +1,425 @@
-"""Which upstream failures move a call to the next model, and the record of each attempt.
+"""The attempt loop of one routed call, sans I/O.
 
-Upstream faults (rate limits, 5xx, timeouts, lost connections, a model the gateway does
-not serve, a 200 whose body is not a usable completion) fall back to the decision's next
-model; a context-length error falls back only to a model with a larger window; caller
-errors (400, 401, 403, 422) are raised at once.
+An :class:`AttemptLoop` walks a decision's ranking: it says which model to try next (the
+circuit breaker admits it, a context-length error rules out models no larger), what a
+failure means (fall back, or raise), and records each attempt as a
+:class:`~routedllm.records.schema.CallRecord` timed first-hand. It never sends anything
+and never waits: an adapter drives it, sync or async, doing only the I/O (the HTTP call,
+the budget's reserve and settle). So the LangChain chat model's four hooks and the
+LiteLLM adapters share one set of rules, the way httpx drives sync and async auth flows
+from one generator.
+
+A driver's shape::
+
+    loop = AttemptLoop(decision, catalog=..., breaker=...)
+    while (attempt := loop.next()) is not None:
+        hold = budget.reserve(attempt.estimate_usd, model=attempt.model)  # or areserve
+        loop.begin(attempt, hold)            # (or loop.refused(attempt, exc) and continue)
+        try:
+            result = send(attempt.model)
+        except Exception as exc:
+            verdict = loop.failed(attempt, exc)
+            settle(attempt)                  # loop.settlement(attempt): what to do
+            if verdict.stop: raise loop.error_for(exc) from exc
+            continue
+        call = loop.answered(attempt, usage, served_model)
+        settle(attempt)
+        return result
+    raise loop.exhausted()
 """
 
 from __future__ import annotations
 
-import email.utils
-import json
+import datetime as dt
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
-import openai
-from langchain_core.exceptions import ContextOverflowError
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Decision
+from routedllm.core.errors import (
+    AllAttemptsFailedError,
+    BudgetExceeded,
+    RoutedLLMError,
+    StreamInterruptedError,
+)
+from routedllm.core.pricing import estimate_cost
+from routedllm.records.routed import DecisionSummary, RoutedCall, Skip, Sticky, attach, total_cost
+from routedllm.records.schema import (
+    DEFAULT_BASELINE,
+    NO_TOKENS,
+    OK,
+    CallRecord,
+    Usage,
+    build_record,
+    error_text,
+)
+from routedllm.reliability.breaker import Admission, CircuitBreaker
+from routedllm.reliability.budget import Reservation
+from routedllm.reliability.failures import (
+    classify,
+    error_type,
+    never_sent,
+    retry_after_s,
+    status_of,
+)
 
-from routedllm.records.schema import ERROR_TEXT_LIMIT, error_text
-
-Action = Literal["fallback", "context", "fatal"]
-Outcome = Literal["ok", "error", "skipped"]
-
-_RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
+CANCELLED = "cancelled"
+"""The outcome of an attempt sent upstream and then cancelled by the caller."""
+_ERROR_LIMIT = 500
 
 
-class MalformedResponseError(Exception):
-    """A 200 whose body is not a usable completion (no choices, not a chat completion).
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a failed attempt means for the call: try the next model, or stop and raise."""
 
-    An upstream fault like a 5xx: the call falls back, so this never reaches the caller
-    except as the ``__cause__`` of an :class:`~routedllm.core.errors.AllAttemptsFailedError`.
-    """
+    action: Literal["fallback", "raise"]
+    reason: str
+
+    @property
+    def stop(self) -> bool:
+        return self.action == "raise"
+
+
+@dataclass(slots=True, eq=False)
+class Attempt:
+    """One try of one model: its claims (breaker admission, budget hold) and its timings."""
+
+    model: str
+    number: int
+    estimate_usd: float | None
+    admission: Admission | None = None
+    hold: Reservation | None = None
+    started: float = 0.0
+    started_at: dt.datetime | None = None
+    first_chunk: float | None = None
+    reported: bool = False
+    """The breaker was told the outcome (else its probe slot is freed when settled)."""
+    charge: bool = False
+    """Settle the hold (else release it): the request reached the upstream and was used."""
+    cost_usd: float | None = None
+    """What to settle; None charges the estimate (the actual cost is unknown)."""
 
 
 @dataclass(slots=True)
-class Attempt:
-    """One try of one model within a call (JSON-ready through :meth:`as_dict`)."""
+class Conversation:
+    """Sticky routing for one call: the conversation and the model of its last turn."""
 
-    model: str
-    outcome: Outcome
-    error: str | None = None
-    error_type: str | None = None
-    status: int | None = None
-    retry_after_s: float | None = None
-    latency_s: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    conversation_id: str
+    previous_model: str | None
 
 
-def classify(exc: BaseException) -> Action:
-    """What a failed attempt means for the call: try the next model, a larger one, or stop."""
-    if (
-        isinstance(exc, ContextOverflowError)
-        or getattr(exc, "code", None) == "context_length_exceeded"
-    ):
-        return "context"
-    # Lost connections and timeouts (incl. APITimeoutError), and 200s whose body is broken:
-    # malformed JSON, no choices, a stream cut at the transport.
-    upstream_fault = (
-        openai.APIConnectionError | TimeoutError | MalformedResponseError | json.JSONDecodeError
-    )
-    if isinstance(exc, upstream_fault) or _is_httpx(exc, "TransportError"):
-        return "fallback"
-    if not isinstance(exc, openai.APIError):
-        return "fatal"
-    status = status_of(exc)
-    if status is None:  # e.g. an error event inside a 200 stream: an upstream fault
-        return "fallback"
-    return "fallback" if status in _RETRYABLE_STATUS or status >= 500 else "fatal"
+@dataclass(slots=True)
+class AttemptLoop:
+    """The attempts of one routed call; see the module docstring for the driving loop."""
 
+    decision: Decision
+    catalog: Catalog
+    breaker: CircuitBreaker | None = None
+    streamed: bool = False
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    baseline_model: str | None = DEFAULT_BASELINE
+    secrets: Sequence[str] = ()
+    conversation: Conversation | None = None
+    ignored_tags: tuple[str, ...] = ()
+    started: float = field(default_factory=time.perf_counter)
+    clock: Callable[[], float] = time.perf_counter
 
-def status_of(exc: BaseException) -> int | None:
-    """The HTTP status of an upstream error, or the numeric ``code`` of its error body."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status
-    body = getattr(exc, "body", None)
-    code = body.get("code") if isinstance(body, dict) else None
-    if isinstance(code, str) and code.isdigit():
-        return int(code)
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
+    records: list[CallRecord] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    refusal: BudgetExceeded | None = None
+    last_error: BaseException | None = None
+    served_model: str | None = None
+    ttft_s: float | None = None
+    _next: int = 0
+    _window_floor: int | None = None
+    _context_exceeded: bool = False
 
-
-def retry_after_s(exc: BaseException) -> float | None:
-    """Seconds the upstream asked to wait (``retry-after-ms``, ``retry-after`` or a date)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
+    # -- which model next -----------------------------------------------------------------
+    def next(self) -> Attempt | None:
+        """The next model to try, admitted by the breaker; None when the ranking is done."""
+        ranking = self.decision.ranking
+        while self._next < len(ranking):
+            model = ranking[self._next]
+            self._next += 1
+            if self._context_exceeded and not self._larger(model):
+                continue
+            admission = None if self.breaker is None else self.breaker.admit(model)
+            if admission is not None and admission.refused is not None:
+                self.skipped.append(
+                    Skip(model=model, reason="CircuitOpen", detail=admission.refused)
+                )
+                continue
+            return Attempt(model, len(self.records) + 1, self._estimate(model), admission)
         return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
-    return None
 
-
-def never_sent(exc: BaseException) -> bool:
-    """True when the request never left this process: the HTTP client's connection pool
-    had no free connection within the timeout (a local limit, not the upstream's fault)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if _is_httpx(cause, "PoolTimeout"):
+    def _larger(self, model: str) -> bool:
+        """After a context-length error only a model with a larger known window may go."""
+        card = self.catalog.resolve(model)
+        window = None if card is None else card.context_window
+        if window is not None and (self._window_floor is None or window > self._window_floor):
             return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+        floor = self._window_floor or "the failing model's"
+        self.skipped.append(
+            Skip(
+                model=model,
+                reason="ContextWindow",
+                detail=f"context window {window or 'unknown'} not larger than {floor}",
+            )
+        )
+        return False
+
+    def _estimate(self, model: str) -> float | None:
+        card = self.catalog.resolve(model)
+        if card is None:
+            return None
+        d = self.decision
+        return estimate_cost(card, d.estimated_input_tokens, d.expected_output_tokens)
+
+    # -- before the request ---------------------------------------------------------------
+    def refused(self, attempt: Attempt, exc: BudgetExceeded) -> None:
+        """The budget would not hold the attempt's estimate: passed over, nothing sent."""
+        self._abandon(attempt)
+        self.refusal = exc
+        self.skipped.append(Skip(model=attempt.model, reason="BudgetExceeded", detail=str(exc)))
+
+    def begin(self, attempt: Attempt, hold: Reservation | None = None) -> None:
+        """The request is about to go out: its clock starts now."""
+        attempt.hold = hold
+        attempt.started = self.clock()
+        attempt.started_at = dt.datetime.now(dt.UTC)
+
+    def first_chunk(self, attempt: Attempt) -> None:
+        """The first chunk the caller will see arrived: no fallback from here on, and the
+        attempt is charged (its estimate, until usage says otherwise)."""
+        now = self.clock()
+        attempt.first_chunk = now
+        attempt.charge = True
+        self.ttft_s = round(now - self.started, 6)
+
+    # -- after the request ----------------------------------------------------------------
+    def failed(self, attempt: Attempt, exc: BaseException) -> Verdict:
+        """Record a failed attempt and say whether the call goes on."""
+        self.last_error = exc
+        kind = error_type(exc)
+        if never_sent(exc):  # the local connection pool was full: nothing left the process
+            self._abandon(attempt)
+            text = self._error_text(exc, kind)
+            self.skipped.append(Skip(model=attempt.model, reason="PoolTimeout", detail=text))
+            return Verdict("fallback", "never sent")
+        action = classify(exc)
+        self._record_failure(attempt, exc, kind, NO_TOKENS)
+        self._report(attempt, exc if action == "fallback" else None)
+        if action == "context":
+            card = self.catalog.resolve(attempt.model)
+            self._context_exceeded = True
+            if card is not None and card.context_window is not None:
+                self._window_floor = max(card.context_window, self._window_floor or 0)
+            return Verdict("fallback", "context length exceeded")
+        if action == "fatal":
+            return Verdict("raise", "a caller error: another model would fail the same way")
+        return Verdict("fallback", "an upstream fault")
+
+    def answered(
+        self, attempt: Attempt, usage: Usage | None, served_model: str | None = None
+    ) -> RoutedCall:
+        """Record the attempt that answered; returns the call's record."""
+        self.served_model = served_model
+        record = self._record(
+            attempt,
+            usage=usage,
+            outcome=OK,
+            answering_model=served_model,
+            ttft_s=self._attempt_ttft(attempt),
+        )
+        self._report(attempt, None)
+        attempt.charge, attempt.cost_usd = True, record.cost_usd
+        return self.call(answered=record)
+
+    def broke(
+        self, attempt: Attempt, exc: BaseException, usage: Usage | None
+    ) -> StreamInterruptedError:
+        """A stream failed after the caller saw its first chunk: no fallback. The attempt
+        is charged what its usage says, else its estimate."""
+        self.last_error = exc
+        self._record_failure(attempt, exc, error_type(exc), usage)
+        self._report(attempt, exc if classify(exc) == "fallback" else None)
+        attempt.charge = True
+        attempt.cost_usd = self.records[-1].cost_usd
+        error = StreamInterruptedError(attempt.model, self.call())
+        return error
+
+    def cancelled(self, attempt: Attempt, usage: Usage | None = None) -> RoutedCall:
+        """The caller cancelled the attempt after it was sent: recorded, charged its
+        usage (else its estimate), and the breaker's slot freed without a verdict."""
+        record = self._record(
+            attempt, usage=usage, outcome=CANCELLED, error="cancelled by the caller"
+        )
+        self._abandon(attempt)
+        attempt.charge, attempt.cost_usd = True, record.cost_usd
+        return self.call()
+
+    def settlement(self, attempt: Attempt) -> tuple[Literal["settle", "release"], float | None]:
+        """What the driver does with the attempt's budget hold: settle it to an amount
+        (None: its estimate) or release it. Frees a breaker slot left unreported."""
+        self._abandon(attempt)
+        if attempt.charge:
+            return "settle", attempt.cost_usd
+        return "release", None
+
+    # -- the call's outcome ---------------------------------------------------------------
+    def exhausted(self) -> RoutedLLMError:
+        """The error when no model answered: the budget's refusal when nothing was sent,
+        else :class:`AllAttemptsFailedError` naming every attempt."""
+        call = self.call()
+        if self.refusal is not None and not self.records:
+            self.refusal.call = call
+            return self.refusal
+        return AllAttemptsFailedError(call)
+
+    def error_for(self, exc: BaseException) -> BaseException:
+        """A caller error leaves as it came (its openai type), carrying the call's record."""
+        attach(exc, self.call())
+        return exc
+
+    def call(self, answered: CallRecord | None = None) -> RoutedCall:
+        """The call's record as it stands."""
+        d = self.decision
+        attempts = tuple(self.records)
+        model = answered.model if answered is not None else None
+        return RoutedCall(
+            model=model,
+            requested_model=d.model,
+            served_model=self.served_model if answered is not None else None,
+            pinned=d.pinned,
+            tags=d.tags,
+            ignored_tags=self.ignored_tags,
+            policy=d.policy,
+            decision=DecisionSummary(
+                model=d.model,
+                fallbacks=d.fallbacks,
+                benchmark=d.benchmark,
+                score=d.score,
+                estimated_cost_usd=_usd(d.estimated_cost_usd),
+                binding_constraint=d.binding_constraint,
+                inferred_tags=bool(d.inferred_tags),
+                required_capabilities=d.required_capabilities,
+                note=d.note,
+            ),
+            unavailable={r.model: r.reason for r in d.rejected if r.code == "unavailable"},
+            attempts=attempts,
+            skipped=tuple(self.skipped),
+            sticky=self._sticky(model),
+            streamed=self.streamed,
+            cost_usd=total_cost(attempts) if attempts else None,
+            estimated_cost_usd=_usd(self._estimate(model) if model else d.estimated_cost_usd),
+            latency_s=round(self.clock() - self.started, 6),
+            ttft_s=self.ttft_s,
+            catalog_as_of=self.catalog.info.as_of,
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _record(
+        self,
+        attempt: Attempt,
+        *,
+        usage: Usage | None,
+        outcome: str,
+        error: str | None = None,
+        status: int | None = None,
+        answering_model: str | None = None,
+        ttft_s: float | None = None,
+    ) -> CallRecord:
+        now = self.clock()
+        record = build_record(
+            self.catalog,
+            attempt.model,
+            usage=usage,
+            ts=attempt.started_at or dt.datetime.now(dt.UTC),
+            latency_s=round(now - attempt.started, 6) if attempt.started else None,
+            ttft_s=ttft_s,
+            baseline_model=self.baseline_model,
+            outcome=outcome,
+            error=error,
+            status=status,
+            attempt=len(self.records) + 1,
+            run_id=self.run_id,
+            parent_run_id=self.parent_run_id,
+            tags=self.decision.tags,
+            policy=self.decision.policy,
+            requested_model=self.decision.model,
+            answering_model=answering_model,
+            estimated_cost_usd=_usd(attempt.estimate_usd),
+        )
+        self.records.append(record)
+        return record
+
+    def _record_failure(
+        self, attempt: Attempt, exc: BaseException, kind: str, usage: Usage | None
+    ) -> None:
+        self._record(
+            attempt,
+            usage=usage,
+            outcome=kind,
+            error=self._error_text(exc, kind),
+            status=status_of(exc),
+            ttft_s=self._attempt_ttft(attempt),
+        )
+
+    def _error_text(self, exc: BaseException, kind: str) -> str:
+        text = error_text(exc, None, limit=_ERROR_LIMIT - len(kind) - 2) or kind
+        for secret in self.secrets:
+            text = _scrub(text, secret)
+        return f"{kind}: {text}"
+
+    def _attempt_ttft(self, attempt: Attempt) -> float | None:
+        if attempt.first_chunk is None or not attempt.started:
+            return None
+        return round(attempt.first_chunk - attempt.started, 6)
+
+    def _report(self, attempt: Attempt, failure: BaseException | None) -> None:
+        """Tell the breaker how the attempt went (a failure only for upstream faults)."""
+        attempt.reported = True
+        if self.breaker is None:
+            return
+        if failure is None:
+            self.breaker.record_success(attempt.model)
+            return
+        why = error_type(failure)
+        status = status_of(failure)
+        if status is not None:
+            why = f"{why} {status}"
+        self.breaker.record_failure(attempt.model, why, retry_after_s=retry_after_s(failure))
+
+    def _abandon(self, attempt: Attempt) -> None:
+        if not attempt.reported and self.breaker is not None and attempt.admission is not None:
+            self.breaker.abandon(attempt.admission)
+        attempt.reported = True
+
+    def _sticky(self, model: str | None) -> Sticky | None:
+        conv = self.conversation
+        if conv is None:
+            return None
+        previous = conv.previous_model
+        note = self.decision.note
+        if note is None and previous is not None and model is not None and model != previous:
+            note = f"conversation model {previous} was kept but failed; {model} answered"
+        return Sticky(
+            conversation_id=conv.conversation_id,
+            previous_model=previous,
+            kept=None if previous is None or model is None else model == previous,
+            note=note,
+        )
 
 
-def _is_httpx(exc: BaseException, name: str) -> bool:
-    """``exc`` is an ``httpx.<name>`` of httpx or of httpx2 (which openai 3 uses instead)."""
-    return any(
-        cls.__name__ == name and cls.__module__.split(".")[0] in ("httpx", "httpx2")
-        for cls in type(exc).__mro__
-    )
+def _scrub(text: str, secret: str) -> str:
+    if not secret or len(secret) < 8:
+        return text
+    return text.replace(secret, "[redacted]")
 
 
-def error_type(exc: BaseException) -> str:
-    """A stable, low-cardinality name: the openai class (``RateLimitError``), else the class."""
-    if never_sent(exc):
-        return "PoolTimeout"
-    for cls in type(exc).__mro__:
-        if cls.__module__.startswith("openai"):
-            return cls.__name__
-    return type(exc).__name__
-
-
-def failed_attempt(model: str, exc: BaseException, latency_s: float, secret: str | None) -> Attempt:
-    """The record of an attempt that raised ``exc``; ``secret`` is scrubbed from the text.
-
-    An attempt the HTTP client never sent (see :func:`never_sent`) is ``skipped``.
-    """
-    kind = error_type(exc)
-    text = error_text(exc, secret, limit=ERROR_TEXT_LIMIT - len(kind) - 2)
-    return Attempt(
-        model=model,
-        outcome="skipped" if kind == "PoolTimeout" else "error",
-        error=f"{kind}: {text}",
-        error_type=kind,
-        status=status_of(exc),
-        retry_after_s=retry_after_s(exc),
-        latency_s=round(latency_s, 6),
-    )
+def _usd(value: float | None) -> float | None:
+    """Dollars to 1e-12 (float noise such as 1.2499999999999999e-05 dropped)."""
+    return None if value is None else round(value, 12)

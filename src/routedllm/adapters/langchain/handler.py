@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -21,13 +21,14 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from routedllm.core.catalog import Catalog
-from routedllm.core.errors import UnknownModelError
-from routedllm.core.tags import TAGS_KEY, VOCABULARY
+from routedllm.core.errors import RoutedLLMError, UnknownModelError
+from routedllm.core.requests import select_tags
+from routedllm.core.tags import TAGS_KEY
 from routedllm.records.memory import MemorySink
+from routedllm.records.routed import RoutedCall, call_of
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
     NO_TOKENS,
-    OK,
     CallRecord,
     Sink,
     Usage,
@@ -37,10 +38,9 @@ from routedllm.records.schema import (
     gateway_key,
     resolve_model,
     sinks_for,
+    with_baseline,
 )
 from routedllm.records.schema import text_or_none as _str
-
-SKIPPED = "skipped"  # a fallback passed over without a request (e.g. too small a window)
 
 
 @dataclass(slots=True)
@@ -119,19 +119,27 @@ class CostLatencyHandler(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         metadata = metadata or {}
         requested = metadata.get("ls_model_name") or params.get("model") or params.get("model_name")
-        given = metadata.get(TAGS_KEY)
-        task_tags = [*(tags or ()), *(given if isinstance(given, list | tuple) else ())]
+        try:  # the chat model's own rule; a handler never fails the call over a bad tag
+            task_tags = select_tags(given=metadata.get(TAGS_KEY), names=tags or ()).tags
+        except RoutedLLMError:
+            task_tags = select_tags(names=tags or ()).tags
         run = _Run(
             ts=dt.datetime.now(dt.UTC),
             started=time.perf_counter(),
             parent_run_id=None if parent_run_id is None else str(parent_run_id),
             requested_model=requested if isinstance(requested, str) else None,
-            tags=tuple(dict.fromkeys(t for t in task_tags if t in VOCABULARY)),
+            tags=task_tags,
         )
         with self._lock:
             self._runs[run_id] = run
 
-    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self, token: Any, *, chunk: Any = None, run_id: UUID, **kwargs: Any
+    ) -> None:
+        """Time to first token: the first chunk with content or a tool call, for routed and
+        plain models alike (an empty role chunk or a usage-only chunk does not count)."""
+        if not token and not _shows_reply(chunk):
+            return
         now = time.perf_counter()
         with self._lock:
             run = self._runs.get(run_id)
@@ -168,142 +176,71 @@ class CostLatencyHandler(BaseCallbackHandler):
         self, run: _Run, run_id: UUID, response: LLMResult, now: float
     ) -> list[CallRecord]:
         message = _first_message(response)
+        meta = getattr(message, "response_metadata", None) or {}
+        routed = RoutedCall.from_metadata(meta.get("routedllm"))
+        if routed is not None:
+            return self._routed_records(run, run_id, routed)
         llm_output = response.llm_output or {}
         usage = Usage.from_usage_metadata(
             getattr(message, "usage_metadata", None)
         ) or Usage.from_openai(llm_output.get("token_usage"))
-        meta = getattr(message, "response_metadata", None) or {}
         answering = _str(meta.get("model_name")) or _str(llm_output.get("model_name"))
-        latency = now - run.started
         ttft = None if run.first_chunk is None else run.first_chunk - run.started
-        routed = meta.get("routedllm")
-        if not isinstance(routed, Mapping):
-            return [
-                self._record(
-                    run,
-                    run_id,
-                    answering or run.requested_model,
-                    usage=usage,
-                    latency_s=latency,
-                    ttft_s=ttft,
-                    tags=run.tags,
-                    requested_model=run.requested_model,
-                    answering_model=answering,
-                )
-            ]
-        if routed.get("cache_hit") is True:  # no request: the original's attempts are its own
-            return [
-                self._record(
-                    run,
-                    run_id,
-                    _str(routed.get("model")) or answering,
-                    usage=NO_TOKENS,
-                    cache_hit=True,
-                    latency_s=latency,
-                    ttft_s=ttft,
-                    answering_model=_str(routed.get("served_model")) or answering,
-                    tags=tuple(routed.get("tags") or run.tags),
-                    policy=_str(routed.get("policy")),
-                    requested_model=_str(routed.get("requested_model")) or run.requested_model,
-                )
-            ]
-
-        attempts = [
-            a
-            for a in routed.get("attempts") or ()
-            if isinstance(a, Mapping) and a.get("outcome") != SKIPPED
-        ]
-        failed = [a for a in attempts if a.get("outcome") != OK]
-        ok = next((a for a in attempts if a.get("outcome") == OK), {})
-        model = _str(ok.get("model")) or _str(routed.get("model")) or answering
-        requested = _str(routed.get("requested_model")) or (
-            _str(attempts[0].get("model")) if attempts else None
-        )
-        context = {
-            "tags": tuple(routed.get("tags") or run.tags),
-            "policy": _str(routed.get("policy")),
-            "requested_model": requested or run.requested_model,
-        }
-        # Timings are the answering attempt's own, as for the failed ones: the router times
-        # the call and its first chunk from the call's start, so take off the time the
-        # earlier attempts used (call latency - attempt latency).
-        call_latency = _seconds(routed.get("latency_s"), latency)
-        attempt_latency = _seconds(ok.get("latency_s"), call_latency)
-        call_ttft = _seconds(routed.get("ttft_s"), ttft)
-        if call_ttft is not None and call_latency is not None and attempt_latency is not None:
-            call_ttft = max(0.0, call_ttft - (call_latency - attempt_latency))
-        records = [self._failed(run, run_id, a, i, context) for i, a in enumerate(failed, 1)]
-        records.append(
+        return [
             self._record(
                 run,
                 run_id,
-                model,
+                answering or run.requested_model,
                 usage=usage,
-                attempt=len(failed) + 1,
-                answering_model=_str(routed.get("served_model")) or answering,
-                latency_s=attempt_latency,
-                ttft_s=call_ttft,
-                # the router estimates for the model that answered; the estimate stays with it
-                estimated_cost_usd=_seconds(routed.get("estimated_cost_usd"), None),
-                **context,
+                latency_s=now - run.started,
+                ttft_s=ttft,
+                tags=run.tags,
+                requested_model=run.requested_model,
+                answering_model=answering,
             )
-        )
-        return records
+        ]
 
-    def _failed(
-        self,
-        run: _Run,
-        run_id: UUID,
-        attempt: Mapping[str, Any],
-        number: int,
-        context: Mapping[str, Any],
-        usage: Usage | None = NO_TOKENS,
-    ) -> CallRecord:
-        """A failed attempt: outcome is its ``error_type`` (else its ``outcome``), no tokens."""
-        return self._record(
-            run,
-            run_id,
-            _str(attempt.get("model")),
-            usage=usage,
-            attempt=number,
-            outcome=_str(attempt.get("error_type")) or _str(attempt.get("outcome")) or "error",
-            error=error_text(attempt.get("error"), gateway_key(self.catalog)),
-            latency_s=_seconds(attempt.get("latency_s"), None),
-            **context,
-        )
+    def _routed_records(self, run: _Run, run_id: UUID, call: RoutedCall) -> list[CallRecord]:
+        """A RoutedChatModel run: its attempts as the router recorded them. A cache hit
+        sent nothing: one ``ok`` record marked ``cache_hit``, free."""
+        if call.cache_hit:
+            return [
+                self._record(
+                    run,
+                    run_id,
+                    call.model or call.requested_model,
+                    usage=NO_TOKENS,
+                    cache_hit=True,
+                    latency_s=call.latency_s,
+                    answering_model=call.served_model,
+                    tags=call.tags,
+                    policy=call.policy,
+                    requested_model=call.requested_model,
+                )
+            ]
+        return [self._attributed(a, run, run_id) for a in call.attempts]
+
+    def _attributed(self, record: CallRecord, run: _Run, run_id: UUID) -> CallRecord:
+        """An attempt record under this run's ids, compared with this handler's baseline."""
+        update: dict[str, Any] = {}
+        if record.run_id is None:
+            update["run_id"] = str(run_id)
+        if record.parent_run_id is None and run.parent_run_id is not None:
+            update["parent_run_id"] = run.parent_run_id
+        if update:
+            record = record.model_copy(update=update)
+        if self.baseline_model is not None and record.baseline_model != self.baseline_model:
+            record = with_baseline(record, self.catalog, self.baseline_model)
+        return record
 
     def _records_for_error(
         self, run: _Run, run_id: UUID, error: BaseException, now: float
     ) -> list[CallRecord]:
-        # RoutedChatModel's errors list the attempts (AllAttemptsFailedError,
-        # StreamInterruptedError), and any exception leaving its run carries the call's
-        # record as ``.routedllm`` (a caller error, a budget refusal).
-        routed = getattr(error, "routedllm", None)
-        listed = getattr(error, "attempts", None) or (
-            routed.get("attempts") if isinstance(routed, Mapping) else None
-        )
-        attempts = [
-            a for a in listed or () if isinstance(a, Mapping) and a.get("outcome") != SKIPPED
-        ]
-        tags = getattr(error, "tags", None)
-        context = {
-            "tags": tuple(tags) if isinstance(tags, Sequence) and tags else run.tags,
-            "requested_model": run.requested_model,
-        }
-        if attempts:
-            records = [self._failed(run, run_id, a, i, context) for i, a in enumerate(attempts, 1)]
-            if run.first_chunk is not None:  # the last attempt's stream had started
-                records[-1] = self._failed(
-                    run,
-                    run_id,
-                    attempts[-1],
-                    len(attempts),
-                    context,
-                    Usage.from_usage_metadata(getattr(error, "usage", None)),
-                )
-            return records
-        if isinstance(routed, Mapping):  # routed, but no request was sent: nothing to record
-            return []
+        # A RoutedChatModel's errors carry the call's record (``.call`` on routedllm's own
+        # errors, ``.routedllm_call`` on a caller error that keeps its openai type).
+        routed = call_of(error)
+        if routed is not None:
+            return [self._attributed(a, run, run_id) for a in routed.attempts]
         # Tokens may have been billed once a stream started: then usage is unknown, not zero.
         usage = NO_TOKENS if run.first_chunk is None else None
         return [
@@ -315,9 +252,19 @@ class CostLatencyHandler(BaseCallbackHandler):
                 latency_s=now - run.started,
                 outcome=type(error).__name__,
                 error=error_text(error, gateway_key(self.catalog)),
-                **context,
+                tags=run.tags,
+                requested_model=run.requested_model,
             )
         ]
+
+
+def _shows_reply(chunk: Any) -> bool:
+    message = getattr(chunk, "message", None)
+    return bool(
+        getattr(message, "content", None)
+        or getattr(message, "tool_call_chunks", None)
+        or getattr(message, "additional_kwargs", None)
+    )
 
 
 def _first_message(response: LLMResult) -> BaseMessage | None:

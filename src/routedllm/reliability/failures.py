@@ -1,0 +1,135 @@
+"""What an upstream failure means for a call: fall back, move to a larger window, or stop.
+
+Upstream faults (rate limits, 5xx, timeouts, lost connections, a model the gateway does
+not serve, a 200 whose body is not a usable completion) fall back to the decision's next
+model; a context-length error falls back only to a model with a larger window; caller
+errors (400, 401, 403, 422) are raised at once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Literal
+
+import openai
+from langchain_core.exceptions import ContextOverflowError
+
+Action = Literal["fallback", "context", "fatal"]
+
+_RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
+
+
+class MalformedResponseError(Exception):
+    """A 200 whose body is not a usable completion (no choices, not a chat completion).
+
+    An upstream fault like a 5xx: the call falls back, so this never reaches the caller
+    except as the ``__cause__`` of an :class:`~routedllm.core.errors.AllAttemptsFailedError`.
+    """
+
+
+class UpstreamErrorBody(MalformedResponseError):
+    """A 200 whose body is an error object: the upstream's fault (falls back) unless its
+    ``code`` is a caller error's status (400, 401, 403, 422), which is raised."""
+
+    def __init__(self, error: object) -> None:
+        self.body = error if isinstance(error, dict) else {"message": str(error)}
+        message = self.body.get("message") or "a 200 response whose body is an error object"
+        super().__init__(str(message))
+
+
+def classify(exc: BaseException) -> Action:
+    """What a failed attempt means for the call: try the next model, a larger one, or stop."""
+    if (
+        isinstance(exc, ContextOverflowError)
+        or getattr(exc, "code", None) == "context_length_exceeded"
+    ):
+        return "context"
+    # Lost connections and timeouts (incl. APITimeoutError), and 200s whose body is broken:
+    # malformed JSON, no choices, a stream cut at the transport.
+    if isinstance(exc, UpstreamErrorBody):
+        status = status_of(exc)
+        return (
+            "fatal"
+            if status is not None and status not in _RETRYABLE_STATUS and status < 500
+            else "fallback"
+        )
+    upstream_fault = (
+        openai.APIConnectionError | TimeoutError | MalformedResponseError | json.JSONDecodeError
+    )
+    if isinstance(exc, upstream_fault) or _is_httpx(exc, "TransportError"):
+        return "fallback"
+    if not isinstance(exc, openai.APIError):
+        return "fatal"
+    status = status_of(exc)
+    if status is None:  # e.g. an error event inside a 200 stream: an upstream fault
+        return "fallback"
+    return "fallback" if status in _RETRYABLE_STATUS or status >= 500 else "fatal"
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an upstream error, or the numeric ``code`` of its error body."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    body = getattr(exc, "body", None)
+    code = body.get("code") if isinstance(body, dict) else None
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds the upstream asked to wait (``retry-after-ms``, ``retry-after`` or a date)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when the request never left this process: the HTTP client's connection pool
+    had no free connection within the timeout (a local limit, not the upstream's fault)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if _is_httpx(cause, "PoolTimeout"):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _is_httpx(exc: BaseException, name: str) -> bool:
+    """``exc`` is an ``httpx.<name>`` of httpx or of httpx2 (which openai 3 uses instead)."""
+    return any(
+        cls.__name__ == name and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+        for cls in type(exc).__mro__
+    )
+
+
+def error_type(exc: BaseException) -> str:
+    """A stable, low-cardinality name: the openai class (``RateLimitError``), else the class."""
+    if never_sent(exc):
+        return "PoolTimeout"
+    for cls in type(exc).__mro__:
+        if cls.__module__.startswith("openai"):
+            return cls.__name__
+    return type(exc).__name__
