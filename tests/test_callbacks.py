@@ -3,59 +3,61 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from routedllm import CostLatencyHandler, UnknownModelError, read_ledger
+from routedllm import AllAttemptsFailedError, CostLatencyHandler, UnknownModelError, read_ledger
+from routedllm.records.routed import DecisionSummary, RoutedCall, Skip
+from routedllm.records.schema import Usage, build_record
 from tests.fakes import FakeChat, RateLimitError
 
-ROUTED = {  # the shape RoutedChatModel puts in response_metadata["routedllm"]
-    "model": "gpt-4o",
-    "requested_model": "deepseek-v4-flash",
-    "served_model": "gpt-4o-2024-08-06",
-    "tags": ["code"],
-    "policy": "value",
-    "fallbacks": ["glm-5", "gpt-4o"],
-    "attempts": [
-        {
-            "model": "deepseek-v4-flash",
-            "outcome": "error",
-            "error": "RateLimitError: slow down",
-            "error_type": "RateLimitError",
-            "status": 429,
-            "retry_after_s": 2.0,
-            "latency_s": 0.05,
-        },
-        {
-            "model": "glm-5",
-            "outcome": "skipped",
-            "error": "context window too small",
-            "error_type": "ContextWindow",
-            "status": None,
-            "retry_after_s": None,
-            "latency_s": None,
-        },
-        {
-            "model": "gpt-4o",
-            "outcome": "ok",
-            "error": None,
-            "error_type": None,
-            "status": None,
-            "retry_after_s": None,
-            "latency_s": 0.2,
-        },
-    ],
-    "estimated_cost_usd": 0.0021,
-    "cost_usd": 0.00225,
-    "latency_s": 0.25,
-    "ttft_s": None,
-}
+
+def routed_call(catalog, *, ttft_s: float | None = None) -> RoutedCall:
+    """A RoutedCall as RoutedChatModel builds it: a 429 on the first choice, a model passed
+    over for its window, and gpt-4o answering, each attempt timed and priced on its own."""
+    ts = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    common = {"ts": ts, "tags": ("code",), "policy": "value"}
+    failed = build_record(
+        catalog,
+        "deepseek-v4-flash",
+        usage=Usage(0, 0),
+        latency_s=0.05,
+        outcome="RateLimitError",
+        error="RateLimitError: slow down",
+        status=429,
+        requested_model="deepseek-v4-flash",
+        **common,
+    )
+    ok = build_record(
+        catalog,
+        "gpt-4o",
+        usage=Usage(100, 200),
+        latency_s=0.2,
+        ttft_s=ttft_s,
+        attempt=2,
+        requested_model="deepseek-v4-flash",
+        answering_model="gpt-4o-2024-08-06",
+        estimated_cost_usd=0.0021,
+        **common,
+    )
+    return RoutedCall(
+        model="gpt-4o",
+        requested_model="deepseek-v4-flash",
+        served_model="gpt-4o-2024-08-06",
+        tags=("code",),
+        policy="value",
+        decision=DecisionSummary(model="deepseek-v4-flash", fallbacks=("glm-5", "gpt-4o")),
+        attempts=(failed, ok),
+        skipped=(Skip(model="glm-5", reason="ContextWindow", detail="window too small"),),
+        cost_usd=ok.cost_usd,
+        latency_s=0.25,
+    )
 
 
 def test_plain_chat_model_call_is_priced_from_the_catalog(catalog, tmp_path: Path) -> None:
@@ -78,21 +80,19 @@ def test_plain_chat_model_call_is_priced_from_the_catalog(catalog, tmp_path: Pat
     assert r.latency_s >= 0.02 and r.ttft_s is None and r.outcome == "ok"
 
 
-def test_task_tags_from_metadata_as_routed_chat_model_reads_them(catalog) -> None:
+def test_task_tags_follow_the_chat_models_rule(catalog) -> None:
     from routedllm.core.tags import TAGS_KEY
 
     handler = CostLatencyHandler(catalog)
-    FakeChat().invoke(
-        "hi",
-        config={
-            "callbacks": [handler],
-            "tags": ["code"],
-            "metadata": {TAGS_KEY: ["chinese", "nope"]},
-        },
-    )
-    assert handler.memory.records[0].tags == ("code", "chinese")
+    config = {"callbacks": [handler], "tags": ["code", "team-a"]}
+    FakeChat().invoke("hi", config=config)
+    FakeChat().invoke("hi", config={**config, "metadata": {TAGS_KEY: ["chinese"]}})
+    FakeChat().invoke("hi", config={**config, "metadata": {TAGS_KEY: ["chinese", "nope"]}})
+    # run tags outside the vocabulary are ignored; routedllm_tags win; a bad one never
+    # breaks the call from a handler: the run's own tags count then
+    assert [r.tags for r in handler.memory.records] == [("code",), ("chinese",), ("code",)]
     _, model = routed_model({})
-    reply = model.invoke("hi", config={"metadata": {TAGS_KEY: ["chinese"]}})
+    reply = model.invoke("hi", config={"tags": ["code"], "metadata": {TAGS_KEY: ["chinese"]}})
     assert reply.response_metadata["routedllm"]["tags"] == ["chinese"]
 
 
@@ -116,55 +116,46 @@ async def test_async_stream_records_time_to_first_chunk(catalog) -> None:
     assert r.ttft_s is not None and 0.05 <= r.ttft_s < r.latency_s
 
 
-def test_routed_run_gives_one_record_per_attempt(catalog) -> None:
+def test_routed_run_delivers_the_routers_attempts_as_recorded(catalog) -> None:
     handler = CostLatencyHandler(catalog)
-    FakeChat(model="gpt-4o", routed=ROUTED).invoke("x" * 100, config={"callbacks": [handler]})
-    failed, ok = handler.memory.records  # the skipped model was never called: no record
-    assert failed.run_id == ok.run_id
-    assert (failed.attempt, failed.model, failed.outcome, failed.error, failed.latency_s) == (
-        1,
-        "deepseek-v4-flash",
-        "RateLimitError",
-        "RateLimitError: slow down",
-        0.05,
+    call = routed_call(catalog)
+    FakeChat(model="gpt-4o", routed=call.to_metadata()).invoke(
+        "x" * 100, config={"callbacks": [handler]}
     )
-    assert (failed.input_tokens, failed.output_tokens, failed.cost_usd) == (0, 0, 0.0)
-    assert failed.estimated_cost_usd is None
-    assert (ok.attempt, ok.model, ok.outcome) == (2, "gpt-4o", "ok")
-    assert ok.answering_model == "gpt-4o-2024-08-06" and ok.requested_model == "deepseek-v4-flash"
-    assert ok.tags == ("code",) and ok.policy == "value"
-    assert ok.latency_s == 0.2 and ok.estimated_cost_usd == 0.0021  # the answering attempt's own
-    assert ok.cost_usd == pytest.approx((100 * 2.5 + 200 * 10) / 1e6) and ok.savings_usd == 0.0
+    failed, ok = handler.memory.records  # the skipped model was never called: no record
+    assert failed.run_id == ok.run_id is not None
+    # the attempts as the router timed and priced them; only the run's id is added
+    assert failed.model_copy(update={"run_id": None}) == call.attempts[0]
+    assert ok.model_copy(update={"run_id": None}) == call.attempts[1]
+    assert (failed.outcome, failed.status, failed.cost_usd) == ("RateLimitError", 429, 0.0)
+    assert ok.latency_s == 0.2 and ok.estimated_cost_usd == 0.0021
     stats = handler.memory.summary()
     assert stats["by_model"]["deepseek-v4-flash"]["error_rate"] == 1.0
     assert stats["by_tag"]["code"]["attempts"] == 2
 
 
-def test_routed_stream_uses_the_routers_timings_when_given(catalog) -> None:
+def test_routed_stream_keeps_each_attempts_own_timings(catalog) -> None:
     handler = CostLatencyHandler(catalog)
-    routed = {
-        **ROUTED,
-        "model": "deepseek-v4-flash",
-        "ttft_s": 0.123,
-        "latency_s": 0.5,
-        "attempts": [{"model": "deepseek-v4-flash", "outcome": "ok"}],
-    }
-    for _ in FakeChat(model="deepseek-v4-flash", routed=routed).stream(
+    call = routed_call(catalog, ttft_s=0.05)
+    for _ in FakeChat(model="gpt-4o", routed=call.to_metadata()).stream(
         "hi", config={"callbacks": [handler]}
     ):
         pass
-    [r] = handler.memory.records
-    assert (r.attempt, r.model, r.ttft_s, r.latency_s) == (1, "deepseek-v4-flash", 0.123, 0.5)
-
-
-def test_a_fallbacks_ttft_counts_from_its_own_start(catalog) -> None:
-    handler = CostLatencyHandler(catalog)
-    routed = {**ROUTED, "ttft_s": 0.1}  # call: 0.25 s; gpt-4o's attempt: its last 0.2 s
-    for _ in FakeChat(model="gpt-4o", routed=routed).stream("hi", config={"callbacks": [handler]}):
-        pass
     failed, ok = handler.memory.records
     assert failed.ttft_s is None and failed.latency_s == 0.05
-    assert ok.latency_s == 0.2 and ok.ttft_s == pytest.approx(0.05)
+    assert (ok.latency_s, ok.ttft_s) == (0.2, 0.05)  # the fallback's own, not the call's
+
+
+def test_another_baseline_compares_without_repricing(catalog) -> None:
+    handler = CostLatencyHandler(catalog, baseline_model="claude-3.5-sonnet")
+    call = routed_call(catalog)
+    FakeChat(model="gpt-4o", routed=call.to_metadata()).invoke(
+        "hi", config={"callbacks": [handler]}
+    )
+    ok = handler.memory.records[1]
+    assert ok.cost_usd == call.attempts[1].cost_usd
+    assert ok.baseline_model == "claude-3.5-sonnet"
+    assert ok.baseline_cost_usd == pytest.approx((100 * 3 + 200 * 15) / 1e6)
 
 
 def test_error_before_any_chunk_records_the_error_type_and_zero_tokens(catalog) -> None:
@@ -187,39 +178,22 @@ def test_error_mid_stream_leaves_usage_unknown(catalog) -> None:
     assert r.input_tokens is None and r.cost_usd is None  # tokens may have been billed
 
 
-def test_error_that_lists_attempts_gives_a_record_per_attempt(catalog) -> None:
-    class AllFailed(Exception):  # like routedllm.core.errors.AllAttemptsFailedError
-        tags = ("chinese",)
-        attempts: ClassVar[list[dict]] = [
-            {
-                "model": "deepseek-v4-flash",
-                "outcome": "error",
-                "error": "429",
-                "error_type": "RateLimitError",
-            },
-            {"model": "glm-5", "outcome": "skipped", "error_type": "ContextWindow"},
-            {
-                "model": "gpt-4o",
-                "outcome": "error",
-                "error": "timed out",
-                "error_type": "APITimeoutError",
-                "latency_s": 30.0,
-            },
-        ]
+def test_a_routed_error_gives_a_record_per_attempt_sent(catalog) -> None:
+    call = routed_call(catalog).model_copy(update={"model": None})
 
     class Failing(FakeChat):
         def _generate(self, *args, **kwargs):
-            raise AllFailed("every model failed")
+            raise AllAttemptsFailedError(call)
 
     handler = CostLatencyHandler(catalog)
-    with pytest.raises(AllFailed):
+    with pytest.raises(AllAttemptsFailedError):
         Failing().invoke("hi", config={"callbacks": [handler]})
     records = handler.memory.records
     assert [(r.attempt, r.model, r.outcome) for r in records] == [
         (1, "deepseek-v4-flash", "RateLimitError"),
-        (2, "gpt-4o", "APITimeoutError"),
+        (2, "gpt-4o", "ok"),
     ]
-    assert records[1].latency_s == 30.0 and records[0].tags == ("chinese",)
+    assert records[0].tags == ("code",)
 
 
 def test_unknown_model_cost_is_none(catalog) -> None:

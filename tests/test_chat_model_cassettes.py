@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from routedllm import AllAttemptsFailedError, Policy, Request, call_cost, decide
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.records.routed import call_of
 from tests.fake_gateway import (
     CASSETTE_DIR,
     REPLAY_KEY,
@@ -108,7 +109,7 @@ def test_invoke_routes_prices_and_records(make: Any) -> None:
     reply = make().invoke("Hello")
     record = reply.response_metadata["routedllm"]
     assert reply.response_metadata["model_name"] == record["model"] == decision.model
-    assert record["fallbacks"] == list(decision.fallbacks)
+    assert record["decision"]["fallbacks"] == list(decision.fallbacks)
     assert record["tags"] == list(decision.tags) and record["policy"] == "value"
     assert [(a["model"], a["outcome"]) for a in record["attempts"]] == [(decision.model, "ok")]
     usage = reply.usage_metadata
@@ -133,7 +134,7 @@ def test_stream_puts_usage_and_record_on_one_chunk(make: Any) -> None:
     record = full.response_metadata["routedllm"]
     assert full.response_metadata["model_name"] == record["model"]
     assert record["streamed"] is True and 0 < record["ttft_s"] <= record["latency_s"]
-    assert record["usage"]["output_tokens"] == full.usage_metadata["output_tokens"]
+    assert record["attempts"][-1]["output_tokens"] == full.usage_metadata["output_tokens"]
     assert record["cost_usd"] == pytest.approx(_expected_cost(record["model"], full.usage_metadata))
     assert full.text.strip()
     json.dumps(record)
@@ -209,7 +210,7 @@ def test_vision_input_routes_to_an_image_model(make: Any) -> None:
     reply = make().invoke([message])
     record = reply.response_metadata["routedllm"]
     assert record["model"] in vision and "vision" in record["tags"]
-    assert set(record["fallbacks"]) <= set(vision)
+    assert set(record["decision"]["fallbacks"]) <= set(vision)
     assert "pixel" in reply.text
 
 
@@ -223,12 +224,12 @@ def test_rate_limit_falls_back_and_defers_the_model(make: Any, vcr: Any) -> None
     record = reply.response_metadata["routedllm"]
     assert reply.response_metadata["model_name"] == second
     failed, ok = record["attempts"]
-    assert (failed["model"], failed["outcome"], failed["status"]) == (first, "error", 429)
-    assert failed["error_type"] == "RateLimitError" and failed["retry_after_s"] == 2.0
+    assert (failed["model"], failed["outcome"], failed["status"]) == (first, "RateLimitError", 429)
+    assert failed["retry_after_s"] == 2.0 and failed["cost_usd"] == 0.0
     assert failed["latency_s"] >= 0 and (ok["model"], ok["outcome"]) == (second, "ok")
     # Within the Retry-After, the next call tries the rate-limited model last.
     again = llm.invoke("Hello").response_metadata["routedllm"]
-    assert again["deferred"] == [first] and again["attempts"][0]["model"] == second
+    assert list(again["unavailable"]) == [first] and again["attempts"][0]["model"] == second
     assert (
         _sent(vcr, gateway) == 3
     )  # 429, answer, and the answer again: no retry of the 429'd model
@@ -251,8 +252,8 @@ def test_bad_request_raises_without_fallback(make: Any, vcr: Any) -> None:
     gateway = FakeGateway(faults={first: "400"})
     with pytest.raises(openai.BadRequestError) as caught:
         make(gateway).invoke("Hello")
-    attempts = caught.value.routedllm["attempts"]  # type: ignore[attr-defined]
-    assert [(a["model"], a["status"]) for a in attempts] == [(first, 400)]
+    call = call_of(caught.value)
+    assert call is not None and [(a.model, a.status) for a in call.attempts] == [(first, 400)]
     assert _sent(vcr, gateway) == 1
 
 
@@ -263,11 +264,11 @@ def test_all_models_failing_names_every_attempt(make: Any) -> None:
     with pytest.raises(AllAttemptsFailedError) as caught:
         make(FakeGateway(faults=faults)).invoke("Hello")
     error = caught.value
-    assert [(a["model"], a["status"]) for a in error.attempts] == [
+    assert [(a.model, a.status) for a in error.call.attempts] == [
         (m, int(f)) for m, f in faults.items()
     ]
     for model, fault in faults.items():
-        assert re.search(rf"{re.escape(model)}: error: \w+Error: Error code: {fault}", str(error))
+        assert re.search(rf"{re.escape(model)}: \w+Error: Error code: {fault}", str(error))
     assert isinstance(error.__cause__, openai.InternalServerError)
 
 
@@ -279,9 +280,9 @@ def test_context_length_error_moves_to_a_larger_window(make: Any) -> None:
     attempts = reply.response_metadata["routedllm"]["attempts"]
     larger = [m for m in ranking[1:] if (CATALOG.get(m).context_window or 0) > window]
     assert reply.response_metadata["model_name"] == larger[0]
-    skipped = [a["model"] for a in attempts if a["outcome"] == "skipped"]
+    skipped = [s["model"] for s in reply.response_metadata["routedllm"]["skipped"]]
     assert skipped == [m for m in ranking[1 : ranking.index(larger[0])]]
-    assert attempts[0]["error_type"] == "BadRequestError"
+    assert attempts[0]["outcome"] == "BadRequestError" and attempts[0]["status"] == 400
 
 
 @pytest.mark.vcr
@@ -290,7 +291,7 @@ def test_error_event_before_the_first_token_falls_back(make: Any) -> None:
     full = _join(list(make(FakeGateway(faults={first: "stream-error"})).stream("Hello")))
     attempts = full.response_metadata["routedllm"]["attempts"]
     assert [(a["model"], a["outcome"], a["status"]) for a in attempts] == [
-        (first, "error", 502),
+        (first, "APIError", 502),
         (second, "ok", None),
     ]
 
@@ -306,11 +307,10 @@ def test_error_event_after_the_first_token_raises(make: Any, vcr: Any) -> None:
     assert "".join(seen).strip()  # the caller already had text: no fallback after that
     error = caught.value
     assert isinstance(error.__cause__, openai.APIError) and error.model == first
-    assert [(a["model"], a["outcome"], a["status"]) for a in error.attempts] == [
-        (first, "error", 502)
+    assert [(a.model, a.outcome, a.status) for a in error.call.attempts] == [
+        (first, "APIError", 502)
     ]
-    assert error.routedllm["attempts"] == error.attempts  # type: ignore[attr-defined]
-    assert f"1. {first}: error: APIError: Upstream connection reset" in str(error)
+    assert f"1. {first}: APIError: Upstream connection reset" in str(error)
     assert _sent(vcr, gateway) == 1
 
 
@@ -324,7 +324,9 @@ def test_cached_input_tokens_priced_at_the_cached_price(make: Any) -> None:
     card = CATALOG.get(record["model"])
     usage = reply.usage_metadata
     assert (
-        usage["input_token_details"]["cache_read"] == record["usage"]["cached_input_tokens"] == 1024
+        usage["input_token_details"]["cache_read"]
+        == record["attempts"][-1]["cached_input_tokens"]
+        == 1024
     )
     assert card.cached_input_usd_per_mtok is not None
     assert record["cost_usd"] == pytest.approx(

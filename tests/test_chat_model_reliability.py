@@ -29,6 +29,7 @@ from routedllm import (
 )
 from routedllm.adapters.langchain.chat_model import RoutedChatModel, default_breaker
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.records.routed import RoutedCall, call_of
 from routedllm.testing import ModelSpec, Upstream
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
@@ -62,7 +63,13 @@ def estimate(model: str, text: str, **policy: Any) -> float:
 
 
 def outcomes(record: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(a["model"], a["outcome"]) for a in record["attempts"]]
+    """Each attempt sent: its model, and "ok" or "error"."""
+    return [(a["model"], "ok" if a["outcome"] == "ok" else "error") for a in record["attempts"]]
+
+
+def skips(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each model passed over without a request, and why."""
+    return [(s["model"], s["reason"]) for s in record["skipped"]]
 
 
 # -- circuit breaker ------------------------------------------------------------------------
@@ -75,7 +82,7 @@ def test_a_model_that_keeps_failing_is_cooled_down_and_the_record_says_why() -> 
         record = llm.invoke("Hello").response_metadata["routedllm"]
         assert outcomes(record) == [(first, "error"), (second, "ok")]
     record = llm.invoke("Hello").response_metadata["routedllm"]
-    assert outcomes(record) == [(second, "ok")] and record["deferred"] == [first]
+    assert outcomes(record) == [(second, "ok")] and list(record["unavailable"]) == [first]
     why = record["unavailable"][first]
     assert why.startswith("circuit open: 3 failures in 60s; last: InternalServerError 500")
     assert "cooling down for another 30.0s" in why
@@ -84,7 +91,7 @@ def test_a_model_that_keeps_failing_is_cooled_down_and_the_record_says_why() -> 
     clock.now += 30
     gateway.faults.clear()
     record = llm.invoke("Hello").response_metadata["routedllm"]
-    assert outcomes(record) == [(first, "ok")] and record["deferred"] == []
+    assert outcomes(record) == [(first, "ok")] and record["unavailable"] == {}
     assert llm.breaker is not None and llm.breaker.state(first) == "closed"
 
 
@@ -96,7 +103,8 @@ def test_a_429_keeps_the_model_out_for_its_retry_after_and_no_longer() -> None:
     failed = llm.invoke("Hello").response_metadata["routedllm"]["attempts"][0]
     assert (failed["status"], failed["retry_after_s"]) == (429, 2.0)
     again = llm.invoke("Hello").response_metadata["routedllm"]
-    assert again["deferred"] == [first] and "Retry-After 2s" in again["unavailable"][first]
+    assert list(again["unavailable"]) == [first]
+    assert "Retry-After 2s" in again["unavailable"][first]
     clock.now += 2
     gateway.faults.clear()
     assert outcomes(llm.invoke("Hello").response_metadata["routedllm"]) == [(first, "ok")]
@@ -109,13 +117,11 @@ def test_every_attempt_is_admitted_by_the_breaker() -> None:
     gateway = FakeGateway()
     with pytest.raises(AllAttemptsFailedError) as caught:
         routed(gateway, breaker=breaker).invoke("Hello", model="glm-5")
-    [skipped] = caught.value.attempts
-    assert (skipped["model"], skipped["outcome"], skipped["error_type"]) == (
-        "glm-5",
-        "skipped",
-        "CircuitOpen",
-    )
-    assert skipped["error"].startswith("circuit open: 1 failures in 60s")
+    call = caught.value.call
+    assert call is not None and call.attempts == ()
+    [skipped] = call.skipped
+    assert (skipped.model, skipped.reason) == ("glm-5", "CircuitOpen")
+    assert skipped.detail is not None and skipped.detail.startswith("circuit open: 1 failures")
     assert gateway.requests == []
 
 
@@ -138,7 +144,7 @@ def test_each_model_has_its_own_default_breaker_and_none_turns_it_off() -> None:
     gateway = FakeGateway(faults={first: "429"})
     off = routed(gateway, breaker=None)
     for _ in range(3):
-        assert off.invoke("Hello").response_metadata["routedllm"]["deferred"] == []
+        assert off.invoke("Hello").response_metadata["routedllm"]["unavailable"] == {}
     assert gateway.models().count(first) == 3
 
 
@@ -153,9 +159,9 @@ def test_the_per_call_maximum_skips_models_whose_estimate_is_above_it() -> None:
     budget = LocalBudget(BudgetLimits(max_call_usd=limit))
     llm = routed(gateway, budget=budget, policy=Policy(preset="quality"))
     record = llm.invoke("Hello").response_metadata["routedllm"]
-    assert outcomes(record) == [(quality[0], "skipped"), (quality[1], "ok")]
-    assert record["attempts"][0]["error_type"] == "BudgetExceeded"
-    assert "above the per-call maximum" in record["attempts"][0]["error"]
+    assert outcomes(record) == [(quality[1], "ok")]
+    assert skips(record) == [(quality[0], "BudgetExceeded")]
+    assert "above the per-call maximum" in record["skipped"][0]["detail"]
     assert gateway.models() == [quality[1]]  # nothing was sent to the dearer model
     status = budget.status()
     assert status.spent_usd == pytest.approx(record["cost_usd"], abs=1e-9)
@@ -169,9 +175,10 @@ def test_nothing_affordable_raises_budget_exceeded_before_any_request(tmp_path: 
     with pytest.raises(BudgetExceeded) as caught:
         llm.invoke("Hello", config={"callbacks": [CostLatencyHandler(CATALOG, ledger_path=ledger)]})
     assert caught.value.scope == "call" and gateway.requests == []
-    attempts = caught.value.routedllm["attempts"]  # type: ignore[attr-defined]
-    assert [a["model"] for a in attempts] == list(decision("Hello").ranking)
-    assert {a["error_type"] for a in attempts} == {"BudgetExceeded"}
+    call = caught.value.call
+    assert call is not None and call.attempts == ()
+    assert [s.model for s in call.skipped] == list(decision("Hello").ranking)
+    assert {s.reason for s in call.skipped} == {"BudgetExceeded"}
     assert not ledger.exists() or read_ledger(ledger) == []  # no request, no record
 
 
@@ -189,8 +196,9 @@ def test_failed_attempts_release_and_a_broken_stream_is_charged_its_estimate() -
         list(routed(FakeGateway(faults={first: "stream-break"}), budget=budget).stream("Hello"))
     status = budget.status()
     assert status.spent_usd == pytest.approx(estimate(first, "Hello"), abs=1e-9)
-    record = caught.value.routedllm  # type: ignore[attr-defined]
-    assert record["estimated_cost_usd"] == pytest.approx(estimate(first, "Hello"))
+    call = caught.value.call
+    assert call is not None
+    assert call.attempts[-1].estimated_cost_usd == pytest.approx(estimate(first, "Hello"))
     assert (status.reserved_usd, status.in_flight, status.settled_calls) == (0, 0, 1)
 
 
@@ -256,7 +264,7 @@ async def test_spend_caps_hold_under_concurrency_passed_only_by_calls_in_flight(
 def test_a_conversation_keeps_its_model_unless_a_constraint_forces_a_change() -> None:
     gateway = FakeGateway()
     llm = routed(gateway, sticky=True)
-    thread = {"configurable": {"thread_id": "t-1"}}
+    thread = {"metadata": {"thread_id": "t-1"}}
     quality = decision("Hello", preset="quality").model
     first = llm.invoke("Hello", config=thread, routedllm_policy={"preset": "quality"})
     sticky = first.response_metadata["routedllm"]["sticky"]
@@ -289,7 +297,7 @@ def test_a_kept_model_that_fails_falls_back_and_the_conversation_moves_on() -> N
     quality = decision("Hello", preset="quality").model
     gateway = FakeGateway()
     llm = routed(gateway, sticky=True)
-    thread = {"configurable": {"thread_id": 7}}
+    thread = {"metadata": {"thread_id": 7}}
     llm.invoke("Hello", config=thread, routedllm_policy={"preset": "quality"})
     gateway.faults[quality] = "503"
 
@@ -312,12 +320,12 @@ def test_a_kept_model_that_fails_falls_back_and_the_conversation_moves_on() -> N
 def test_sticky_memory_is_bounded_and_off_by_default() -> None:
     llm = routed(FakeGateway(), sticky=True, sticky_conversations=2)
     for thread in ("a", "b", "c"):
-        llm.invoke("Hello", config={"configurable": {"thread_id": thread}})
-    turn = llm.invoke("Hello", config={"configurable": {"thread_id": "a"}})  # "a" was dropped
+        llm.invoke("Hello", config={"metadata": {"thread_id": thread}})
+    turn = llm.invoke("Hello", config={"metadata": {"thread_id": "a"}})  # "a" was dropped
     assert turn.response_metadata["routedllm"]["sticky"]["previous_model"] is None
-    turn = llm.invoke("Hello", config={"configurable": {"thread_id": "c"}})
+    turn = llm.invoke("Hello", config={"metadata": {"thread_id": "c"}})
     assert turn.response_metadata["routedllm"]["sticky"]["previous_model"] is not None
-    plain = routed(FakeGateway()).invoke("Hello", config={"configurable": {"thread_id": "a"}})
+    plain = routed(FakeGateway()).invoke("Hello", config={"metadata": {"thread_id": "a"}})
     assert plain.response_metadata["routedllm"]["sticky"] is None
 
 
@@ -348,8 +356,8 @@ def test_a_200_error_body_is_read_by_its_code_like_an_error_event(
     else:  # the body says the caller is at fault: raised at once, with the record
         with pytest.raises(openai.APIError, match="it broke") as caught:
             llm.invoke("Hello")
-        attempts = caught.value.routedllm["attempts"]  # type: ignore[attr-defined]
-        assert [(a["model"], a["status"]) for a in attempts] == [(first, 400)]
+        call = call_of(caught.value)
+        assert call is not None and [(a.model, a.status) for a in call.attempts] == [(first, 400)]
         assert gateway.requests == []
 
 
@@ -360,8 +368,9 @@ def test_a_caller_error_after_a_fallback_records_every_attempt(tmp_path: Path) -
     llm = routed(FakeGateway(faults={first: "500", second: "400"}))
     with pytest.raises(openai.BadRequestError) as caught:
         llm.invoke("Hello", config={"callbacks": [CostLatencyHandler(CATALOG, ledger_path=ledger)]})
-    attempts = caught.value.routedllm["attempts"]  # type: ignore[attr-defined]
-    assert [(a["model"], a["status"]) for a in attempts] == [(first, 500), (second, 400)]
+    call = call_of(caught.value)
+    assert call is not None
+    assert [(a.model, a.status) for a in call.attempts] == [(first, 500), (second, 400)]
     records = read_ledger(ledger)
     assert [(r.attempt, r.model, r.outcome) for r in records] == [
         (1, first, "InternalServerError"),
@@ -413,7 +422,8 @@ async def test_an_attempt_that_never_left_the_client_pool_is_skipped_not_recorde
         await client.aclose()
     [error] = [r for r in results if isinstance(r, BaseException)]
     assert isinstance(error, AllAttemptsFailedError)
-    assert {(a["outcome"], a["error_type"]) for a in error.attempts} == {("skipped", "PoolTimeout")}
+    assert error.call is not None and error.call.attempts == ()
+    assert {s.reason for s in error.call.skipped} == {"PoolTimeout"}
     assert sent == 1 and len(read_ledger(ledger)) == 1
     assert llm.breaker is not None and llm.breaker.unavailable() == {}
-    assert json.loads(json.dumps(error.attempts)) == error.attempts
+    assert RoutedCall.model_validate_json(error.call.model_dump_json()) == error.call

@@ -102,7 +102,7 @@ class StreamInterruptedError(RoutedLLMError):
 
 def _lines(call: RoutedCall) -> str:
     """One numbered line per attempt (model, outcome, error), then one per skipped model."""
-    lines = [f"  {i}. {a.model}: {a.outcome}: {a.error}" for i, a in enumerate(call.attempts, 1)]
+    lines = [f"  {i}. {a.model}: {a.error or a.outcome}" for i, a in enumerate(call.attempts, 1)]
     lines += [f"  - {s.model}: skipped ({s.reason}): {s.detail}" for s in call.skipped]
     return "\n".join(lines)
 

@@ -66,6 +66,9 @@ class CallRecord(BaseModel):
     outcome: str = Field(default=OK, min_length=1, description="'ok' or the error type.")
     error: str | None = None
     status: int | None = Field(default=None, description="HTTP status of a failed attempt.")
+    retry_after_s: float | None = Field(
+        default=None, ge=0, description="How long the upstream asked to wait (a 429's Retry-After)."
+    )
     cache_hit: bool = Field(
         default=False, description="Answered from an LLM cache: no request, no tokens, cost 0."
     )
@@ -172,6 +175,7 @@ def build_record(
     outcome: str = OK,
     error: str | None = None,
     status: int | None = None,
+    retry_after_s: float | None = None,
     attempt: int = 1,
     run_id: str | None = None,
     parent_run_id: str | None = None,
@@ -219,6 +223,7 @@ def build_record(
         outcome=outcome,
         error=error,
         status=status,
+        retry_after_s=retry_after_s,
         cache_hit=cache_hit,
         input_tokens=None if usage is None else usage.input_tokens,
         cached_input_tokens=None if usage is None else usage.cached_input_tokens,

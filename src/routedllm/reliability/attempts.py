@@ -329,6 +329,7 @@ class AttemptLoop:
         outcome: str,
         error: str | None = None,
         status: int | None = None,
+        retry_after: float | None = None,
         answering_model: str | None = None,
         ttft_s: float | None = None,
     ) -> CallRecord:
@@ -344,6 +345,7 @@ class AttemptLoop:
             outcome=outcome,
             error=error,
             status=status,
+            retry_after_s=retry_after,
             attempt=len(self.records) + 1,
             run_id=self.run_id,
             parent_run_id=self.parent_run_id,
@@ -365,6 +367,7 @@ class AttemptLoop:
             outcome=kind,
             error=self._error_text(exc, kind),
             status=status_of(exc),
+            retry_after=retry_after_s(exc),
             ttft_s=self._attempt_ttft(attempt),
         )
 

@@ -9,9 +9,10 @@ errors (400, 401, 403, 422) are raised at once.
 from __future__ import annotations
 
 import email.utils
+import importlib
 import json
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import openai
 from langchain_core.exceptions import ContextOverflowError
@@ -29,14 +30,26 @@ class MalformedResponseError(Exception):
     """
 
 
-class UpstreamErrorBody(MalformedResponseError):
-    """A 200 whose body is an error object: the upstream's fault (falls back) unless its
-    ``code`` is a caller error's status (400, 401, 403, 422), which is raised."""
+class UpstreamErrorBody(openai.APIError):
+    """A 200 whose body is an error object, read like an error event in a stream: its
+    ``code`` says whether it is the upstream's fault (5xx or none: falls back) or the
+    caller's (400, 401, 403, 422: raised, as an ``openai.APIError``)."""
 
-    def __init__(self, error: object) -> None:
-        self.body = error if isinstance(error, dict) else {"message": str(error)}
-        message = self.body.get("message") or "a 200 response whose body is an error object"
-        super().__init__(str(message))
+    def __init__(self, error: object, url: str | None = None) -> None:
+        body = error if isinstance(error, dict) else {"message": str(error)}
+        message = body.get("message") or "a 200 response whose body is an error object"
+        request = _http_module().Request("POST", url or "http://upstream/chat/completions")
+        super().__init__(str(message), request, body=body)
+
+
+def _http_module() -> Any:
+    """The HTTP package the openai SDK is built on (httpx, or httpx2 in openai 3), found
+    through its public ``DefaultHttpxClient``."""
+    for cls in openai.DefaultHttpxClient.__mro__:
+        package = cls.__module__.split(".")[0]
+        if cls.__name__ == "Client" and package in ("httpx", "httpx2"):
+            return importlib.import_module(package)
+    raise RuntimeError("the openai SDK's HTTP client is neither httpx nor httpx2")
 
 
 def classify(exc: BaseException) -> Action:

@@ -582,7 +582,9 @@ class RoutedChatModel(BaseChatOpenAI):
         not a completion raises an upstream fault (so the call falls back)."""
         error = _field(response, "error")
         if error:
-            raise UpstreamErrorBody(error)
+            raise UpstreamErrorBody(
+                error, f"{(self.openai_api_base or '').rstrip('/')}/chat/completions"
+            )
         choices = _field(response, "choices")
         if not choices:
             raise MalformedResponseError("a 200 response without choices (no completion in it)")

@@ -241,6 +241,8 @@ class CostLatencyHandler(BaseCallbackHandler):
         routed = call_of(error)
         if routed is not None:
             return [self._attributed(a, run, run_id) for a in routed.attempts]
+        if isinstance(error, RoutedLLMError):  # refused by the router: no request, no record
+            return []
         # Tokens may have been billed once a stream started: then usage is unknown, not zero.
         usage = NO_TOKENS if run.first_chunk is None else None
         return [
