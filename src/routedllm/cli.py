@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from routedllm.adapters.litellm.config import add_litellm_config_command
 from routedllm.core.catalog import BENCHMARKS, Catalog
-from routedllm.core.decision import PRESETS, Decision, Policy, Request, decide
+from routedllm.core.decision import PRESETS, Policy, Request, decide
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.tags import TAG_NAMES
@@ -141,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     header = ("row", "tags", "model", "score", "est. cost", args.baseline, "saved")
     table = []
     for r in results:
-        d: Decision = r["decision"]
+        d = r["decision"]
         table.append(
             (
                 r["id"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +265,7 @@ def cmd_online(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 ledger_path=args.ledger,
                 baseline_model=args.baseline or DEFAULT_BASELINE,
-                on_row=None if bar is None else (lambda _r, b=bar: b.update(1)),
+                on_row=None if bar is None else _advance(bar),
             )
         )
         if bar is not None:
@@ -300,12 +300,15 @@ def cmd_replay_ledger(args: argparse.Namespace) -> int:
     policies = {}
     for spec in args.policy:
         parsed = online_policy(spec, catalog)
-        policies[spec] = parsed.policy or Policy(  # always:MODEL: that model wherever it can
-            preset="quality",
-            allowed_models=frozenset({parsed.pinned}),
-            allow_unscored=True,
-            allow_unpriced=True,
-        )
+        if parsed.policy is not None:
+            policies[spec] = parsed.policy
+        elif parsed.pinned is not None:  # always:MODEL: that model wherever it can
+            policies[spec] = Policy(
+                preset="quality",
+                allowed_models=frozenset({parsed.pinned}),
+                allow_unscored=True,
+                allow_unpriced=True,
+            )
     try:
         records = read_ledger(args.replay_ledger)
     except OSError as exc:
@@ -334,6 +337,15 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
     except ImportError:
         return None
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, unit="row")
+
+
+def _advance(bar: Any) -> Callable[[object], None]:
+    """An ``on_row`` callback that moves ``bar`` on by one row."""
+
+    def on_row(_row: object) -> None:
+        bar.update(1)
+
+    return on_row
 
 
 def _jsonable(value: Any) -> Any:

@@ -51,7 +51,8 @@ class Grade:
 class Grader(Protocol):
     """Anything that grades an answer to a row."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def grade(self, row: WorkloadRow, answer: str) -> Grade: ...
 

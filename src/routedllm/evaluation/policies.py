@@ -52,9 +52,12 @@ class Choice:
 class EvalPolicy(Protocol):
     """What replay needs of a policy: a name, a kind, and a choice per row."""
 
-    name: str
-    kind: str
-    default_output_tokens: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def default_output_tokens(self) -> int: ...
 
     def choose(self, data: EvalSet, space: ModelSpace) -> Choice: ...
 

@@ -284,7 +284,7 @@ def _cheapest_meeting(results: Sequence[Result], floor: float | None) -> str | N
         and r.cost_usd is not None
         and r.quality >= floor - 1e-12
     ]
-    return min(ok, key=lambda r: (r.cost_usd, -r.quality)).name if ok else None
+    return min(ok, key=lambda r: (r.cost_usd, -(r.quality or 0.0))).name if ok else None
 
 
 def _points(results: Iterable[Result]) -> list[tuple[float, float]]:

@@ -37,11 +37,13 @@ class LangSmithCostTracer(LangChainTracer):
         super().__init__(**kwargs)
         self.catalog = Catalog.from_env() if catalog is None else catalog
 
+    # LangChainTracer declares this a staticmethod; the override needs self.catalog.
     def _update_run_single(self, run: Run) -> None:  # type: ignore[override]
         metadata = run.extra.get("metadata")
-        usage = metadata.get("usage_metadata") if isinstance(metadata, dict) else None
-        if run.run_type == "llm" and isinstance(usage, Mapping):
-            metadata["usage_metadata"] = {**usage, **self.cost_fields(run, usage)}
+        if run.run_type == "llm" and isinstance(metadata, dict):
+            usage = metadata.get("usage_metadata")
+            if isinstance(usage, Mapping):
+                metadata["usage_metadata"] = {**usage, **self.cost_fields(run, usage)}
         super()._update_run_single(run)
 
     def cost_fields(self, run: Run, usage: Mapping[str, Any]) -> dict[str, float]:
