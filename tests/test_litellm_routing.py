@@ -8,7 +8,6 @@ import pytest
 
 from routedllm import Catalog, Policy, Request, decide
 from routedllm.adapters.litellm import route_body, routed_groups
-from routedllm.adapters.litellm.routing import body_tags, vocabulary_tags
 from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
 from routedllm.core.tags import TAG_NAMES
 
@@ -54,16 +53,21 @@ def test_tags_from_metadata_header_merge_and_body(catalog: Catalog, policy: Poli
         metadata={"tags": ["acme-team", "chinese", "User-Agent: OpenAI"]},
         tags=["code"],
     )
-    assert body_tags(data) == ("chinese", "code")
+    request = Request.from_openai_body(data)
+    assert request.tags == ("chinese", "code")
+    assert request.ignored_tags == ("acme-team", "User-Agent: OpenAI")
     decision = route_body(catalog, policy, data)
     assert decision.tags == ("chinese", "code") and decision.given_tags == ("chinese", "code")
     assert data["metadata"]["tags"] == ["acme-team", "chinese", "User-Agent: OpenAI"]
 
 
-def test_vocabulary_tags_from_lists_and_comma_strings() -> None:
-    assert vocabulary_tags("code, chinese,foo") == ("code", "chinese")
-    assert vocabulary_tags(["code", "code", 3, None]) == ("code",)
-    assert vocabulary_tags(None) == () and vocabulary_tags(42) == ()
+def test_request_tags_from_lists_and_comma_strings() -> None:
+    def tags(value: object) -> tuple[str, ...]:
+        return tuple(Request.from_openai_body(body("Hi", tags=value)).tags or ())
+
+    assert tags("code, chinese,foo") == ("code", "chinese")
+    assert tags(["code", "code", 3, None]) == ("code",)
+    assert tags(None) == () and tags(42) == ()
 
 
 def test_a_tag_group_routes_on_its_tag_first(catalog: Catalog, policy: Policy) -> None:

@@ -65,7 +65,7 @@ class Request:
         if not isinstance(body, Mapping):
             raise InvalidRequestError(f"a request body must be a JSON object, got {body!r:.80}")
         messages = body.get("messages")
-        if messages is None:
+        if not messages:
             other = next((k for k in ("input", "prompt") if k in body), None)
             endpoint = {"input": "the Responses API", "prompt": "/completions"}.get(other or "")
             if endpoint:

@@ -20,7 +20,7 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Self
@@ -32,11 +32,13 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from routedllm.adapters.langchain.handler import CostLatencyHandler
 from routedllm.core.catalog import Catalog
-from routedllm.core.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError, RoutedLLMError
 from routedllm.core.pricing import estimate_cost
-from routedllm.core.tags import TAGS_KEY, VOCABULARY, message_features
+from routedllm.core.requests import select_tags
+from routedllm.core.tags import TAGS_KEY, message_features
 from routedllm.evaluation.graders import ExactMatch, Grade, Grader
 from routedllm.evaluation.online import RunCollector, message_text, summed_cost
+from routedllm.records.routed import RoutedCall
 from routedllm.records.schema import CallRecord, Sink, Usage, deliver, resolve_model
 from routedllm.workload import WorkloadRow
 
@@ -159,16 +161,16 @@ class ShadowHandler(BaseCallbackHandler):
         metadata = metadata or {}
         if metadata.get(SHADOW_KEY) or not messages:
             return
-        given = metadata.get(TAGS_KEY)
-        names = [*(tags or ()), *(given if isinstance(given, list | tuple) else ())]
+        try:  # the chat model's rule for task tags; a bad one never breaks the live call
+            task_tags = select_tags(given=metadata.get(TAGS_KEY), names=tags or ()).tags
+        except RoutedLLMError:
+            task_tags = select_tags(names=tags or ()).tags
         with self._lock:
             self._seen += 1
             if self._rng.random() >= self.share:
                 self._skipped["not_sampled"] += 1
                 return
-            self._runs[run_id] = _Pending(
-                list(messages[0]), tuple(dict.fromkeys(t for t in names if t in VOCABULARY))
-            )
+            self._runs[run_id] = _Pending(list(messages[0]), task_tags)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
@@ -188,11 +190,11 @@ class ShadowHandler(BaseCallbackHandler):
         )
         message = None if generation is None else generation.message
         meta = getattr(message, "response_metadata", None) or {}
-        routed = meta.get("routedllm") if isinstance(meta.get("routedllm"), Mapping) else {}
-        name = routed.get("model") or meta.get("model_name")
+        routed = RoutedCall.from_metadata(meta.get("routedllm"))
+        name = routed.model if routed is not None else meta.get("model_name")
         card = resolve_model(self.catalog, name if isinstance(name, str) else None)
         live_model = card.id if card is not None else (name if isinstance(name, str) else None)
-        tags = tuple(routed.get("tags") or pending.tags)
+        tags = routed.tags if routed is not None and routed.tags else pending.tags
         usage = Usage.from_usage_metadata(getattr(message, "usage_metadata", None))
         input_tokens = (
             usage.input_tokens

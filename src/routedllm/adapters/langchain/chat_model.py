@@ -246,6 +246,8 @@ class RoutedChatModel(BaseChatOpenAI):
         """Route the call and set up its attempt loop; routing keywords leave ``kwargs``."""
         started = time.perf_counter()
         run_id = parent_id = None
+        tags: Sequence[str]
+        metadata: Mapping[str, Any]
         if run_manager is not None:
             tags, metadata = run_manager.tags, run_manager.metadata
             run_id, parent_id = run_manager.run_id, run_manager.parent_run_id
@@ -373,14 +375,14 @@ class RoutedChatModel(BaseChatOpenAI):
                 else:
                     _check_choices(head)
             except Exception as exc:
-                inner.close()
+                _close(inner)
                 verdict = loop.failed(attempt, exc)
                 self._settle(loop, attempt)
                 if verdict.stop:
                     raise loop.error_for(exc) from None
                 continue
             except BaseException as exc:
-                inner.close()
+                _close(inner)
                 attach(exc, loop.cancelled(attempt))
                 self._settle(loop, attempt)
                 raise
@@ -407,7 +409,7 @@ class RoutedChatModel(BaseChatOpenAI):
             attach(exc, loop.cancelled(attempt, seen.usage_record()))
             raise
         finally:
-            inner.close()
+            _close(inner)
             self._settle(loop, attempt)
         if run_manager:
             run_manager.on_llm_new_token("", chunk=tail)
@@ -436,7 +438,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 else:
                     _check_choices(head)
             except Exception as exc:
-                await inner.aclose()
+                await _aclose(inner)
                 verdict = loop.failed(attempt, exc)
                 await self._asettle(loop, attempt)
                 if verdict.stop:
@@ -444,7 +446,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 continue
             except BaseException as exc:
                 attach(exc, loop.cancelled(attempt))
-                await _shielded(inner.aclose())
+                await _shielded(_aclose(inner))
                 await _shielded(self._asettle(loop, attempt))
                 raise
             break
@@ -470,7 +472,7 @@ class RoutedChatModel(BaseChatOpenAI):
             attach(exc, loop.cancelled(attempt, seen.usage_record()))
             raise
         finally:
-            await _shielded(inner.aclose())
+            await _shielded(_aclose(inner))
             await _shielded(self._asettle(loop, attempt))
         if run_manager:
             await run_manager.on_llm_new_token("", chunk=tail)
@@ -670,6 +672,19 @@ class _Seen:
 
     def usage_record(self) -> Usage | None:
         return Usage.from_usage_metadata(self.usage)
+
+
+def _close(stream: Iterator[Any]) -> None:
+    """Close a generator the base class returned (frees its HTTP response)."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _shielded(awaitable: Any) -> None:

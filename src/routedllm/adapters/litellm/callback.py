@@ -22,11 +22,12 @@ from typing import Any
 import yaml
 from litellm.integrations.custom_logger import CustomLogger
 
-from routedllm.adapters.litellm.routing import META_KEY, PREFIX, route_body, vocabulary_tags
+from routedllm.adapters.litellm.routing import META_KEY, PREFIX, route_body
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import PRESETS, Policy
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
 from routedllm.core.pricing import estimate_cost
+from routedllm.core.requests import select_tags
 from routedllm.records.memory import MemorySink
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
@@ -258,9 +259,10 @@ class LiteLLMHandler(CustomLogger):
         if ok:
             usage = _usage(response_obj, slo)
             card = resolve_model(self.catalog, model)
-            tokens = (routed.get("estimated_input_tokens"), routed.get("expected_output_tokens"))
-            if card is not None and all(isinstance(t, int) for t in tokens):
-                fields["estimated_cost_usd"] = estimate_cost(card, *tokens)
+            tokens_in = routed.get("estimated_input_tokens")
+            tokens_out = routed.get("expected_output_tokens")
+            if card is not None and isinstance(tokens_in, int) and isinstance(tokens_out, int):
+                fields["estimated_cost_usd"] = estimate_cost(card, tokens_in, tokens_out)
             fields["answering_model"] = _answering_model(response_obj)
         else:
             # a stream that broke after its first chunk may have been billed: usage unknown
@@ -340,9 +342,9 @@ def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str
     """A record's routing fields from the call's metadata: the decision's when it was routed."""
     routed = _mapping(meta.get(META_KEY))
     return {
-        "tags": vocabulary_tags(routed.get("tags"))
-        or vocabulary_tags(request_tags)
-        or vocabulary_tags(meta.get("tags")),
+        "tags": _task_tags(routed.get("tags"))
+        or _task_tags(request_tags)
+        or _task_tags(meta.get("tags")),
         "policy": _str(routed.get("policy")),
         "route": _str(routed.get("group")),
         "requested_model": (
@@ -350,6 +352,15 @@ def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str
         ),
         "attempt": _attempt(meta),
     }
+
+
+def _task_tags(names: Any) -> tuple[str, ...]:
+    """The routedllm task tags among LiteLLM request tags (the one rule: select_tags)."""
+    if isinstance(names, str):
+        names = names.split(",")
+    if not isinstance(names, list | tuple):
+        return ()
+    return select_tags(names=names).tags
 
 
 def _trace(kwargs: Mapping[str, Any]) -> str | None:
@@ -386,9 +397,10 @@ def _answering_model(response: Any) -> str | None:
 
 def _usage(response: Any, slo: Mapping[str, Any]) -> Usage | None:
     """The response's OpenAI usage (cached and reasoning details), else the payload's counts."""
-    usage = getattr(response, "usage", None)
-    if hasattr(usage, "model_dump"):
-        usage = usage.model_dump()
+    usage: Any = getattr(response, "usage", None)
+    dump = getattr(usage, "model_dump", None)
+    if dump is not None:
+        usage = dump()
     found = Usage.from_openai(usage if isinstance(usage, Mapping) else None)
     if found is not None:
         return found

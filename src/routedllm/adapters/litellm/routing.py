@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from routedllm.core.catalog import Catalog
-from routedllm.core.decision import Decision, Policy, Request, decide
+from routedllm.core.decision import Decision, Policy, decide
 from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
-from routedllm.core.tags import TAG_NAMES, VOCABULARY, message_features
+from routedllm.core.requests import Request
+from routedllm.core.tags import TAG_NAMES
 
 PREFIX = "routed/"
 AUTO = f"{PREFIX}auto"
@@ -33,9 +34,9 @@ def routed_groups() -> tuple[str, ...]:
 
 
 def group_tags(group: str, given: Iterable[str] = ()) -> tuple[str, ...] | None:
-    """The task tags a routed group routes on: its own tag first, then the request's.
+    """The task tags a routed group routes on: its own tag first, then ``given``.
 
-    ``routed/auto`` with no vocabulary tags returns None (infer them from the messages).
+    ``routed/auto`` with no tags returns None (infer them from the messages).
     """
     if not group.startswith(PREFIX) or group not in routed_groups():
         raise InvalidRequestError(
@@ -46,64 +47,25 @@ def group_tags(group: str, given: Iterable[str] = ()) -> tuple[str, ...] | None:
     return tags or None
 
 
-def vocabulary_tags(value: Any) -> tuple[str, ...]:
-    """The routedllm task tags among request tags (a list, or a comma-separated string).
-
-    Other tags (a team's own, LiteLLM's ``User-Agent: ...``) are left to LiteLLM.
-    """
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, Iterable):
-        return ()
-    return tuple(
-        dict.fromkeys(t.strip() for t in value if isinstance(t, str) and t.strip() in VOCABULARY)
-    )
-
-
-def body_tags(data: Mapping[str, Any]) -> tuple[str, ...]:
-    """Task tags of a request body: ``metadata.tags`` (where the proxy merges the
-    ``x-litellm-tags`` header and body ``tags``), then body ``tags``."""
-    metadata = data.get("metadata")
-    meta_tags = metadata.get("tags") if isinstance(metadata, Mapping) else None
-    return tuple(dict.fromkeys((*vocabulary_tags(meta_tags), *vocabulary_tags(data.get("tags")))))
-
-
-def required_capabilities(data: Mapping[str, Any]) -> frozenset[str]:
-    """Capabilities a request body needs: tools offered, structured output, images sent."""
-    need = set()
-    if data.get("tools") or data.get("functions"):
-        need.add("tools")
-    response_format = data.get("response_format")
-    if isinstance(response_format, Mapping) and response_format.get("type") not in (None, "text"):
-        need.add("structured_output")
-    if message_features(data.get("messages") or (), scan=False).has_image:
-        need.add("image_input")
-    return frozenset(need)
-
-
 def decide_for_body(catalog: Catalog, policy: Policy, data: Mapping[str, Any]) -> Decision:
-    """The routing decision for a body that asks for a routed group (see :func:`routed_groups`)."""
+    """The routing decision for a body that asks for a routed group (see :func:`routed_groups`).
+
+    The body becomes a :class:`~routedllm.core.requests.Request` by the one translation
+    every adapter uses (:meth:`Request.from_openai_body`): the group's own tag first, then
+    the body's task tags, tools, response format, output limit and images.
+    """
     group = data.get("model")
     if not isinstance(group, str):
-        raise InvalidRequestError(f"the request's model must be a string, got {group!r}")
-    messages = data.get("messages")
-    if not messages:
-        raise InvalidRequestError(f"{group}: the request has no messages to route on")
-    limit = data.get("max_completion_tokens") or data.get("max_tokens")
-    require = required_capabilities(data)
-    request = Request(
-        messages=messages,
-        tags=group_tags(group, body_tags(data)),
-        max_output_tokens=limit if isinstance(limit, int) and limit > 0 else None,
-        require=require,
-    )
+        raise InvalidRequestError(f"the request's model must be a string, got {group!r:.80}")
+    own = group_tags(group)
+    request = Request.from_openai_body(data, tags=own or ())
     try:
         return decide(catalog, policy, request)
     except NoEligibleModelError as exc:
-        if not require:
+        if not request.require or exc.hint:
             raise
         raise NoEligibleModelError(
-            exc.tags, exc.rejected, _HINT.format(caps=", ".join(sorted(require)))
+            exc.tags, exc.rejected, _HINT.format(caps=", ".join(sorted(request.require)))
         ) from None
 
 
