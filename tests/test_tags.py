@@ -101,3 +101,31 @@ def test_count_cjk_counts_exactly_the_cjk_ranges() -> None:
     samples += ["".join(chr(rng.choice(pool)) for _ in range(200)) for _ in range(50)]
     for text in samples:
         assert count_cjk(text) == len(ranges.findall(text)), text
+
+
+def test_code_words_found_as_a_search_for_each_word_finds_them() -> None:
+    from routedllm.core.tags import _CODE_WORDS, _has_code_word, _has_word
+
+    samples = [
+        "write it in python",
+        "cpython internals",
+        "python代码",
+        "用python写",
+        "c++ or c# or c+++",
+        "abc++",
+        "a shell script, a shell  script, shell scripts",
+        "unit_tests unit tests unit-test",
+        "my_function function_ functions",
+        "call the api endpoint.",
+        "kelvin \u212a and dotted \u0130",
+        "sql\ud800lone surrogate",
+        "plain prose about billing and refunds",
+    ]
+    rng = random.Random(11)
+    alphabet = "abcdefghijklmnopqrstuvwxyz_0123456789 +#.-字\n"
+    for _ in range(300):
+        parts = [rng.choice([*_CODE_WORDS, "".join(rng.choices(alphabet, k=5))]) for _ in range(6)]
+        samples.append("".join(p + rng.choice(["", " ", "_", "字", "+", "x"]) for p in parts))
+    for text in samples:
+        lower = text.lower()
+        assert _has_code_word(lower) == any(_has_word(lower, w) for w in _CODE_WORDS), text

@@ -110,6 +110,21 @@ _CODE_WORDS = (
 )
 _WORD_CHAR = re.compile(r"[a-z0-9_]")
 _WORD_WINDOW = 3000  # characters searched for code words: the first 2,000 and the last 1,000
+# Bytes to themselves when a word character ([a-z0-9_]), else to a space: splitting the
+# result gives the words of a text, each bounded by non-word characters.
+_WORD_BYTES = bytes(
+    b if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for b in range(256)
+)
+# Code words made of word characters only occur as a whole word exactly when they are one
+# of the text's words; the others (``c++``, ``unit test``) need each of their words there,
+# then a search.
+_CODE_WORD_PARTS = {w: frozenset(w.encode().translate(_WORD_BYTES).split()) for w in _CODE_WORDS}
+_PLAIN_CODE_WORDS = frozenset(
+    w.encode() for w, parts in _CODE_WORD_PARTS.items() if parts == {w.encode()}
+)
+_OTHER_CODE_WORDS = tuple(
+    (w, parts) for w, parts in _CODE_WORD_PARTS.items() if parts != {w.encode()}
+)
 
 
 class Features(NamedTuple):
@@ -253,7 +268,19 @@ def looks_like_code(text: str) -> bool:
         if len(text) <= _WORD_WINDOW
         else (text[: _WORD_WINDOW * 2 // 3] + "\n" + text[-_WORD_WINDOW // 3 :]).lower()
     )
-    return any(_has_word(lower, word) for word in _CODE_WORDS)
+    return _has_code_word(lower)
+
+
+def _has_code_word(lower: str) -> bool:
+    """Any of ``_CODE_WORDS`` in ``lower`` as a whole word (see :func:`_has_word`).
+
+    The text's words come from one pass over its bytes (non-ASCII characters, never word
+    characters, become ``?``), so most code words are a set lookup rather than a search.
+    """
+    words = set(lower.encode("ascii", "replace").translate(_WORD_BYTES).split())
+    if not words.isdisjoint(_PLAIN_CODE_WORDS):
+        return True
+    return any(words >= parts and _has_word(lower, word) for word, parts in _OTHER_CODE_WORDS)
 
 
 def _has_word(text: str, word: str) -> bool:
