@@ -106,3 +106,38 @@ def test_stale_prices_warn(catalog: Catalog) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert catalog.check_freshness(400, today=dt.date(2026, 11, 27)) is True
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("gpt-4o", "gpt-4o"),
+        ("openai/gpt-4o", "gpt-4o"),
+        ("gpt-4o-2024-08-06", "gpt-4o"),
+        ("openai/gpt-4o-2024-08-06", "gpt-4o"),
+        ("gpt-4o-latest", "gpt-4o"),
+        ("gpt-4o-0613", "gpt-4o"),
+        ("claude-3.5-sonnet-20241022", "claude-3.5-sonnet"),
+        ("gpt-4o-mini", "gpt-4o-mini"),  # its own card: never gpt-4o by prefix
+        ("openai/gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+        ("gpt-4o-mini-tts", None),  # a different model, not a snapshot
+        ("gpt-4o-audio-preview", None),
+        ("gpt-4o-2024-08-06-latest", None),  # one suffix only
+        ("gpt-4o-2024", "gpt-4o"),  # a 4-digit snapshot (-0613 style)
+        ("GPT-4o", None),  # ids are case-sensitive
+        ("llama-3-70b", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_resolve_rule(name: str | None, expected: str | None) -> None:
+    card = Catalog.default().resolve(name)
+    assert (card.id if card else None) == expected
+
+
+def test_resolve_prefers_the_exact_id() -> None:
+    catalog = Catalog.default().merged(
+        {"models": [{"id": "gpt-4o-2024-08-06", "name": "Pinned snapshot"}]}
+    )
+    assert catalog.resolve("gpt-4o-2024-08-06").name == "Pinned snapshot"
+    assert catalog.resolve("openai/gpt-4o-2024-08-06").name == "Pinned snapshot"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 from langchain_core.messages import HumanMessage
 
 from routedllm import VOCABULARY, InvalidRequestError, UnknownTagError, infer_tags, message_features
-from routedllm.core.tags import validate_tags
+from routedllm.core.tags import CJK_RANGES, count_cjk, validate_tags
 from tests.conftest import user
 
 
@@ -77,3 +80,52 @@ def test_token_estimate_counts_cjk_per_character() -> None:
     cjk = message_features(user("字" * 4000))
     assert 990 <= latin.input_tokens <= 1010 and 3990 <= cjk.input_tokens <= 4010
     assert message_features(user("字" * 4000), scan=False).input_tokens == cjk.input_tokens
+
+
+def test_count_cjk_counts_exactly_the_cjk_ranges() -> None:
+    ranges = re.compile(
+        "[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in CJK_RANGES) + "]"
+    )  # the definition, one character at a time
+    edges = [c for a, b in CJK_RANGES for c in (a - 1, a, b, b + 1)]
+    samples = [
+        "",
+        "plain ASCII",
+        "请用Python写一个快速排序函数，谢谢。",
+        "これは日本語の文章です。カタカナ、ひらがな、漢字。",
+        "한국어 텍스트",
+        "𠀀𪜀 astral ideographs and a lone \ud800 surrogate",
+        "".join(map(chr, edges)),
+    ]
+    rng = random.Random(7)
+    pool = [*range(0x20, 0x7F), *range(0x2F00, 0x5000), *range(0x9F00, 0x10000), 0x20000]
+    samples += ["".join(chr(rng.choice(pool)) for _ in range(200)) for _ in range(50)]
+    for text in samples:
+        assert count_cjk(text) == len(ranges.findall(text)), text
+
+
+def test_code_words_found_as_a_search_for_each_word_finds_them() -> None:
+    from routedllm.core.tags import _CODE_WORDS, _has_code_word, _has_word
+
+    samples = [
+        "write it in python",
+        "cpython internals",
+        "python代码",
+        "用python写",
+        "c++ or c# or c+++",
+        "abc++",
+        "a shell script, a shell  script, shell scripts",
+        "unit_tests unit tests unit-test",
+        "my_function function_ functions",
+        "call the api endpoint.",
+        "kelvin \u212a and dotted \u0130",
+        "sql\ud800lone surrogate",
+        "plain prose about billing and refunds",
+    ]
+    rng = random.Random(11)
+    alphabet = "abcdefghijklmnopqrstuvwxyz_0123456789 +#.-字\n"
+    for _ in range(300):
+        parts = [rng.choice([*_CODE_WORDS, "".join(rng.choices(alphabet, k=5))]) for _ in range(6)]
+        samples.append("".join(p + rng.choice(["", " ", "_", "字", "+", "x"]) for p in parts))
+    for text in samples:
+        lower = text.lower()
+        assert _has_code_word(lower) == any(_has_word(lower, w) for w in _CODE_WORDS), text

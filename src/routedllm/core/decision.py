@@ -213,6 +213,7 @@ class _Plan:
     static_rejected: tuple[Rejection, ...]
     # priced models rejected for a fixed reason, for the binding constraint
     static_priced: tuple[tuple[_Candidate, str], ...]
+    required: tuple[str, ...]  # the required capabilities, sorted, as a Decision shows them
 
 
 class Router:
@@ -371,7 +372,7 @@ class Router:
             estimated_cost_usd=chosen_cost,
             binding_constraint=binding,
             catalog_as_of=self.catalog.info.as_of,
-            required_capabilities=tuple(sorted(required)),
+            required_capabilities=plan.required,
             rejected=tuple(rejected),
             note=note,
         )
@@ -457,7 +458,12 @@ class Router:
                 static_rejected.append(Rejection(model=card.id, code=reason[0], reason=reason[1]))
                 if card.priced:
                     static_priced.append((cand, reason[0]))
-        plan = _Plan(tuple(candidates), tuple(static_rejected), tuple(static_priced))
+        plan = _Plan(
+            tuple(candidates),
+            tuple(static_rejected),
+            tuple(static_priced),
+            tuple(sorted(required)),
+        )
         if len(self._plans) >= self.max_plans:
             self._plans.clear()
         self._plans[(benchmark, required)] = plan

@@ -46,8 +46,15 @@ TAGS_KEY = "routedllm_tags"
 """Call kwarg or config-metadata key giving a call's task tags (RoutedChatModel, the handler)."""
 _PRIORITY = {name: i for i, name in enumerate(TAG_NAMES)}
 
-# CJK Unified Ideographs (+ extension A, compatibility) and CJK punctuation.
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+# CJK punctuation, CJK Unified Ideographs (+ extension A), compatibility ideographs, and
+# halfwidth and fullwidth forms: inclusive code point ranges, all in the BMP.
+CJK_RANGES: tuple[tuple[int, int], ...] = (
+    (0x3000, 0x303F),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0xFF00, 0xFFEF),
+)
 # Code-like lines: how they start (case-sensitive) and end; checked line by line, no regex.
 _CODE_LINE_STARTS = (
     "def ",
@@ -103,6 +110,21 @@ _CODE_WORDS = (
 )
 _WORD_CHAR = re.compile(r"[a-z0-9_]")
 _WORD_WINDOW = 3000  # characters searched for code words: the first 2,000 and the last 1,000
+# Bytes to themselves when a word character ([a-z0-9_]), else to a space: splitting the
+# result gives the words of a text, each bounded by non-word characters.
+_WORD_BYTES = bytes(
+    b if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for b in range(256)
+)
+# Code words made of word characters only occur as a whole word exactly when they are one
+# of the text's words; the others (``c++``, ``unit test``) need each of their words there,
+# then a search.
+_CODE_WORD_PARTS = {w: frozenset(w.encode().translate(_WORD_BYTES).split()) for w in _CODE_WORDS}
+_PLAIN_CODE_WORDS = frozenset(
+    w.encode() for w, parts in _CODE_WORD_PARTS.items() if parts == {w.encode()}
+)
+_OTHER_CODE_WORDS = tuple(
+    (w, parts) for w, parts in _CODE_WORD_PARTS.items() if parts != {w.encode()}
+)
 
 
 class Features(NamedTuple):
@@ -178,7 +200,7 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
     if text.isascii():
         cjk = 0
     elif scan:
-        cjk = len(_CJK.findall(text))
+        cjk = count_cjk(text)
     else:  # CJK is 3 bytes in UTF-8: count non-ASCII weight without a regex pass
         cjk = (len(text.encode("utf-8", "surrogatepass")) - chars) // 2
     # ~4 characters per token for Latin text, ~1 token per CJK character, and 765 tokens per
@@ -186,6 +208,48 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
     tokens = (chars - cjk + 3) // 4 + cjk + 765 * images + 4 * len(messages)
     has_code = scan and looks_like_code(text)
     return Features(chars, cjk, images > 0, has_code, tokens)
+
+
+def count_cjk(text: str) -> int:
+    """How many characters of ``text`` fall in :data:`CJK_RANGES`.
+
+    Counted without a per-character loop: in UTF-16 every BMP character is one 16-bit unit,
+    so the high byte of each unit says whether it is CJK (``_HIGH``: one bit per class),
+    and the low byte settles the three high bytes only partly in a range (``_LOW``: the
+    bits of the classes it completes). The AND of the two, as integers, has one bit set
+    per CJK character. Characters beyond the BMP (two surrogate units) never count.
+    """
+    units = text.encode("utf-16-be", "surrogatepass")
+    high = int.from_bytes(units[0::2].translate(_HIGH))
+    low = int.from_bytes(units[1::2].translate(_LOW))
+    return (high & low).bit_count()
+
+
+def _unit_tables(ranges: Sequence[tuple[int, int]]) -> tuple[bytes, bytes]:
+    """The byte tables of :func:`count_cjk` for BMP code point ``ranges``."""
+    high, low = bytearray(256), bytearray(256)
+    whole = 0x80  # the class of high bytes whose 256 characters are all in a range
+    partial: list[int] = []
+    for byte in range(256):
+        first, last = byte << 8, byte << 8 | 0xFF
+        if any(a <= first and last <= b for a, b in ranges):
+            high[byte] = whole
+        elif any(a <= last and first <= b for a, b in ranges):
+            partial.append(byte)
+    if len(partial) > 7:
+        raise ValueError("count_cjk supports at most 7 partly covered high bytes")
+    for bit, byte in enumerate(partial):
+        high[byte] = 1 << bit
+    for lo in range(256):
+        low[lo] = whole | sum(
+            1 << bit
+            for bit, byte in enumerate(partial)
+            if any(a <= (byte << 8 | lo) <= b for a, b in ranges)
+        )
+    return bytes(high), bytes(low)
+
+
+_HIGH, _LOW = _unit_tables(CJK_RANGES)
 
 
 def looks_like_code(text: str) -> bool:
@@ -204,7 +268,19 @@ def looks_like_code(text: str) -> bool:
         if len(text) <= _WORD_WINDOW
         else (text[: _WORD_WINDOW * 2 // 3] + "\n" + text[-_WORD_WINDOW // 3 :]).lower()
     )
-    return any(_has_word(lower, word) for word in _CODE_WORDS)
+    return _has_code_word(lower)
+
+
+def _has_code_word(lower: str) -> bool:
+    """Any of ``_CODE_WORDS`` in ``lower`` as a whole word (see :func:`_has_word`).
+
+    The text's words come from one pass over its bytes (non-ASCII characters, never word
+    characters, become ``?``), so most code words are a set lookup rather than a search.
+    """
+    words = set(lower.encode("ascii", "replace").translate(_WORD_BYTES).split())
+    if not words.isdisjoint(_PLAIN_CODE_WORDS):
+        return True
+    return any(words >= parts and _has_word(lower, word) for word, parts in _OTHER_CODE_WORDS)
 
 
 def _has_word(text: str, word: str) -> bool:
