@@ -108,13 +108,21 @@ def respond(
         if early is not None:
             return early
     plan = _Reply(body, model=model, spec=spec, id=id, created=created, text=default_text)
-    out = plan.stream(fault) if stream else plan.plain(fault)
+    return timed(plan.stream(fault) if stream else plan.plain(fault), fault, spec)
+
+
+TIMING_FAULTS = frozenset({FaultKind.HANG, FaultKind.TRICKLE})
+"""Faults that change only when bytes go out, so they apply to canned responses too."""
+
+
+def timed(response: Response, fault: Fault | None, spec: ModelSpec) -> Response:
+    """``response`` delayed (hang) or trickled as ``fault`` says."""
     if fault is not None and fault.kind is FaultKind.HANG:
         seconds = spec.slow_s if fault.seconds is None else fault.seconds
-        out = dataclasses.replace(out, delay_s=out.delay_s + seconds)
+        return dataclasses.replace(response, delay_s=response.delay_s + seconds)
     if fault is not None and fault.kind is FaultKind.TRICKLE:
-        out = dataclasses.replace(out, bytes_per_s=fault.bytes_per_s)
-    return out
+        return dataclasses.replace(response, bytes_per_s=fault.bytes_per_s)
+    return response
 
 
 def _early(

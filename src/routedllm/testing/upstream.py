@@ -25,12 +25,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from routedllm.testing import wire
-from routedllm.testing.faults import Fault, FaultKind
+from routedllm.testing.faults import Fault
 from routedllm.testing.responses import (
+    TIMING_FAULTS,
     Drop,
     Forever,
     Pause,
@@ -38,6 +39,7 @@ from routedllm.testing.responses import (
     canned_response,
     error_response,
     respond,
+    timed,
 )
 from routedllm.testing.spec import CannedResponse, ModelSpec
 
@@ -291,13 +293,11 @@ class Upstream:
             if spec.latency_s:
                 await asyncio.sleep(spec.latency_s)
             canned = None
-            if fault is None or fault.kind is FaultKind.HANG:
+            if fault is None or fault.kind in TIMING_FAULTS:
                 canned = self._next_canned(model, spec, bool(body.get("stream")))
             if canned is not None:
-                response = canned_response(canned, chunk_delay_s=spec.chunk_delay_s)
-                if fault is not None:
-                    seconds = spec.slow_s if fault.seconds is None else fault.seconds
-                    response = _delayed(response, seconds)
+                canned_plan = canned_response(canned, chunk_delay_s=spec.chunk_delay_s)
+                response = timed(canned_plan, fault, spec)
             else:
                 bearer = req.headers.get("authorization", "")
                 response = respond(
@@ -406,10 +406,6 @@ def _refuse(status: int, message: str, code: str | None = None) -> Response:
     return error_response(
         wire.ErrorResponse(status, wire.error_body(message, "invalid_request_error", code))
     )
-
-
-def _delayed(response: Response, seconds: float) -> Response:
-    return replace(response, delay_s=response.delay_s + seconds)
 
 
 # -- playing a response over the socket -----------------------------------------------------
