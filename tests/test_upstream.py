@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
 import openai
 import pytest
 import yaml
@@ -29,6 +30,7 @@ from routedllm.testing import (
     parse_fault,
     wire,
 )
+from tests.fake_gateway import FakeGateway
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -744,3 +746,37 @@ def test_tool_calls_and_structured_output() -> None:
     )
     assert streamed_args == call.function.arguments
     assert json.loads(shaped.choices[0].message.content or "") == {"n": 7}
+
+
+def _same(data: Any) -> Any:
+    """A body with what differs by design (ids, timestamps) blanked."""
+    if isinstance(data, dict):
+        return {k: "*" if k in ("id", "created") else _same(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_same(v) for v in data]
+    return data
+
+
+@loopback
+@pytest.mark.parametrize("fault", [None, "no_choices", "error_event", "stream-error", "400"])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_in_process_fake_and_the_server_send_the_same_body(
+    fault: str | None, streamed: bool
+) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    body = ask(stream=streamed, tools=tools)
+    gateway = FakeGateway(faults={"m": fault} if fault else {})
+    with httpx2.Client(transport=httpx2.MockTransport(gateway)) as http:
+        fake = http.post("http://gateway.test/v1/chat/completions", json=body)
+    with Upstream({"m": ModelSpec(script=[fault], retry_after_s=2)}) as up:
+        raw = Raw(up, body)
+    assert fake.status_code == raw.status
+    if streamed and raw.status == 200:
+        served = [e.removeprefix(b"data: ") for e in raw.events()]
+        faked = [e.removeprefix(b"data: ") for e in fake.content.split(b"\n\n") if e]
+        assert [_same(json.loads(e)) for e in served[:-1]] == [
+            _same(json.loads(e)) for e in faked[:-1]
+        ]
+        assert served[-1] == faked[-1] == b"[DONE]"
+    else:
+        assert _same(json.loads(raw.body)) == _same(fake.json())

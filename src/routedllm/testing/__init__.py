@@ -8,7 +8,7 @@ the stand-in from your own tests::
     spec = ModelSpec(script=[rate_limit(retry_after_s=2), broken_stream(after_chunks=3)])
     with Upstream({"gpt-4o": spec}) as up:      # 127.0.0.1, an ephemeral port
         client = openai.OpenAI(base_url=up.base_url, api_key="any")
-        ...                                     # first call: 429, second: a cut stream
+        ...                     # three calls: a 429, a stream cut after 3 chunks, a reply
     assert [r.fault for r in up.requests] == ["rate_limit", "broken_stream", None]
 
 The server binds 127.0.0.1 only and starts and stops with the ``with`` block. Each model
