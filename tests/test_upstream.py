@@ -345,7 +345,13 @@ def test_unknown_model_wrong_key_and_bad_body() -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "example.com", "::"])
 def test_binds_loopback_only(host: str) -> None:
-    with pytest.raises(ValueError, match="not a loopback address"):
+    with pytest.raises(ValueError, match="not a loopback address; .* binds 127.0.0.1 only"):
+        Upstream(host=host)
+
+
+@pytest.mark.parametrize("host", ["::1", "localhost", "127.0.0.2"])
+def test_binds_127_0_0_1_and_no_other_loopback_address(host: str) -> None:
+    with pytest.raises(ValueError, match=r"is a loopback address; .* binds 127.0.0.1 only"):
         Upstream(host=host)
 
 

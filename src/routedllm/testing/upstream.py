@@ -9,7 +9,7 @@ are planned by ``routedllm.testing.responses`` and played here over the socket: 
 trickles, endless keep-alives, mid-body resets.
 
 Every request is recorded (method, path, model, headers without credentials, body, the
-fault served) for assertions. It binds loopback addresses only.
+fault served) for assertions. It binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from routedllm.testing.responses import (
 )
 from routedllm.testing.spec import CannedResponse, ModelSpec
 
+LOOPBACK = "127.0.0.1"
+"""The one address the stand-in binds."""
 # Headers never recorded: they carry credentials.
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 _CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
@@ -120,14 +122,11 @@ class Upstream:
         port: int = 0,
         api_key: str | None = None,
     ) -> None:
-        if not _is_loopback(host):
+        if host != LOOPBACK:
+            kind = "a loopback address" if _is_loopback(host) else "not a loopback address"
             raise ValueError(
-                f"host {host!r} is not a loopback address; the stand-in upstream "
-                "binds 127.0.0.0/8, ::1 or localhost only"
+                f"host {host!r} is {kind}; the stand-in upstream binds {LOOPBACK} only"
             )
-        self.models = dict(models or {})
-        self.default = default
-        self.seed = seed
         self.host = host
         self.port = port
         self._api_key = api_key
@@ -155,8 +154,7 @@ class Upstream:
     @property
     def base_url(self) -> str:
         """The OpenAI-style base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def start(self) -> Upstream:
         """Bind and serve on a background thread; returns once the port is known."""
