@@ -127,6 +127,9 @@ class Upstream:
             raise ValueError(
                 f"host {host!r} is {kind}; the stand-in upstream binds {LOOPBACK} only"
             )
+        self.models = dict(models or {})
+        self.default = default
+        self.seed = seed
         self.host = host
         self.port = port
         self._api_key = api_key
