@@ -786,3 +786,21 @@ def test_the_in_process_fake_and_the_server_send_the_same_body(
         assert served[-1] == faked[-1] == b"[DONE]"
     else:
         assert _same(json.loads(raw.body)) == _same(fake.json())
+
+
+def test_the_in_process_fake_cuts_raises_and_refuses_like_a_transport() -> None:
+    def post(fault: Fault | str, **extra: Any) -> httpx2.Response:
+        gateway = FakeGateway(faults={"m": fault})
+        with httpx2.Client(transport=httpx2.MockTransport(gateway)) as http:
+            return http.post("http://gateway.test/v1/chat/completions", json=ask(**extra))
+
+    with pytest.raises(httpx2.RemoteProtocolError, match="complete message body"):
+        post(testing.broken_stream(after_chunks=2), stream=True)
+    with pytest.raises(httpx2.ReadTimeout):
+        post("timeout")
+    with pytest.raises(httpx2.ConnectError):
+        post("connect")
+    with pytest.raises(ValueError, match="needs real time on a real socket"):
+        post(testing.keepalive_forever())
+    echoed = post(testing.unauthorized())
+    assert echoed.status_code == 401 and "Incorrect API key provided" in echoed.text
