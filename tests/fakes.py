@@ -1,4 +1,9 @@
-"""A fake chat model that reports usage and response metadata the way real ones do (no network)."""
+"""A fake LangChain chat model that reports usage and metadata the way real ones do.
+
+It fakes the model object, above HTTP; to fake the OpenAI wire (status codes, SSE, broken
+streams and the rest of the fault vocabulary) use ``routedllm.testing`` (the loopback
+``Upstream``) or ``tests.fake_gateway.FakeGateway`` (the same responses in process).
+"""
 
 from __future__ import annotations
 

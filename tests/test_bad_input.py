@@ -351,9 +351,9 @@ CASES: list[tuple[str, Callable[[Path], Any], type[BaseException], str]] = [
     ),
     (
         "upstream unknown fault",
-        lambda _: ModelSpec(faults={"404": 0.1}),
+        lambda _: ModelSpec(faults={"418": 0.1}),
         ValueError,
-        "unknown fault '404'; known faults: 429, 500",
+        "unknown fault '418'; known faults: 429, 500",
     ),
     (
         "upstream shares above 1",
