@@ -121,7 +121,7 @@ def total_cost(attempts: tuple[CallRecord, ...]) -> float | None:
         if attempt.cost_usd is None:
             return None
         total += attempt.cost_usd
-    return round(total, 12)
+    return total
 
 
 def attach(exc: BaseException, call: RoutedCall) -> None:
