@@ -26,6 +26,7 @@ import pytest
 from routedllm import Catalog, Policy, read_ledger
 from routedllm.adapters.litellm import decide_for_body
 from routedllm.cli import main as cli
+from routedllm.core.decision import Router
 from routedllm.core.pricing import call_cost, estimate_cost
 from routedllm.records.schema import CallRecord
 from routedllm.testing import ModelSpec, Upstream
@@ -261,7 +262,7 @@ def _ask(
 
 def _expected_chain(body: dict[str, Any]) -> tuple[Any, list[str]]:
     """The decision for ``body`` and the models the proxy should try: up to the first that works."""
-    decision = decide_for_body(CATALOG, POLICY, body)
+    decision = decide_for_body(Router(CATALOG, POLICY), body)
     chain = []
     for model in decision.ranking:
         chain.append(model)

@@ -8,6 +8,7 @@ import pytest
 
 from routedllm import Catalog, Policy, Request, decide
 from routedllm.adapters.litellm import route_body, routed_groups
+from routedllm.core.decision import Router
 from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
 from routedllm.core.tags import TAG_NAMES
 
@@ -35,7 +36,7 @@ def test_auto_infers_tags_and_sets_model_and_fallbacks(
     catalog: Catalog, policy: Policy, content: Any, tag: str
 ) -> None:
     data = body(content)
-    decision = route_body(catalog, policy, data)
+    decision = route_body(Router(catalog, policy), data)
     expected = decide(catalog, policy, Request(messages=data["messages"]))
     assert decision is not None and tag in decision.tags
     assert data["model"] == decision.model == expected.model
@@ -56,7 +57,7 @@ def test_tags_from_metadata_header_merge_and_body(catalog: Catalog, policy: Poli
     request = Request.from_openai_body(data)
     assert request.tags == ("chinese", "code")
     assert request.ignored_tags == ("acme-team", "User-Agent: OpenAI")
-    decision = route_body(catalog, policy, data)
+    decision = route_body(Router(catalog, policy), data)
     assert decision.tags == ("chinese", "code") and decision.given_tags == ("chinese", "code")
     assert data["metadata"]["tags"] == ["acme-team", "chinese", "User-Agent: OpenAI"]
 
@@ -72,19 +73,19 @@ def test_request_tags_from_lists_and_comma_strings() -> None:
 
 def test_a_tag_group_routes_on_its_tag_first(catalog: Catalog, policy: Policy) -> None:
     data = body("Tell me about tea.", model="routed/chinese")
-    decision = route_body(catalog, policy, data)
+    decision = route_body(Router(catalog, policy), data)
     assert decision.tags == ("chinese",)
     assert (
         data["model"]
         == decide(catalog, policy, Request(messages=data["messages"], tags=["chinese"])).model
     )
     both = body("Tell me about tea.", model="routed/code", metadata={"tags": ["chinese", "code"]})
-    assert route_body(catalog, policy, both).tags == ("code", "chinese")
+    assert route_body(Router(catalog, policy), both).tags == ("code", "chinese")
 
 
 def test_max_tokens_counts_against_context_windows(catalog: Catalog, policy: Policy) -> None:
     data = body("Extract the totals.", model="routed/extraction", max_tokens=130_000)
-    decision = route_body(catalog, policy, data)
+    decision = route_body(Router(catalog, policy), data)
     windows = [catalog.get(m).context_window for m in decision.ranking]
     assert all(w is None or w >= 130_000 for w in windows)
     assert any(r.code == "context_window" for r in decision.rejected)
@@ -94,7 +95,7 @@ def test_max_tokens_counts_against_context_windows(catalog: Catalog, policy: Pol
 def test_images_require_an_image_model_even_with_other_tags(
     catalog: Catalog, policy: Policy
 ) -> None:
-    decision = route_body(catalog, policy, body(IMAGE, model="routed/code"))
+    decision = route_body(Router(catalog, policy), body(IMAGE, model="routed/code"))
     assert "image_input" in decision.required_capabilities
     assert all(catalog.get(m).capabilities.image_input for m in decision.ranking)
 
@@ -104,32 +105,34 @@ def test_tools_need_a_known_tool_model_and_say_how_to_opt_in(
 ) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     with pytest.raises(NoEligibleModelError) as info:
-        route_body(catalog, policy, body("Call f.", tools=tools))
+        route_body(Router(catalog, policy), body("Call f.", tools=tools))
     assert "ROUTEDLLM_POLICY" in str(info.value) and "ROUTEDLLM_CATALOG" in str(info.value)
     lenient = Policy(allow_unknown_capabilities=True)
-    decision = route_body(catalog, lenient, body("Call f.", tools=tools))
+    decision = route_body(Router(catalog, lenient), body("Call f.", tools=tools))
     assert "tools" in decision.required_capabilities
 
 
 def test_structured_output_is_required_for_a_json_schema(catalog: Catalog) -> None:
     lenient = Policy(allow_unknown_capabilities=True)
     schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
-    decision = route_body(catalog, lenient, body("Give JSON.", response_format=schema))
+    decision = route_body(Router(catalog, lenient), body("Give JSON.", response_format=schema))
     assert "structured_output" in decision.required_capabilities
-    plain = route_body(catalog, lenient, body("Give text.", response_format={"type": "text"}))
+    plain = route_body(
+        Router(catalog, lenient), body("Give text.", response_format={"type": "text"})
+    )
     assert "structured_output" not in plain.required_capabilities
 
 
 def test_other_models_pass_through_untouched(catalog: Catalog, policy: Policy) -> None:
     data = body(CODE, model="gpt-4o", fallbacks=["kimi-k2.5"])
     before = dict(data)
-    assert route_body(catalog, policy, data) is None
+    assert route_body(Router(catalog, policy), data) is None
     assert data == before
 
 
 def test_request_fallbacks_and_bad_metadata_are_replaced(catalog: Catalog, policy: Policy) -> None:
     data = body(CODE, fallbacks=["gemini-1.5-pro"], metadata="not a mapping")
-    decision = route_body(catalog, policy, data)
+    decision = route_body(Router(catalog, policy), data)
     assert data["fallbacks"] == list(decision.fallbacks)
     assert data["metadata"]["routedllm"]["model"] == decision.model
 
@@ -148,4 +151,4 @@ def test_unroutable_bodies_say_why(
     catalog: Catalog, policy: Policy, data: dict, message: str
 ) -> None:
     with pytest.raises(InvalidRequestError, match=message):
-        route_body(catalog, policy, data)
+        route_body(Router(catalog, policy), data)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from routedllm.adapters.litellm.config import add_litellm_config_command
 from routedllm.core.catalog import BENCHMARKS, Catalog
-from routedllm.core.decision import PRESETS, Policy, Request, decide
+from routedllm.core.decision import PRESETS, Policy, Request, Router, decide
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.tags import TAG_NAMES
@@ -123,10 +123,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             return 0
     results: list[dict[str, Any]] = []
+    router = Router(catalog, policy)
     for row in rows:
-        d = decide(
-            catalog,
-            policy,
+        d = router.decide(
             Request(
                 messages=row.chat_messages(),
                 tags=row.tags,

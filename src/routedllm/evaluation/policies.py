@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from routedllm.core.decision import PRESETS, Policy, Request, decide
+from routedllm.core.decision import PRESETS, Policy, Request, Router
 from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.space import MEASURED, ModelSpace
@@ -116,6 +116,7 @@ class Routed:
         keys, inverse = _decision_keys(data, self.policy.default_output_tokens)
         out: list[Any] = []
         why: dict[str, str] = {}
+        router = Router(space.catalog, self.policy)
         for key in keys.tolist():
             tag, ins, outs = _unpack(key)
             tags = data.tag_sets[tag]
@@ -123,7 +124,7 @@ class Routed:
                 messages=_PLACEHOLDER, tags=tags, max_output_tokens=outs, input_tokens=ins
             )
             try:
-                out.append(decide(space.catalog, self.policy, request))
+                out.append(router.decide(request))
             except NoEligibleModelError as exc:
                 out.append(None)
                 why.setdefault(",".join(tags), _first_reasons(exc))

@@ -24,7 +24,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from routedllm.adapters.litellm.routing import META_KEY, PREFIX, route_body
 from routedllm.core.catalog import Catalog
-from routedllm.core.decision import PRESETS, Policy
+from routedllm.core.decision import PRESETS, Policy, Router
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.requests import select_tags
@@ -99,6 +99,7 @@ class LiteLLMHandler(CustomLogger):
         super().__init__()
         self.catalog = Catalog.from_env() if catalog is None else catalog
         self.policy = Policy() if policy is None else policy
+        self._router = Router(self.catalog, self.policy)
         if baseline_model is not None and resolve_model(self.catalog, baseline_model) is None:
             raise UnknownModelError(baseline_model, self.catalog.ids)
         self.baseline_model = baseline_model
@@ -144,7 +145,7 @@ class LiteLLMHandler(CustomLogger):
         A request that cannot be routed is rejected with routedllm's message (HTTP 400).
         """
         try:
-            route_body(self.catalog, self.policy, data)
+            route_body(self._router, data)
         except RoutedLLMError as exc:
             metadata = data.get("metadata")
             if isinstance(metadata, dict):  # LiteLLM logs the rejection: say what rejected it

@@ -21,7 +21,7 @@ import yaml
 
 from routedllm.adapters.litellm.routing import AUTO, group_tags, routed_groups
 from routedllm.core.catalog import Catalog, ModelCard
-from routedllm.core.decision import PRESETS, Policy, Request, decide
+from routedllm.core.decision import PRESETS, Policy, Request, Router
 from routedllm.core.errors import NoEligibleModelError
 
 HANDLER = "routedllm.adapters.litellm.handler"
@@ -199,10 +199,11 @@ def cmd_litellm_config(args: argparse.Namespace) -> int:
 def _static_routes(catalog: Catalog, policy: Policy) -> dict[str, tuple[str, ...]]:
     """Each routed group's ranking for a typical request; groups with no eligible model left out."""
     routes = {}
+    router = Router(catalog, policy)
     for group in routed_groups():
         tags = group_tags(group) if group != AUTO else None
         try:
-            routes[group] = decide(catalog, policy, Request(messages=_TYPICAL, tags=tags)).ranking
+            routes[group] = router.decide(Request(messages=_TYPICAL, tags=tags)).ranking
         except NoEligibleModelError:
             continue
     return routes

@@ -13,7 +13,7 @@ from typing import Any
 from routedllm.adapters.litellm.config import model_list
 from routedllm.adapters.litellm.routing import route_body
 from routedllm.core.catalog import Catalog
-from routedllm.core.decision import Policy
+from routedllm.core.decision import Policy, Router
 
 
 class RoutedRouter:
@@ -29,6 +29,7 @@ class RoutedRouter:
         self.router = router
         self.catalog = Catalog.from_env() if catalog is None else catalog
         self.policy = Policy() if policy is None else policy
+        self._router = Router(self.catalog, self.policy)
 
     def __repr__(self) -> str:
         return f"RoutedRouter(policy={self.policy.preset!r}, router={self.router!r})"
@@ -66,7 +67,7 @@ class RoutedRouter:
         if tags:
             meta["tags"] = [*(meta.get("tags") or ()), *tags]
         data = {**kwargs, "model": model, "messages": list(messages), "metadata": meta}
-        route_body(self.catalog, self.policy, data)
+        route_body(self._router, data)
         return data
 
     async def acompletion(

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-from routedllm.core.catalog import Catalog
-from routedllm.core.decision import Decision, Policy, decide
+from routedllm.core.decision import Decision, Router
 from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
 from routedllm.core.requests import Request
 from routedllm.core.tags import TAG_NAMES
@@ -47,7 +46,7 @@ def group_tags(group: str, given: Iterable[str] = ()) -> tuple[str, ...] | None:
     return tags or None
 
 
-def decide_for_body(catalog: Catalog, policy: Policy, data: Mapping[str, Any]) -> Decision:
+def decide_for_body(router: Router, data: Mapping[str, Any]) -> Decision:
     """The routing decision for a body that asks for a routed group (see :func:`routed_groups`).
 
     The body becomes a :class:`~routedllm.core.requests.Request` by the one translation
@@ -60,7 +59,7 @@ def decide_for_body(catalog: Catalog, policy: Policy, data: Mapping[str, Any]) -
     own = group_tags(group)
     request = Request.from_openai_body(data, tags=own or ())
     try:
-        return decide(catalog, policy, request)
+        return router.decide(request)
     except NoEligibleModelError as exc:
         if not request.require or exc.hint:
             raise
@@ -69,7 +68,7 @@ def decide_for_body(catalog: Catalog, policy: Policy, data: Mapping[str, Any]) -
         ) from None
 
 
-def route_body(catalog: Catalog, policy: Policy, data: MutableMapping[str, Any]) -> Decision | None:
+def route_body(router: Router, data: MutableMapping[str, Any]) -> Decision | None:
     """Apply the decision to a request body in place; None when it asks for no routed group.
 
     Sets ``model`` to the chosen catalog model and ``fallbacks`` to the rest of the ranking
@@ -79,7 +78,7 @@ def route_body(catalog: Catalog, policy: Policy, data: MutableMapping[str, Any])
     group = data.get("model")
     if not isinstance(group, str) or not group.startswith(PREFIX):
         return None
-    decision = decide_for_body(catalog, policy, data)
+    decision = decide_for_body(router, data)
     data["model"] = decision.model
     data["fallbacks"] = list(decision.fallbacks)
     metadata = data.get("metadata")
