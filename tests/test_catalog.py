@@ -55,9 +55,9 @@ models:
 
 
 def test_env_variable_names_the_override(tmp_path: Path) -> None:
-    path = write(tmp_path, "models:\n  - id: glm-5\n    context_window: 200000\n")
-    assert Catalog.from_env({"ROUTEDLLM_CATALOG": str(path)}).get("glm-5").context_window == 200000
-    assert Catalog.from_env({}).get("glm-5").context_window is None
+    path = write(tmp_path, "models:\n  - id: glm-5\n    context_window: 100000\n")
+    assert Catalog.from_env({"ROUTEDLLM_CATALOG": str(path)}).get("glm-5").context_window == 100000
+    assert Catalog.from_env({}).get("glm-5").context_window == 200_000
 
 
 @pytest.mark.parametrize(

@@ -306,6 +306,7 @@ class AttemptLoop:
                 binding_constraint=d.binding_constraint,
                 inferred_tags=bool(d.inferred_tags),
                 required_capabilities=d.required_capabilities,
+                assumed_capabilities=d.assumed_capabilities,
                 note=d.note,
             ),
             unavailable={r.model: r.reason for r in d.rejected if r.code == "unavailable"},

@@ -730,12 +730,12 @@ def _opt_in_hint(required: frozenset[str]) -> str:
     caps = ", ".join(sorted(required))
     marks = ", ".join(f"{c!r}: True" for c in sorted(required))
     return (
-        f"The call needs {caps}, and routedllm does not assume a capability the catalog "
-        f"leaves unknown. Opt in by marking the models you trust in a catalog override, e.g. "
-        f"RoutedChatModel(catalog=Catalog.from_env().merged({{'models': [{{'id': 'MODEL_ID', "
-        f"'capabilities': {{{marks}}}}}]}})) or a YAML file named by ROUTEDLLM_CATALOG; or "
-        f"accept unknown capabilities with "
-        f"RoutedChatModel(policy=Policy(allow_unknown_capabilities=True))."
+        f"The call needs {caps}, and no eligible model is known to have it. Mark the models "
+        f"you trust in a catalog override, e.g. RoutedChatModel(catalog=Catalog.from_env()"
+        f".merged({{'models': [{{'id': 'MODEL_ID', 'capabilities': {{{marks}}}}}]}})) or a "
+        f"YAML file named by ROUTEDLLM_CATALOG; a strict policy (strict_capabilities=True) "
+        f"refuses unknown tool and JSON support, and image input is assumed only with "
+        f"Policy(allow_unknown_capabilities=True)."
     )
 
 
