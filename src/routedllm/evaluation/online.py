@@ -27,7 +27,8 @@ from routedllm.core.decision import POLICY_KEY, PRESETS, Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.tags import TAGS_KEY
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
-from routedllm.records.schema import DEFAULT_BASELINE, CallRecord, Sink
+from routedllm.records.schema import DEFAULT_BASELINE, CallRecord
+from routedllm.records.sinks import Sink
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 from routedllm.workload import WorkloadRow

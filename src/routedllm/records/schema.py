@@ -1,31 +1,25 @@
-"""CallRecord: what one model attempt cost and how long it took, and the sinks that take it.
+"""CallRecord: what one model attempt cost and how long it took, and how it is built.
 
 One record per attempt, whatever sent the call (the LangChain handler, a LiteLLM logger).
 Money comes from :func:`routedllm.core.pricing.call_cost`; a price the catalog lacks, or usage
 the provider did not report, makes the cost ``None`` (unknown), never zero. Nothing here
-imports LangChain, so every adapter can build records.
+imports LangChain, so every adapter can build records; the sinks that take records are in
+:mod:`routedllm.records.sinks`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from routedllm.core.catalog import Catalog, ModelCard
 from routedllm.core.pricing import call_cost
-
-if TYPE_CHECKING:  # both import this module; sinks_for imports them when called
-    from routedllm.records.ledger import JsonlLedger
-    from routedllm.records.memory import MemorySink
-
-logger = logging.getLogger("routedllm")
 
 OK = "ok"
 DEFAULT_BASELINE = "gpt-4o"
@@ -267,38 +261,6 @@ def _speed(usage: Usage | None, latency_s: float | None, ttft_s: float | None) -
         return None
     span = latency_s - ttft_s if ttft_s is not None and latency_s > ttft_s else latency_s
     return usage.output_tokens / span if span > 0 else None
-
-
-@runtime_checkable
-class Sink(Protocol):
-    """Anything that takes finished CallRecords (memory stats, a ledger, OpenTelemetry)."""
-
-    def emit(self, record: CallRecord) -> None:
-        """Take one record; called from any thread."""
-
-
-def deliver(sinks: Iterable[Sink], records: Iterable[CallRecord]) -> None:
-    """Hand each record to every sink; a failing sink is logged and does not stop the others."""
-    records = list(records)
-    for sink in sinks:
-        for record in records:
-            try:
-                sink.emit(record)
-            except Exception:  # a broken sink must never break the user's LLM call
-                logger.exception("routedllm: sink %r failed to take a record", sink)
-
-
-def sinks_for(
-    memory: MemorySink | None, ledger_path: str | os.PathLike[str] | None, sinks: Iterable[Sink]
-) -> tuple[MemorySink, JsonlLedger | None, tuple[Sink, ...]]:
-    """A handler's sinks: ``memory`` (a new MemorySink when None), a JSONL ledger at
-    ``ledger_path`` when given, then ``sinks``; returned as (memory, ledger, all of them)."""
-    from routedllm.records.ledger import JsonlLedger
-    from routedllm.records.memory import MemorySink
-
-    memory = MemorySink() if memory is None else memory
-    ledger = None if ledger_path is None else JsonlLedger(ledger_path)
-    return memory, ledger, (memory, *(() if ledger is None else (ledger,)), *sinks)
 
 
 def gateway_key(catalog: Catalog) -> str | None:

@@ -29,16 +29,14 @@ from routedllm.records.schema import (
     NO_TOKENS,
     OK,
     CallRecord,
-    Sink,
     Usage,
     build_record,
-    deliver,
     error_text,
     gateway_key,
     resolve_model,
-    sinks_for,
 )
 from routedllm.records.schema import text_or_none as _str
+from routedllm.records.sinks import Sink, deliver, sinks_for
 
 SKIPPED = "skipped"  # a fallback passed over without a request (e.g. too small a window)
 
