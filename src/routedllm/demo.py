@@ -25,8 +25,9 @@ from typing import Any
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Request, decide
 from routedllm.core.errors import NoEligibleModelError, RoutedLLMError
-from routedllm.evaluation.online import RowResult, RunCollector, answer_row, recording_handler
+from routedllm.evaluation.online import RowResult, answer_row, recording_handler
 from routedllm.records.ledger import read_ledger
+from routedllm.records.runs import RunCollector
 from routedllm.records.schema import DEFAULT_BASELINE
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd

@@ -36,7 +36,8 @@ from routedllm.core.errors import InvalidRequestError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.tags import TAGS_KEY, VOCABULARY, message_features
 from routedllm.evaluation.graders import ExactMatch, Grade, Grader
-from routedllm.evaluation.online import RunCollector, message_text, summed_cost
+from routedllm.evaluation.online import message_text
+from routedllm.records.runs import RunCollector, summed_cost
 from routedllm.records.schema import CallRecord, Usage, resolve_model
 from routedllm.records.sinks import Sink, deliver
 from routedllm.workload import WorkloadRow
