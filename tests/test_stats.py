@@ -97,3 +97,18 @@ def test_thread_safe_counts(catalog) -> None:
     for t in threads:
         t.join()
     assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 4000
+
+
+def test_views_per_model_tag_and_total_are_folded_snapshots(catalog) -> None:
+    sink = MemorySink()
+    for i in range(30):
+        sink.emit(
+            rec(catalog, ("gpt-4o", "gpt-4o-mini")[i % 2], 1.0, tags=(("code",), ())[i % 3 == 0])
+        )
+    by_model, by_tag, total = sink.by_model, sink.by_tag, sink.total
+    assert {k: v.attempts for k, v in by_model.items()} == {"gpt-4o": 15, "gpt-4o-mini": 15}
+    assert {k: v.attempts for k, v in by_tag.items()} == {"code": 20, "(untagged)": 10}
+    assert total.attempts == 30 and total.latency.count == 30
+    sink.emit(rec(catalog, "gpt-4o", 1.0))
+    assert total.attempts == 30 and sink.total.attempts == 31  # a view does not move
+    assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 16

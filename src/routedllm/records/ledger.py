@@ -1,7 +1,8 @@
 """The JSONL ledger: one CallRecord per line, appended safely by many threads and processes.
 
 Each record is written as one full line with a single ``os.write`` on a file opened for
-append, under a thread lock and (on POSIX) an exclusive ``flock``. A writer that died
+append, under a thread lock and (on POSIX) an exclusive ``flock``; the file stays open
+between writes. A writer that died
 mid-line leaves a torn tail; the next writer cuts it off before appending, so a broken
 line is never followed by a good one. The reader skips, and warns about, a torn last line.
 """
@@ -39,36 +40,98 @@ class JsonlLedger:
     """A sink that appends each CallRecord as one JSON line to ``path``.
 
     Safe for concurrent writers: threads share this object or not, processes each open
-    their own. The file is opened per write, so it also survives ``fork`` and log rotation.
+    their own. The file stays open between writes; each write still takes the ``flock``
+    and checks that ``path`` names the open file, so a rotated or deleted ledger is
+    reopened, and a forked child opens its own. ``close()`` (or ``with``) releases it.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._fspath = os.fspath(self.path)
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0  # the process that opened _fd: a forked child must not share its lock
+        self._file_id = (0, 0)  # (st_dev, st_ino) of _fd
+        self._end = -1  # the file's size after this object's last write, -1: not known
 
     def __repr__(self) -> str:
         return f"JsonlLedger({str(self.path)!r})"
 
+    def __enter__(self) -> JsonlLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file; the next ``emit`` opens it again."""
+        lock = getattr(self, "_lock", None)  # absent when __init__ failed
+        if lock is None:
+            return
+        with lock:
+            self._close()
+
     def emit(self, record: CallRecord) -> None:
-        line = record.model_dump_json().encode("utf-8") + b"\n"
+        # the model's own serializer: model_dump_json's bytes, without a decode and re-encode
+        line = CallRecord.__pydantic_serializer__.to_json(record) + b"\n"
         with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd, size = self._locked_fd()
             try:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                    _cut_torn_tail(fd, self.path)
                 written = os.write(fd, line)
                 while written < len(line):  # only on a full disk or a signal; keep the line whole
                     written += os.write(fd, line[written:])
+                self._end = size + len(line)
             finally:
-                os.close(fd)  # closing releases the flock
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _locked_fd(self) -> tuple[int, int]:
+        """The open ledger, flocked, its torn tail cut off, and its size (-1 without flock).
+
+        Reopened when ``path`` no longer names it (rotated, deleted) or when this is a forked
+        child, whose inherited descriptor shares the parent's lock. Needs ``self._lock``.
+        """
+        if self._fd is not None and self._pid != os.getpid():
+            self._close()
+        while True:
+            if self._fd is None:
+                self._open()
+            fd = self._fd
+            assert fd is not None
+            if fcntl is None:
+                return fd, -1
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                st = os.stat(self._fspath)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (st.st_dev, st.st_ino) == self._file_id:
+                size = st.st_size
+                if size != self._end:  # another writer was here since (or this is the first)
+                    size = _cut_torn_tail(fd, self.path, size)
+                return fd, size
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            self._close()  # path names another file now, or none: open (or create) that
+
+    def _open(self) -> None:
+        fd = os.open(self._fspath, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        st = os.fstat(fd)
+        self._fd, self._pid, self._file_id, self._end = fd, os.getpid(), (st.st_dev, st.st_ino), -1
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # in a forked child this closes its copy only; the parent's lock stays
 
 
-def _cut_torn_tail(fd: int, path: Path) -> None:
-    """Truncate a last line that lacks its newline (a writer died mid-write). Needs the flock."""
-    size = os.fstat(fd).st_size
+def _cut_torn_tail(fd: int, path: Path, size: int) -> int:
+    """Truncate a last line that lacks its newline (a writer died mid-write); returns the
+    size after. Needs the flock."""
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
+        return size
     end = size
     keep = 0
     while end > 0:
@@ -83,8 +146,9 @@ def _cut_torn_tail(fd: int, path: Path) -> None:
         f"{path}: cut off a truncated last line ({size - keep} bytes) left by a "
         "writer that stopped mid-write",
         LedgerWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
+    return keep
 
 
 def iter_ledger(path: str | os.PathLike[str]) -> Iterator[CallRecord]:

@@ -133,28 +133,35 @@ def quantiles(sketch: DDSketch) -> dict[str, float | None]:
     return {name: sketch.get_quantile_value(q) for name, q in QUANTILES}
 
 
+Group = tuple[str, tuple[str, ...]]
+"""What MemorySink aggregates by as records arrive: (model, tags)."""
+
+
 class MemorySink:
     """Aggregates records per model, per tag and overall; thread-safe, bounded memory.
 
     ``max_records`` most recent records are kept too (``records``) for inspection; the
     aggregates cover every record ever emitted. A record with several tags counts under
     each of them; a record with none counts under ``"(untagged)"``.
+
+    ``emit`` adds each record to one aggregate, that of its (model, tags) group; the views
+    per model, per tag and overall are folded from those groups when read. The number of
+    groups is bounded by the models and tag sets in use, not by the number of records.
     """
 
     def __init__(self, *, max_records: int = 1000) -> None:
         self._lock = threading.Lock()
         self._recent: deque[CallRecord] = deque(maxlen=max_records)
-        self.total = Aggregate()
-        self.by_model: dict[str, Aggregate] = {}
-        self.by_tag: dict[str, Aggregate] = {}
+        self._groups: dict[Group, Aggregate] = {}
 
     def emit(self, record: CallRecord) -> None:
+        key = (record.model, record.tags)
         with self._lock:
             self._recent.append(record)
-            self.total.add(record)
-            self.by_model.setdefault(record.model, Aggregate()).add(record)
-            for tag in record.tags or (UNTAGGED,):
-                self.by_tag.setdefault(tag, Aggregate()).add(record)
+            aggregate = self._groups.get(key)
+            if aggregate is None:  # sketches are built once per group, not per record
+                aggregate = self._groups[key] = Aggregate()
+            aggregate.add(record)
 
     def extend(self, records: Iterable[CallRecord]) -> MemorySink:
         """Emit every record; returns self, so ``MemorySink().extend(read_ledger(p))`` works."""
@@ -165,13 +172,15 @@ class MemorySink:
     def merge(self, other: MemorySink) -> None:
         """Fold another sink's aggregates into this one (e.g. one per worker)."""
         with other._lock:
-            total, by_model, by_tag = copy.deepcopy((other.total, other.by_model, other.by_tag))
+            groups = copy.deepcopy(other._groups)
             recent = list(other._recent)
         with self._lock:
-            self.total.merge(total)
-            for mine, theirs in ((self.by_model, by_model), (self.by_tag, by_tag)):
-                for key, aggregate in theirs.items():
-                    mine.setdefault(key, Aggregate()).merge(aggregate)
+            for key, aggregate in groups.items():
+                mine = self._groups.get(key)
+                if mine is None:
+                    self._groups[key] = aggregate
+                else:
+                    mine.merge(aggregate)
             self._recent.extend(recent)
 
     @property
@@ -180,11 +189,49 @@ class MemorySink:
         with self._lock:
             return list(self._recent)
 
+    @property
+    def total(self) -> Aggregate:
+        """Every record so far (a snapshot: later records do not change it)."""
+        return self._views()[0]
+
+    @property
+    def by_model(self) -> dict[str, Aggregate]:
+        """Per model (a snapshot)."""
+        return self._views()[1]
+
+    @property
+    def by_tag(self) -> dict[str, Aggregate]:
+        """Per tag, ``"(untagged)"`` for records without one (a snapshot)."""
+        return self._views()[2]
+
+    def _views(self) -> tuple[Aggregate, dict[str, Aggregate], dict[str, Aggregate]]:
+        with self._lock:
+            return fold(self._groups.items())
+
     def summary(self) -> dict[str, Any]:
         """Totals, per model and per tag, as JSON-ready mappings."""
-        with self._lock:
-            return {
-                "total": self.total.summary(),
-                "by_model": {k: v.summary() for k, v in sorted(self.by_model.items())},
-                "by_tag": {k: v.summary() for k, v in sorted(self.by_tag.items())},
-            }
+        total, by_model, by_tag = self._views()
+        return {
+            "total": total.summary(),
+            "by_model": {k: v.summary() for k, v in sorted(by_model.items())},
+            "by_tag": {k: v.summary() for k, v in sorted(by_tag.items())},
+        }
+
+
+def fold(
+    groups: Iterable[tuple[Group, Aggregate]],
+) -> tuple[Aggregate, dict[str, Aggregate], dict[str, Aggregate]]:
+    """(total, per model, per tag) from aggregates per (model, tags) group; the groups are
+    left unchanged. A group with several tags counts under each, one without under
+    ``"(untagged)"``."""
+    total = Aggregate()
+    by_model: dict[str, Aggregate] = {}
+    by_tag: dict[str, Aggregate] = {}
+    for (model, tags), aggregate in groups:
+        total.merge(aggregate)
+        for views, key in ((by_model, model), *((by_tag, tag) for tag in tags or (UNTAGGED,))):
+            view = views.get(key)
+            if view is None:
+                view = views[key] = Aggregate()
+            view.merge(aggregate)
+    return total, by_model, by_tag
