@@ -7,13 +7,15 @@ threads, processes or hosts), so a long-running service can keep these indefinit
 from __future__ import annotations
 
 import copy
+import math
 import threading
-from collections import deque
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
 
 from routedllm.records.schema import CallRecord
 
@@ -24,6 +26,38 @@ UNTAGGED = "(untagged)"
 
 def _sketch() -> DDSketch:
     return DDSketch(relative_accuracy=RELATIVE_ACCURACY)
+
+
+_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)  # the one DDSketch(RELATIVE_ACCURACY) uses
+# LogarithmicMapping.key(v) is int(ceil(log(v, 2) * _multiplier) + _offset) (ddsketch 3.x);
+# count_buckets inlines it with log2 (the same to the last bit but at a bucket's very edge,
+# where either bucket is within the accuracy), ~4x faster for a batch than key() per value.
+_MULTIPLIER: float = _MAPPING._multiplier
+_OFFSET: float = _MAPPING._offset
+
+Buckets = Counter[int | None]
+"""Values counted by sketch bucket key (None: the zero bucket), to add to a sketch at once."""
+
+
+def count_buckets(values: Sequence[float], buckets: Buckets) -> None:
+    """Count non-negative ``values`` into ``buckets`` by the key a sketch of this module
+    gives them; :func:`add_buckets` then adds them with one weighted add per bucket, for
+    the same quantiles as one add per value, much faster."""
+    log2, ceil, multiplier, offset = math.log2, math.ceil, _MULTIPLIER, _OFFSET
+    smallest = _MAPPING.min_possible
+    if offset == 0:  # as DDSketch(RELATIVE_ACCURACY) builds it: ceil() is the key
+        keys = [ceil(log2(v) * multiplier) for v in values if v > smallest]
+    else:  # pragma: no cover - another mapping
+        keys = [int(ceil(log2(v) * multiplier) + offset) for v in values if v > smallest]
+    buckets.update(keys)
+    if len(keys) < len(values):
+        buckets[None] += len(values) - len(keys)  # too small to index: the zero bucket
+
+
+def add_buckets(sketch: DDSketch, buckets: Buckets) -> None:
+    """Add what :func:`count_buckets` counted to a sketch made by this module."""
+    for key, count in buckets.items():
+        sketch.add(0.0 if key is None else _MAPPING.value(key), count)
 
 
 @dataclass

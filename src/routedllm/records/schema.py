@@ -33,11 +33,12 @@ class CallRecord(BaseModel):
     """One model attempt: routing context, tokens, USD cost, savings against a baseline, timings.
 
     Its JSON form is one ledger line. Costs are USD; ``None`` means unknown (no catalog price
-    or no usage reported), never zero. ``model`` is the catalog id the attempt was sent to;
+    or no usage reported), never zero; costs are never negative. No number is NaN or
+    infinite. ``model`` is the catalog id the attempt was sent to;
     ``answering_model`` is the name the provider reported (e.g. a dated snapshot).
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     ts: dt.datetime = Field(description="When the call started (UTC).")
     run_id: str | None = None
@@ -68,13 +69,13 @@ class CallRecord(BaseModel):
     cached_input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0, description="Includes reasoning tokens.")
     reasoning_tokens: int | None = Field(default=None, ge=0)
-    input_cost_usd: float | None = None
-    output_cost_usd: float | None = None
-    cost_usd: float | None = None
-    estimated_cost_usd: float | None = None
+    input_cost_usd: float | None = Field(default=None, ge=0)
+    output_cost_usd: float | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+    estimated_cost_usd: float | None = Field(default=None, ge=0)
     prices_as_of: str | None = None
     baseline_model: str | None = None
-    baseline_cost_usd: float | None = None
+    baseline_cost_usd: float | None = Field(default=None, ge=0)
     savings_usd: float | None = Field(default=None, description="baseline_cost_usd - cost_usd.")
     latency_s: float | None = Field(default=None, ge=0)
     ttft_s: float | None = Field(
@@ -234,17 +235,41 @@ def with_baseline(record: CallRecord, catalog: Catalog, baseline_model: str) -> 
 
     The record's own cost is kept as recorded. Raises UnknownModelError for an unknown id.
     """
-    base = resolve_model(catalog, baseline_model) or catalog.get(baseline_model)
-    usage = (
-        None
-        if record.input_tokens is None or record.output_tokens is None
-        else Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens or 0)
+    base = baseline_card(catalog, baseline_model)
+    base_cost, savings = compared_with(
+        base,
+        record.input_tokens,
+        record.output_tokens,
+        record.cached_input_tokens,
+        record.cost_usd,
     )
-    base_cost = _total(base, usage)
-    savings = None if record.cost_usd is None or base_cost is None else base_cost - record.cost_usd
     return record.model_copy(
         update={"baseline_model": base.id, "baseline_cost_usd": base_cost, "savings_usd": savings}
     )
+
+
+def baseline_card(catalog: Catalog, baseline_model: str) -> ModelCard:
+    """The catalog card of a baseline named by the user; UnknownModelError when none."""
+    return resolve_model(catalog, baseline_model) or catalog.get(baseline_model)
+
+
+def compared_with(
+    base: ModelCard,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached_input_tokens: int | None,
+    cost_usd: float | None,
+) -> tuple[float | None, float | None]:
+    """(baseline cost, savings) of an attempt's tokens priced on ``base``; each None when
+    unknown (no usage recorded, or no cost to compare)."""
+    usage = (
+        None
+        if input_tokens is None or output_tokens is None
+        else Usage(input_tokens, output_tokens, cached_input_tokens or 0)
+    )
+    base_cost = _total(base, usage)
+    savings = None if cost_usd is None or base_cost is None else base_cost - cost_usd
+    return base_cost, savings
 
 
 def _total(card: ModelCard | None, usage: Usage | None) -> float | None:
