@@ -193,3 +193,34 @@ def test_a_forked_child_opens_its_own_file(tmp_path: Path, catalog) -> None:
     assert child.exitcode == 0
     records = read_ledger(path)
     assert len(records) == 301 and len({r.run_id for r in records}) == 301
+
+
+def test_reading_refuses_a_fifo_and_a_huge_line(tmp_path: Path, catalog, monkeypatch) -> None:
+    import os
+
+    from routedllm.records import ledger as ledger_module
+
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(LedgerError, match="not a regular file"):
+            read_ledger(tmp_path / "fifo")
+    monkeypatch.setattr(ledger_module, "MAX_LINE_BYTES", 5000)
+    monkeypatch.setattr(ledger_module, "_READ_BLOCK", 777)
+    path = tmp_path / "calls.jsonl"
+    good = make(catalog, "a").model_dump_json()  # ~3.5 KB: spans several blocks
+    path.write_text(good + "\n" + "x" * 12_000 + "\n" + good + "\n")
+    with pytest.raises(LedgerError, match=r"calls.jsonl:2: not a CallRecord \(longer than"):
+        read_ledger(path)
+    path.write_text(good + "\n\n" + good + "\n" + "y" * 9000)  # a torn, overlong tail
+    with pytest.warns(LedgerWarning, match="truncated last line 4"):
+        assert [r.run_id for r in read_ledger(path)] == ["a", "a"]
+
+
+def test_records_refuse_non_finite_numbers_and_negative_costs(catalog) -> None:
+    line = make(catalog, "a").model_dump_json()
+    for bad in ('"cost_usd":NaN', '"cost_usd":-1.0', '"latency_s":Infinity'):
+        field = bad.split(":")[0]
+        start = line.index(field)
+        end = line.index(",", start)
+        with pytest.raises(ValueError):
+            CallRecord.model_validate_json(line[:start] + bad + line[end:])

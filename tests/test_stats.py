@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import Counter
 
 import pytest
 
@@ -112,3 +113,24 @@ def test_views_per_model_tag_and_total_are_folded_snapshots(catalog) -> None:
     sink.emit(rec(catalog, "gpt-4o", 1.0))
     assert total.attempts == 30 and sink.total.attempts == 31  # a view does not move
     assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 16
+
+
+def test_bucket_counts_give_the_quantiles_of_one_add_per_value() -> None:
+    import random
+
+    from ddsketch import DDSketch
+
+    from routedllm.records.memory import RELATIVE_ACCURACY, add_buckets, count_buckets
+
+    rng = random.Random(3)
+    values = [rng.lognormvariate(0, 2) for _ in range(20_000)] + [0.0, 0.0, 1e-320]
+    one_by_one, bucketed = DDSketch(RELATIVE_ACCURACY), DDSketch(RELATIVE_ACCURACY)
+    for v in values:
+        one_by_one.add(v)
+    buckets: Counter = Counter()
+    count_buckets(values[:7000], buckets)
+    count_buckets(values[7000:], buckets)
+    add_buckets(bucketed, buckets)
+    assert bucketed.count == one_by_one.count
+    for q in (0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 1.0):
+        assert bucketed.get_quantile_value(q) == one_by_one.get_quantile_value(q)
