@@ -22,6 +22,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Request, decide
 from routedllm.core.errors import NoEligibleModelError, RoutedLLMError
@@ -140,7 +142,7 @@ def run_demo(
         )
         lines_before = len(read_ledger(ledger)) if ledger.exists() else 0
         llm = RoutedChatModel(
-            api_key=DEMO_API_KEY,
+            api_key=SecretStr(DEMO_API_KEY),
             base_url=upstream.base_url,
             catalog=catalog,
             policy=policy,

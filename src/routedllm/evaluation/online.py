@@ -509,7 +509,7 @@ def render(reports: Sequence[OnlineReport], source: str) -> str:
                 f"{_usd(judge_cost)} (not in the figures above)"
             )
         failed = [r for r in report.rows if r.error]
-        out += [f"{report.label}: {r.id}: {r.error[:200]}" for r in failed[:10]]
+        out += [f"{report.label}: {r.id}: {(r.error or '')[:200]}" for r in failed[:10]]
     out += [
         "",
         (
