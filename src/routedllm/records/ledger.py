@@ -71,7 +71,10 @@ class JsonlLedger:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit, os may be gone already
+            pass
 
     def close(self) -> None:
         """Close the file; the next ``emit`` opens it again."""

@@ -383,12 +383,14 @@ class Tally:
             for tag in key[1] or (UNTAGGED,):  # grouped as MemorySink groups them
                 tag_keys[tag].append(key)
 
+        bits = {key: 1 << i for i, key in enumerate(groups)}
+        runs = _runs_by_groups([(bits[key], group.runs) for key, group in groups.items()])
+
         def counted(aggregate: Aggregate, keys: Iterable[Group]) -> dict[str, Any]:
             keys = list(keys)
-            runs: set[int] = set()
-            for key in keys:
-                runs.update(groups[key].runs)
-            calls = len(runs) + sum(groups[key].unnamed for key in keys)
+            mask = sum(bits[key] for key in keys)
+            calls = sum(n for seen_in, n in runs.items() if seen_in & mask)
+            calls += sum(groups[key].unnamed for key in keys)
             out = aggregate.summary()
             return {"attempts": out.pop("attempts"), "calls": calls, **out}
 
@@ -403,6 +405,22 @@ class Tally:
             "by_model": {k: counted(by_model[k], model_keys[k]) for k in sorted(by_model)},
             "by_tag": {k: counted(by_tag[k], tag_keys[k]) for k in sorted(by_tag)},
         }
+
+
+def _runs_by_groups(groups: Iterable[tuple[int, array[int]]]) -> Counter[int]:
+    """How many distinct run ids were seen in each combination of groups: a run's groups as
+    a bit mask (its group's bit for each group it has a line in) -> number of runs.
+
+    A view (a model, a tag, the total) holds the runs whose mask meets its groups' bits;
+    one pass over the run ids serves every view, instead of a set of run ids per view.
+    """
+    masks: dict[int, int] = {}
+    for bit, runs in groups:
+        mine = dict.fromkeys(runs, bit)
+        for run in mine.keys() & masks.keys():  # in an earlier group too (e.g. a fallback)
+            mine[run] |= masks[run]
+        masks.update(mine)
+    return Counter(masks.values())
 
 
 def finite(value: Any) -> Any:
