@@ -17,7 +17,7 @@ from typing import Any
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
-from routedllm.records.schema import CallRecord
+from routedllm.records.schema import OK, CallRecord
 
 RELATIVE_ACCURACY = 0.01
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -34,6 +34,8 @@ _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)  # the one DDSketch(RELATIVE_AC
 # where either bucket is within the accuracy), ~4x faster for a batch than key() per value.
 _MULTIPLIER: float = _MAPPING._multiplier
 _OFFSET: float = _MAPPING._offset
+
+_UNSETTLED = 1024  # latencies an Aggregate holds before adding them to its sketch
 
 Buckets = Counter[int | None]
 """Values counted by sketch bucket key (None: the zero bucket), to add to a sketch at once."""
@@ -52,6 +54,14 @@ def count_buckets(values: Sequence[float], buckets: Buckets) -> None:
     buckets.update(keys)
     if len(keys) < len(values):
         buckets[None] += len(values) - len(keys)  # too small to index: the zero bucket
+
+
+def _settle(sketch: DDSketch, values: list[float]) -> None:
+    """Add ``values`` to ``sketch`` (by bucket) and empty the list."""
+    buckets: Buckets = Counter()
+    count_buckets(values, buckets)
+    add_buckets(sketch, buckets)
+    values.clear()
 
 
 def add_buckets(sketch: DDSketch, buckets: Buckets) -> None:
@@ -81,13 +91,31 @@ class Aggregate:
     baseline_cost_usd: float = 0.0
     savings_usd: float = 0.0
     compared_attempts: int = 0
-    latency: DDSketch = field(default_factory=_sketch)
-    ttft: DDSketch = field(default_factory=_sketch)
+    _latency: DDSketch = field(default_factory=_sketch, repr=False)
+    _ttft: DDSketch = field(default_factory=_sketch, repr=False)
+    # values not yet in the sketches: added a bucket at a time when read or when full
+    _new_latency: list[float] = field(default_factory=list, repr=False)
+    _new_ttft: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def latency(self) -> DDSketch:
+        """Latency of the successful attempts (seconds)."""
+        if self._new_latency:
+            _settle(self._latency, self._new_latency)
+        return self._latency
+
+    @property
+    def ttft(self) -> DDSketch:
+        """Time to first chunk of the successful streamed attempts (seconds)."""
+        if self._new_ttft:
+            _settle(self._ttft, self._new_ttft)
+        return self._ttft
 
     def add(self, record: CallRecord) -> None:
         """Count one record in."""
         self.attempts += 1
-        self.errors += not record.ok
+        ok = record.outcome == OK
+        self.errors += not ok
         self.input_tokens += record.input_tokens or 0
         self.cached_input_tokens += record.cached_input_tokens or 0
         self.output_tokens += record.output_tokens or 0
@@ -99,10 +127,15 @@ class Aggregate:
             self.baseline_cost_usd += record.baseline_cost_usd
             self.savings_usd += record.savings_usd
             self.compared_attempts += 1
-        if record.ok and record.latency_s is not None:
-            self.latency.add(record.latency_s)
-        if record.ok and record.ttft_s is not None:
-            self.ttft.add(record.ttft_s)
+        if ok:
+            if record.latency_s is not None:
+                self._new_latency.append(record.latency_s)
+                if len(self._new_latency) >= _UNSETTLED:
+                    _settle(self._latency, self._new_latency)
+            if record.ttft_s is not None:
+                self._new_ttft.append(record.ttft_s)
+                if len(self._new_ttft) >= _UNSETTLED:
+                    _settle(self._ttft, self._new_ttft)
 
     def merge(self, other: Aggregate) -> None:
         """Add ``other``'s counts and sketches into this one."""
