@@ -19,7 +19,7 @@ import os
 import warnings
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -277,6 +277,7 @@ class Tally:
         self.baseline_models: set[str] = set()
         self.prices_as_of: set[str] = set()
         self._groups: dict[Group, _Group] = {}
+        self._appenders: dict[Group, Callable[[Row], None]] = {}  # each group's rows.append
         self._pending = 0
 
     @property
@@ -290,9 +291,16 @@ class Tally:
             for line in lines:
                 self.add(line)
             return
-        add_row = self.add_row
-        for row in map(_row, lines):
-            add_row(row)
+        rows = list(map(_row, lines))
+        appenders = self._appenders
+        for row in rows:  # add_row's work, inlined: this loop runs once per ledger line
+            append = appenders.get((row[1], row[3]))
+            if append is None:
+                append = self._group((row[1], row[3])).rows.append
+            append(row)
+        self._pending += len(rows)
+        if self._pending >= _FLUSH_ROWS:
+            self._flush()
 
     def add(self, line: LedgerLine) -> None:
         """Count one ledger line in (re-priced on the baseline when the tally has one)."""
@@ -310,13 +318,16 @@ class Tally:
     def add_row(self, row: Row) -> None:
         """Count in one line given as its FIELDS in order (as recorded: not re-priced)."""
         key = (row[1], row[3])
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = _Group()
+        group = self._groups.get(key) or self._group(key)
         group.rows.append(row)
         self._pending += 1
         if self._pending >= _FLUSH_ROWS:
             self._flush()
+
+    def _group(self, key: Group) -> _Group:
+        group = self._groups[key] = _Group()
+        self._appenders[key] = group.rows.append
+        return group
 
     def _flush(self) -> None:
         for group in self._groups.values():
