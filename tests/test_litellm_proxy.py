@@ -336,7 +336,9 @@ def test_image_routes_to_a_vision_model(proxy: Proxy) -> None:
     before = len(proxy.chat_requests())
     trace, _, body = _ask(proxy, IMAGE)
     records = _check_call(proxy, trace, body, before=before)  # kimi-k2.5 first: it fails here
-    assert all("vision" in r.tags and CATALOG.get(r.model).capabilities.image_input for r in records)
+    assert all(
+        "vision" in r.tags and CATALOG.get(r.model).capabilities.image_input for r in records
+    )
     assert records[-1].ok
 
 

@@ -26,7 +26,8 @@ from routedllm.records.ledger import (
     read_ledger,
 )
 from routedllm.records.memory import MemorySink
-from routedllm.records.schema import CallRecord, Sink, Usage, build_record, resolve_model
+from routedllm.records.schema import CallRecord, Usage, build_record, resolve_model
+from routedllm.records.sinks import Sink
 from routedllm.records.telemetry import OTelSink
 from routedllm.reliability.breaker import Admission, CircuitBreaker
 from routedllm.reliability.budget import (

@@ -22,11 +22,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Request, decide
 from routedllm.core.errors import NoEligibleModelError, RoutedLLMError
-from routedllm.evaluation.online import RowResult, RunCollector, answer_row, recording_handler
+from routedllm.evaluation.online import RowResult, answer_row, recording_handler
 from routedllm.records.ledger import read_ledger
+from routedllm.records.runs import RunCollector
 from routedllm.records.schema import DEFAULT_BASELINE
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
@@ -139,7 +142,7 @@ def run_demo(
         )
         lines_before = len(read_ledger(ledger)) if ledger.exists() else 0
         llm = RoutedChatModel(
-            api_key=DEMO_API_KEY,
+            api_key=SecretStr(DEMO_API_KEY),
             base_url=upstream.base_url,
             catalog=catalog,
             policy=policy,
