@@ -1,5 +1,9 @@
 """The package's layering, read from the source with ``ast``: no import cycles, and each layer
-imports only the layers below it (core < records < reliability, adapters, evaluation)."""
+imports only the layers below it (core < records < reliability, adapters, evaluation).
+
+Imports under ``if TYPE_CHECKING:`` name a type for annotations only and never run, so they
+are not dependencies here (``core.errors`` annotates ``RoutedLLMError.call`` with the
+records layer's ``RoutedCall`` that way)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ class Import:
     target: str  # the module imported ("routedllm.records.ledger", "litellm", ...)
     line: int
     at_import_time: bool  # at module level, outside ``if TYPE_CHECKING:``
+    type_only: bool = False  # under ``if TYPE_CHECKING:``: never runs
 
 
 def module_name(path: Path) -> str:
@@ -52,24 +57,24 @@ def imports_of(module: str) -> Iterator[Import]:
     """Every import in ``module``, naming the submodule for ``from pkg import submodule``."""
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
 
-    def walk(node: ast.AST, top: bool) -> Iterator[Import]:
+    def walk(node: ast.AST, top: bool, typing: bool) -> Iterator[Import]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import):
                 for alias in child.names:
-                    yield Import(alias.name, child.lineno, top)
+                    yield Import(alias.name, child.lineno, top, typing)
             elif isinstance(child, ast.ImportFrom):
                 target = _resolve(module, child)
                 for alias in child.names:
                     sub = f"{target}.{alias.name}"
-                    yield Import(sub if sub in MODULES else target, child.lineno, top)
+                    yield Import(sub if sub in MODULES else target, child.lineno, top, typing)
             elif isinstance(child, ast.If) and _is_type_checking(child.test):
-                yield from walk(child, False)
+                yield from walk(child, False, True)
             elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                yield from walk(child, False)
+                yield from walk(child, False, typing)
             else:
-                yield from walk(child, top)
+                yield from walk(child, top, typing)
 
-    yield from walk(tree, True)
+    yield from (imp for imp in walk(tree, True, False) if not imp.type_only)
 
 
 def internal(target: str) -> str | None:
