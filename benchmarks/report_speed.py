@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from routedllm import Usage, build_record
 from routedllm.core.catalog import Catalog
+from routedllm.records.schema import Usage, build_record
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "deepseek-v4-flash", "qwen3-32b", "not-in-the-catalog")
 TAG_SETS = (("code",), ("chinese",), ("code", "math"), ())

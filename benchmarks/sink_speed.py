@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from routedllm import CallRecord, JsonlLedger, MemorySink, Usage, build_record
+from routedllm import CallRecord, JsonlLedger, MemorySink
 from routedllm.core.catalog import Catalog
+from routedllm.records.schema import Usage, build_record
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "deepseek-v4-flash")
 TAGS = (("code",), ("code", "chinese"))

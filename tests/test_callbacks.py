@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from routedllm import AllAttemptsFailedError, CostLatencyHandler, UnknownModelError, read_ledger
+from routedllm import AllAttemptsFailedError, CostLatencyHandler
+from routedllm.core.errors import UnknownModelError
+from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import DecisionSummary, RoutedCall, Skip
 from routedllm.records.schema import Usage, build_record
 from tests.fakes import FakeChat, RateLimitError

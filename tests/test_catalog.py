@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import Catalog, CatalogError, StalePricesWarning, UnknownModelError
+from routedllm import Catalog
+from routedllm.core.catalog import StalePricesWarning
+from routedllm.core.errors import CatalogError, UnknownModelError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -28,12 +28,11 @@ from routedllm import (
     Policy,
     Request,
     RoutedLLMError,
-    UnknownTagError,
     decide,
 )
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.catalog import DEFAULT_BASE_URL
-from routedllm.core.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.records.routed import RoutedCall, call_of
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 

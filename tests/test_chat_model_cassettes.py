@@ -21,9 +21,10 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from routedllm import AllAttemptsFailedError, Policy, Request, call_cost, decide
+from routedllm import AllAttemptsFailedError, Policy, Request, decide
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.core.pricing import call_cost
 from routedllm.records.routed import call_of
 from tests.fake_gateway import (
     CASSETTE_DIR,

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import Catalog, Policy, Request, call_cost, decide, read_ledger
+from routedllm import Catalog, Policy, Request, decide
 from routedllm.cli import main
+from routedllm.core.pricing import call_cost
 from routedllm.demo import demo_answers
+from routedllm.records.ledger import read_ledger
 from routedllm.workload import sample_rows
 
 

@@ -20,7 +20,6 @@ import pytest
 
 from routedllm import (
     AllAttemptsFailedError,
-    BudgetLimits,
     Catalog,
     CostLatencyHandler,
     LocalBudget,
@@ -29,11 +28,12 @@ from routedllm import (
     Request,
     RoutedLLMError,
     decide,
-    read_ledger,
 )
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import RoutedCall
+from routedllm.reliability.budget import BudgetLimits
 from routedllm.testing import ModelSpec, Upstream
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import (
-    CallRecord,
-    JsonlLedger,
-    LedgerError,
-    LedgerWarning,
-    Usage,
-    build_record,
-    read_ledger,
-)
+from routedllm import CallRecord, JsonlLedger
 from routedllm.core.catalog import Catalog
+from routedllm.records.ledger import LedgerError, LedgerWarning, read_ledger
+from routedllm.records.schema import Usage, build_record
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -23,11 +23,12 @@ from typing import Any
 import openai
 import pytest
 
-from routedllm import Catalog, Policy, read_ledger
+from routedllm import Catalog, Policy
 from routedllm.adapters.litellm import decide_for_body
 from routedllm.cli import main as cli
 from routedllm.core.decision import Router
 from routedllm.core.pricing import call_cost, estimate_cost
+from routedllm.records.ledger import read_ledger
 from routedllm.records.schema import CallRecord
 from routedllm.testing import ModelSpec, Upstream
 

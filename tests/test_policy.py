@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from routedllm import (
-    Catalog,
-    InvalidRequestError,
-    NoEligibleModelError,
-    Policy,
-    Request,
-    UnknownModelError,
-    UnknownTagError,
-    decide,
-)
+from routedllm import Catalog, NoEligibleModelError, Policy, Request, decide
+from routedllm.core.errors import InvalidRequestError, UnknownModelError, UnknownTagError
 from tests.conftest import user
 
 IMAGE = [
@@ -294,6 +286,6 @@ def test_copies_of_a_policy_do_not_share_stale_eligibility(catalog: Catalog) -> 
 def test_each_image_counts() -> None:
     one = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}]}]
     five = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}] * 5}]
-    from routedllm import message_features
+    from routedllm.core.tags import message_features
 
     assert message_features(five).input_tokens - message_features(one).input_tokens == 4 * 765

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from routedllm import CallRecord, Catalog, MemorySink, Usage, build_record, resolve_model
-from routedllm.records.schema import error_text, with_baseline
+from routedllm import CallRecord, Catalog, MemorySink
+from routedllm.records.schema import Usage, build_record, error_text, resolve_model, with_baseline
 from routedllm.records.sinks import deliver, sinks_for
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

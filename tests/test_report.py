@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import JsonlLedger, Usage, build_record
+from routedllm import JsonlLedger
 from routedllm.cli import main
+from routedllm.records.schema import Usage, build_record
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -264,7 +265,7 @@ def test_older_lines_without_optional_fields_still_count(capsys, tmp_path: Path)
 
 
 def test_the_streamed_report_equals_the_report_of_the_records(capsys, ledger: Path) -> None:
-    from routedllm import read_ledger
+    from routedllm.records.ledger import read_ledger
     from routedllm.records.report import summarize
 
     _, out, _ = run(capsys, "report", str(ledger), "--json")

@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 
-from routedllm import MemorySink, Usage, build_record
+from routedllm import MemorySink
 from routedllm.core.catalog import Catalog
+from routedllm.records.schema import Usage, build_record
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

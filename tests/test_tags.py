@@ -8,8 +8,15 @@ import re
 import pytest
 from langchain_core.messages import HumanMessage
 
-from routedllm import VOCABULARY, InvalidRequestError, UnknownTagError, infer_tags, message_features
-from routedllm.core.tags import CJK_RANGES, count_cjk, validate_tags
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
+from routedllm.core.tags import (
+    CJK_RANGES,
+    VOCABULARY,
+    count_cjk,
+    infer_tags,
+    message_features,
+    validate_tags,
+)
 from tests.conftest import user
 
 
