@@ -273,7 +273,10 @@ def routed_model(faults: dict[str, str]):
 
     catalog = test_catalog()
     clients = FakeGateway(faults=faults).clients()
-    return catalog, RoutedChatModel(catalog=catalog, api_key="test-key-placeholder", **clients)
+    model = RoutedChatModel(
+        catalog=catalog, api_key="test-key-placeholder", rate_limit_retries=0, **clients
+    )
+    return catalog, model
 
 
 CODE_PROMPT = "fix this python function: def f(): return 1/0"
@@ -343,7 +346,11 @@ def test_an_llm_cache_hit_is_one_free_record_and_no_replayed_attempts(
     catalog, gateway = test_catalog(), FakeGateway(faults={"deepseek-v4-flash": "429"})
     # no breaker: the 429 must not move the second call to another model (another cache key)
     model = RoutedChatModel(
-        catalog=catalog, api_key="test-key-placeholder", breaker=None, **gateway.clients()
+        catalog=catalog,
+        api_key="test-key-placeholder",
+        breaker=None,
+        rate_limit_retries=0,
+        **gateway.clients(),
     )
     handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
     config = {"callbacks": [handler], "tags": ["code"]}

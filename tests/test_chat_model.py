@@ -42,6 +42,9 @@ pytestmark = SOCKET_PROBE_ALLOWED
 
 
 def routed(gateway: FakeGateway, **params: Any) -> RoutedChatModel:
+    """A routed model over the fake gateway; a 429 falls back at once unless a test asks
+    for same-model retries (tests/test_bursts.py covers those)."""
+    params = {"rate_limit_retries": 0, **params}
     return RoutedChatModel(
         **{"api_key": PLANTED_KEY, "catalog": CATALOG, **gateway.clients(), **params}
     )

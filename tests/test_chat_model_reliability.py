@@ -48,6 +48,8 @@ class Clock:
 
 
 def routed(gateway: FakeGateway, **params: Any) -> RoutedChatModel:
+    """A routed model over the fake gateway; a 429 falls back at once (no same-model retry)."""
+    params = {"rate_limit_retries": 0, **params}
     return RoutedChatModel(**{"api_key": KEY, "catalog": CATALOG, **gateway.clients(), **params})
 
 

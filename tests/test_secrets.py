@@ -166,6 +166,7 @@ def test_routed_chat_model_never_shows_the_key(
             catalog=catalog,
             budget=LocalBudget(BudgetLimits(max_run_usd=10)),
             timeout=5,
+            rate_limit_retries=0,
         )
         config = {"callbacks": [CostLatencyHandler(catalog, ledger_path=ledger)]}
         texts += [
