@@ -88,7 +88,9 @@ def test_tool_loop_keeps_the_run_model_for_the_final_answer() -> None:
     mw = routing(gateway)
     memory = MemorySink()
     handler = CostLatencyHandler(CATALOG, memory=memory)
-    agent = create_agent(mw.model, tools=[get_weather], middleware=[mw])
+    agent = create_agent(
+        mw.model, tools=[get_weather], middleware=[mw], system_prompt="You report the weather."
+    )
     out = agent.invoke(ask(), config={"callbacks": [handler]})
 
     kinds = [type(m).__name__ for m in out["messages"]]
@@ -96,6 +98,10 @@ def test_tool_loop_keeps_the_run_model_for_the_final_answer() -> None:
     assert out["messages"][1].tool_calls[0]["name"] == "get_weather"
     expected = first_choice(QUESTION, "general", require=frozenset({"tools"}))
     assert gateway.models() == [expected, expected]
+    assert gateway.requests[0]["messages"][0] == {
+        "role": "system",
+        "content": "You report the weather.",
+    }
     first, final = records(out["messages"])
     assert first.model == final.model == expected
     assert first.tags == final.tags == ("general",)
@@ -293,3 +299,46 @@ def test_runs_under_asyncio_and_threads_share_one_model() -> None:
     outs = asyncio.run(both())
     assert all(len(records(o["messages"])) >= 1 for o in outs)
     assert {r["tags"][0] for r in (o[ROUTE_KEY] for o in outs)} == {"general"}
+
+
+def test_streamed_agent_run_is_routed_and_recorded() -> None:
+    gateway = FakeGateway()
+    mw = routing(gateway)
+    memory = MemorySink()
+    agent = create_agent(mw.model, tools=[get_weather], middleware=[mw])
+    chunks = list(
+        agent.stream(
+            ask(),
+            stream_mode="messages",
+            config={"callbacks": [CostLatencyHandler(CATALOG, memory=memory)]},
+        )
+    )
+    assert chunks
+    models = gateway.models()
+    assert len(models) == 2 and len(set(models)) == 1
+    assert all(r.model == models[0] for r in memory.records) and len(memory.records) == 2
+    assert all(request.get("stream") for request in gateway.requests)
+
+
+def test_a_run_resumed_after_an_interrupt_keeps_its_route() -> None:
+    from langchain.agents.middleware import HumanInTheLoopMiddleware
+    from langgraph.types import Command
+
+    gateway = FakeGateway()
+    mw = routing(gateway)
+    approve = HumanInTheLoopMiddleware(interrupt_on={"get_weather": True})
+    agent = create_agent(
+        mw.model,
+        tools=[get_weather],
+        middleware=[mw, approve],
+        checkpointer=InMemorySaver(),
+    )
+    config: Any = {"configurable": {"thread_id": "t1"}, "tags": ["chinese"]}
+    paused = agent.invoke(ask(), config=config)
+    assert paused[ROUTE_KEY]["tags"] == ["chinese"] and "__interrupt__" in paused
+    resumed = agent.invoke(
+        Command(resume={"decisions": [{"type": "approve"}]}),
+        config={"configurable": {"thread_id": "t1"}},  # the resume carries no tags
+    )
+    first, final = records(resumed["messages"])
+    assert final.tags == ("chinese",) and final.model == first.model and final.pinned
