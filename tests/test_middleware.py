@@ -27,16 +27,10 @@ from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 import routedllm  # noqa: E402
-from routedllm import (  # noqa: E402
-    CostLatencyHandler,
-    MemorySink,
-    Policy,
-    Request,
-    UnknownTagError,
-    decide,
-)
+from routedllm import CostLatencyHandler, MemorySink, Policy, Request, decide  # noqa: E402
 from routedllm.adapters.langchain.chat_model import RoutedChatModel  # noqa: E402
 from routedllm.adapters.langchain.middleware import ROUTE_KEY, RoutingMiddleware  # noqa: E402
+from routedllm.core.errors import UnknownTagError  # noqa: E402
 from routedllm.records.routed import RoutedCall  # noqa: E402
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog  # noqa: E402
 

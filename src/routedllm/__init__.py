@@ -48,7 +48,9 @@ def __getattr__(name: str) -> object:
     if name == "RoutingMiddleware":  # LangChain v1 agents: needs the agents extra
         try:
             from routedllm.adapters.langchain.middleware import RoutingMiddleware
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in ("langchain", "langgraph"):
+                raise
             raise ImportError(
                 f"routedllm.RoutingMiddleware needs langchain>=1.5 ({exc}); "
                 "install it with: pip install 'routedllm[agents]'"

@@ -51,7 +51,7 @@ _RECORD_KEY = "routedllm"
 class RoutingState(AgentState[Any]):
     """Agent state with the run's route (kept in checkpoints, shown in the agent's output)."""
 
-    routedllm_route: NotRequired[Annotated[dict[str, Any], OmitFromInput]]
+    routedllm_route: NotRequired[Annotated[dict[str, Any], OmitFromInput]]  # type: ignore[valid-type, unused-ignore]
 
 
 @dataclass(frozen=True, slots=True)
