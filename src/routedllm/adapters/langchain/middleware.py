@@ -105,9 +105,9 @@ class RoutingMiddleware(AgentMiddleware[RoutingState, Any, Any]):
     its own (see the module docstring). ``keep_model=False`` routes every call on its own,
     with the run's tags still fixed.
 
-    Put LangChain's ``ModelFallbackMiddleware`` after this one (it then falls back when
-    routing found no model that answers); ``ModelRetryMiddleware`` and
-    ``ModelCallLimitMiddleware`` compose in any order.
+    Order among LangChain's middlewares (first is outermost): ``ModelRetryMiddleware``
+    before this one (it retries the routed step), ``ModelFallbackMiddleware`` after it (its
+    models answer when no routed model did), ``ModelCallLimitMiddleware`` anywhere.
     """
 
     state_schema = RoutingState
