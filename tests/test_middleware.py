@@ -336,3 +336,16 @@ def test_a_run_resumed_after_an_interrupt_keeps_its_route() -> None:
     )
     first, final = records(resumed["messages"])
     assert final.tags == ("chinese",) and final.model == first.model and final.pinned
+
+
+def test_the_shared_model_budget_sees_every_call_of_the_run() -> None:
+    from routedllm import LocalBudget
+    from routedllm.reliability.budget import BudgetLimits
+
+    budget = LocalBudget(BudgetLimits(max_run_usd=1.0))
+    mw = routing(FakeGateway(), budget=budget)
+    out = create_agent(mw.model, tools=[get_weather], middleware=[mw]).invoke(ask())
+    calls = records(out["messages"])
+    status = budget.status()
+    assert status.settled_calls == len(calls) == 2
+    assert status.spent_usd == pytest.approx(sum(c.cost_usd or 0.0 for c in calls))
