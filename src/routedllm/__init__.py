@@ -31,6 +31,7 @@ from routedllm.reliability.budget import LocalBudget, RedisBudget
 
 if TYPE_CHECKING:
     from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.middleware import RoutingMiddleware
 
 try:
     __version__ = version("routedllm")
@@ -44,6 +45,17 @@ def __getattr__(name: str) -> object:
         from routedllm.adapters.langchain.chat_model import RoutedChatModel
 
         return RoutedChatModel
+    if name == "RoutingMiddleware":  # LangChain v1 agents: needs the agents extra
+        try:
+            from routedllm.adapters.langchain.middleware import RoutingMiddleware
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in ("langchain", "langgraph"):
+                raise
+            raise ImportError(
+                f"routedllm.RoutingMiddleware needs langchain>=1.5 ({exc}); "
+                "install it with: pip install 'routedllm[agents]'"
+            ) from exc
+        return RoutingMiddleware
     raise AttributeError(f"module 'routedllm' has no attribute {name!r}")
 
 
@@ -66,6 +78,7 @@ __all__ = [
     "RoutedCall",
     "RoutedChatModel",
     "RoutedLLMError",
+    "RoutingMiddleware",
     "Router",
     "StreamInterruptedError",
     "__version__",
