@@ -7,9 +7,8 @@ catalog model with a constructed answer written for that sample prompt
 (``data/demo_responses.jsonl``: the answer and its token counts, counted with the
 ``o200k_base`` tokenizer; 765 tokens per image, GPT-4o's figure for a 1024x768 image), in
 the OpenAI wire format. One upstream server error (a 503) is injected on the first choice
-of one row,
-so the run shows a fallback. Costs are those reported tokens at the catalog's prices; no
-API key or network is needed, and no answer comes from a real model.
+of one row, so the run shows a fallback. Costs are those reported tokens at the catalog's
+prices; no API key or network is needed, and no answer comes from a real model.
 """
 
 from __future__ import annotations
