@@ -85,6 +85,7 @@ _ROLES = {
     "FunctionMessageChunk": "tool",
 }
 _FOLLOW_UP_CHARS = 240  # a latest user turn this short may continue earlier code work
+_CJK_ZONE = 600  # characters of a CJK ask searched for CJK phrases (see read_ask)
 _WINDOW = 3000  # characters of the ask searched for words: the first 2,000 and last 1,000
 
 # -- Code shown: line shapes -------------------------------------------------------------
@@ -146,7 +147,8 @@ _WEAK_STARTS = (
 )
 _WEAK_ENDS = (";", "):", "];", ")", "]", "}")
 _BLOCK_STARTS = ("for ", "if ", "while ", "with ", "elif ", "else", "try", "except", "finally")
-_CODE_MARKS = frozenset("()[]{}=<>")
+_CODE_MARKS = "()[]{}=<>"  # searched as substrings: faster than a set over characters
+_SPAN_MARKS = _CODE_MARKS + "_./:\\$;"
 _SHELL_COMMANDS = frozenset(
     "git pip npm npx yarn docker kubectl cd ls cat grep curl python python3 make cargo go "
     "brew apt sudo ssh terraform aws gcloud node java mvn gradle rm mv cp chmod".split()
@@ -242,19 +244,22 @@ _FOLLOW_UP_WORDS = frozenset(
     "async return returns".split()
 )
 # Code asked for in Chinese or Japanese.
-_CJK_CODE_WORDS = (
-    "代码",
-    "函数",
-    "脚本",
-    "报错",
-    "正则",
-    "编译",
-    "调试",
-    "関数",
-    "コード",
-    "スクリプト",
+_CJK_CODE_WORDS = tuple(
+    w.encode()
+    for w in (
+        "代码",
+        "函数",
+        "脚本",
+        "报错",
+        "正则",
+        "编译",
+        "调试",
+        "関数",
+        "コード",
+        "スクリプト",
+    )
 )
-_CJK_LANGUAGE_MARKS = ("用", "写", "实现", "查询", "语句", "で", "を")
+_CJK_LANGUAGE_MARKS = tuple(w.encode() for w in ("用", "写", "实现", "查询", "语句", "で", "を"))
 
 # -- Summarization, extraction, classification -------------------------------------------
 _SUMMARY_WORDS = frozenset(
@@ -277,41 +282,51 @@ _SUMMARY_PHRASES = tuple(
         "main ideas",
     )
 )
-_CJK_SUMMARY = (
-    "总结",
-    "概括",
-    "摘要",
-    "归纳",
-    "概述",
-    "要点",
-    "提炼",
-    "简述",
-    "要約",
-    "まとめ",
-    "요약",
+_CJK_SUMMARY = tuple(
+    w.encode()
+    for w in (
+        "总结",
+        "概括",
+        "摘要",
+        "归纳",
+        "概述",
+        "要点",
+        "提炼",
+        "简述",
+        "要約",
+        "まとめ",
+        "요약",
+    )
 )
 _EXTRACT_WORDS = frozenset(b"extract extracts extracting extraction".split())
-_CJK_EXTRACT = ("提取", "抽取", "找出来", "找出所有", "找出全部", "列出所有", "抽出", "추출")
+_CJK_EXTRACT = tuple(
+    w.encode()
+    for w in ("提取", "抽取", "找出来", "找出所有", "找出全部", "列出所有", "抽出", "추출")
+)
 _CLASSIFY_WORDS = frozenset(
     b"classify classifies classified classifying classification categorize categorise "
     b"categorized categorised categorizing categorising categorization categorisation "
     b"sentiment".split()
 )
-_CJK_CLASSIFY = (
-    "分类",
-    "归类",
-    "情感",
-    "好评还是差评",
-    "正面还是负面",
-    "垃圾短信",
-    "垃圾邮件",
-    "属于哪",
-    "打标签",
-    "分類",
-    "분류",
+_CJK_CLASSIFY = tuple(
+    w.encode()
+    for w in (
+        "分类",
+        "归类",
+        "情感",
+        "好评还是差评",
+        "正面还是负面",
+        "垃圾短信",
+        "垃圾邮件",
+        "属于哪",
+        "打标签",
+        "分類",
+        "분류",
+    )
 )
-# Words that point at a given text to work on ("from this", "the following", "parse").
+# Words that point at a given text to work on (b"from this", b"the following", "parse").
 _SOURCE_WORDS = frozenset(b"this these following from parse text below above".split())
+_USE = "用".encode()
 _TASK_TAGS = ("extraction", "summarization", "classification")
 
 
@@ -511,7 +526,7 @@ def _continues_code(
     owners: Sequence[int],
 ) -> bool:
     """A short ask for a change ("make it async") right after a turn that shows code."""
-    words = ask.lower().encode("ascii", "replace").translate(_WORD_BYTES).split()
+    words = ask.lower().encode("utf-8", "surrogatepass").translate(_WORD_BYTES).split()
     if _FOLLOW_UP_WORDS.isdisjoint(w.decode() for w in words) and "{" not in ask:
         return False
     for before in range(index - 1, -1, -1):
@@ -594,29 +609,35 @@ def read_ask(text: str) -> tuple[bool, tuple[str, ...]]:
     query"). A language name alone is not code. Task words are looked for in the first
     2,000 and last 1,000 characters, where instructions sit.
     """
-    lower = (
-        text.lower()
-        if len(text) <= _WINDOW
-        else (text[: _WINDOW * 2 // 3] + "\n" + text[-_WINDOW // 3 :]).lower()
+    window = (
+        text if len(text) <= _WINDOW else text[: _WINDOW * 2 // 3] + "\n" + text[-_WINDOW // 3 :]
     )
-    if "+" in lower or "#" in lower:
-        lower = lower.replace("c++", " cpp ").replace("c#", " csharp ")
-    words = lower.encode("ascii", "replace").translate(_WORD_BYTES).split()
+    # UTF-8 bytes, ASCII letters lowered: non-ASCII bytes are never word bytes, and
+    # searching bytes is much faster than searching str for CJK text.
+    lower = window.encode("utf-8", "surrogatepass").lower()
+    if b"+" in lower or b"#" in lower:
+        lower = lower.replace(b"c++", b" cpp ").replace(b"c#", b" csharp ")
+    words = lower.translate(_WORD_BYTES).split()
     seen = set(words)
     code = shows_code(text) or _asks_for_code(words, seen)
-    wide = not lower.isascii()
-    if wide and not code:
-        code = _asks_for_code_cjk(lower, seen)
+    # CJK phrases are searched for where instructions sit, the first 400 and last 200
+    # characters: a multi-byte needle is slow to find in a long CJK text.
+    zone = b""
+    if not window.isascii():
+        edge = window if len(window) <= _CJK_ZONE else window[:400] + "\n" + window[-200:]
+        zone = edge.encode("utf-8", "surrogatepass").lower()
+        if not code:
+            code = _asks_for_code_cjk(zone, seen)
     tasks: list[str] = []
-    if _asks_extraction(lower, seen) or (wide and any(w in lower for w in _CJK_EXTRACT)):
+    if _asks_extraction(lower, seen) or (zone and any(w in zone for w in _CJK_EXTRACT)):
         tasks.append("extraction")
     if (
         not seen.isdisjoint(_SUMMARY_WORDS)
         or _has_phrase(words, seen, _SUMMARY_PHRASES)
-        or (wide and any(w in lower for w in _CJK_SUMMARY))
+        or (zone and any(w in zone for w in _CJK_SUMMARY))
     ):
         tasks.append("summarization")
-    if _asks_classification(lower, seen) or (wide and any(w in lower for w in _CJK_CLASSIFY)):
+    if _asks_classification(lower, seen) or (zone and any(w in zone for w in _CJK_CLASSIFY)):
         tasks.append("classification")
     return code, tuple(tasks)
 
@@ -635,7 +656,7 @@ def shows_code(text: str) -> bool:
         spans = text.split("`")[1:-1:2]
         for span in spans:
             if 0 < len(span) <= 120 and "\n" not in span:
-                if not _CODE_MARKS.isdisjoint(span) or any(c in span for c in "_./:\\$;"):
+                if any(c in span for c in _SPAN_MARKS):
                     return True
                 weak += 1
         if weak >= 2:
@@ -650,7 +671,7 @@ def shows_code(text: str) -> bool:
         if first in ("def", "class", "from", "import", "at", "$"):
             if _strong_keyword_line(first, s):
                 return True
-        if _CODE_MARKS.isdisjoint(s):
+        if not any(c in s for c in _CODE_MARKS):
             continue
         if (
             s.startswith(_WEAK_STARTS)
@@ -681,8 +702,8 @@ def _strong_keyword_line(first: str, s: str) -> bool:
         return " " not in rest or " as " in rest or " from " in rest or rest.startswith("{")
     if first == "at":  # a Java or JavaScript stack frame: at com.acme.Orders.total(Orders.java:42)
         return s.endswith(")") and "(" in s and ":" in s
-    rest = s[2:].split(None, 1)
-    return bool(rest) and rest[0] in _SHELL_COMMANDS  # "$ git status"
+    command = s[2:].split(None, 1)
+    return bool(command) and command[0] in _SHELL_COMMANDS  # "$ git status"
 
 
 def _asks_for_code(words: list[bytes], seen: set[bytes]) -> bool:
@@ -739,16 +760,17 @@ def _language_of_work(words: list[bytes], i: int) -> bool:
     return before == b"this" and any(w in _TO_VERBS for w in window)
 
 
-def _asks_for_code_cjk(lower: str, seen: set[bytes]) -> bool:
+def _asks_for_code_cjk(lower: bytes, seen: set[bytes]) -> bool:
     """Chinese or Japanese code requests: 代码, 函数, 関数, or 用Python写, Pythonで."""
     if any(w in lower for w in _CJK_CODE_WORDS):
         return True
-    for language in _LANGUAGES_B.intersection(seen):
-        name = language.decode()
+    for name in _LANGUAGES_B.intersection(seen):
         at = lower.find(name)
         while at != -1:
-            before, after = lower[at - 1 : at], lower[at + len(name) : at + len(name) + 2]
-            if before == "用" or after.startswith(_CJK_LANGUAGE_MARKS):
+            end = at + len(name)
+            if lower[max(at - 3, 0) : at] == _USE or lower[end : end + 6].startswith(
+                _CJK_LANGUAGE_MARKS
+            ):
                 return True
             at = lower.find(name, at + 1)
     return False
@@ -765,11 +787,11 @@ def _has_phrase(words: list[bytes], seen: set[bytes], phrases: tuple[bytes, ...]
     return False
 
 
-def _asks_extraction(lower: str, seen: set[bytes]) -> bool:
+def _asks_extraction(lower: bytes, seen: set[bytes]) -> bool:
     """ "Extract ...", "pull out ...", "as JSON with fields", "every X mentioned", ..."""
     if not _EXTRACT_WORDS.isdisjoint(seen):
         return True
-    if b"pull" in seen and b"out" in seen and "pull out" in lower:
+    if b"pull" in seen and b"out" in seen and b"pull out" in lower:
         return True
     if (
         b"json" in seen
@@ -785,16 +807,16 @@ def _asks_extraction(lower: str, seen: set[bytes]) -> bool:
         return True
     if b"fields" in seen and not seen.isdisjoint((b"from", b"into", b"return")):
         return True
-    if b"table" in seen and (b"columns" in seen or "from this" in lower):
+    if b"table" in seen and (b"columns" in seen or b"from this" in lower):
         return True
     return (
         not seen.isdisjoint((b"find", b"list", b"identify"))
         and not seen.isdisjoint((b"all", b"every", b"each"))
-        and any(p in lower for p in ("from this", "in this", "the following", "from the"))
+        and any(p in lower for p in (b"from this", b"in this", b"the following", b"from the"))
     )
 
 
-def _asks_classification(lower: str, seen: set[bytes]) -> bool:
+def _asks_classification(lower: bytes, seen: set[bytes]) -> bool:
     """ "Classify ...", "sentiment", "is this spam", "label each", "which category", ..."""
     if not _CLASSIFY_WORDS.isdisjoint(seen):
         return True
@@ -812,13 +834,13 @@ def _asks_classification(lower: str, seen: set[bytes]) -> bool:
         return True
     if b"positive" in seen and (b"negative" in seen or b"neutral" in seen):
         return True
-    if b"intent" in seen and ("intent of" in lower or "the intent" in lower):
+    if b"intent" in seen and (b"intent of" in lower or b"the intent" in lower):
         return True
     if b"sort" in seen and b"into" in seen:
         return True
     if not seen.isdisjoint((b"rate", b"grade", b"rank")) and {b"as", b"or"} <= seen:
         return True
-    return b"yes" in seen and b"no" in seen and ("yes/no" in lower or "yes or no" in lower)
+    return b"yes" in seen and b"no" in seen and (b"yes/no" in lower or b"yes or no" in lower)
 
 
 _CODE_TERMS_B = frozenset(w.encode() for w in _CODE_TERMS)
