@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routedllm import Policy, infer_tags, message_features
-from routedllm.core.tags import TAG_NAMES, primary_tag
+from routedllm import Policy
+from routedllm.core.tags import TAG_NAMES, infer_tags, message_features, primary_tag
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "tags_labelled.jsonl"
 

@@ -16,20 +16,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from routedllm import (
-    BudgetLimits,
-    Catalog,
+from routedllm import Catalog, CircuitBreaker, LocalBudget, Policy, Request, decide
+from routedllm.cli import main
+from routedllm.core.errors import (
     CatalogError,
-    CircuitBreaker,
     InvalidRequestError,
-    LocalBudget,
-    Policy,
-    Request,
     UnknownModelError,
     UnknownTagError,
-    decide,
 )
-from routedllm.cli import main
+from routedllm.reliability.budget import BudgetLimits
 from routedllm.testing import ModelSpec, Upstream, load_cassette
 from routedllm.workload import read_rows
 

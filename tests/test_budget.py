@@ -21,18 +21,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from routedllm import (
-    BudgetExceeded,
-    BudgetLimits,
-    Catalog,
-    InvalidRequestError,
-    LocalBudget,
-    Policy,
-    RedisBudget,
-    Request,
-    decide,
-    estimate_cost,
-)
+from routedllm import BudgetExceeded, Catalog, LocalBudget, Policy, RedisBudget, Request, decide
+from routedllm.core.errors import InvalidRequestError
+from routedllm.core.pricing import estimate_cost
+from routedllm.reliability.budget import BudgetLimits
 from tests.conftest import user
 
 
@@ -363,7 +355,8 @@ async def test_redis_asyncio_tasks_never_pass_an_exact_cap(redis_url: str) -> No
 
 WORKER = """
 import json, random, sys, time
-from routedllm import BudgetExceeded, BudgetLimits, RedisBudget
+from routedllm import BudgetExceeded, RedisBudget
+from routedllm.reliability.budget import BudgetLimits
 url, name, calls, estimate, actual, cap, seed = sys.argv[1:8]
 budget = RedisBudget.from_url(url, BudgetLimits(max_run_usd=float(cap)), name=name)
 rng = random.Random(name + seed)

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from routedllm import AllAttemptsFailedError, CostLatencyHandler, UnknownModelError, read_ledger
+from routedllm import AllAttemptsFailedError, CostLatencyHandler
+from routedllm.core.errors import UnknownModelError
+from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import DecisionSummary, RoutedCall, Skip
 from routedllm.records.schema import Usage, build_record
 from tests.fakes import FakeChat, RateLimitError
@@ -271,7 +273,10 @@ def routed_model(faults: dict[str, str]):
 
     catalog = test_catalog()
     clients = FakeGateway(faults=faults).clients()
-    return catalog, RoutedChatModel(catalog=catalog, api_key="test-key-placeholder", **clients)
+    model = RoutedChatModel(
+        catalog=catalog, api_key="test-key-placeholder", rate_limit_retries=0, **clients
+    )
+    return catalog, model
 
 
 CODE_PROMPT = "fix this python function: def f(): return 1/0"
@@ -341,7 +346,11 @@ def test_an_llm_cache_hit_is_one_free_record_and_no_replayed_attempts(
     catalog, gateway = test_catalog(), FakeGateway(faults={"deepseek-v4-flash": "429"})
     # no breaker: the 429 must not move the second call to another model (another cache key)
     model = RoutedChatModel(
-        catalog=catalog, api_key="test-key-placeholder", breaker=None, **gateway.clients()
+        catalog=catalog,
+        api_key="test-key-placeholder",
+        breaker=None,
+        rate_limit_retries=0,
+        **gateway.clients(),
     )
     handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
     config = {"callbacks": [handler], "tags": ["code"]}

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import Catalog, CatalogError, StalePricesWarning, UnknownModelError
+from routedllm import Catalog
+from routedllm.core.catalog import StalePricesWarning
+from routedllm.core.errors import CatalogError, UnknownModelError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -55,9 +57,9 @@ models:
 
 
 def test_env_variable_names_the_override(tmp_path: Path) -> None:
-    path = write(tmp_path, "models:\n  - id: glm-5\n    context_window: 200000\n")
-    assert Catalog.from_env({"ROUTEDLLM_CATALOG": str(path)}).get("glm-5").context_window == 200000
-    assert Catalog.from_env({}).get("glm-5").context_window is None
+    path = write(tmp_path, "models:\n  - id: glm-5\n    context_window: 100000\n")
+    assert Catalog.from_env({"ROUTEDLLM_CATALOG": str(path)}).get("glm-5").context_window == 100000
+    assert Catalog.from_env({}).get("glm-5").context_window == 200_000
 
 
 @pytest.mark.parametrize(

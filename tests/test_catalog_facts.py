@@ -107,13 +107,42 @@ def test_head_to_head_attributes(catalog: Catalog) -> None:
     assert flash.ttft_p99_s == (1.2, 1.8) and gpt4o.ttft_p99_s == (1.5, 2.0)
 
 
-def test_unknown_is_not_assumed(catalog: Catalog) -> None:
-    """Only the two compared models have a known window; no tool or structured-output claim."""
+# The capability table of the facts, per model: tools, JSON output, strict JSON schema,
+# image input, context window. None is "-" (the documentation consulted does not say).
+CAPABILITIES = {
+    "GPT-4o": (True, True, True, True, 128_000),
+    "GPT-4o-mini": (True, True, True, True, 128_000),
+    "Claude 3.5 Sonnet": (True, None, None, True, 200_000),
+    "Gemini 1.5 Pro": (True, True, None, True, 2_000_000),
+    "DeepSeek V4 Flash": (True, True, None, False, 128_000),
+    "Qwen3-32B": (True, None, None, False, 32_768),
+    "GLM-5": (True, True, None, False, 200_000),
+    "Kimi K2.5": (True, True, None, True, 256_000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CAPABILITIES))
+def test_capabilities_carried_exactly_with_their_source(catalog: Catalog, name: str) -> None:
+    card = by_name(catalog)[name]
+    caps = card.capabilities
+    found = (caps.tools, caps.structured_output, caps.json_schema, caps.image_input)
+    assert (*found, card.context_window) == CAPABILITIES[name]
+    assert caps.source  # where the facts come from
+
+
+def test_unknown_stays_unknown(catalog: Catalog) -> None:
+    """The three models of the benchmark tables only: no capability, window or speed claim."""
     for card in catalog:
-        assert card.capabilities.tools is None and card.capabilities.structured_output is None
-        if card.name not in ("DeepSeek V4 Flash", "GPT-4o"):
-            assert card.context_window is None and card.capabilities.image_input is None
-            assert card.output_tokens_per_s is None
+        if card.name in CAPABILITIES:
+            continue
+        caps = card.capabilities
+        assert (caps.tools, caps.structured_output, caps.json_schema, caps.image_input) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert card.context_window is None and card.output_tokens_per_s is None
 
 
 def test_provenance(catalog: Catalog) -> None:

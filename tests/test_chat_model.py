@@ -28,12 +28,11 @@ from routedllm import (
     Policy,
     Request,
     RoutedLLMError,
-    UnknownTagError,
     decide,
 )
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.catalog import DEFAULT_BASE_URL
-from routedllm.core.errors import InvalidRequestError
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.records.routed import RoutedCall, call_of
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
@@ -43,6 +42,9 @@ pytestmark = SOCKET_PROBE_ALLOWED
 
 
 def routed(gateway: FakeGateway, **params: Any) -> RoutedChatModel:
+    """A routed model over the fake gateway; a 429 falls back at once unless a test asks
+    for same-model retries (tests/test_bursts.py covers those)."""
+    params = {"rate_limit_retries": 0, **params}
     return RoutedChatModel(
         **{"api_key": PLANTED_KEY, "catalog": CATALOG, **gateway.clients(), **params}
     )
@@ -212,15 +214,25 @@ def test_model_pin_per_call_and_on_the_model() -> None:
     assert gateway.models() == ["gpt-4o-mini", "glm-5"]
 
 
-def test_bound_tools_need_a_tool_capable_model_and_the_error_says_how_to_opt_in() -> None:
+def test_bound_tools_work_by_default_and_a_strict_refusal_says_how_to_opt_in() -> None:
     llm = RoutedChatModel(api_key="k", catalog=Catalog.default(), **FakeGateway().clients())
+    reply = llm.bind_tools([get_weather]).invoke("Weather in Paris?")
+    assert reply.tool_calls and reply.tool_calls[0]["name"] == "get_weather"
+    assert "tools" in reply.response_metadata["routedllm"]["decision"]["required_capabilities"]
+    unknown = Catalog.default().merged(
+        {"models": [{"id": c.id, "capabilities": {"tools": None}} for c in Catalog.default()]}
+    )
+    strict = RoutedChatModel(
+        api_key="k",
+        catalog=unknown,
+        policy=Policy(strict_capabilities=True),
+        **FakeGateway().clients(),
+    )
     with pytest.raises(NoEligibleModelError) as caught:
-        llm.bind_tools([get_weather]).invoke("Weather in Paris?")
+        strict.bind_tools([get_weather]).invoke("Weather in Paris?")
     message = str(caught.value)
-    assert "tools unknown" in message and "allow_unknown_capabilities=True" in message
+    assert "tools unknown" in message and "strict_capabilities" in message
     assert "'capabilities': {'tools': True}" in message
-    lenient = llm.model_copy(update={"policy": Policy(allow_unknown_capabilities=True)})
-    assert lenient.bind_tools([get_weather]).invoke("Weather in Paris?").tool_calls
 
 
 def test_structured_output_needs_the_capability() -> None:

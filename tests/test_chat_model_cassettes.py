@@ -21,9 +21,10 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from routedllm import AllAttemptsFailedError, Policy, Request, call_cost, decide
-from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm import AllAttemptsFailedError, Policy, Request, decide
+from routedllm.adapters.langchain.chat_model import RoutedChatModel, default_breaker
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.core.pricing import call_cost
 from routedllm.records.routed import call_of
 from tests.fake_gateway import (
     CASSETTE_DIR,
@@ -55,6 +56,7 @@ def make(record_mode: str) -> Any:
     def _make(gateway: FakeGateway | None = None, **params: Any) -> RoutedChatModel:
         if gateway is not None and gateway.scripted and record_mode != "none" and not building():
             pytest.skip("constructed scenario: a live gateway cannot be made to answer this way")
+        params = {"rate_limit_retries": 0, **params}  # the cassettes record one 429 each
         return RoutedChatModel(
             api_key=api_key(), catalog=CATALOG, **gateway_params(gateway), **params
         )
@@ -219,7 +221,8 @@ def test_vision_input_routes_to_an_image_model(make: Any) -> None:
 def test_rate_limit_falls_back_and_defers_the_model(make: Any, vcr: Any) -> None:
     first, second = _decision("Hello").ranking[:2]
     gateway = FakeGateway(faults={first: "429"})
-    llm = make(gateway)
+    # a breaker that cools a model for any Retry-After (the default waits out short ones)
+    llm = make(gateway, breaker=default_breaker(wait_s=0))
     reply = llm.invoke("Hello")
     record = reply.response_metadata["routedllm"]
     assert reply.response_metadata["model_name"] == second

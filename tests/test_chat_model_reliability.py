@@ -16,20 +16,20 @@ from langchain_core.messages import HumanMessage
 from routedllm import (
     AllAttemptsFailedError,
     BudgetExceeded,
-    BudgetLimits,
     CircuitBreaker,
     CostLatencyHandler,
     LocalBudget,
     Policy,
     Request,
     decide,
-    estimate_cost,
-    message_features,
-    read_ledger,
 )
 from routedllm.adapters.langchain.chat_model import RoutedChatModel, default_breaker
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.core.pricing import estimate_cost
+from routedllm.core.tags import message_features
+from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import RoutedCall, call_of
+from routedllm.reliability.budget import BudgetLimits
 from routedllm.testing import ModelSpec, Upstream
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog
 
@@ -48,6 +48,8 @@ class Clock:
 
 
 def routed(gateway: FakeGateway, **params: Any) -> RoutedChatModel:
+    """A routed model over the fake gateway; a 429 falls back at once (no same-model retry)."""
+    params = {"rate_limit_retries": 0, **params}
     return RoutedChatModel(**{"api_key": KEY, "catalog": CATALOG, **gateway.clients(), **params})
 
 

@@ -94,7 +94,7 @@ def test_demo_estimate_routes_the_sample_workload(capsys) -> None:
     assert code == 0 and data["totals"]["calls"] == len(data["rows"]) >= 15
     models = {r["id"]: r["model"] for r in data["rows"]}
     assert models["code-fix-pagination"] == "deepseek-v4-flash"
-    assert models["vision-chart"] == "gpt-4o" and models["zh-summary"] == "qwen3-32b"
+    assert models["vision-chart"] == "kimi-k2.5" and models["zh-summary"] == "qwen3-32b"
     assert 0 < data["totals"]["cost_ratio"] < 1
     assert "prices are as of 2026" in err  # the stale-price warning reaches the user
     code, out, _ = run(capsys, "demo", "--estimate")
@@ -115,6 +115,6 @@ def test_demo_makes_routed_calls(capsys, tmp_path: Path) -> None:
 
 def test_require_flag_and_warnings_on_errors(capsys) -> None:
     code, out, err = run(capsys, "route", "--require", "image_input", "--json", "describe it")
-    assert code == 0 and json.loads(out)["model"] == "gpt-4o"
+    assert code == 0 and json.loads(out)["model"] == "kimi-k2.5"
     code, out, err = run(capsys, "route", "--origin", "EU", "hi")
     assert code == 2 and "no eligible model" in err and "prices are as of 2026" in err

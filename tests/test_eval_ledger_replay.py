@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import JsonlLedger, Policy, Request, Usage, build_record, call_cost, decide
+from routedllm import JsonlLedger, Policy, Request, decide
 from routedllm.cli import main
 from routedllm.core.catalog import Catalog
+from routedllm.core.pricing import call_cost
 from routedllm.evaluation.ledger_replay import group_calls, render, replay_ledger
+from routedllm.records.schema import Usage, build_record
 
 CATALOG = Catalog.default()
 TS = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from routedllm import Catalog, Policy, Request, call_cost, decide, read_ledger
+from routedllm import Catalog, Policy, Request, decide
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.cli import main
 from routedllm.core.errors import InvalidRequestError, UnknownModelError
+from routedllm.core.pricing import call_cost
 from routedllm.evaluation.online import NO_ANSWER, online_policy, quantile, render, run_online
+from routedllm.records.ledger import read_ledger
 from routedllm.testing import ModelSpec, Upstream
 from routedllm.workload import WorkloadRow
 from tests.fakes import FakeChat

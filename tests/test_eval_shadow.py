@@ -8,20 +8,14 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from routedllm import (
-    Catalog,
-    CostLatencyHandler,
-    JsonlLedger,
-    MemorySink,
-    Policy,
-    estimate_cost,
-    read_ledger,
-)
+from routedllm import Catalog, CostLatencyHandler, JsonlLedger, MemorySink, Policy
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import InvalidRequestError
+from routedllm.core.pricing import estimate_cost
 from routedllm.evaluation.graders import LLMJudge
 from routedllm.evaluation.ledger_replay import replay_ledger
 from routedllm.evaluation.shadow import SHADOW_POLICY, ShadowHandler
+from routedllm.records.ledger import read_ledger
 from routedllm.testing import ModelSpec, Upstream
 from tests.fakes import FakeChat
 

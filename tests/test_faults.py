@@ -20,7 +20,6 @@ import pytest
 
 from routedllm import (
     AllAttemptsFailedError,
-    BudgetLimits,
     Catalog,
     CostLatencyHandler,
     LocalBudget,
@@ -29,11 +28,12 @@ from routedllm import (
     Request,
     RoutedLLMError,
     decide,
-    read_ledger,
 )
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import StreamInterruptedError
+from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import RoutedCall
+from routedllm.reliability.budget import BudgetLimits
 from routedllm.testing import ModelSpec, Upstream
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
@@ -79,7 +79,7 @@ async def test_each_fault_falls_back_or_raises_a_typed_error(fault: str) -> None
     kind, streamed = FAULTS[fault]
     spec = ModelSpec(script=[fault, fault], slow_s=SLOW_S, retry_after_s=0.2)
     with Upstream({first: spec}, seed=3) as up:
-        llm = model(up, breaker=None)
+        llm = model(up, breaker=None, rate_limit_retries=0)  # each fault falls back at once
         reply = await asyncio.wait_for(llm.ainvoke("summarise this"), 3 * TIMEOUT_S + 5)
         record = reply.response_metadata["routedllm"]
         assert [(a["model"], a["outcome"]) for a in record["attempts"]] == [

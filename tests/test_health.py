@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from routedllm import Catalog, CircuitBreaker, InvalidRequestError, Policy, Request, decide
+from routedllm import Catalog, CircuitBreaker, Policy, Request, decide
+from routedllm.core.errors import InvalidRequestError
 from tests.conftest import user
 
 

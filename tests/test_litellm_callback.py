@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import Catalog, MemorySink, Policy, read_ledger
+from routedllm import Catalog, MemorySink, Policy
 from routedllm.core.errors import InvalidRequestError, UnknownModelError
 from routedllm.core.pricing import call_cost, estimate_cost
+from routedllm.records.ledger import read_ledger
 from routedllm.records.schema import CallRecord
 from routedllm.testing import ModelSpec, Upstream
 

@@ -100,16 +100,19 @@ def test_images_require_an_image_model_even_with_other_tags(
     assert all(catalog.get(m).capabilities.image_input for m in decision.ranking)
 
 
-def test_tools_need_a_known_tool_model_and_say_how_to_opt_in(
+def test_tools_route_by_default_and_a_strict_refusal_says_how_to_opt_in(
     catalog: Catalog, policy: Policy
 ) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    decision = route_body(Router(catalog, policy), body("Call f.", tools=tools))
+    assert decision is not None and "tools" in decision.required_capabilities
+    unknown = catalog.merged(
+        {"models": [{"id": c.id, "capabilities": {"tools": None}} for c in catalog]}
+    )
+    strict = Policy(strict_capabilities=True)
     with pytest.raises(NoEligibleModelError) as info:
-        route_body(Router(catalog, policy), body("Call f.", tools=tools))
+        route_body(Router(unknown, strict), body("Call f.", tools=tools))
     assert "ROUTEDLLM_POLICY" in str(info.value) and "ROUTEDLLM_CATALOG" in str(info.value)
-    lenient = Policy(allow_unknown_capabilities=True)
-    decision = route_body(Router(catalog, lenient), body("Call f.", tools=tools))
-    assert "tools" in decision.required_capabilities
 
 
 def test_structured_output_is_required_for_a_json_schema(catalog: Catalog) -> None:

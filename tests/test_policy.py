@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from routedllm import (
-    Catalog,
-    InvalidRequestError,
-    NoEligibleModelError,
-    Policy,
-    Request,
-    UnknownModelError,
-    UnknownTagError,
-    decide,
-)
+from routedllm import Catalog, NoEligibleModelError, Policy, Request, decide
+from routedllm.core.errors import InvalidRequestError, UnknownModelError, UnknownTagError
 from tests.conftest import user
 
 IMAGE = [
@@ -37,7 +29,7 @@ def route(catalog: Catalog, tags=None, messages=None, **policy):
     ("preset", "tag", "model"),
     [
         ("value", "code", "deepseek-v4-flash"),
-        ("value", "vision", "gpt-4o"),
+        ("value", "vision", "kimi-k2.5"),
         ("value", "general", "kimi-k2.5"),
         ("value", "chinese", "qwen3-32b"),
         ("value", "extraction", "deepseek-v4-flash"),
@@ -46,7 +38,7 @@ def route(catalog: Catalog, tags=None, messages=None, **policy):
         ("quality", "code", "claude-3.5-sonnet"),
         ("quality", "general", "claude-3.5-sonnet"),
         ("quality", "chinese", "glm-5"),
-        ("quality", "vision", "gpt-4o"),
+        ("quality", "vision", "claude-3.5-sonnet"),
         ("cheapest", "code", "deepseek-v4-flash"),
         ("cheapest", "general", "deepseek-v4-flash"),
         ("cheapest", "chinese", "deepseek-v4-flash"),
@@ -77,7 +69,8 @@ def test_gap_widens_to_cheaper_models(catalog: Catalog) -> None:
 
 def test_vision_binding_constraint_is_the_capability(catalog: Catalog) -> None:
     d = route(catalog, None, IMAGE)
-    assert d.inferred_tags == ("vision",) and d.model == "gpt-4o" and d.fallbacks == ()
+    assert d.inferred_tags == ("vision",) and d.model == "kimi-k2.5"
+    assert set(d.fallbacks) == {"gpt-4o", "claude-3.5-sonnet"}  # the vision models in the gap
     assert {r.model: r.reason for r in d.rejected}["deepseek-v4-flash"] == "no image_input"
     assert d.binding_constraint.startswith("required capability")
 
@@ -105,44 +98,66 @@ def test_unpriced_and_unscored_need_opt_in(catalog: Catalog) -> None:
     assert d.model == "qwen3-32b" and set(d.fallbacks) >= {"gemini-1.5-pro", "gpt-4o-mini"}
 
 
-def test_tools_need_a_known_tool_capable_model(catalog: Catalog) -> None:
+def test_tools_route_to_a_tool_capable_model(catalog: Catalog) -> None:
+    tools = Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"}))
+    d = decide(catalog, Policy(), tools)
+    assert d.model == "deepseek-v4-flash" and d.required_capabilities == ("tools",)
+    assert d.assumed_capabilities == () and d.note is None
+
+
+def test_unknown_support_is_assumed_after_known_support(catalog: Catalog) -> None:
+    """Unknown is not "no": a model whose tool support the catalog leaves unknown may be
+    chosen, after the models known to have it; the strict policy refuses it."""
+    unknown = catalog.merged(
+        {"models": [{"id": "deepseek-v4-flash", "capabilities": {"tools": None}}]}
+    )
+    tools = Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"}))
+    d = decide(unknown, Policy(), tools)
+    assert d.model != "deepseek-v4-flash" and d.fallbacks[-1] == "deepseek-v4-flash"
+    assert d.binding_constraint.startswith("required capability: cheaper models' support")
+    only = decide(unknown, Policy(allowed_models=frozenset({"deepseek-v4-flash"})), tools)
+    assert only.model == "deepseek-v4-flash" and only.assumed_capabilities == ("tools",)
+    assert only.note is not None and only.note.startswith("assumed:")
     with pytest.raises(NoEligibleModelError, match="tools unknown in the catalog"):
         decide(
-            catalog,
-            Policy(),
-            Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})),
+            unknown,
+            Policy(strict_capabilities=True, allowed_models=frozenset({"deepseek-v4-flash"})),
+            tools,
         )
-    merged = catalog.merged(
-        {"models": [{"id": "deepseek-v4-flash", "capabilities": {"tools": True}}]}
+    images = Request(messages=IMAGE)  # image input is never assumed: the call would fail
+    no_vision = catalog.merged(
+        {
+            "models": [
+                {"id": m, "capabilities": {"image_input": None}}
+                for m in (
+                    "kimi-k2.5",
+                    "gpt-4o",
+                    "claude-3.5-sonnet",
+                    "gemini-1.5-pro",
+                    "gpt-4o-mini",
+                )
+            ]
+        }
     )
-    d = decide(
-        merged, Policy(), Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"}))
-    )
-    assert d.model == "deepseek-v4-flash" and d.required_capabilities == ("tools",)
-    d = decide(
-        catalog,
-        Policy(allow_unknown_capabilities=True),
-        Request(messages=user("hi"), tags=["code"], require=frozenset({"tools"})),
-    )
-    assert d.model == "deepseek-v4-flash"
+    with pytest.raises(NoEligibleModelError, match="image_input unknown"):
+        decide(no_vision, Policy(), images)
 
 
 def test_context_window_and_long_context(catalog: Catalog) -> None:
-    big = user("word " * 130_000)  # ~130k tokens: over both known 128K windows
-    with pytest.raises(NoEligibleModelError) as err:
-        route(catalog, None, big)
-    assert "context window is 128000" in str(err.value) and "context window unknown" in str(
-        err.value
-    )
+    big = user("word " * 130_000)  # ~130k tokens: over the 128K windows
+    d = route(catalog, None, big)
+    assert "long-context" in d.tags and d.model in ("kimi-k2.5", "claude-3.5-sonnet", "glm-5")
+    reasons = {r.model: r.reason for r in d.rejected}
+    assert "context window is 128000" in reasons["deepseek-v4-flash"]
+    huge = user("word " * 2_100_000)  # over every known window, even 2M
+    with pytest.raises(NoEligibleModelError, match="context window is 256000"):
+        route(catalog, None, huge)  # Gemini's 2M window has no MMLU score: unscored
     d = decide(
         catalog,
         Policy(),
         Request(messages=user("x"), tags=["general"], input_tokens=127_000, max_output_tokens=2000),
     )
-    assert d.model not in (
-        "gpt-4o",
-        "deepseek-v4-flash",
-    )  # unknown windows pass unless long-context
+    assert d.model not in ("gpt-4o", "deepseek-v4-flash", "qwen3-32b")
 
 
 def test_max_cost(catalog: Catalog) -> None:
@@ -235,7 +250,7 @@ def test_sticky_model_kept_unless_a_constraint_forces_a_change(catalog: Catalog)
     assert d.fallbacks[0] == "deepseek-v4-flash"
     d = decide(catalog, Policy(), Request(messages=IMAGE, sticky_model="deepseek-v4-flash"))
     assert (
-        d.model == "gpt-4o"
+        d.model == "kimi-k2.5"
         and d.note == "conversation model deepseek-v4-flash not kept: no image_input"
     )
 
@@ -271,6 +286,6 @@ def test_copies_of_a_policy_do_not_share_stale_eligibility(catalog: Catalog) -> 
 def test_each_image_counts() -> None:
     one = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}]}]
     five = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a"}}] * 5}]
-    from routedllm import message_features
+    from routedllm.core.tags import message_features
 
     assert message_features(five).input_tokens - message_features(one).input_tokens == 4 * 765

@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
-from routedllm import CallRecord, Catalog, MemorySink, Usage, build_record, resolve_model
-from routedllm.records.schema import deliver, error_text, sinks_for, with_baseline
+from routedllm import CallRecord, Catalog, MemorySink
+from routedllm.records.schema import Usage, build_record, error_text, resolve_model, with_baseline
+from routedllm.records.sinks import deliver, sinks_for
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -200,3 +201,22 @@ def test_sinks_for_puts_memory_then_ledger_then_the_given_sinks(tmp_path) -> Non
     assert ledger.path == tmp_path / "calls.jsonl" and sinks == (memory, ledger, extra)
     mine = MemorySink()
     assert sinks_for(mine, None, ()) == (mine, None, (mine,))
+
+
+def test_run_collector_gives_back_a_runs_attempts_in_order_and_sums_their_cost(catalog) -> None:
+    from routedllm.records.runs import RunCollector, summed_cost
+
+    def attempt(n: int, model: str) -> CallRecord:
+        return build_record(
+            catalog, model, usage=Usage(100, 10), ts=T0, latency_s=0.1, attempt=n, run_id="r"
+        )
+
+    collector = RunCollector()
+    second, first = attempt(2, "gpt-4o"), attempt(1, "gpt-4o-mini")
+    for record in (second, first, attempt(1, "gpt-4o").model_copy(update={"run_id": "other"})):
+        collector.emit(record)
+    records = collector.pop("r")
+    assert records == (first, second) and collector.pop("r") == ()
+    assert summed_cost(records) == pytest.approx((first.cost_usd or 0) + (second.cost_usd or 0))
+    assert summed_cost([*records, attempt(3, "no-such-model")]) is None
+    assert summed_cost([]) == 0.0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from routedllm import JsonlLedger, Usage, build_record
+from routedllm import JsonlLedger
 from routedllm.cli import main
+from routedllm.records.schema import Usage, build_record
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -155,3 +157,119 @@ def test_plot_writes_a_png(capsys, ledger: Path, tmp_path: Path) -> None:
     assert code == 0
     data = png.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def _line(catalog, **fields) -> str:
+    record = build_record(
+        catalog, "gpt-4o-mini", usage=Usage(1000, 500), ts=T0, latency_s=1.0, run_id="ok"
+    )
+    data = json.loads(record.model_dump_json())
+    data.update(fields)
+    return json.dumps(data)  # allow_nan: writes NaN and Infinity as JSON has no words for
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"cost_usd": float("nan")},
+        {"cost_usd": float("inf")},
+        {"latency_s": float("-inf")},
+        {"savings_usd": float("nan")},
+        {"cost_usd": -0.5},
+        {"baseline_cost_usd": -1.0},
+        {"input_tokens": -3},
+    ],
+)
+def test_a_line_with_a_non_finite_number_or_a_negative_cost_is_skipped(
+    capsys, tmp_path: Path, catalog, bad: dict
+) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text(_line(catalog) + "\n" + _line(catalog, **bad) + "\n" + _line(catalog) + "\n")
+    code, out, err = run(capsys, "report", str(path), "--json")
+    data = json.loads(out)  # valid JSON: json.loads would accept NaN, so check the text too
+    assert code == 0 and data["records"] == 2 and data["skipped_lines"] == 1
+    assert "NaN" not in out and "Infinity" not in out
+    assert "calls.jsonl:2: skipped a line that is not a CallRecord" in err
+
+
+def test_sums_that_overflow_print_as_null_in_json(capsys, tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text("".join(_line(catalog, cost_usd=1.5e308) + "\n" for _ in range(3)))
+    code, out, _ = run(capsys, "report", str(path), "--json")
+    assert code == 0 and json.loads(out)["total"]["cost_usd"] is None
+    assert "Infinity" not in out
+
+
+def test_many_bad_lines_warn_a_few_times_then_count(capsys, tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text(_line(catalog) + "\n" + "not json\n" * 50)
+    code, out, err = run(capsys, "report", str(path), "--json")
+    assert code == 0 and json.loads(out)["skipped_lines"] == 50
+    assert err.count("skipped a line") == 10 and "skipped 40 more lines" in err
+
+
+def test_a_file_with_no_record_is_an_error(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\nworld\n")
+    code, out, err = run(capsys, "report", str(path))
+    assert code == 2 and out == "" and "not a routedllm ledger" in err
+
+
+def test_names_with_terminal_escapes_are_printed_escaped(capsys, tmp_path: Path, catalog) -> None:
+    path = tmp_path / "calls.jsonl"
+    evil = "gpt\x1b[2J\x1b]0;owned\x07-4o\u202e"
+    path.write_text(_line(catalog, model=evil, tags=["co\x1bde"], prices_as_of="\x1b[31m") + "\n")
+    code, out, _ = run(capsys, "report", str(path))
+    assert code == 0 and "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "gpt\\x1b[2J\\x1b]0;owned\\x07-4o\\u202e" in out and "co\\x1bde" in out
+    code, out, _ = run(capsys, "report", str(path), "--json")
+    assert "\x1b" not in out and json.loads(out)["by_model"][evil]["attempts"] == 1
+
+
+def test_a_fifo_is_refused_without_waiting(capsys, tmp_path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "calls.jsonl"
+    os.mkfifo(fifo)  # nothing writes to it: reading would block forever
+    code, out, err = run(capsys, "report", str(fifo))
+    assert code == 2 and out == "" and "not a regular file" in err
+
+
+def test_a_directory_is_refused(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "report", str(tmp_path))
+    assert code == 2 and "not a regular file" in err
+
+
+def test_a_huge_line_is_skipped_without_reading_it_whole(
+    capsys, tmp_path: Path, catalog, monkeypatch
+) -> None:
+    from routedllm.records import ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "MAX_LINE_BYTES", 4096)
+    monkeypatch.setattr(ledger_module, "_READ_BLOCK", 1000)
+    path = tmp_path / "calls.jsonl"
+    huge = '{"model": "' + "x" * 20_000 + '"}'
+    path.write_text(_line(catalog) + "\n" + huge + "\n" + _line(catalog) + "\n")
+    code, out, err = run(capsys, "report", str(path), "--json")
+    assert code == 0 and json.loads(out)["records"] == 2
+    assert "calls.jsonl:2: skipped" in err and "longer than" in err
+
+
+def test_older_lines_without_optional_fields_still_count(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "calls.jsonl"
+    path.write_text('{"ts": "2026-03-01T12:00:00Z", "model": "gpt-4o", "latency_s": 1.0}\n\n')
+    code, out, _ = run(capsys, "report", str(path), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["records"] == 1 and data["runs"] == 1
+    assert data["by_tag"]["(untagged)"]["attempts"] == 1 and data["total"]["errors"] == 0
+
+
+def test_the_streamed_report_equals_the_report_of_the_records(capsys, ledger: Path) -> None:
+    from routedllm.records.ledger import read_ledger
+    from routedllm.records.report import summarize
+
+    _, out, _ = run(capsys, "report", str(ledger), "--json")
+    streamed = json.loads(out)
+    expected = json.loads(json.dumps(summarize(read_ledger(ledger))))
+    streamed.pop("ledger")
+    assert streamed == expected

@@ -7,8 +7,9 @@ import itertools
 
 import pytest
 
-from routedllm import Catalog, NoEligibleModelError, Policy, Request, UnknownModelError, decide
+from routedllm import Catalog, NoEligibleModelError, Policy, Request, decide
 from routedllm.core.decision import PINNED, Router
+from routedllm.core.errors import UnknownModelError
 from tests.conftest import user
 
 IMAGE = [

@@ -14,9 +14,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from routedllm import BudgetBackendError, BudgetLimits, Catalog, CatalogError, RedisBudget
+from routedllm import Catalog, RedisBudget
 from routedllm.cli import main
-from routedllm.reliability.budget import Reservation
+from routedllm.core.errors import CatalogError
+from routedllm.reliability.budget import BudgetBackendError, BudgetLimits, Reservation
 from routedllm.testing import FAULTS, ModelSpec, Upstream
 
 SECRET = "ga_TESTSECRET_0123456789abcdef"
@@ -165,6 +166,7 @@ def test_routed_chat_model_never_shows_the_key(
             catalog=catalog,
             budget=LocalBudget(BudgetLimits(max_run_usd=10)),
             timeout=5,
+            rate_limit_retries=0,
         )
         config = {"callbacks": [CostLatencyHandler(catalog, ledger_path=ledger)]}
         texts += [
@@ -224,7 +226,8 @@ def test_no_file_in_cassettes_holds_the_key_or_a_bearer_token() -> None:
 
 # -- the handlers' ledgers, whatever model or proxy raised the error -----------------------
 def test_a_plain_chat_models_errors_reach_the_ledger_without_the_key(planted: Path) -> None:
-    from routedllm import CostLatencyHandler, read_ledger
+    from routedllm import CostLatencyHandler
+    from routedllm.records.ledger import read_ledger
     from tests.fakes import FakeChat
 
     class Leaky(FakeChat):  # a provider error that quotes the key it was sent
@@ -248,8 +251,8 @@ def test_litellm_failures_reach_the_ledger_without_the_key(
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch a price map
     import asyncio
 
-    from routedllm import read_ledger
     from routedllm.adapters.litellm import LiteLLMHandler
+    from routedllm.records.ledger import read_ledger
 
     ledger = planted / "calls.jsonl"
     handler = LiteLLMHandler(ledger_path=ledger)

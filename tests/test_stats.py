@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import Counter
 
 import pytest
 
-from routedllm import MemorySink, Usage, build_record
+from routedllm import MemorySink
 from routedllm.core.catalog import Catalog
+from routedllm.records.schema import Usage, build_record
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -97,3 +99,39 @@ def test_thread_safe_counts(catalog) -> None:
     for t in threads:
         t.join()
     assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 4000
+
+
+def test_views_per_model_tag_and_total_are_folded_snapshots(catalog) -> None:
+    sink = MemorySink()
+    for i in range(30):
+        sink.emit(
+            rec(catalog, ("gpt-4o", "gpt-4o-mini")[i % 2], 1.0, tags=(("code",), ())[i % 3 == 0])
+        )
+    by_model, by_tag, total = sink.by_model, sink.by_tag, sink.total
+    assert {k: v.attempts for k, v in by_model.items()} == {"gpt-4o": 15, "gpt-4o-mini": 15}
+    assert {k: v.attempts for k, v in by_tag.items()} == {"code": 20, "(untagged)": 10}
+    assert total.attempts == 30 and total.latency.count == 30
+    sink.emit(rec(catalog, "gpt-4o", 1.0))
+    assert total.attempts == 30 and sink.total.attempts == 31  # a view does not move
+    assert sink.summary()["by_model"]["gpt-4o"]["attempts"] == 16
+
+
+def test_bucket_counts_give_the_quantiles_of_one_add_per_value() -> None:
+    import random
+
+    from ddsketch import DDSketch
+
+    from routedllm.records.memory import RELATIVE_ACCURACY, add_buckets, count_buckets
+
+    rng = random.Random(3)
+    values = [rng.lognormvariate(0, 2) for _ in range(20_000)] + [0.0, 0.0, 1e-320]
+    one_by_one, bucketed = DDSketch(RELATIVE_ACCURACY), DDSketch(RELATIVE_ACCURACY)
+    for v in values:
+        one_by_one.add(v)
+    buckets: Counter = Counter()
+    count_buckets(values[:7000], buckets)
+    count_buckets(values[7000:], buckets)
+    add_buckets(bucketed, buckets)
+    assert bucketed.count == one_by_one.count
+    for q in (0.0, 0.001, 0.25, 0.5, 0.9, 0.99, 1.0):
+        assert bucketed.get_quantile_value(q) == one_by_one.get_quantile_value(q)

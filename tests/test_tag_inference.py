@@ -11,8 +11,9 @@ from types import ModuleType
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from routedllm import Catalog, Policy, Request, infer_tags, message_features
+from routedllm import Catalog, Policy, Request
 from routedllm.core.decision import Router
+from routedllm.core.tags import infer_tags, message_features
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,12 +8,15 @@ import re
 import pytest
 from langchain_core.messages import HumanMessage
 
-from routedllm import VOCABULARY, InvalidRequestError, UnknownTagError, infer_tags, message_features
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.core.tags import (
     CJK_RANGES,
     KANA_HANGUL_RANGES,
+    VOCABULARY,
     count_cjk,
     count_kana_hangul,
+    infer_tags,
+    message_features,
     validate_tags,
 )
 from tests.conftest import user

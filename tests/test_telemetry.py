@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import routedllm
-from routedllm import CostLatencyHandler, OTelSink, Usage, build_record
+from routedllm import CostLatencyHandler, OTelSink
+from routedllm.records.schema import Usage, build_record
 from routedllm.records.telemetry import (
     DURATION_BUCKETS,
     TOKEN_BUCKETS,
@@ -254,8 +255,9 @@ def test_langfuse_details(catalog) -> None:
 def test_import_routedllm_loads_no_optional_dependency() -> None:
     code = (
         "import sys, datetime as dt, routedllm\n"
-        "routedllm.MemorySink().emit(routedllm.build_record(routedllm.Catalog.default(), 'gpt-4o',"
-        " usage=routedllm.Usage(1, 1), ts=dt.datetime.now(dt.timezone.utc), latency_s=1.0))\n"
+        "from routedllm.records.schema import Usage, build_record\n"
+        "routedllm.MemorySink().emit(build_record(routedllm.Catalog.default(), 'gpt-4o',"
+        " usage=Usage(1, 1), ts=dt.datetime.now(dt.timezone.utc), latency_s=1.0))\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in"
         " ('opentelemetry', 'matplotlib', 'litellm')"
         " or m.startswith('google.protobuf')]\n"

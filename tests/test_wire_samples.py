@@ -137,6 +137,7 @@ def test_router_reads_the_recorded_response(path: Path, index: int) -> None:
     llm = RoutedChatModel(
         api_key="k",
         catalog=CATALOG,
+        rate_limit_retries=0,  # one recorded response per request: a 429 falls back
         http_client=httpx2.Client(transport=httpx2.MockTransport(replay)),
     )
     status = response["status"]["code"]

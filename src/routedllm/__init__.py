@@ -1,46 +1,42 @@
-"""routedllm: a cost-aware LLM router. Pick the model for each call, record what it cost."""
+"""routedllm: a cost-aware LLM router. Pick the model for each call, record what it cost.
 
+The names here are the ones most programs need; everything else lives in its submodule
+(``routedllm.core``, ``routedllm.records``, ``routedllm.reliability``,
+``routedllm.adapters``, ``routedllm.evaluation``, ``routedllm.testing``).
+``RoutedChatModel`` loads langchain-openai and the OpenAI SDK, so it is imported on first
+use: ``import routedllm`` stays light.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from routedllm.adapters.langchain.handler import CostLatencyHandler
-from routedllm.core.catalog import Capabilities, Catalog, ModelCard, StalePricesWarning
-from routedllm.core.decision import Decision, Policy, Rejection, Request, decide
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Decision, Policy, Router, decide
 from routedllm.core.errors import (
     AllAttemptsFailedError,
     BudgetExceeded,
-    CatalogError,
-    InvalidRequestError,
     NoEligibleModelError,
     RoutedLLMError,
     StreamInterruptedError,
-    UnknownModelError,
-    UnknownTagError,
 )
-from routedllm.core.pricing import Cost, call_cost, estimate_cost
-from routedllm.core.tags import TAG_NAMES, VOCABULARY, infer_tags, message_features
-from routedllm.records.ledger import (
-    JsonlLedger,
-    LedgerError,
-    LedgerWarning,
-    iter_ledger,
-    read_ledger,
-)
+from routedllm.core.requests import Request
+from routedllm.records.ledger import JsonlLedger
 from routedllm.records.memory import MemorySink
-from routedllm.records.schema import CallRecord, Sink, Usage, build_record, resolve_model
+from routedllm.records.routed import RoutedCall
+from routedllm.records.schema import CallRecord
 from routedllm.records.telemetry import OTelSink
-from routedllm.reliability.breaker import Admission, CircuitBreaker
-from routedllm.reliability.budget import (
-    Budget,
-    BudgetBackendError,
-    BudgetLimits,
-    BudgetStatus,
-    LocalBudget,
-    RedisBudget,
-    Reservation,
-)
+from routedllm.reliability.breaker import CircuitBreaker
+from routedllm.reliability.budget import LocalBudget, RedisBudget
 
 if TYPE_CHECKING:
     from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.middleware import RoutingMiddleware
+
+try:
+    __version__ = version("routedllm")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> object:
@@ -49,56 +45,42 @@ def __getattr__(name: str) -> object:
         from routedllm.adapters.langchain.chat_model import RoutedChatModel
 
         return RoutedChatModel
+    if name == "RoutingMiddleware":  # LangChain v1 agents: needs the agents extra
+        try:
+            from routedllm.adapters.langchain.middleware import RoutingMiddleware
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] not in ("langchain", "langgraph"):
+                raise
+            raise ImportError(
+                f"routedllm.RoutingMiddleware needs langchain>=1.5 ({exc}); "
+                "install it with: pip install 'routedllm[agents]'"
+            ) from exc
+        return RoutingMiddleware
     raise AttributeError(f"module 'routedllm' has no attribute {name!r}")
 
 
 __all__ = [
-    "Admission",
     "AllAttemptsFailedError",
-    "Budget",
-    "BudgetBackendError",
     "BudgetExceeded",
-    "BudgetLimits",
-    "BudgetStatus",
-    "CircuitBreaker",
-    "LocalBudget",
-    "RedisBudget",
-    "Reservation",
-    "RoutedChatModel",
-    "TAG_NAMES",
-    "VOCABULARY",
     "CallRecord",
-    "Capabilities",
     "Catalog",
-    "CatalogError",
-    "Cost",
+    "CircuitBreaker",
     "CostLatencyHandler",
     "Decision",
-    "InvalidRequestError",
     "JsonlLedger",
-    "LedgerError",
-    "LedgerWarning",
+    "LocalBudget",
     "MemorySink",
-    "ModelCard",
     "NoEligibleModelError",
     "OTelSink",
     "Policy",
-    "Rejection",
+    "RedisBudget",
     "Request",
+    "RoutedCall",
+    "RoutedChatModel",
     "RoutedLLMError",
-    "Sink",
-    "StalePricesWarning",
+    "RoutingMiddleware",
+    "Router",
     "StreamInterruptedError",
-    "UnknownModelError",
-    "UnknownTagError",
-    "Usage",
-    "build_record",
-    "call_cost",
+    "__version__",
     "decide",
-    "estimate_cost",
-    "infer_tags",
-    "iter_ledger",
-    "message_features",
-    "read_ledger",
-    "resolve_model",
 ]

@@ -6,7 +6,8 @@ sends every workload row through :class:`~routedllm.RoutedChatModel`, with a
 catalog model with a constructed answer written for that sample prompt
 (``data/demo_responses.jsonl``: the answer and its token counts, counted with the
 ``o200k_base`` tokenizer; 765 tokens per image, GPT-4o's figure for a 1024x768 image), in
-the OpenAI wire format. One rate limit (a 429) is injected on the first choice of one row,
+the OpenAI wire format. One upstream server error (a 503) is injected on the first choice
+of one row,
 so the run shows a fallback. Costs are those reported tokens at the catalog's prices; no
 API key or network is needed, and no answer comes from a real model.
 """
@@ -22,11 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Request, decide
 from routedllm.core.errors import NoEligibleModelError, RoutedLLMError
-from routedllm.evaluation.online import RowResult, RunCollector, answer_row, recording_handler
+from routedllm.evaluation.online import RowResult, answer_row, recording_handler
 from routedllm.records.ledger import read_ledger
+from routedllm.records.runs import RunCollector
 from routedllm.records.schema import DEFAULT_BASELINE
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
@@ -34,7 +38,7 @@ from routedllm.workload import WorkloadRow
 
 DEMO_API_KEY = "demo-not-a-secret"
 """The key the demo sends to its stand-in gateway (the stand-in requires exactly this)."""
-FAULT = "429"
+FAULT = "503"
 
 
 class StandInUnavailable(RoutedLLMError):
@@ -112,7 +116,7 @@ def run_demo(
 ) -> DemoRun:
     """Route every row through RoutedChatModel against the stand-in; record every attempt.
 
-    The 429 goes to the first choice of ``fault_row`` (default: the last row, so the
+    The 503 goes to the first choice of ``fault_row`` (default: the last row, so the
     rate-limited model's cool-down touches no later row). Rows without a constructed
     answer get the stand-in's generated reply and estimated usage (listed in ``generated``).
     Raises :class:`StandInUnavailable` when the stand-in cannot open a loopback port.
@@ -139,7 +143,7 @@ def run_demo(
         )
         lines_before = len(read_ledger(ledger)) if ledger.exists() else 0
         llm = RoutedChatModel(
-            api_key=DEMO_API_KEY,
+            api_key=SecretStr(DEMO_API_KEY),
             base_url=upstream.base_url,
             catalog=catalog,
             policy=policy,
@@ -290,7 +294,7 @@ def render(run: DemoRun) -> str:
         )
     if run.fault is not None:
         notes.append(
-            f"A rate limit ({FAULT}) was injected on {run.fault[1]}, the first choice "
+            f"A server error ({FAULT}) was injected on {run.fault[1]}, the first choice "
             f"for {run.fault[0]}, to show a fallback."
         )
     notes.append(

@@ -22,7 +22,7 @@ from routedllm.core.errors import CatalogError, UnknownModelError
 
 Benchmark = Literal["mmlu", "humaneval", "ceval"]
 BENCHMARKS: tuple[str, ...] = ("mmlu", "humaneval", "ceval")
-CAPABILITIES: tuple[str, ...] = ("image_input", "tools", "structured_output")
+CAPABILITIES: tuple[str, ...] = ("image_input", "tools", "structured_output", "json_schema")
 CATALOG_ENV = "ROUTEDLLM_CATALOG"
 DEFAULT_BASE_URL = "https://global-apis.com/v1"
 # A provider's dated snapshot of a catalog model: "gpt-4o-2024-08-06", "...-20241022",
@@ -40,13 +40,17 @@ AsOf = Annotated[
 
 
 class Capabilities(BaseModel):
-    """What a model can take or produce; ``None`` means the source does not say."""
+    """What a model can take or produce; ``None`` means the source does not say (unknown,
+    not "no"). ``structured_output`` is JSON output (``response_format`` json_object);
+    ``json_schema`` is strict JSON-schema output."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     image_input: bool | None = None
     tools: bool | None = None
     structured_output: bool | None = None
+    json_schema: bool | None = None
+    source: str | None = Field(default=None, description="Where these facts come from.")
 
 
 class ModelCard(BaseModel):

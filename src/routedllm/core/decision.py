@@ -67,6 +67,10 @@ class Policy(BaseModel):
     allow_unpriced: bool = False
     allow_unscored: bool = False
     allow_unknown_capabilities: bool = False
+    """Assume every capability the catalog leaves unknown, image input included."""
+    strict_capabilities: bool = False
+    """Refuse models whose tool or JSON support is unknown (by default they may be chosen,
+    after the models known to have it, and the decision says the support is assumed)."""
     default_output_tokens: int = Field(default=512, gt=0)
     cjk_share: float = Field(default=0.3, gt=0, le=1)
     long_context_tokens: int = Field(default=32_000, gt=0)
@@ -121,6 +125,8 @@ class Decision(BaseModel):
     binding_constraint: str
     catalog_as_of: str | None
     required_capabilities: tuple[str, ...]
+    assumed_capabilities: tuple[str, ...] = ()
+    """Required capabilities the catalog leaves unknown for the chosen model (assumed)."""
     rejected: tuple[Rejection, ...]
     note: str | None = None
     pinned: bool = False
@@ -181,6 +187,9 @@ class Decision(BaseModel):
 
 
 # -- the decision ---------------------------------------------------------------------------
+ASSUMABLE = frozenset({"tools", "structured_output", "json_schema"})
+"""Capabilities a model may be assumed to have when the catalog does not say: a wrong guess
+costs one 400, which moves the call to the next model and is remembered."""
 PINNED = "pinned: the caller chose the model"
 """The binding constraint of a pinned call (``Request.model`` set)."""
 STICKY = "sticky: a follow-up turn keeps its conversation's model"
@@ -203,6 +212,7 @@ class _Candidate:
     pin: float | None  # USD per token
     pout: float | None
     window: int | None
+    assumed: tuple[str, ...] = ()  # required capabilities the catalog leaves unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +324,15 @@ class Router:
             if cost is not None:
                 priced.append((cost, cand.id, code))
 
+        if request.unavailable:  # before the floor: it is the best of what can answer now
+            kept = []
+            for c, cost in eligible:
+                why = request.unavailable.get(c.id)
+                if why is None:
+                    kept.append((c, cost))
+                else:
+                    rejected.append(Rejection(model=c.id, code="unavailable", reason=why))
+            eligible = kept
         best: float | None = None
         floor: float | None = None
         for c, _ in eligible:
@@ -334,15 +353,6 @@ class Router:
                 else:
                     kept.append((c, cost))
             eligible = kept
-        if request.unavailable:
-            kept = []
-            for c, cost in eligible:
-                why = request.unavailable.get(c.id)
-                if why is None:
-                    kept.append((c, cost))
-                else:
-                    rejected.append(Rejection(model=c.id, code="unavailable", reason=why))
-            eligible = kept
         if not eligible:
             raise NoEligibleModelError(tags, [(r.model, r.reason) for r in rejected])
 
@@ -352,8 +362,20 @@ class Router:
             ranked, note = _stick(ranked, request.sticky_model, rejected)
         chosen, chosen_cost = ranked[0]
         binding = _binding(policy.preset, chosen_cost, priced, plan, in_tokens, out_tokens)
+        if (
+            chosen_cost is not None
+            and not chosen.assumed
+            and any(c.assumed and cost is not None and cost < chosen_cost for c, cost in ranked)
+        ):
+            binding = _BINDING_TEXT["assumed"]
         if note is None and request.sticky_model is not None:
             binding = STICKY
+        if chosen.assumed and note is None:
+            note = (
+                f"assumed: the catalog does not say whether {chosen.id} supports "
+                f"{', '.join(chosen.assumed)}; no model known to support it was eligible "
+                "(a gateway 400 saying it does not moves the call on)"
+            )
         return Decision(
             model=chosen.id,
             name=chosen.name,
@@ -373,6 +395,7 @@ class Router:
             binding_constraint=binding,
             catalog_as_of=self.catalog.info.as_of,
             required_capabilities=plan.required,
+            assumed_capabilities=chosen.assumed,
             rejected=tuple(rejected),
             note=note,
         )
@@ -451,6 +474,7 @@ class Router:
                 None if pin is None else pin / 1e6,
                 None if pout is None else pout / 1e6,
                 card.context_window,
+                tuple(c for c in sorted(required) if getattr(card.capabilities, c) is None),
             )
             if reason is None:
                 candidates.append(cand)
@@ -497,24 +521,40 @@ def _stick(
 def _rank(
     preset: str, eligible: list[tuple[_Candidate, float | None]]
 ) -> list[tuple[_Candidate, float | None]]:
-    """Order eligible models: scored before unscored, priced before unpriced."""
+    """Order eligible models: known capabilities before assumed ones, scored before
+    unscored, priced before unpriced, then by the preset."""
     return sorted(eligible, key=_by_quality if preset == "quality" else _by_cost)
 
 
 def _by_quality(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
     c, cost = item
-    return (c.score is None, -(c.score or 0.0), cost is None, _INF if cost is None else cost, c.id)
+    return (
+        bool(c.assumed),
+        c.score is None,
+        -(c.score or 0.0),
+        cost is None,
+        _INF if cost is None else cost,
+        c.id,
+    )
 
 
 def _by_cost(item: tuple[_Candidate, float | None]) -> tuple[Any, ...]:
     c, cost = item
-    return (c.score is None, cost is None, _INF if cost is None else cost, -(c.score or 0.0), c.id)
+    return (
+        bool(c.assumed),
+        c.score is None,
+        cost is None,
+        _INF if cost is None else cost,
+        -(c.score or 0.0),
+        c.id,
+    )
 
 
 _INF = float("inf")
 _BINDING_TEXT = {
     "quality_floor": "quality floor: cheaper models score too low",
     "capability": "required capability: cheaper models lack it or it is unknown",
+    "assumed": "required capability: cheaper models' support is unknown (only assumed)",
     "context_window": "context window: cheaper models are too small or unknown",
     "max_cost": "per-call cost maximum",
     "origin": "allowed origins: cheaper models come from elsewhere",
@@ -569,6 +609,8 @@ def _static_reason(
         if has is False:
             return "capability", f"no {cap}"
         if has is None and not policy.allow_unknown_capabilities:
+            if cap in ASSUMABLE and not policy.strict_capabilities:
+                continue  # unknown is not "no": assumed, ranked after known support
             return (
                 "capability",
                 f"{cap} unknown in the catalog (set it in an override file, "

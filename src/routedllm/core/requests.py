@@ -202,12 +202,14 @@ def required_capabilities(
 ) -> frozenset[str]:
     """Capabilities a call needs: ``tools`` offered, structured output asked for (a
     ``response_format`` other than text, or ``structured`` for frameworks that mark it
-    another way), images in the messages."""
+    another way), strict JSON-schema output (``"strict": true``), images in the messages."""
     need = set()
     if tools:
         need.add("tools")
     if structured or _structured(response_format):
         need.add("structured_output")
+    if _strict_schema(response_format):
+        need.add("json_schema")
     if message_features(messages, scan=False).has_image:
         need.add("image_input")
     return frozenset(need)
@@ -219,6 +221,14 @@ def _structured(response_format: Any) -> bool:
     if isinstance(response_format, Mapping):
         return response_format.get("type") not in (None, "text")
     return True  # a schema class or model handed to the SDK's parse helpers
+
+
+def _strict_schema(response_format: Any) -> bool:
+    """A ``json_schema`` response format that asks for strict schema adherence."""
+    if not isinstance(response_format, Mapping) or response_format.get("type") != "json_schema":
+        return False
+    schema = response_format.get("json_schema")
+    return isinstance(schema, Mapping) and schema.get("strict") is True
 
 
 def build_request(

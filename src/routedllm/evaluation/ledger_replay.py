@@ -23,7 +23,7 @@ from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Request, decide
 from routedllm.core.errors import NoEligibleModelError
 from routedllm.core.pricing import call_cost
-from routedllm.evaluation.online import summed_cost
+from routedllm.records.runs import summed_cost
 from routedllm.records.schema import CallRecord
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd

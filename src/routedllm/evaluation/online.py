@@ -12,10 +12,8 @@ latency. Rows run on a bounded thread pool; nothing here needs numpy.
 from __future__ import annotations
 
 import math
-import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -27,7 +25,9 @@ from routedllm.core.decision import POLICY_KEY, PRESETS, Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.tags import TAGS_KEY
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
-from routedllm.records.schema import DEFAULT_BASELINE, CallRecord, Sink
+from routedllm.records.runs import RunCollector, summed_cost
+from routedllm.records.schema import DEFAULT_BASELINE, CallRecord
+from routedllm.records.sinks import Sink
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 from routedllm.workload import WorkloadRow
@@ -35,24 +35,6 @@ from routedllm.workload import WorkloadRow
 NO_ANSWER = "(no answer)"
 """The model group of rows that got no answer (every attempt failed, or none eligible)."""
 _POLICY_ALIASES = {"gap": "quality_gap", "max_cost": "max_cost_usd"}
-
-
-class RunCollector:
-    """A sink that keeps records by run id, so a caller can take back its own runs' records."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str | None, list[CallRecord]] = defaultdict(list)
-
-    def emit(self, record: CallRecord) -> None:
-        with self._lock:
-            self._runs[record.run_id].append(record)
-
-    def pop(self, run_id: str) -> tuple[CallRecord, ...]:
-        """The records of ``run_id`` in attempt order, forgetting them."""
-        with self._lock:
-            records = self._runs.pop(run_id, [])
-        return tuple(sorted(records, key=lambda r: r.attempt))
 
 
 @dataclass(frozen=True)
@@ -199,16 +181,6 @@ class Group:
                 "p95": quantile(self.latencies, 0.95),
             },
         }
-
-
-def summed_cost(records: Iterable[CallRecord]) -> float | None:
-    """The records' costs added up; None (unknown) when any of them is unknown."""
-    total = 0.0
-    for record in records:
-        if record.cost_usd is None:
-            return None
-        total += record.cost_usd
-    return total
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -537,7 +509,7 @@ def render(reports: Sequence[OnlineReport], source: str) -> str:
                 f"{_usd(judge_cost)} (not in the figures above)"
             )
         failed = [r for r in report.rows if r.error]
-        out += [f"{report.label}: {r.id}: {r.error[:200]}" for r in failed[:10]]
+        out += [f"{report.label}: {r.id}: {(r.error or '')[:200]}" for r in failed[:10]]
     out += [
         "",
         (

@@ -37,9 +37,11 @@ from routedllm.core.pricing import estimate_cost
 from routedllm.core.requests import select_tags
 from routedllm.core.tags import TAGS_KEY, message_features
 from routedllm.evaluation.graders import ExactMatch, Grade, Grader
-from routedllm.evaluation.online import RunCollector, message_text, summed_cost
+from routedllm.evaluation.online import message_text
 from routedllm.records.routed import RoutedCall
-from routedllm.records.schema import CallRecord, Sink, Usage, deliver, resolve_model
+from routedllm.records.runs import RunCollector, summed_cost
+from routedllm.records.schema import CallRecord, Usage, resolve_model
+from routedllm.records.sinks import Sink, deliver
 from routedllm.workload import WorkloadRow
 
 SHADOW_POLICY = "shadow"

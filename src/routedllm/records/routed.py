@@ -32,6 +32,7 @@ class DecisionSummary(BaseModel):
     binding_constraint: str | None = None
     inferred_tags: bool = False
     required_capabilities: tuple[str, ...] = ()
+    assumed_capabilities: tuple[str, ...] = ()
     note: str | None = None
 
 

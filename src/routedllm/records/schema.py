@@ -1,31 +1,25 @@
-"""CallRecord: what one model attempt cost and how long it took, and the sinks that take it.
+"""CallRecord: what one model attempt cost and how long it took, and how it is built.
 
 One record per attempt, whatever sent the call (the LangChain handler, a LiteLLM logger).
 Money comes from :func:`routedllm.core.pricing.call_cost`; a price the catalog lacks, or usage
 the provider did not report, makes the cost ``None`` (unknown), never zero. Nothing here
-imports LangChain, so every adapter can build records.
+imports LangChain, so every adapter can build records; the sinks that take records are in
+:mod:`routedllm.records.sinks`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from routedllm.core.catalog import Catalog, ModelCard
 from routedllm.core.pricing import call_cost
-
-if TYPE_CHECKING:  # both import this module; sinks_for imports them when called
-    from routedllm.records.ledger import JsonlLedger
-    from routedllm.records.memory import MemorySink
-
-logger = logging.getLogger("routedllm")
 
 OK = "ok"
 DEFAULT_BASELINE = "gpt-4o"
@@ -39,11 +33,12 @@ class CallRecord(BaseModel):
     """One model attempt: routing context, tokens, USD cost, savings against a baseline, timings.
 
     Its JSON form is one ledger line. Costs are USD; ``None`` means unknown (no catalog price
-    or no usage reported), never zero. ``model`` is the catalog id the attempt was sent to;
+    or no usage reported), never zero; costs are never negative. No number is NaN or
+    infinite. ``model`` is the catalog id the attempt was sent to;
     ``answering_model`` is the name the provider reported (e.g. a dated snapshot).
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     ts: dt.datetime = Field(description="When the call started (UTC).")
     run_id: str | None = None
@@ -78,13 +73,13 @@ class CallRecord(BaseModel):
     cached_input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0, description="Includes reasoning tokens.")
     reasoning_tokens: int | None = Field(default=None, ge=0)
-    input_cost_usd: float | None = None
-    output_cost_usd: float | None = None
-    cost_usd: float | None = None
-    estimated_cost_usd: float | None = None
+    input_cost_usd: float | None = Field(default=None, ge=0)
+    output_cost_usd: float | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+    estimated_cost_usd: float | None = Field(default=None, ge=0)
     prices_as_of: str | None = None
     baseline_model: str | None = None
-    baseline_cost_usd: float | None = None
+    baseline_cost_usd: float | None = Field(default=None, ge=0)
     savings_usd: float | None = Field(default=None, description="baseline_cost_usd - cost_usd.")
     latency_s: float | None = Field(default=None, ge=0)
     ttft_s: float | None = Field(
@@ -248,17 +243,41 @@ def with_baseline(record: CallRecord, catalog: Catalog, baseline_model: str) -> 
 
     The record's own cost is kept as recorded. Raises UnknownModelError for an unknown id.
     """
-    base = resolve_model(catalog, baseline_model) or catalog.get(baseline_model)
-    usage = (
-        None
-        if record.input_tokens is None or record.output_tokens is None
-        else Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens or 0)
+    base = baseline_card(catalog, baseline_model)
+    base_cost, savings = compared_with(
+        base,
+        record.input_tokens,
+        record.output_tokens,
+        record.cached_input_tokens,
+        record.cost_usd,
     )
-    base_cost = _total(base, usage)
-    savings = None if record.cost_usd is None or base_cost is None else base_cost - record.cost_usd
     return record.model_copy(
         update={"baseline_model": base.id, "baseline_cost_usd": base_cost, "savings_usd": savings}
     )
+
+
+def baseline_card(catalog: Catalog, baseline_model: str) -> ModelCard:
+    """The catalog card of a baseline named by the user; UnknownModelError when none."""
+    return resolve_model(catalog, baseline_model) or catalog.get(baseline_model)
+
+
+def compared_with(
+    base: ModelCard,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cached_input_tokens: int | None,
+    cost_usd: float | None,
+) -> tuple[float | None, float | None]:
+    """(baseline cost, savings) of an attempt's tokens priced on ``base``; each None when
+    unknown (no usage recorded, or no cost to compare)."""
+    usage = (
+        None
+        if input_tokens is None or output_tokens is None
+        else Usage(input_tokens, output_tokens, cached_input_tokens or 0)
+    )
+    base_cost = _total(base, usage)
+    savings = None if cost_usd is None or base_cost is None else base_cost - cost_usd
+    return base_cost, savings
 
 
 def _total(card: ModelCard | None, usage: Usage | None) -> float | None:
@@ -275,38 +294,6 @@ def _speed(usage: Usage | None, latency_s: float | None, ttft_s: float | None) -
         return None
     span = latency_s - ttft_s if ttft_s is not None and latency_s > ttft_s else latency_s
     return usage.output_tokens / span if span > 0 else None
-
-
-@runtime_checkable
-class Sink(Protocol):
-    """Anything that takes finished CallRecords (memory stats, a ledger, OpenTelemetry)."""
-
-    def emit(self, record: CallRecord) -> None:
-        """Take one record; called from any thread."""
-
-
-def deliver(sinks: Iterable[Sink], records: Iterable[CallRecord]) -> None:
-    """Hand each record to every sink; a failing sink is logged and does not stop the others."""
-    records = list(records)
-    for sink in sinks:
-        for record in records:
-            try:
-                sink.emit(record)
-            except Exception:  # a broken sink must never break the user's LLM call
-                logger.exception("routedllm: sink %r failed to take a record", sink)
-
-
-def sinks_for(
-    memory: MemorySink | None, ledger_path: str | os.PathLike[str] | None, sinks: Iterable[Sink]
-) -> tuple[MemorySink, JsonlLedger | None, tuple[Sink, ...]]:
-    """A handler's sinks: ``memory`` (a new MemorySink when None), a JSONL ledger at
-    ``ledger_path`` when given, then ``sinks``; returned as (memory, ledger, all of them)."""
-    from routedllm.records.ledger import JsonlLedger
-    from routedllm.records.memory import MemorySink
-
-    memory = MemorySink() if memory is None else memory
-    ledger = None if ledger_path is None else JsonlLedger(ledger_path)
-    return memory, ledger, (memory, *(() if ledger is None else (ledger,)), *sinks)
 
 
 def gateway_key(catalog: Catalog) -> str | None:

@@ -31,6 +31,7 @@ A driver's shape::
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from routedllm.reliability.failures import (
     never_sent,
     retry_after_s,
     status_of,
+    unsupported_capabilities,
 )
 
 CANCELLED = "cancelled"
@@ -72,14 +74,57 @@ _ERROR_LIMIT = 500
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What a failed attempt means for the call: try the next model, or stop and raise."""
+    """What a failed attempt means for the call: try the next model, try the same one
+    again after ``delay_s`` (a rate limit), or stop and raise."""
 
-    action: Literal["fallback", "raise"]
+    action: Literal["fallback", "retry", "raise"]
     reason: str
+    delay_s: float = 0.0
 
     @property
     def stop(self) -> bool:
         return self.action == "raise"
+
+
+class CapabilityMemory:
+    """What the gateway said models do not support, remembered for the process: a 400
+    "tools are not supported" for a model keeps later calls that need tools off it.
+
+    Thread-safe; shared by the calls of one chat model (or one proxy handler).
+    """
+
+    def __init__(self) -> None:
+        self._lacking: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def learn(self, model: str, capabilities: frozenset[str], why: str) -> None:
+        with self._lock:
+            known = self._lacking.setdefault(model, {})
+            for cap in capabilities:
+                known[cap] = why
+
+    def lacking(self, model: str, required: frozenset[str] | tuple[str, ...]) -> str | None:
+        """Why ``model`` cannot take a call needing ``required``; None when nothing says so."""
+        known = self._lacking.get(model)
+        if not known:
+            return None
+        for cap in sorted(required):
+            if cap in known:
+                return f"no {cap}: the gateway said so ({known[cap]})"
+        return None
+
+    def unavailable(self, required: frozenset[str]) -> dict[str, str]:
+        """Models to keep out of a decision needing ``required`` (for ``Request.unavailable``)."""
+        if not required or not self._lacking:
+            return {}
+        with self._lock:
+            models = list(self._lacking)
+        out = {}
+        for model in models:
+            why = self.lacking(model, required)
+            if why is not None:
+                out[model] = why
+        return out
 
 
 @dataclass(slots=True, eq=False)
@@ -124,6 +169,12 @@ class AttemptLoop:
     secrets: Sequence[str] = ()
     conversation: Conversation | None = None
     ignored_tags: tuple[str, ...] = ()
+    memory: CapabilityMemory | None = None
+    """Where capability 400s are remembered (None: for this call only)."""
+    rate_limit_retries: int = 1
+    """Tries of the same model again after a 429, before falling back to the next one."""
+    max_wait_s: float = 10.0
+    """Longest the call waits, in all, on Retry-After before it falls back instead."""
     started: float = field(default_factory=time.perf_counter)
     clock: Callable[[], float] = time.perf_counter
 
@@ -133,18 +184,34 @@ class AttemptLoop:
     last_error: BaseException | None = None
     served_model: str | None = None
     ttft_s: float | None = None
+    waited_s: float = 0.0
     _next: int = 0
     _window_floor: int | None = None
     _context_exceeded: bool = False
+    _again: str | None = None  # a rate-limited model to try once more
+    _retried: dict[str, int] = field(default_factory=dict)
+    _lacking: dict[str, str] = field(default_factory=dict)  # learned during this call
 
     # -- which model next -----------------------------------------------------------------
     def next(self) -> Attempt | None:
         """The next model to try, admitted by the breaker; None when the ranking is done."""
+        if self._again is not None:  # the same model after its Retry-After
+            model, self._again = self._again, None
+            admission = None if self.breaker is None else self.breaker.admit(model)
+            if admission is None or admission.refused is None:
+                return Attempt(model, len(self.records) + 1, self._estimate(model), admission)
         ranking = self.decision.ranking
+        required = self.decision.required_capabilities
         while self._next < len(ranking):
             model = ranking[self._next]
             self._next += 1
             if self._context_exceeded and not self._larger(model):
+                continue
+            why = self._lacking.get(model) or (
+                self.memory.lacking(model, required) if self.memory and required else None
+            )
+            if why is not None:
+                self.skipped.append(Skip(model=model, reason="Unsupported", detail=why))
                 continue
             admission = None if self.breaker is None else self.breaker.admit(model)
             if admission is not None and admission.refused is not None:
@@ -154,6 +221,19 @@ class AttemptLoop:
                 continue
             return Attempt(model, len(self.records) + 1, self._estimate(model), admission)
         return None
+
+    def _rate_limit_delay(self, model: str, exc: BaseException) -> float | None:
+        """How long to wait before trying a rate-limited model again; None: fall back now
+        (no retries left, or a wait longer than the call may still wait)."""
+        tries = self._retried.get(model, 0)
+        if tries >= self.rate_limit_retries:
+            return None
+        asked = retry_after_s(exc)
+        delay = min(0.5 * 2**tries, 4.0) if asked is None else asked
+        if self.waited_s + delay > self.max_wait_s:
+            return None
+        self._retried[model] = tries + 1
+        return delay
 
     def _larger(self, model: str) -> bool:
         """After a context-length error only a model with a larger known window may go."""
@@ -212,6 +292,18 @@ class AttemptLoop:
         action = classify(exc)
         self._record_failure(attempt, exc, kind, NO_TOKENS)
         self._report(attempt, exc if action == "fallback" else None)
+        if action == "capability":
+            lacking = unsupported_capabilities(exc)
+            self._lacking[attempt.model] = f"no {', '.join(sorted(lacking))}"
+            if self.memory is not None:
+                self.memory.learn(attempt.model, lacking, (self.records[-1].error or kind)[:200])
+            return Verdict("fallback", f"the model does not support {', '.join(sorted(lacking))}")
+        if status_of(exc) == 429:
+            delay = self._rate_limit_delay(attempt.model, exc)
+            if delay is not None:
+                self._again = attempt.model
+                self.waited_s += delay
+                return Verdict("retry", "rate limited: the same model once more", delay)
         if action == "context":
             card = self.catalog.resolve(attempt.model)
             self._context_exceeded = True
@@ -306,6 +398,7 @@ class AttemptLoop:
                 binding_constraint=d.binding_constraint,
                 inferred_tags=bool(d.inferred_tags),
                 required_capabilities=d.required_capabilities,
+                assumed_capabilities=d.assumed_capabilities,
                 note=d.note,
             ),
             unavailable={r.model: r.reason for r in d.rejected if r.code == "unavailable"},

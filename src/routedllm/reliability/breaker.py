@@ -81,6 +81,7 @@ class CircuitBreaker:
         max_cooldown_s: float | None = None,
         honour_retry_after: bool = True,
         max_retry_after_s: float = 300.0,
+        min_retry_after_s: float = 0.0,
         probe_timeout_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -117,6 +118,11 @@ class CircuitBreaker:
         self.max_cooldown_s = float(max_cooldown_s)
         self.honour_retry_after = honour_retry_after
         self.max_retry_after_s = float(max_retry_after_s)
+        if not isinstance(min_retry_after_s, int | float) or not min_retry_after_s >= 0:
+            raise InvalidRequestError(
+                f"min_retry_after_s must be a number of seconds >= 0, got {min_retry_after_s!r}"
+            )
+        self.min_retry_after_s = float(min_retry_after_s)
         self.probe_timeout_s = float(probe_timeout_s)
         self._clock = clock
         self._lock = threading.Lock()
@@ -156,6 +162,20 @@ class CircuitBreaker:
                         f"circuit half-open after {health.reason}: a probe call is in flight"
                     )
         return out
+
+    def available_in(self, model: str) -> float:
+        """Seconds until ``model`` may be tried again: 0 when its circuit is closed (or
+        half-open with its probe slot free), the rest of its cooldown when open, and a
+        second (look again) while another call's probe is out."""
+        now = self._clock()
+        with self._lock:
+            health = self._models.get(model)
+            state = self._state(health, now)
+            if state == "closed" or health is None:
+                return 0.0
+            if state == "open" and health.open_until is not None:
+                return max(0.0, health.open_until - now)
+            return 0.0 if not self._probing(health, now) else 1.0  # the probe is out: soon
 
     # -- the attempt protocol -------------------------------------------------------------
     def admit(self, model: str) -> Admission:
@@ -282,8 +302,12 @@ class CircuitBreaker:
         return health
 
     def _retry_after(self, retry_after_s: float | None) -> float:
-        """The wait a Retry-After imposes (0 when none or not honoured), capped."""
+        """The wait a Retry-After imposes (0 when none, not honoured, or shorter than
+        ``min_retry_after_s``: a short wait throttles one request, and the call that got it
+        waits it out itself), capped at ``max_retry_after_s``."""
         if not self.honour_retry_after or retry_after_s is None or not retry_after_s > 0:
+            return 0.0
+        if retry_after_s < self.min_retry_after_s:
             return 0.0
         return min(float(retry_after_s), self.max_retry_after_s)
 

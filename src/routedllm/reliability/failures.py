@@ -2,8 +2,10 @@
 
 Upstream faults (rate limits, 5xx, timeouts, lost connections, a model the gateway does
 not serve, a 200 whose body is not a usable completion) fall back to the decision's next
-model; a context-length error falls back only to a model with a larger window; caller
-errors (400, 401, 403, 422) are raised at once.
+model; a context-length error falls back only to a model with a larger window; a 400 that
+says the model does not support a capability the call uses (tools, a response format,
+images) falls back to a model that may have it; other caller errors (400, 401, 403, 422)
+are raised at once.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import email.utils
 import importlib
 import json
+import re
 import time
 from typing import Any, Literal
 
 import openai
 from langchain_core.exceptions import ContextOverflowError
 
-Action = Literal["fallback", "context", "fatal"]
+Action = Literal["fallback", "context", "capability", "fatal"]
 
 _RETRYABLE_STATUS = frozenset({404, 408, 409, 429})
 
@@ -52,13 +55,58 @@ def _http_module() -> Any:
     raise RuntimeError("the openai SDK's HTTP client is neither httpx nor httpx2")
 
 
+_UNSUPPORTED = re.compile(
+    r"not (be )?supported|only supported|unsupported|does not support|doesn'?t support|"
+    r"not available|"
+    r"unavailable|not enabled|is not allowed|cannot (be used|accept)|no support",
+    re.IGNORECASE,
+)
+_CAPABILITY_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("tools", re.compile(r"\btool|function[ _-]?call|\bfunctions?\b", re.IGNORECASE)),
+    (
+        "json_schema",
+        re.compile(r"json[ _-]?schema|structured[ _-]?output|strict", re.IGNORECASE),
+    ),
+    ("structured_output", re.compile(r"response[ _-]?format|json[ _-]?(mode|object)", re.I)),
+    ("image_input", re.compile(r"image|vision|multi-?modal|image_url", re.IGNORECASE)),
+)
+
+
+def unsupported_capabilities(exc: BaseException) -> frozenset[str]:
+    """The capabilities a 400 says the model does not support (empty for other errors):
+    "tools are not supported for this model", "response_format json_schema is unavailable",
+    "image input is not supported", as gateways and providers word it."""
+    if status_of(exc) != 400 and not isinstance(exc, openai.BadRequestError):
+        return frozenset()
+    text = _error_message(exc)
+    if not _UNSUPPORTED.search(text):
+        return frozenset()
+    found = {cap for cap, words in _CAPABILITY_WORDS if words.search(text)}
+    if "json_schema" in found:  # "response_format json_schema is not supported": only that
+        found.discard("structured_output")
+    return frozenset(found)
+
+
+def _error_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if isinstance(message, str) and message:
+            return message
+    return str(exc)
+
+
 def classify(exc: BaseException) -> Action:
-    """What a failed attempt means for the call: try the next model, a larger one, or stop."""
+    """What a failed attempt means for the call: try the next model, a larger one, one with
+    the capability, or stop."""
     if (
         isinstance(exc, ContextOverflowError)
         or getattr(exc, "code", None) == "context_length_exceeded"
     ):
         return "context"
+    if unsupported_capabilities(exc):
+        return "capability"
     # Lost connections and timeouts (incl. APITimeoutError), and 200s whose body is broken:
     # malformed JSON, no choices, a stream cut at the transport.
     if isinstance(exc, UpstreamErrorBody):

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Self
 
 import openai
@@ -39,7 +40,7 @@ from routedllm.core.errors import BudgetExceeded, NoEligibleModelError, RoutedLL
 from routedllm.core.requests import POLICY_KEY, TAGS_KEY, Request, call_policy, request_from_call
 from routedllm.records.routed import RoutedCall, attach
 from routedllm.records.schema import DEFAULT_BASELINE, Usage
-from routedllm.reliability.attempts import Attempt, AttemptLoop, Conversation
+from routedllm.reliability.attempts import Attempt, AttemptLoop, CapabilityMemory, Conversation
 from routedllm.reliability.breaker import CircuitBreaker
 from routedllm.reliability.budget import Budget
 from routedllm.reliability.failures import MalformedResponseError, UpstreamErrorBody
@@ -50,13 +51,15 @@ _CHOICE = "_routedllm_choice"  # marks a streamed chunk that carried a choice (r
 _ROUTING_KWARGS = (TAGS_KEY, POLICY_KEY)
 
 
-def default_breaker(retry_after_cap_s: float = 30.0) -> CircuitBreaker:
+def default_breaker(retry_after_cap_s: float = 30.0, wait_s: float = 10.0) -> CircuitBreaker:
     """The circuit breaker a RoutedChatModel gets when none is given.
 
     A model is cooled down for 30 s (doubling up to 5 min while its probes fail) when at
-    least half of at least 20 calls within 60 s failed, or at once for as long as a
-    Retry-After asks (up to ``retry_after_cap_s``; 0 ignores Retry-After). A failure share
-    rather than a count, so a busy model with a few faults stays in use.
+    least half of at least 20 calls within 60 s failed: a failure share rather than a
+    count, so a busy model with a few faults stays in use. A Retry-After longer than a call
+    waits (``wait_s``, the model's ``max_wait_s``) cools the model at once for that long,
+    up to ``retry_after_cap_s`` (0 ignores Retry-After); a shorter one throttles only the
+    request that got it, and that call waits it out and tries the model again.
     """
     return CircuitBreaker(
         failures=None,
@@ -67,6 +70,7 @@ def default_breaker(retry_after_cap_s: float = 30.0) -> CircuitBreaker:
         max_cooldown_s=300.0,
         honour_retry_after=retry_after_cap_s > 0,
         max_retry_after_s=retry_after_cap_s or 1.0,
+        min_retry_after_s=wait_s,
     )
 
 
@@ -117,8 +121,15 @@ class RoutedChatModel(BaseChatOpenAI):
     """How many conversations sticky routing remembers (least recently used dropped)."""
     baseline_model: str | None = DEFAULT_BASELINE
     """The model each attempt's savings are measured against (None: no comparison)."""
+    rate_limit_retries: int = Field(default=1, ge=0)
+    """Tries of the same model again after a 429 (waiting its Retry-After) before falling
+    back to the next, usually dearer, model."""
+    max_wait_s: float = Field(default=10.0, ge=0)
+    """Longest a call waits, in all, on Retry-After and on models cooling down; past it
+    the call falls back (or fails) instead of waiting."""
 
     _router: Router = PrivateAttr()
+    _learned: CapabilityMemory = PrivateAttr(default_factory=CapabilityMemory)
     _sticky_models: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
     _sticky_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
@@ -138,7 +149,7 @@ class RoutedChatModel(BaseChatOpenAI):
         self._router = Router(self.catalog, self.policy)
         self._add_run_context()
         if "breaker" not in self.model_fields_set:
-            self.breaker = default_breaker(self.retry_after_cap_s)
+            self.breaker = default_breaker(self.retry_after_cap_s, self.max_wait_s)
         gateway = self.catalog.info.gateway
         if self.openai_api_base is None:
             self.openai_api_base = gateway.base_url
@@ -186,9 +197,11 @@ class RoutedChatModel(BaseChatOpenAI):
         metadata: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Decision:
-        """The decision this model would make for a call, without sending anything."""
+        """The decision this model would make for a call now, without sending anything."""
         request, policy, _ = self._request(messages, tags, metadata or {}, kwargs)
-        return self._decide(request, policy)
+        unavailable = self.breaker.unavailable() if self.breaker is not None else {}
+        learned = self._learned.unavailable(request.require | policy.require)
+        return self._decide(replace(request, unavailable={**unavailable, **learned}), policy)
 
     def _request(
         self,
@@ -212,9 +225,6 @@ class RoutedChatModel(BaseChatOpenAI):
             metadata=metadata,
             call_kwargs=kwargs,
             model=pin,
-            unavailable=self.breaker.unavailable()
-            if self.breaker is not None and not pin
-            else None,
             sticky_model=None if conversation is None else conversation.previous_model,
         )
         return request, policy, conversation
@@ -242,8 +252,8 @@ class RoutedChatModel(BaseChatOpenAI):
         *,
         streamed: bool,
         is_async: bool,
-    ) -> AttemptLoop:
-        """Route the call and set up its attempt loop; routing keywords leave ``kwargs``."""
+    ) -> _Call:
+        """Translate the call once; routing keywords leave ``kwargs``."""
         started = time.perf_counter()
         run_id = parent_id = None
         tags: Sequence[str]
@@ -259,26 +269,75 @@ class RoutedChatModel(BaseChatOpenAI):
         request, policy, conversation = self._request(messages, tags, metadata, kwargs)
         for key in _ROUTING_KWARGS:
             kwargs.pop(key, None)
-        decision = self._decide(request, policy)
         if (self.async_client if is_async else self.client) is None:
             env = self.catalog.info.gateway.api_key_env
             raise RoutedLLMError(
                 f"no API key for {self.openai_api_base}: set {env} or pass api_key="
             )
+        return _Call(
+            request,
+            policy,
+            conversation,
+            started,
+            streamed,
+            None if run_id is None else str(run_id),
+            None if parent_id is None else str(parent_id),
+        )
+
+    def _route_now(self, call: _Call) -> Decision | float:
+        """The decision with the models that can be tried now, or how many seconds to wait
+        when every model that could take the call is cooling down and will be back within
+        the call's ``max_wait_s``: a burst of 429s is waited out, not turned into errors."""
+        request = call.request
+        learned = self._learned.unavailable(request.require | call.policy.require)
+        if request.model is not None:
+            return self._decide(request, call.policy)
+        cooling = self.breaker.unavailable() if self.breaker is not None else {}
+        try:
+            return self._decide(replace(request, unavailable={**cooling, **learned}), call.policy)
+        except NoEligibleModelError:
+            if not cooling:
+                raise
+            try:  # would it route once the cooling models are back?
+                later = self._decide(replace(request, unavailable=learned), call.policy)
+            except NoEligibleModelError:
+                raise
+            assert self.breaker is not None
+            wait = max(0.05, min(self.breaker.available_in(m) for m in later.ranking))
+            if call.waited_s + wait > self.max_wait_s:
+                raise
+            call.waited_s += wait
+            return wait
+
+    def _loop(self, call: _Call, decision: Decision) -> AttemptLoop:
         secret = self.openai_api_key.get_secret_value() if self.openai_api_key else None
         return AttemptLoop(
             decision,
             self.catalog,
             breaker=self.breaker,
-            streamed=streamed,
-            run_id=None if run_id is None else str(run_id),
-            parent_run_id=None if parent_id is None else str(parent_id),
+            streamed=call.streamed,
+            run_id=call.run_id,
+            parent_run_id=call.parent_run_id,
             baseline_model=self.baseline_model,
             secrets=(secret,) if secret else (),
-            conversation=conversation,
-            ignored_tags=request.ignored_tags,
-            started=started,
+            conversation=call.conversation,
+            ignored_tags=call.request.ignored_tags,
+            memory=self._learned,
+            rate_limit_retries=self.rate_limit_retries,
+            max_wait_s=self.max_wait_s,
+            waited_s=call.waited_s,
+            started=call.started,
         )
+
+    def _routed(self, call: _Call) -> AttemptLoop:
+        while isinstance(routed := self._route_now(call), float):
+            time.sleep(routed)
+        return self._loop(call, routed)
+
+    async def _arouted(self, call: _Call) -> AttemptLoop:
+        while isinstance(routed := self._route_now(call), float):
+            await asyncio.sleep(routed)
+        return self._loop(call, routed)
 
     # -- the hooks ----------------------------------------------------------------------------
     def _generate(
@@ -290,7 +349,9 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         if self.streaming:  # the OpenAI base would stream through our _stream: do it here
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        loop = self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
+        loop = self._routed(
+            self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
+        )
         while (attempt := loop.next()) is not None:
             if not self._hold(loop, attempt):
                 continue
@@ -306,6 +367,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 self._settle(loop, attempt)
                 if verdict.stop:
                     raise loop.error_for(exc) from None
+                time.sleep(verdict.delay_s)
                 continue
             except BaseException as exc:  # cancelled after the request went out
                 attach(exc, loop.cancelled(attempt))
@@ -325,7 +387,9 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         if self.streaming:
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-        loop = self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
+        loop = await self._arouted(
+            self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
+        )
         while (attempt := loop.next()) is not None:
             if not await self._ahold(loop, attempt):
                 continue
@@ -341,6 +405,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 await self._asettle(loop, attempt)
                 if verdict.stop:
                     raise loop.error_for(exc) from None
+                await asyncio.sleep(verdict.delay_s)
                 continue
             except BaseException as exc:  # cancelled after the request went out
                 attach(exc, loop.cancelled(attempt))
@@ -358,7 +423,9 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        loop = self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
+        loop = self._routed(
+            self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
+        )
         # Fall back only until a chunk the caller would see (a committing chunk) arrives.
         while (attempt := loop.next()) is not None:
             if not self._hold(loop, attempt):
@@ -380,6 +447,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 self._settle(loop, attempt)
                 if verdict.stop:
                     raise loop.error_for(exc) from None
+                time.sleep(verdict.delay_s)
                 continue
             except BaseException as exc:
                 _close(inner)
@@ -422,7 +490,9 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        loop = self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
+        loop = await self._arouted(
+            self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
+        )
         while (attempt := loop.next()) is not None:
             if not await self._ahold(loop, attempt):
                 continue
@@ -443,6 +513,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 await self._asettle(loop, attempt)
                 if verdict.stop:
                     raise loop.error_for(exc) from None
+                await asyncio.sleep(verdict.delay_s)
                 continue
             except BaseException as exc:
                 attach(exc, loop.cancelled(attempt))
@@ -642,6 +713,20 @@ class RoutedChatModel(BaseChatOpenAI):
                 self._sticky_models.popitem(last=False)
 
 
+@dataclass(slots=True)
+class _Call:
+    """One call, translated once: what routing (and re-routing after a wait) needs."""
+
+    request: Request
+    policy: Policy
+    conversation: Conversation | None
+    started: float
+    streamed: bool
+    run_id: str | None
+    parent_run_id: str | None
+    waited_s: float = 0.0
+
+
 class _Seen:
     """What a stream showed so far: usage added up, and the model name the upstream gave.
 
@@ -730,12 +815,12 @@ def _opt_in_hint(required: frozenset[str]) -> str:
     caps = ", ".join(sorted(required))
     marks = ", ".join(f"{c!r}: True" for c in sorted(required))
     return (
-        f"The call needs {caps}, and routedllm does not assume a capability the catalog "
-        f"leaves unknown. Opt in by marking the models you trust in a catalog override, e.g. "
-        f"RoutedChatModel(catalog=Catalog.from_env().merged({{'models': [{{'id': 'MODEL_ID', "
-        f"'capabilities': {{{marks}}}}}]}})) or a YAML file named by ROUTEDLLM_CATALOG; or "
-        f"accept unknown capabilities with "
-        f"RoutedChatModel(policy=Policy(allow_unknown_capabilities=True))."
+        f"The call needs {caps}, and no eligible model is known to have it. Mark the models "
+        f"you trust in a catalog override, e.g. RoutedChatModel(catalog=Catalog.from_env()"
+        f".merged({{'models': [{{'id': 'MODEL_ID', 'capabilities': {{{marks}}}}}]}})) or a "
+        f"YAML file named by ROUTEDLLM_CATALOG; a strict policy (strict_capabilities=True) "
+        f"refuses unknown tool and JSON support, and image input is assumed only with "
+        f"Policy(allow_unknown_capabilities=True)."
     )
 
 

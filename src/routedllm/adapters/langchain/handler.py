@@ -30,17 +30,15 @@ from routedllm.records.schema import (
     DEFAULT_BASELINE,
     NO_TOKENS,
     CallRecord,
-    Sink,
     Usage,
     build_record,
-    deliver,
     error_text,
     gateway_key,
     resolve_model,
-    sinks_for,
     with_baseline,
 )
 from routedllm.records.schema import text_or_none as _str
+from routedllm.records.sinks import Sink, deliver, sinks_for
 
 
 @dataclass(slots=True)

@@ -21,9 +21,10 @@ PREFIX = "routed/"
 AUTO = f"{PREFIX}auto"
 META_KEY = "routedllm"  # the decision's summary, in the request's metadata
 _HINT = (
-    "The call needs {caps}, which the catalog leaves unknown for the remaining models. "
-    "Mark the models you trust in a catalog override (ROUTEDLLM_CATALOG), or set "
-    "allow_unknown_capabilities: true in the policy (ROUTEDLLM_POLICY)."
+    "The call needs {caps}, and no eligible model is known to have it. Mark the models you "
+    "trust in a catalog override (ROUTEDLLM_CATALOG); a strict policy (strict_capabilities: "
+    "true in ROUTEDLLM_POLICY) refuses unknown tool and JSON support, and image input is "
+    "assumed only with allow_unknown_capabilities: true."
 )
 
 
