@@ -11,8 +11,10 @@ from langchain_core.messages import HumanMessage
 from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.core.tags import (
     CJK_RANGES,
+    KANA_HANGUL_RANGES,
     VOCABULARY,
     count_cjk,
+    count_kana_hangul,
     infer_tags,
     message_features,
     validate_tags,
@@ -110,29 +112,16 @@ def test_count_cjk_counts_exactly_the_cjk_ranges() -> None:
         assert count_cjk(text) == len(ranges.findall(text)), text
 
 
-def test_code_words_found_as_a_search_for_each_word_finds_them() -> None:
-    from routedllm.core.tags import _CODE_WORDS, _has_code_word, _has_word
-
+def test_count_kana_hangul_counts_exactly_its_ranges() -> None:
+    ranges = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in KANA_HANGUL_RANGES) + "]")
     samples = [
-        "write it in python",
-        "cpython internals",
-        "python代码",
-        "用python写",
-        "c++ or c# or c+++",
-        "abc++",
-        "a shell script, a shell  script, shell scripts",
-        "unit_tests unit tests unit-test",
-        "my_function function_ functions",
-        "call the api endpoint.",
-        "kelvin \u212a and dotted \u0130",
-        "sql\ud800lone surrogate",
-        "plain prose about billing and refunds",
+        "これは日本語の文章です。カタカナ、ひらがな、漢字。",
+        "한국어 텍스트 大韓民國",
+        "请用Python写一个快速排序函数",
+        "".join(chr(c) for a, b in KANA_HANGUL_RANGES for c in (a - 1, a, b, b + 1)),
     ]
-    rng = random.Random(11)
-    alphabet = "abcdefghijklmnopqrstuvwxyz_0123456789 +#.-字\n"
-    for _ in range(300):
-        parts = [rng.choice([*_CODE_WORDS, "".join(rng.choices(alphabet, k=5))]) for _ in range(6)]
-        samples.append("".join(p + rng.choice(["", " ", "_", "字", "+", "x"]) for p in parts))
+    rng = random.Random(5)
+    pool = [*range(0x20, 0x7F), *range(0x1000, 0x3300), *range(0xAB00, 0xD800)]
+    samples += ["".join(chr(rng.choice(pool)) for _ in range(200)) for _ in range(50)]
     for text in samples:
-        lower = text.lower()
-        assert _has_code_word(lower) == any(_has_word(lower, w) for w in _CODE_WORDS), text
+        assert count_kana_hangul(text) == len(ranges.findall(text)), text
