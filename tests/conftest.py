@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from routedllm import Catalog, Policy
+
+FIXTURE_CATALOG = Path(__file__).parent / "data" / "fixture_catalog.yaml"
+
+
+def fixture_catalog() -> Catalog:
+    """A fresh copy of the logic tests' catalog: test figures, not the shipped ones.
+
+    The shipped figures and choices are pinned in ``tests/test_shipped_catalog.py`` alone.
+    """
+    data = yaml.safe_load(FIXTURE_CATALOG.read_text("utf-8"))
+    return Catalog.from_dict(data, origin=str(FIXTURE_CATALOG))
 
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
-    return Catalog.default()
+    return fixture_catalog()
 
 
 @pytest.fixture

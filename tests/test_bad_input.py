@@ -27,6 +27,7 @@ from routedllm.core.errors import (
 from routedllm.reliability.budget import BudgetLimits
 from routedllm.testing import ModelSpec, Upstream, load_cassette
 from routedllm.workload import read_rows
+from tests.conftest import fixture_catalog
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -66,7 +67,7 @@ def catalog_dict(data: Any) -> Callable[[Path], Any]:
 
 
 def override(data: Any) -> Callable[[Path], Any]:
-    return lambda _: Catalog.default().merged(data)
+    return lambda _: fixture_catalog().merged(data)
 
 
 def catalog_file(text: str) -> Callable[[Path], Any]:
@@ -97,11 +98,11 @@ def cassette(text: str) -> Callable[[Path], Any]:
 
 
 def route(**request: Any) -> Callable[[Path], Any]:
-    return lambda _: decide(Catalog.default(), Policy(), Request(**{"messages": HI, **request}))
+    return lambda _: decide(fixture_catalog(), Policy(), Request(**{"messages": HI, **request}))
 
 
 def routed_with(**policy: Any) -> Callable[[Path], Any]:
-    return lambda _: decide(Catalog.default(), Policy(**policy), Request(messages=HI))
+    return lambda _: decide(fixture_catalog(), Policy(**policy), Request(messages=HI))
 
 
 def model(**fields: Any) -> dict[str, Any]:

@@ -10,12 +10,12 @@ import pytest
 
 from routedllm import JsonlLedger, Policy, Request, decide
 from routedllm.cli import main
-from routedllm.core.catalog import Catalog
 from routedllm.core.pricing import call_cost
 from routedllm.evaluation.ledger_replay import group_calls, render, replay_ledger
 from routedllm.records.schema import Usage, build_record
+from tests.conftest import fixture_catalog
 
-CATALOG = Catalog.default()
+CATALOG = fixture_catalog()
 TS = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 
 
