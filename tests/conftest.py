@@ -29,6 +29,18 @@ def catalog() -> Catalog:
 
 
 @pytest.fixture
+def packaged_is_fixture(monkeypatch: pytest.MonkeyPatch) -> Catalog:
+    """Make ``Catalog.default()`` (the packaged catalog) load the fixture catalog.
+
+    For logic tests of code that reads the packaged catalog itself (the CLI without
+    ``--catalog``); ``ROUTEDLLM_CATALOG`` is cleared so that nothing is merged over it.
+    """
+    monkeypatch.delenv("ROUTEDLLM_CATALOG", raising=False)
+    monkeypatch.setattr(Catalog, "default", classmethod(lambda cls: fixture_catalog()))
+    return fixture_catalog()
+
+
+@pytest.fixture
 def policy() -> Policy:
     return Policy()
 
