@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from routedllm import Catalog, Policy
+
+FIXTURE_CATALOG = Path(__file__).parent / "data" / "fixture_catalog.yaml"
+
+
+def fixture_catalog() -> Catalog:
+    """A fresh copy of the logic tests' catalog: test figures, not the shipped ones.
+
+    The shipped figures and choices are pinned in ``tests/test_shipped_catalog.py`` alone.
+    """
+    data = yaml.safe_load(FIXTURE_CATALOG.read_text("utf-8"))
+    return Catalog.from_dict(data, origin=str(FIXTURE_CATALOG))
 
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
-    return Catalog.default()
+    return fixture_catalog()
+
+
+@pytest.fixture
+def packaged_is_fixture(monkeypatch: pytest.MonkeyPatch) -> Catalog:
+    """Make ``Catalog.default()`` (the packaged catalog) load the fixture catalog.
+
+    For logic tests of code that reads the packaged catalog itself (the CLI without
+    ``--catalog``); ``ROUTEDLLM_CATALOG`` is cleared so that nothing is merged over it.
+    """
+    monkeypatch.delenv("ROUTEDLLM_CATALOG", raising=False)
+    monkeypatch.setattr(Catalog, "default", classmethod(lambda cls: fixture_catalog()))
+    return fixture_catalog()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from routedllm import Catalog
 from routedllm.core.catalog import StalePricesWarning
 from routedllm.core.errors import CatalogError, UnknownModelError
+from tests.conftest import fixture_catalog
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -133,12 +134,12 @@ def test_stale_prices_warn(catalog: Catalog) -> None:
     ],
 )
 def test_resolve_rule(name: str | None, expected: str | None) -> None:
-    card = Catalog.default().resolve(name)
+    card = fixture_catalog().resolve(name)
     assert (card.id if card else None) == expected
 
 
 def test_resolve_prefers_the_exact_id() -> None:
-    catalog = Catalog.default().merged(
+    catalog = fixture_catalog().merged(
         {"models": [{"id": "gpt-4o-2024-08-06", "name": "Pinned snapshot"}]}
     )
     assert catalog.resolve("gpt-4o-2024-08-06").name == "Pinned snapshot"

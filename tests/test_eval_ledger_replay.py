@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from routedllm import JsonlLedger, Policy, Request, decide
+from routedllm import Catalog, JsonlLedger, Policy, Request, decide
 from routedllm.cli import main
-from routedllm.core.catalog import Catalog
 from routedllm.core.pricing import call_cost
 from routedllm.evaluation.ledger_replay import group_calls, render, replay_ledger
 from routedllm.records.schema import Usage, build_record
+from tests.conftest import fixture_catalog
 
-CATALOG = Catalog.default()
+CATALOG = fixture_catalog()
 TS = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
 
 
@@ -167,7 +167,7 @@ def test_a_model_that_cannot_serve_a_call_is_reported() -> None:
     assert "image_input" in render([replay], "ledger")
 
 
-def test_cli_replays_a_ledger(capsys, tmp_path: Path) -> None:
+def test_cli_replays_a_ledger(capsys, tmp_path: Path, packaged_is_fixture: Catalog) -> None:
     path = tmp_path / "calls.jsonl"
     sink = JsonlLedger(path)
     for record in LEDGER:

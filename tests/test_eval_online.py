@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from routedllm import Catalog, Policy, Request, decide
+from routedllm import Policy, Request, decide
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.cli import main
 from routedllm.core.errors import InvalidRequestError, UnknownModelError
@@ -17,9 +17,10 @@ from routedllm.evaluation.online import NO_ANSWER, online_policy, quantile, rend
 from routedllm.records.ledger import read_ledger
 from routedllm.testing import ModelSpec, Upstream
 from routedllm.workload import WorkloadRow
+from tests.conftest import fixture_catalog
 from tests.fakes import FakeChat
 
-CATALOG = Catalog.default()
+CATALOG = fixture_catalog()
 KEY = "test-key-not-a-secret"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from routedllm import Catalog, CostLatencyHandler, JsonlLedger, MemorySink, Policy
+from routedllm import CostLatencyHandler, JsonlLedger, MemorySink, Policy
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.pricing import estimate_cost
@@ -17,9 +17,10 @@ from routedllm.evaluation.ledger_replay import replay_ledger
 from routedllm.evaluation.shadow import SHADOW_POLICY, ShadowHandler
 from routedllm.records.ledger import read_ledger
 from routedllm.testing import ModelSpec, Upstream
+from tests.conftest import fixture_catalog
 from tests.fakes import FakeChat
 
-CATALOG = Catalog.default()
+CATALOG = fixture_catalog()
 PROMPT = "Fix this loop: for i in range(10) print(i)"
 
 

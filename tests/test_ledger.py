@@ -13,6 +13,7 @@ from routedllm import CallRecord, JsonlLedger
 from routedllm.core.catalog import Catalog
 from routedllm.records.ledger import LedgerError, LedgerWarning, read_ledger
 from routedllm.records.schema import Usage, build_record
+from tests.conftest import fixture_catalog
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -32,7 +33,7 @@ def make(catalog: Catalog, run_id: str, model: str = "gpt-4o-mini") -> CallRecor
 
 def write_many(path: str, prefix: str, n: int) -> None:
     """Worker for the process test (module level so 'spawn' can import it)."""
-    catalog = Catalog.default()
+    catalog = fixture_catalog()
     ledger = JsonlLedger(path)
     for i in range(n):
         ledger.emit(make(catalog, f"{prefix}-{i}"))
@@ -165,7 +166,7 @@ def test_close_then_emit_reopens(tmp_path: Path, catalog) -> None:
 
 
 def _emit_in_child(ledger: JsonlLedger, n: int) -> None:
-    catalog = Catalog.default()
+    catalog = fixture_catalog()
     for i in range(n):
         ledger.emit(make(catalog, f"child-{i}"))
 

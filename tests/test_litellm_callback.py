@@ -30,6 +30,7 @@ import litellm  # noqa: E402
 
 import routedllm.adapters.litellm as rl  # noqa: E402
 from routedllm.adapters.litellm import LiteLLMHandler, RoutedRouter  # noqa: E402
+from tests.conftest import fixture_catalog
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
 
@@ -70,7 +71,7 @@ async def await_records(sink: Collect, count: int) -> list[CallRecord]:
 @pytest.fixture(scope="module")
 def catalog() -> Catalog:
     """The packaged catalog plus a model with no prices at all."""
-    return Catalog.default().merged({"models": [{"id": "mystery-1", "name": "Mystery"}]})
+    return fixture_catalog().merged({"models": [{"id": "mystery-1", "name": "Mystery"}]})
 
 
 @pytest.fixture(scope="module")

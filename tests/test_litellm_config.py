@@ -165,8 +165,9 @@ def test_committed_config_is_current() -> None:
     )
 
 
-def test_cli_writes_the_config(tmp_path: Path, catalog: Catalog, capsys, monkeypatch) -> None:
+def test_cli_writes_the_config(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("ROUTEDLLM_CATALOG", raising=False)
+    catalog = Catalog.default()  # what the CLI reads without --catalog or ROUTEDLLM_CATALOG
     out = tmp_path / "config.yaml"
     assert (
         main(

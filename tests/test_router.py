@@ -10,7 +10,7 @@ import pytest
 from routedllm import Catalog, NoEligibleModelError, Policy, Request, decide
 from routedllm.core.decision import PINNED, Router
 from routedllm.core.errors import UnknownModelError
-from tests.conftest import user
+from tests.conftest import fixture_catalog, user
 
 IMAGE = [
     {
@@ -74,7 +74,7 @@ def test_router_decides_as_decide_does(catalog: Catalog, policy: Policy) -> None
 
 
 def test_deciding_leaves_the_catalog_and_policy_unchanged(catalog: Catalog) -> None:
-    fresh = Catalog.default()
+    fresh = fixture_catalog()
     cards, info = tuple(fresh), fresh.info
     policy = Policy()
     router = Router(fresh, policy)
