@@ -245,6 +245,7 @@ def build_request(
 ) -> Request:
     """A :class:`Request` from the parts every framework has; values checked here."""
     selection = tags or TagSelection(())
+    check_text(messages)
     return Request(
         messages=messages,
         tags=selection.tags or None,
@@ -298,11 +299,94 @@ def output_limit(value: Any) -> int | None:
     if value <= 0:
         raise InvalidRequestError(f"max_tokens must be a positive integer, got {value}")
     if value > MAX_OUTPUT_TOKENS:
+        digits = len(str(value)) if value.bit_length() < 10_000 else "thousands of"
         raise InvalidRequestError(
-            f"max_tokens {str(value)[:20]}{'...' if len(str(value)) > 20 else ''} is more "
-            f"than any model can produce (at most {MAX_OUTPUT_TOKENS:,})"
+            f"max_tokens (a number of {digits} digits) is more than any model can produce "
+            f"(at most {MAX_OUTPUT_TOKENS:,})"
         )
     return value
+
+
+_PER_MESSAGE = 8
+"""Tokens a message may add beyond its text (role and separators; OpenAI counts 3-4)."""
+IMAGE_TOKEN_BOUND = 1_600
+"""Tokens counted per image in :func:`input_token_bound`. Not a bound for every model:
+providers count images by their own rules, so calls with images are outside the budget's
+upper-bound guarantee (see docs/reliability.md)."""
+
+
+def input_token_bound(messages: Sequence[Any], tools: Any = None) -> int:
+    """An upper bound on the call's input tokens, for any script: the UTF-8 bytes of what
+    is sent (every byte-level BPE token covers at least one byte), plus a few tokens per
+    message and :data:`IMAGE_TOKEN_BOUND` per image (text only is a true bound). The
+    decision's estimate (~4 characters per token) is typical and can undercount emoji or
+    CJK several times."""
+    total = 0
+    for message in messages:
+        total += _PER_MESSAGE + _bytes_and_images(_message_payload(message))
+    if tools:
+        total += _bytes_and_images(tools)
+    return total
+
+
+def _message_payload(message: Any) -> Any:
+    if isinstance(message, str | Mapping):
+        return message
+    payload = {"content": getattr(message, "content", None)}
+    for name in ("tool_calls", "additional_kwargs", "name"):
+        value = getattr(message, name, None)
+        if value:
+            payload[name] = value
+    return payload
+
+
+def _bytes_and_images(node: Any, depth: int = 0) -> int:
+    """UTF-8 bytes of the text in ``node`` (strings, keys, numbers), images counted at
+    :data:`IMAGE_TOKEN_BOUND` each (their bytes are not text the model reads)."""
+    if depth > 50:
+        return 0
+    if isinstance(node, str):
+        return len(node.encode("utf-8", "surrogatepass")) + 1
+    if isinstance(node, Mapping):
+        if node.get("type") in ("image_url", "image", "input_image"):
+            return IMAGE_TOKEN_BOUND
+        return sum(
+            _bytes_and_images(k, depth + 1) + _bytes_and_images(v, depth + 1)
+            for k, v in node.items()
+        )
+    if isinstance(node, list | tuple):
+        return sum(_bytes_and_images(item, depth + 1) for item in node)
+    if node is None or isinstance(node, bool | int | float):
+        return len(str(node)) if node is not None else 0
+    dump = getattr(node, "model_dump", None)
+    return _bytes_and_images(dump() if callable(dump) else str(node), depth + 1)
+
+
+def check_text(messages: Sequence[Any]) -> None:
+    """Raise :class:`InvalidRequestError` for text that cannot be sent as UTF-8 (a lone
+    surrogate such as ``"\\ud800"``, left by a bad decode or a split emoji), naming the
+    message and position, instead of a ``UnicodeEncodeError`` from deep in the HTTP client."""
+    for number, message in enumerate(messages, 1):
+        for text in _texts(_message_payload(message)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidRequestError(
+                    f"message {number} has a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+                    f"character {exc.start}, which cannot be sent as UTF-8: fix the text's "
+                    "decoding, or clean it with text.encode('utf-8', 'replace').decode()"
+                ) from None
+
+
+def _texts(node: Any) -> Iterable[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, Mapping):
+        for item in node.values():
+            yield from _texts(item)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _texts(item)
 
 
 def _first_set(mapping: Mapping[str, Any], keys: Iterable[str]) -> Any:

@@ -10,6 +10,8 @@ imports LangChain, so every adapter can build records; the sinks that take recor
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -19,10 +21,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from routedllm.core.catalog import Catalog, ModelCard
-from routedllm.core.pricing import call_cost
+from routedllm.core.pricing import Cost, call_cost
 
 OK = "ok"
 DEFAULT_BASELINE = "gpt-4o"
+MAX_USAGE_TOKENS = 10_000_000
+"""Token counts above this (or above the model's context window) are not believed."""
+USAGE_INVALID = "usage_invalid"
+"""Flag of a record whose reported usage was not believed (recorded as unknown)."""
+MODEL_MISMATCH = "model_mismatch"
+"""Flag of a record whose response named another catalog model than the one asked."""
+log = logging.getLogger("routedllm.usage")
 ERROR_TEXT_LIMIT = 500  # characters of error text a record (or an attempt) keeps
 # A provider's dated snapshot of a catalog model: "gpt-4o-2024-08-06", "...-20241022",
 # "gpt-4-0613", or a "-latest" alias. Only these suffixes are stripped (see resolve_model).
@@ -86,6 +95,11 @@ class CallRecord(BaseModel):
         default=None, ge=0, description="Time to first chunk; streams only."
     )
     output_tokens_per_s: float | None = Field(default=None, ge=0)
+    flags: tuple[str, ...] = Field(
+        default=(),
+        description="What was not believed or did not match, each 'code: detail': "
+        "usage_invalid (usage recorded as unknown), model_mismatch (another model answered).",
+    )
 
     @property
     def ok(self) -> bool:
@@ -104,31 +118,89 @@ class Usage:
 
     @classmethod
     def from_usage_metadata(cls, usage: Mapping[str, Any] | None) -> Usage | None:
-        """From LangChain's ``AIMessage.usage_metadata`` (a plain dict); None when absent."""
-        if not usage or usage.get("input_tokens") is None or usage.get("output_tokens") is None:
-            return None
-        details_in = usage.get("input_token_details") or {}
-        details_out = usage.get("output_token_details") or {}
-        return cls(
-            int(usage["input_tokens"]),
-            int(usage["output_tokens"]),
-            int(details_in.get("cache_read") or 0),
-            int(details_out.get("reasoning") or 0),
-        )
+        """From LangChain's ``AIMessage.usage_metadata`` (a plain dict); None when absent or
+        not believable (see :func:`read_usage_metadata`, which also says why)."""
+        return _logged(read_usage_metadata(usage))
 
     @classmethod
     def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage | None:
-        """From an OpenAI-style ``usage`` object (``prompt_tokens``...); None when absent."""
-        if not usage or usage.get("prompt_tokens") is None:
-            return None
+        """From an OpenAI-style ``usage`` object (``prompt_tokens``...); None when absent or
+        not believable (see :func:`read_openai_usage`)."""
+        return _logged(read_openai_usage(usage))
+
+
+class UsageError(ValueError):
+    """A token count that cannot be believed: not a whole number, negative, not finite, or
+    above :data:`MAX_USAGE_TOKENS`."""
+
+
+def _count(name: str, value: Any, default: int | None = None) -> int:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{name} is not a number ({type(value).__name__})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{name} is {value}")
+    if isinstance(value, float) and not value.is_integer():
+        raise UsageError(f"{name} {value} is not a whole number")
+    if value < 0:
+        raise UsageError(f"{name} {value:.0f} is negative")
+    if value > MAX_USAGE_TOKENS:
+        raise UsageError(f"{name} {value:.3g} is above {MAX_USAGE_TOKENS:,}")
+    return int(value)
+
+
+def read_usage_metadata(usage: Mapping[str, Any] | None) -> tuple[Usage | None, str | None]:
+    """LangChain ``usage_metadata`` read and checked: (usage, None), (None, None) when
+    absent, or (None, why) when a count cannot be believed."""
+    if not usage or usage.get("input_tokens") is None or usage.get("output_tokens") is None:
+        return None, None
+    try:
+        details_in = usage.get("input_token_details") or {}
+        details_out = usage.get("output_token_details") or {}
+        return Usage(
+            _count("input_tokens", usage["input_tokens"]),
+            _count("output_tokens", usage["output_tokens"]),
+            _count("cached_input_tokens", details_in.get("cache_read"), 0),
+            _count("reasoning_tokens", details_out.get("reasoning"), 0),
+        ), None
+    except (UsageError, AttributeError) as exc:
+        return None, str(exc)
+
+
+def read_openai_usage(usage: Mapping[str, Any] | None) -> tuple[Usage | None, str | None]:
+    """An OpenAI-style ``usage`` object read and checked, like :func:`read_usage_metadata`."""
+    if not usage or usage.get("prompt_tokens") is None:
+        return None, None
+    try:
         details_in = usage.get("prompt_tokens_details") or {}
         details_out = usage.get("completion_tokens_details") or {}
-        return cls(
-            int(usage["prompt_tokens"]),
-            int(usage.get("completion_tokens") or 0),
-            int(details_in.get("cached_tokens") or 0),
-            int(details_out.get("reasoning_tokens") or 0),
-        )
+        return Usage(
+            _count("prompt_tokens", usage["prompt_tokens"]),
+            _count("completion_tokens", usage.get("completion_tokens"), 0),
+            _count("cached_tokens", details_in.get("cached_tokens"), 0),
+            _count("reasoning_tokens", details_out.get("reasoning_tokens"), 0),
+        ), None
+    except (UsageError, AttributeError) as exc:
+        return None, str(exc)
+
+
+def _logged(read: tuple[Usage | None, str | None]) -> Usage | None:
+    usage, problem = read
+    if problem is not None:
+        log.warning("usage reported by the upstream is not believed (%s): recorded as unknown", problem)
+    return usage
+
+
+def usage_beyond_window(usage: Usage | None, card: ModelCard | None) -> str | None:
+    """Why ``usage`` cannot be the model's (more tokens than its context window), else None."""
+    window = None if card is None else card.context_window
+    if usage is None or window is None:
+        return None
+    for name, count in (("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens)):
+        if count > window:
+            return f"{name} {count:,} is above {card.id}'s context window {window:,}"  # type: ignore[union-attr]
+    return None
 
 
 NO_TOKENS = Usage(0, 0)
@@ -181,26 +253,47 @@ def build_record(
     answering_model: str | None = None,
     estimated_cost_usd: float | None = None,
     cache_hit: bool = False,
+    usage_problem: str | None = None,
 ) -> CallRecord:
     """Price one attempt with the catalog and compare it with ``baseline_model``.
 
     ``model`` may be a provider's name for a catalog model (see :func:`resolve_model`); the
     record carries the catalog id when it resolves, else the name as given, with cost None.
     ``usage=None`` means the provider reported no usage: tokens and cost stay unknown.
+    ``usage_problem`` says why reported usage was not believed (flagged ``usage_invalid``);
+    usage above the model's context window is not believed either.
     ``cache_hit=True``: an LLM cache answered, no request was sent, so the record has no
     tokens and costs 0 (known, whatever the catalog says), and saves nothing.
+
+    When ``answering_model`` resolves to another catalog model than ``model`` (the upstream
+    says another model answered), the record is flagged ``model_mismatch`` and priced at
+    the dearer of the two: the claim cannot be checked, and a cap must not be passed
+    because an upstream said a cheaper model answered.
     """
     if ts.tzinfo is None:
         raise ValueError("ts must be timezone-aware (use datetime.now(timezone.utc))")
     card = resolve_model(catalog, model)
     base = resolve_model(catalog, baseline_model) if baseline_model else None
+    served = resolve_model(catalog, answering_model) if answering_model else None
+    flags: list[str] = []
+    if card is None and served is not None:
+        card = served  # the name asked is unknown: the answering model is all there is
+    if usage is not None and not cache_hit:
+        usage_problem = usage_problem or usage_beyond_window(usage, card)
+        if usage_problem is not None and usage is not None:
+            usage = None
+    if usage_problem is not None:
+        flags.append(f"{USAGE_INVALID}: {usage_problem}")
+        log.warning("usage of %s not believed (%s): recorded as unknown", model, usage_problem)
     cost_in = cost_out = cost = None
     if cache_hit:
         usage = NO_TOKENS
         cost_in = cost_out = cost = 0.0
     elif usage is not None and card is not None:
-        c = call_cost(card, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+        c = _dearer(card, served, usage)
         cost_in, cost_out, cost = c.input_usd, c.output_usd, c.total_usd
+    if card is not None and served is not None and served.id != card.id:
+        flags.append(f"{MODEL_MISMATCH}: asked {card.id}, the response named {answering_model}")
     base_cost = _total(base, usage)
     savings = None if cost is None or base_cost is None else base_cost - cost
     as_of = None if card is None else (card.as_of or catalog.info.as_of)
@@ -235,7 +328,19 @@ def build_record(
         latency_s=latency_s,
         ttft_s=ttft_s,
         output_tokens_per_s=_speed(usage, latency_s, ttft_s) if outcome == OK else None,
+        flags=tuple(flags),
     )
+
+
+def _dearer(card: ModelCard, served: ModelCard | None, usage: Usage) -> Cost:
+    """The attempt's cost on ``card``, or on ``served`` when that is dearer (see build_record)."""
+    asked = call_cost(card, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+    if served is None or served.id == card.id:
+        return asked
+    claimed = call_cost(served, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+    if asked.total_usd is None or claimed.total_usd is None:
+        return asked if claimed.total_usd is None else claimed
+    return claimed if claimed.total_usd > asked.total_usd else asked
 
 
 def with_baseline(record: CallRecord, catalog: Catalog, baseline_model: str) -> CallRecord:

@@ -58,6 +58,7 @@ from routedllm.records.schema import (
 )
 from routedllm.reliability.breaker import Admission, CircuitBreaker
 from routedllm.reliability.budget import Reservation
+from routedllm.reliability.secrets import Scrubber
 from routedllm.reliability.failures import (
     classify,
     error_type,
@@ -69,6 +70,10 @@ from routedllm.reliability.failures import (
 
 CANCELLED = "cancelled"
 """The outcome of an attempt sent upstream and then cancelled by the caller."""
+TRUNCATED = "truncated"
+"""The outcome of a stream that ended cleanly but early: no finish_reason and no [DONE]."""
+DEADLINE = "DeadlineExceeded"
+"""The outcome of an attempt still running when its (or the call's) deadline passed."""
 _ERROR_LIMIT = 500
 
 
@@ -145,6 +150,11 @@ class Attempt:
     """Settle the hold (else release it): the request reached the upstream and was used."""
     cost_usd: float | None = None
     """What to settle; None charges the estimate (the actual cost is unknown)."""
+    hold_usd: float | None = None
+    """What the budget holds for the attempt: ``estimate_usd``, or an upper bound when the
+    call's output is bounded (``max_tokens``) and its input bound is known."""
+    deadline: float | None = None
+    """When the attempt must have ended (the loop's clock): its own and the call's bound."""
 
 
 @dataclass(slots=True)
@@ -175,6 +185,14 @@ class AttemptLoop:
     """Tries of the same model again after a 429, before falling back to the next one."""
     max_wait_s: float = 10.0
     """Longest the call waits, in all, on Retry-After before it falls back instead."""
+    attempt_timeout_s: float | None = None
+    """Total time one attempt may take: connect, first byte and the whole body or stream."""
+    call_timeout_s: float | None = None
+    """Total time the call may take from ``started``, waits and fallbacks included."""
+    input_token_bound: int | None = None
+    """An upper bound on the call's input tokens; with ``max_output_tokens`` it makes each
+    attempt's budget hold an upper bound on its cost."""
+    max_output_tokens: int | None = None
     started: float = field(default_factory=time.perf_counter)
     clock: Callable[[], float] = time.perf_counter
 
@@ -191,15 +209,41 @@ class AttemptLoop:
     _again: str | None = None  # a rate-limited model to try once more
     _retried: dict[str, int] = field(default_factory=dict)
     _lacking: dict[str, str] = field(default_factory=dict)  # learned during this call
+    _scrubber: Scrubber | None = None
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """Scrubs the call's secrets (``secrets``, in every encoding) from text and errors."""
+        if self._scrubber is None:
+            self._scrubber = Scrubber(self.secrets)
+        return self._scrubber
+
+    @property
+    def call_deadline(self) -> float | None:
+        """When the whole call must have ended (the loop's clock), or None."""
+        return None if self.call_timeout_s is None else self.started + self.call_timeout_s
+
+    def time_left(self, attempt: Attempt | None = None) -> float | None:
+        """Seconds left before the attempt's deadline (or the call's); None: no deadline."""
+        deadline = self.call_deadline if attempt is None else attempt.deadline
+        return None if deadline is None else deadline - self.clock()
+
+    def _out_of_time(self) -> bool:
+        left = self.time_left()
+        return left is not None and left <= 0
 
     # -- which model next -----------------------------------------------------------------
     def next(self) -> Attempt | None:
-        """The next model to try, admitted by the breaker; None when the ranking is done."""
+        """The next model to try, admitted by the breaker; None when the ranking is done
+        or the call's deadline has passed (the models left are recorded as skipped)."""
+        if self._out_of_time():
+            self._skip_rest()
+            return None
         if self._again is not None:  # the same model after its Retry-After
             model, self._again = self._again, None
             admission = None if self.breaker is None else self.breaker.admit(model)
             if admission is None or admission.refused is None:
-                return Attempt(model, len(self.records) + 1, self._estimate(model), admission)
+                return self._attempt(model, admission)
         ranking = self.decision.ranking
         required = self.decision.required_capabilities
         while self._next < len(ranking):
@@ -219,8 +263,32 @@ class AttemptLoop:
                     Skip(model=model, reason="CircuitOpen", detail=admission.refused)
                 )
                 continue
-            return Attempt(model, len(self.records) + 1, self._estimate(model), admission)
+            return self._attempt(model, admission)
         return None
+
+    def _attempt(self, model: str, admission: Admission | None) -> Attempt:
+        estimate = self._estimate(model)
+        return Attempt(
+            model, len(self.records) + 1, estimate, admission, hold_usd=self._bound(model, estimate)
+        )
+
+    def _bound(self, model: str, estimate: float | None) -> float | None:
+        """The attempt's cost at most, when input and output are both bounded; else the
+        estimate."""
+        card = self.catalog.resolve(model)
+        if card is None or self.input_token_bound is None or self.max_output_tokens is None:
+            return estimate
+        bound = estimate_cost(card, self.input_token_bound, self.max_output_tokens)
+        return estimate if bound is None else max(bound, estimate or 0.0)
+
+    def _skip_rest(self) -> None:
+        why = f"the call's deadline ({self.call_timeout_s:g}s) passed"
+        if self._again is not None:
+            self.skipped.append(Skip(model=self._again, reason="Deadline", detail=why))
+            self._again = None
+        for model in self.decision.ranking[self._next :]:
+            self.skipped.append(Skip(model=model, reason="Deadline", detail=why))
+        self._next = len(self.decision.ranking)
 
     def _rate_limit_delay(self, model: str, exc: BaseException) -> float | None:
         """How long to wait before trying a rate-limited model again; None: fall back now
@@ -231,6 +299,9 @@ class AttemptLoop:
         asked = retry_after_s(exc)
         delay = min(0.5 * 2**tries, 4.0) if asked is None else asked
         if self.waited_s + delay > self.max_wait_s:
+            return None
+        left = self.time_left()
+        if left is not None and delay >= left:
             return None
         self._retried[model] = tries + 1
         return delay
@@ -270,6 +341,10 @@ class AttemptLoop:
         attempt.hold = hold
         attempt.started = self.clock()
         attempt.started_at = dt.datetime.now(dt.UTC)
+        ends = [d for d in (self.call_deadline,) if d is not None]
+        if self.attempt_timeout_s is not None:
+            ends.append(attempt.started + self.attempt_timeout_s)
+        attempt.deadline = min(ends) if ends else None
 
     def first_chunk(self, attempt: Attempt) -> None:
         """The first chunk the caller will see arrived: no fallback from here on, and the
@@ -290,6 +365,8 @@ class AttemptLoop:
             self.skipped.append(Skip(model=attempt.model, reason="PoolTimeout", detail=text))
             return Verdict("fallback", "never sent")
         action = classify(exc)
+        if action == "fallback" and self._past(attempt):
+            kind = DEADLINE
         self._record_failure(attempt, exc, kind, NO_TOKENS)
         self._report(attempt, exc if action == "fallback" else None)
         if action == "capability":
@@ -315,9 +392,14 @@ class AttemptLoop:
         return Verdict("fallback", "an upstream fault")
 
     def answered(
-        self, attempt: Attempt, usage: Usage | None, served_model: str | None = None
+        self,
+        attempt: Attempt,
+        usage: Usage | None,
+        served_model: str | None = None,
+        usage_problem: str | None = None,
     ) -> RoutedCall:
-        """Record the attempt that answered; returns the call's record."""
+        """Record the attempt that answered; returns the call's record. ``usage_problem``
+        says why the usage the upstream reported was not believed (it is then unknown)."""
         self.served_model = served_model
         record = self._record(
             attempt,
@@ -325,6 +407,7 @@ class AttemptLoop:
             outcome=OK,
             answering_model=served_model,
             ttft_s=self._attempt_ttft(attempt),
+            usage_problem=usage_problem,
         )
         self._report(attempt, None)
         attempt.charge, attempt.cost_usd = True, record.cost_usd
@@ -336,12 +419,34 @@ class AttemptLoop:
         """A stream failed after the caller saw its first chunk: no fallback. The attempt
         is charged what its usage says, else its estimate."""
         self.last_error = exc
-        self._record_failure(attempt, exc, error_type(exc), usage)
+        kind = error_type(exc)
+        if classify(exc) == "fallback" and self._past(attempt):
+            kind = DEADLINE
+        self._record_failure(attempt, exc, kind, usage)
         self._report(attempt, exc if classify(exc) == "fallback" else None)
         attempt.charge = True
         attempt.cost_usd = self.records[-1].cost_usd
         error = StreamInterruptedError(attempt.model, self.call())
         return error
+
+    def truncated(
+        self, attempt: Attempt, usage: Usage | None, served_model: str | None = None
+    ) -> StreamInterruptedError:
+        """A stream that showed text ended cleanly but early (no finish_reason, no [DONE]):
+        not an answer. Recorded as ``truncated``, charged its usage (else its estimate),
+        and raised as :class:`StreamInterruptedError` (the caller has seen part of it)."""
+        self.served_model = served_model
+        record = self._record(
+            attempt,
+            usage=usage,
+            outcome=TRUNCATED,
+            error="the stream ended without a finish_reason or [DONE]: the answer is cut short",
+            answering_model=served_model,
+            ttft_s=self._attempt_ttft(attempt),
+        )
+        self._report(attempt, MalformedStream(record.error or TRUNCATED))
+        attempt.charge, attempt.cost_usd = True, record.cost_usd
+        return StreamInterruptedError(attempt.model, self.call())
 
     def cancelled(self, attempt: Attempt, usage: Usage | None = None) -> RoutedCall:
         """The caller cancelled the attempt after it was sent: recorded, charged its
@@ -425,6 +530,7 @@ class AttemptLoop:
         retry_after: float | None = None,
         answering_model: str | None = None,
         ttft_s: float | None = None,
+        usage_problem: str | None = None,
     ) -> CallRecord:
         now = self.clock()
         record = build_record(
@@ -447,6 +553,7 @@ class AttemptLoop:
             requested_model=self.decision.model,
             answering_model=answering_model,
             estimated_cost_usd=_usd(attempt.estimate_usd),
+            usage_problem=usage_problem,
         )
         self.records.append(record)
         return record
@@ -465,10 +572,12 @@ class AttemptLoop:
         )
 
     def _error_text(self, exc: BaseException, kind: str) -> str:
-        text = error_text(exc, None, limit=_ERROR_LIMIT - len(kind) - 2) or kind
-        for secret in self.secrets:
-            text = _scrub(text, secret)
-        return f"{kind}: {text}"
+        text = error_text(self.scrubber.text(str(exc)), None, limit=_ERROR_LIMIT - len(kind) - 2)
+        return f"{kind}: {text or type(exc).__name__}"
+
+    def _past(self, attempt: Attempt) -> bool:
+        """The attempt's deadline has passed (its failure is the deadline's doing)."""
+        return attempt.deadline is not None and self.clock() >= attempt.deadline - 1e-3
 
     def _attempt_ttft(self, attempt: Attempt) -> float | None:
         if attempt.first_chunk is None or not attempt.started:
@@ -510,10 +619,8 @@ class AttemptLoop:
         )
 
 
-def _scrub(text: str, secret: str) -> str:
-    if not secret or len(secret) < 8:
-        return text
-    return text.replace(secret, "[redacted]")
+class MalformedStream(Exception):
+    """What the breaker is told of a truncated stream: an upstream fault."""
 
 
 def _usd(value: float | None) -> float | None:

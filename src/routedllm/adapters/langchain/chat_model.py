@@ -16,6 +16,7 @@ place.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
@@ -36,19 +37,40 @@ from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from routedllm.adapters.langchain.seams import RunContext, take_run, traced_as
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Decision, Policy, Router, decide
-from routedllm.core.errors import BudgetExceeded, NoEligibleModelError, RoutedLLMError
-from routedllm.core.requests import POLICY_KEY, TAGS_KEY, Request, call_policy, request_from_call
+from routedllm.core.errors import (
+    BudgetExceeded,
+    NoEligibleModelError,
+    RoutedLLMError,
+    StreamInterruptedError,
+)
+from routedllm.core.requests import (
+    POLICY_KEY,
+    TAGS_KEY,
+    Request,
+    call_policy,
+    input_token_bound,
+    request_from_call,
+)
 from routedllm.records.routed import RoutedCall, attach
-from routedllm.records.schema import DEFAULT_BASELINE, Usage
+from routedllm.records.schema import (
+    DEFAULT_BASELINE,
+    Usage,
+    read_openai_usage,
+    read_usage_metadata,
+)
 from routedllm.reliability.attempts import Attempt, AttemptLoop, CapabilityMemory, Conversation
 from routedllm.reliability.breaker import CircuitBreaker
 from routedllm.reliability.budget import Budget
+from routedllm.reliability.deadlines import Flight, flight, install
 from routedllm.reliability.failures import MalformedResponseError, UpstreamErrorBody
+from routedllm.reliability.secrets import Scrubber
 
 AUTO = "auto"
 """The default ``model``: route every call. Any other model id pins the model."""
 _CHOICE = "_routedllm_choice"  # marks a streamed chunk that carried a choice (removed on the way)
 _ROUTING_KWARGS = (TAGS_KEY, POLICY_KEY)
+_USAGE_PROBLEM = "_routedllm_usage_problem"  # why a response's usage was dropped (removed)
+_CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 
 
 def default_breaker(retry_after_cap_s: float = 30.0, wait_s: float = 10.0) -> CircuitBreaker:
@@ -127,6 +149,12 @@ class RoutedChatModel(BaseChatOpenAI):
     max_wait_s: float = Field(default=10.0, ge=0)
     """Longest a call waits, in all, on Retry-After and on models cooling down; past it
     the call falls back (or fails) instead of waiting."""
+    attempt_timeout_s: float | None = Field(default=None, gt=0)
+    """Total time one attempt may take (connect, first byte, the whole body or stream)
+    before the call falls back; None: ``timeout`` when it is a number, else no bound."""
+    call_timeout_s: float | None = Field(default=None, gt=0)
+    """Total time a call may take, fallbacks and waits included; None: no bound beyond
+    each attempt's."""
 
     _router: Router = PrivateAttr()
     _learned: CapabilityMemory = PrivateAttr(default_factory=CapabilityMemory)
@@ -166,12 +194,16 @@ class RoutedChatModel(BaseChatOpenAI):
             "default_query": self.default_query,
         }
         params = {k: v for k, v in params.items() if v is not None}  # None timeout = no timeout
+        # The deadline hooks (reliability/deadlines.py) go on the HTTP clients: a given one
+        # gets them added, else the SDK's default client is built with them.
         if self.client is None:
-            self.root_client = openai.OpenAI(**params, http_client=self.http_client)
+            http = self.http_client or openai.DefaultHttpxClient()
+            self.root_client = openai.OpenAI(**params, http_client=install(http, is_async=False))
             self.client = self.root_client.chat.completions
         if self.async_client is None:
+            ahttp = self.http_async_client or openai.DefaultAsyncHttpxClient()
             self.root_async_client = openai.AsyncOpenAI(
-                **params, http_client=self.http_async_client
+                **params, http_client=install(ahttp, is_async=True)
             )
             self.async_client = self.root_async_client.chat.completions
         return self
@@ -282,6 +314,7 @@ class RoutedChatModel(BaseChatOpenAI):
             streamed,
             None if run_id is None else str(run_id),
             None if parent_id is None else str(parent_id),
+            input_token_bound(messages, kwargs.get("tools")),
         )
 
     def _route_now(self, call: _Call) -> Decision | float:
@@ -310,7 +343,6 @@ class RoutedChatModel(BaseChatOpenAI):
             return wait
 
     def _loop(self, call: _Call, decision: Decision) -> AttemptLoop:
-        secret = self.openai_api_key.get_secret_value() if self.openai_api_key else None
         return AttemptLoop(
             decision,
             self.catalog,
@@ -319,7 +351,7 @@ class RoutedChatModel(BaseChatOpenAI):
             run_id=call.run_id,
             parent_run_id=call.parent_run_id,
             baseline_model=self.baseline_model,
-            secrets=(secret,) if secret else (),
+            secrets=self._secrets(),
             conversation=call.conversation,
             ignored_tags=call.request.ignored_tags,
             memory=self._learned,
@@ -327,7 +359,17 @@ class RoutedChatModel(BaseChatOpenAI):
             max_wait_s=self.max_wait_s,
             waited_s=call.waited_s,
             started=call.started,
+            attempt_timeout_s=self._attempt_timeout(),
+            call_timeout_s=self.call_timeout_s,
+            input_token_bound=call.input_bound,
+            max_output_tokens=call.request.max_output_tokens,
         )
+
+    def _attempt_timeout(self) -> float | None:
+        if self.attempt_timeout_s is not None:
+            return self.attempt_timeout_s
+        timeout = self.request_timeout
+        return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
 
     def _routed(self, call: _Call) -> AttemptLoop:
         while isinstance(routed := self._route_now(call), float):
@@ -340,6 +382,10 @@ class RoutedChatModel(BaseChatOpenAI):
         return self._loop(call, routed)
 
     # -- the hooks ----------------------------------------------------------------------------
+    # Each hook routes, then drives the attempt loop; what to do after a failed or cancelled
+    # attempt is in _failed / _cancelled (and their async twins), the only I/O being the
+    # budget's settle and the wait before a retry. Every exception leaving a hook is scrubbed
+    # of the configured keys first (_scrubbed).
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -349,34 +395,31 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         if self.streaming:  # the OpenAI base would stream through our _stream: do it here
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        loop = self._routed(
-            self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
-        )
-        while (attempt := loop.next()) is not None:
-            if not self._hold(loop, attempt):
-                continue
-            try:
-                result = super()._generate(
-                    messages,
-                    stop=stop,
-                    run_manager=run_manager,
-                    **{**kwargs, "model": attempt.model},
-                )
-            except Exception as exc:
-                verdict = loop.failed(attempt, exc)
+        try:
+            loop = self._routed(
+                self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
+            )
+            while (attempt := loop.next()) is not None:
+                if not self._hold(loop, attempt):
+                    continue
+                try:
+                    with flight(self._deadline(loop, attempt)):
+                        result = super()._generate(
+                            messages, stop=stop, run_manager=run_manager, **_for(kwargs, attempt)
+                        )
+                    out = self._stamp(result, loop, attempt)
+                except Exception as exc:
+                    self._failed(loop, attempt, exc)
+                    continue
+                except BaseException as exc:  # cancelled after the request went out
+                    self._cancelled(loop, attempt, exc)
+                    raise
                 self._settle(loop, attempt)
-                if verdict.stop:
-                    raise loop.error_for(exc) from None
-                time.sleep(verdict.delay_s)
-                continue
-            except BaseException as exc:  # cancelled after the request went out
-                attach(exc, loop.cancelled(attempt))
-                self._settle(loop, attempt)
-                raise
-            out = self._stamp(result, loop, attempt)
-            self._settle(loop, attempt)
-            return out
-        raise loop.exhausted() from loop.last_error
+                return out
+            raise loop.exhausted() from loop.last_error
+        except BaseException as exc:
+            self._scrub(exc)
+            raise
 
     async def _agenerate(
         self,
@@ -387,40 +430,54 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatResult:
         if self.streaming:
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
-        loop = await self._arouted(
-            self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
-        )
-        while (attempt := loop.next()) is not None:
-            if not await self._ahold(loop, attempt):
-                continue
-            try:
-                result = await super()._agenerate(
-                    messages,
-                    stop=stop,
-                    run_manager=run_manager,
-                    **{**kwargs, "model": attempt.model},
-                )
-            except Exception as exc:
-                verdict = loop.failed(attempt, exc)
+        try:
+            loop = await self._arouted(
+                self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
+            )
+            while (attempt := loop.next()) is not None:
+                if not await self._ahold(loop, attempt):
+                    continue
+                try:
+                    async with asyncio.timeout(loop.time_left(attempt)):
+                        with flight(self._deadline(loop, attempt)):
+                            result = await super()._agenerate(
+                                messages,
+                                stop=stop,
+                                run_manager=run_manager,
+                                **_for(kwargs, attempt),
+                            )
+                    out = self._stamp(result, loop, attempt)
+                except Exception as exc:
+                    await self._afailed(loop, attempt, exc)
+                    continue
+                except BaseException as exc:  # cancelled after the request went out
+                    await self._acancelled(loop, attempt, exc)
+                    raise
                 await self._asettle(loop, attempt)
-                if verdict.stop:
-                    raise loop.error_for(exc) from None
-                await asyncio.sleep(verdict.delay_s)
-                continue
-            except BaseException as exc:  # cancelled after the request went out
-                attach(exc, loop.cancelled(attempt))
-                await _shielded(self._asettle(loop, attempt))
-                raise
-            out = self._stamp(result, loop, attempt)
-            await self._asettle(loop, attempt)
-            return out
-        raise loop.exhausted() from loop.last_error
+                return out
+            raise loop.exhausted() from loop.last_error
+        except BaseException as exc:
+            self._scrub(exc)
+            raise
 
     def _stream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        try:
+            yield from self._streamed(messages, stop, run_manager, **kwargs)
+        except BaseException as exc:
+            self._scrub(exc)
+            raise
+
+    def _streamed(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         loop = self._routed(
@@ -430,47 +487,36 @@ class RoutedChatModel(BaseChatOpenAI):
         while (attempt := loop.next()) is not None:
             if not self._hold(loop, attempt):
                 continue
-            inner = super()._stream(
-                messages, stop=stop, run_manager=None, **{**kwargs, "model": attempt.model}
-            )
-            head: list[ChatGenerationChunk] = []
-            try:
-                for chunk in inner:
-                    head.append(chunk)
-                    if _commits(chunk):
-                        break
-                else:
-                    _check_choices(head)
-            except Exception as exc:
-                _close(inner)
-                verdict = loop.failed(attempt, exc)
-                self._settle(loop, attempt)
-                if verdict.stop:
-                    raise loop.error_for(exc) from None
-                time.sleep(verdict.delay_s)
-                continue
-            except BaseException as exc:
-                _close(inner)
-                attach(exc, loop.cancelled(attempt))
-                self._settle(loop, attempt)
-                raise
+            with flight(self._deadline(loop, attempt)) as wire:
+                inner = super()._stream(messages, stop=stop, run_manager=None, **_for(kwargs, attempt))
+                head: list[ChatGenerationChunk] = []
+                try:
+                    for chunk in inner:
+                        head.append(chunk)
+                        if _commits(chunk):
+                            break
+                    else:
+                        _check_ended(head, wire)
+                except Exception as exc:
+                    _close(inner)
+                    self._failed(loop, attempt, exc)
+                    continue
+                except BaseException as exc:
+                    _close(inner)
+                    self._cancelled(loop, attempt, exc)
+                    raise
             break
         else:
             raise loop.exhausted() from loop.last_error
         loop.first_chunk(attempt)
         seen = _Seen()
         try:
-            for chunk in head:
+            for chunk in itertools.chain(head, inner):
                 seen.observe(chunk)
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
-            for chunk in inner:
-                seen.observe(chunk)
-                if run_manager:
-                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-            tail = self._tail(loop, attempt, seen)
+            end = self._end(loop, attempt, seen, wire)
         except Exception as exc:
             raise loop.broke(attempt, exc, seen.usage_record()) from exc
         except BaseException as exc:  # the caller closed the stream early
@@ -479,9 +525,11 @@ class RoutedChatModel(BaseChatOpenAI):
         finally:
             _close(inner)
             self._settle(loop, attempt)
+        if isinstance(end, StreamInterruptedError):
+            raise end
         if run_manager:
-            run_manager.on_llm_new_token("", chunk=tail)
-        yield tail
+            run_manager.on_llm_new_token("", chunk=end)
+        yield end
 
     async def _astream(
         self,
@@ -490,36 +538,50 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        inner = self._astreamed(messages, stop, run_manager, **kwargs)
+        try:
+            async for chunk in inner:
+                yield chunk
+        except BaseException as exc:
+            self._scrub(exc)
+            raise
+        finally:
+            await _shielded(inner.aclose())
+
+    async def _astreamed(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         loop = await self._arouted(
             self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
         )
         while (attempt := loop.next()) is not None:
             if not await self._ahold(loop, attempt):
                 continue
-            inner = super()._astream(
-                messages, stop=stop, run_manager=None, **{**kwargs, "model": attempt.model}
-            )
-            head: list[ChatGenerationChunk] = []
-            try:
-                async for chunk in inner:
-                    head.append(chunk)
-                    if _commits(chunk):
-                        break
-                else:
-                    _check_choices(head)
-            except Exception as exc:
-                await _aclose(inner)
-                verdict = loop.failed(attempt, exc)
-                await self._asettle(loop, attempt)
-                if verdict.stop:
-                    raise loop.error_for(exc) from None
-                await asyncio.sleep(verdict.delay_s)
-                continue
-            except BaseException as exc:
-                attach(exc, loop.cancelled(attempt))
-                await _shielded(_aclose(inner))
-                await _shielded(self._asettle(loop, attempt))
-                raise
+            with flight(self._deadline(loop, attempt)) as wire:
+                inner = super()._astream(
+                    messages, stop=stop, run_manager=None, **_for(kwargs, attempt)
+                )
+                head: list[ChatGenerationChunk] = []
+                try:
+                    async with asyncio.timeout(loop.time_left(attempt)):
+                        async for chunk in inner:
+                            head.append(chunk)
+                            if _commits(chunk):
+                                break
+                        else:
+                            _check_ended(head, wire)
+                except Exception as exc:
+                    await _shielded(_aclose(inner))
+                    await self._afailed(loop, attempt, exc)
+                    continue
+                except BaseException as exc:
+                    await _shielded(_aclose(inner))
+                    await self._acancelled(loop, attempt, exc)
+                    raise
             break
         else:
             raise loop.exhausted() from loop.last_error
@@ -536,7 +598,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
-            tail = self._tail(loop, attempt, seen)
+            end = self._end(loop, attempt, seen, wire)
         except Exception as exc:
             raise loop.broke(attempt, exc, seen.usage_record()) from exc
         except BaseException as exc:
@@ -545,9 +607,62 @@ class RoutedChatModel(BaseChatOpenAI):
         finally:
             await _shielded(_aclose(inner))
             await _shielded(self._asettle(loop, attempt))
+        if isinstance(end, StreamInterruptedError):
+            raise end
         if run_manager:
-            await run_manager.on_llm_new_token("", chunk=tail)
-        yield tail
+            await run_manager.on_llm_new_token("", chunk=end)
+        yield end
+
+    # -- after an attempt: the one place for failures and cancellations ------------------------
+    def _failed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception) -> None:
+        """A failed attempt: record it, close its budget hold, then raise (a caller error)
+        or wait what the verdict says before the loop tries the next model."""
+        verdict = loop.failed(attempt, exc)
+        self._settle(loop, attempt)
+        if verdict.stop:
+            raise loop.error_for(exc) from None
+        time.sleep(verdict.delay_s)
+
+    async def _afailed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception) -> None:
+        verdict = loop.failed(attempt, exc)
+        await _shielded(self._asettle(loop, attempt))
+        if verdict.stop:
+            raise loop.error_for(exc) from None
+        await asyncio.sleep(verdict.delay_s)
+
+    def _cancelled(self, loop: AttemptLoop, attempt: Attempt, exc: BaseException) -> None:
+        """The caller cancelled an attempt already sent: recorded, charged its estimate."""
+        attach(exc, loop.cancelled(attempt))
+        self._settle(loop, attempt)
+
+    async def _acancelled(self, loop: AttemptLoop, attempt: Attempt, exc: BaseException) -> None:
+        attach(exc, loop.cancelled(attempt))
+        await _shielded(self._asettle(loop, attempt))
+
+    def _deadline(self, loop: AttemptLoop, attempt: Attempt) -> float | None:
+        """The attempt's deadline on the clock the HTTP hooks read (``time.monotonic``)."""
+        left = loop.time_left(attempt)
+        return None if left is None else time.monotonic() + left
+
+    def _scrub(self, exc: BaseException) -> None:
+        """Scrub every configured key (in every encoding) from ``exc`` and its chain."""
+        scrubber = Scrubber(self._secrets())
+        if scrubber:
+            scrubber.exception(exc)
+
+    def _secrets(self) -> tuple[str, ...]:
+        """Every key this model is configured with: its own, the gateway's variable, and
+        credentials in its default headers."""
+        found = []
+        if self.openai_api_key is not None:
+            found.append(self.openai_api_key.get_secret_value())
+        env = os.environ.get(self.catalog.info.gateway.api_key_env)
+        if env:
+            found.append(env)
+        for name, value in (self.default_headers or {}).items():
+            if name.lower() in _CREDENTIAL_HEADERS and isinstance(value, str):
+                found.extend((value, value.split(" ", 1)[-1]))
+        return tuple(dict.fromkeys(found))
 
     # -- budget I/O: the only part that differs between sync and async ------------------------
     def _hold(self, loop: AttemptLoop, attempt: Attempt) -> bool:
@@ -556,7 +671,7 @@ class RoutedChatModel(BaseChatOpenAI):
             hold = (
                 None
                 if self.budget is None
-                else self.budget.reserve(attempt.estimate_usd, model=attempt.model)
+                else self.budget.reserve(attempt.hold_usd, model=attempt.model)
             )
         except BudgetExceeded as exc:
             loop.refused(attempt, exc)
@@ -569,7 +684,7 @@ class RoutedChatModel(BaseChatOpenAI):
             hold = (
                 None
                 if self.budget is None
-                else await self.budget.areserve(attempt.estimate_usd, model=attempt.model)
+                else await self.budget.areserve(attempt.hold_usd, model=attempt.model)
             )
         except BudgetExceeded as exc:
             loop.refused(attempt, exc)
@@ -594,8 +709,13 @@ class RoutedChatModel(BaseChatOpenAI):
         llm_output = result.llm_output if result.llm_output is not None else {}
         served = llm_output.get("model_name")
         first = result.generations[0].message if result.generations else None
-        usage = Usage.from_usage_metadata(getattr(first, "usage_metadata", None))
-        call = loop.answered(attempt, usage, served if isinstance(served, str) else None)
+        usage, problem = read_usage_metadata(getattr(first, "usage_metadata", None))
+        problem = llm_output.pop(_USAGE_PROBLEM, None) or problem
+        if problem is not None and first is not None:
+            first.usage_metadata = None  # type: ignore[union-attr]
+        call = loop.answered(
+            attempt, usage, served if isinstance(served, str) else None, usage_problem=problem
+        )
         if call.sticky is not None:
             self._remember(call.sticky.conversation_id, attempt.model)
         record = call.to_metadata()
@@ -608,9 +728,16 @@ class RoutedChatModel(BaseChatOpenAI):
             result.llm_output["model_name"] = attempt.model
         return result
 
-    def _tail(self, loop: AttemptLoop, attempt: Attempt, seen: _Seen) -> ChatGenerationChunk:
-        """The one chunk carrying ``model_name`` and the record, yielded after the stream."""
-        call = loop.answered(attempt, seen.usage_record(), seen.served)
+    def _end(
+        self, loop: AttemptLoop, attempt: Attempt, seen: _Seen, wire: Flight
+    ) -> ChatGenerationChunk | StreamInterruptedError:
+        """How a stream that closed cleanly ended: the tail chunk carrying ``model_name``
+        and the record, or (no finish_reason and no [DONE]: cut short) the error to raise."""
+        usage, problem = read_usage_metadata(seen.usage)
+        problem = seen.usage_problem or problem
+        if not seen.finished and wire.done is False:
+            return loop.truncated(attempt, usage, seen.served)
+        call = loop.answered(attempt, usage, seen.served, usage_problem=problem)
         if call.sticky is not None:
             self._remember(call.sticky.conversation_id, attempt.model)
         return ChatGenerationChunk(
@@ -661,6 +788,7 @@ class RoutedChatModel(BaseChatOpenAI):
         choices = _field(response, "choices")
         if not choices:
             raise MalformedResponseError("a 200 response without choices (no completion in it)")
+        response, problem = _believable_usage(response)
         try:
             result = super()._create_chat_result(response, generation_info)
         except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
@@ -676,14 +804,24 @@ class RoutedChatModel(BaseChatOpenAI):
             reasoning = _reasoning(message)
             if reasoning:
                 gen.message.additional_kwargs["reasoning_content"] = reasoning
+        if problem is not None:
+            result.llm_output = {**(result.llm_output or {}), _USAGE_PROBLEM: problem}
         return result
 
     def _convert_chunk_to_generation_chunk(
         self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
     ) -> ChatGenerationChunk | None:
-        gen = super()._convert_chunk_to_generation_chunk(
-            chunk, default_chunk_class, base_generation_info
-        )
+        chunk, problem = _believable_usage(chunk)
+        try:
+            gen = super()._convert_chunk_to_generation_chunk(
+                chunk, default_chunk_class, base_generation_info
+            )
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+            raise MalformedResponseError(
+                f"a stream chunk that is not a chat completion chunk ({type(exc).__name__})"
+            ) from exc
+        if gen is not None and problem is not None:
+            gen.generation_info = {**(gen.generation_info or {}), _USAGE_PROBLEM: problem}
         choices = chunk.get("choices") or ()
         if gen is not None and choices:
             # marked so that a stream without any choice is told from an empty reply
@@ -724,6 +862,7 @@ class _Call:
     streamed: bool
     run_id: str | None
     parent_run_id: str | None
+    input_bound: int | None = None
     waited_s: float = 0.0
 
 
@@ -734,16 +873,23 @@ class _Seen:
     catalog model); the choice marker is removed.
     """
 
-    __slots__ = ("usage", "served")
+    __slots__ = ("usage", "served", "finished", "usage_problem")
 
     def __init__(self) -> None:
         self.usage: UsageMetadata | None = None
         self.served: str | None = None
+        self.finished = False
+        self.usage_problem: str | None = None
 
     def observe(self, chunk: ChatGenerationChunk) -> None:
         info = chunk.generation_info
         if info:
             info.pop(_CHOICE, None)
+            if info.get("finish_reason"):
+                self.finished = True
+            problem = info.pop(_USAGE_PROBLEM, None)
+            if problem is not None:
+                self.usage_problem = problem
             if "model_name" in info:
                 self.served = info.pop("model_name")
             if not info:
@@ -756,7 +902,7 @@ class _Seen:
             self.usage = add_usage(self.usage, usage)
 
     def usage_record(self) -> Usage | None:
-        return Usage.from_usage_metadata(self.usage)
+        return read_usage_metadata(self.usage)[0]
 
 
 def _close(stream: Iterator[Any]) -> None:
@@ -791,11 +937,40 @@ def _commits(chunk: ChatGenerationChunk) -> bool:
     )
 
 
-def _check_choices(head: Sequence[ChatGenerationChunk]) -> None:
+def _check_ended(head: Sequence[ChatGenerationChunk], wire: Flight) -> None:
     """A stream that ended without showing anything must at least have carried a choice
-    (an empty reply); one that carried none is an upstream fault, not an answer."""
+    (an empty reply) and have ended (a finish_reason or [DONE]); else it is an upstream
+    fault, not an answer, and the call falls back."""
     if not any(_CHOICE in (chunk.generation_info or {}) for chunk in head):
         raise MalformedResponseError("a 200 stream without choices (no completion in it)")
+    finished = any((chunk.generation_info or {}).get("finish_reason") for chunk in head)
+    if not finished and wire.done is False:
+        raise MalformedResponseError("a 200 stream that ended without a finish_reason or [DONE]")
+
+
+def _for(kwargs: Mapping[str, Any], attempt: Attempt) -> dict[str, Any]:
+    """The call's keyword arguments for one attempt: its model."""
+    return {**kwargs, "model": attempt.model}
+
+
+def _believable_usage(body: Any) -> tuple[Any, str | None]:
+    """``body`` (a completion or a chunk) without its ``usage`` when a count cannot be
+    believed (negative, not finite, not whole, absurd), and why; else as it came."""
+    usage = _field(body, "usage")
+    if usage is None:
+        return body, None
+    if not isinstance(usage, Mapping):
+        dump = getattr(usage, "model_dump", None)
+        usage = dump() if callable(dump) else None
+    if not isinstance(usage, Mapping):
+        problem = "usage is not an object"
+    else:
+        problem = read_openai_usage(usage)[1]
+    if problem is None:
+        return body, None
+    if not isinstance(body, dict):
+        body = body.model_dump() if hasattr(body, "model_dump") else dict(body)
+    return {k: v for k, v in body.items() if k != "usage"}, problem
 
 
 def _conversation_id(meta: Mapping[str, Any]) -> str | None:
