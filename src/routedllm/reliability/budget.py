@@ -52,6 +52,10 @@ __all__ = [
 
 log = logging.getLogger("routedllm.budget")
 _NANO = 1_000_000_000  # units per USD
+MAX_AMOUNT_USD = 1_000_000.0
+"""The largest estimate or settlement one call may hold or be charged: 1e15 nano-dollars,
+so no sum a budget keeps can reach Redis's 64-bit integers within any real run."""
+_MAX_SPENT_UNITS = 9.0e18  # below 2^63: a settle that would pass it changes nothing
 
 
 class BudgetLimits(BaseModel):
@@ -238,9 +242,11 @@ class Budget(ABC):
             or isinstance(estimate_usd, bool)
             or (not math.isfinite(estimate_usd))
             or estimate_usd < 0
+            or estimate_usd > MAX_AMOUNT_USD
         ):
             raise InvalidRequestError(
-                f"estimate_usd must be a finite, non-negative number of USD, got {estimate_usd!r}"
+                f"estimate_usd must be a finite, non-negative number of USD up to "
+                f"{MAX_AMOUNT_USD:,.0f}, got {estimate_usd!r}"
             )
         if limits.max_call_usd is not None and estimate_usd > limits.max_call_usd:
             raise BudgetExceeded(
@@ -285,12 +291,16 @@ class Budget(ABC):
             and actual_usd is not None
             and (
                 not isinstance(actual_usd, int | float)
+                or isinstance(actual_usd, bool)
                 or not math.isfinite(actual_usd)
                 or actual_usd < 0
+                or actual_usd > MAX_AMOUNT_USD
             )
         ):
             raise InvalidRequestError(
-                f"actual_usd must be a finite, non-negative number of USD, got {actual_usd!r}"
+                f"actual_usd must be a finite, non-negative number of USD up to "
+                f"{MAX_AMOUNT_USD:,.0f}, got {actual_usd!r}; the reservation is still held "
+                "(settle it again with a valid amount, or release it)"
             )
         with self._closing:
             if r.state == "held":
@@ -458,6 +468,9 @@ _LUA_SETTLE = (
     + """
 local now = now_s()
 local held = redis.call('HGET', KEYS[4], ARGV[2])
+local due = ARGV[3]
+if due == '' then due = held or ARGV[6] end
+if num(KEYS[1]) + tonumber(due) > 9.0e18 then return -1 end
 if held then
   redis.call('DECRBY', KEYS[2], held)
   redis.call('HDEL', KEYS[4], ARGV[2])
@@ -657,27 +670,40 @@ class RedisBudget(Budget):
 
     def _settle(self, r: Reservation, actual_units: int | None) -> None:
         try:
-            self._run("settle", self._args("settle", r, actual_units))
+            self._settled(r, self._run("settle", self._args("settle", r, actual_units)))
         except BudgetBackendError as exc:
-            log.warning("spend of %s not recorded: %s", r.id, exc)
+            log.warning("spend of %s not recorded: %s", r.id, _cause(exc))
 
     async def _asettle(self, r: Reservation, actual_units: int | None) -> None:
         try:
-            await self._arun("settle", self._args("settle", r, actual_units))
+            self._settled(r, await self._arun("settle", self._args("settle", r, actual_units)))
         except BudgetBackendError as exc:
-            log.warning("spend of %s not recorded: %s", r.id, exc)
+            log.warning("spend of %s not recorded: %s", r.id, _cause(exc))
+
+    def _settled(self, r: Reservation, reply: Any) -> None:
+        if reply == -1:
+            log.error(
+                "spend of %s not recorded: the run's total at %s would pass what Redis can "
+                "count; reset() the budget (nothing was changed, the hold expires after its TTL)",
+                r.id,
+                self._where(),
+            )
 
     def _release(self, r: Reservation) -> None:
         try:
             self._run("release", self._args("release", r))
         except BudgetBackendError as exc:
-            log.warning("reservation %s not released (it expires after its TTL): %s", r.id, exc)
+            log.warning(
+                "reservation %s not released (it expires after its TTL): %s", r.id, _cause(exc)
+            )
 
     async def _arelease(self, r: Reservation) -> None:
         try:
             await self._arun("release", self._args("release", r))
         except BudgetBackendError as exc:
-            log.warning("reservation %s not released (it expires after its TTL): %s", r.id, exc)
+            log.warning(
+                "reservation %s not released (it expires after its TTL): %s", r.id, _cause(exc)
+            )
 
     def status(self) -> BudgetStatus:
         return _status(self._run("status", self._args("status")))
@@ -699,6 +725,12 @@ class RedisBudget(Budget):
         if self._aclient is None:
             return await asyncio.to_thread(self.reset)
         await self._aclient.delete(*self._keys)
+
+
+def _cause(exc: BudgetBackendError) -> str:
+    """What failed, without the "calls are refused" of a reserve: a settle or release that
+    failed refuses nothing (the next reserve() decides for itself)."""
+    return str(exc).split("; calls are refused", 1)[0]
 
 
 def _refusal(reply: list[Any]) -> _Refusal | None:

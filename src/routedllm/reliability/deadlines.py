@@ -10,8 +10,11 @@ timeouts by the time left when it is sent, and raise a ``ReadTimeout`` at the fi
 of the body (or stream) that arrives after the deadline. A slow upstream thus fails like
 one that timed out, and the call falls back.
 
-The bound: a request ends by its deadline plus at most one wait for the next chunk (so
-at most twice the time left when it was sent, and usually a fraction of a second).
+In sync code the HTTP client's sockets are wrapped too (each read and write waits at most
+the time left), so a response head trickled a byte at a time is bounded as well.
+
+The bound: a request ends by its deadline, plus at most one wait for a chunk (at most the
+time left when it was sent) when the client's sockets could not be wrapped.
 
 The same hooks watch an SSE body for its ``data: [DONE]`` line (:attr:`Flight.done`), which
 the SDK swallows: a stream that closes cleanly without it, and without a finish reason,
@@ -62,6 +65,17 @@ _FLIGHT: ContextVar[Flight | None] = ContextVar("routedllm_flight", default=None
 
 
 @contextmanager
+def resumed(current: Flight) -> Iterator[None]:
+    """Reads of a stream's body inside the block (outside :func:`flight`) keep its
+    deadline at the socket too."""
+    token = _FLIGHT.set(current)
+    try:
+        yield
+    finally:
+        _FLIGHT.reset(token)
+
+
+@contextmanager
 def flight(deadline: float | None) -> Iterator[Flight]:
     """Requests sent inside the block end by ``deadline`` (``time.monotonic()`` seconds;
     None: no deadline) and report to the Flight yielded. Only the moment a request is sent
@@ -96,8 +110,13 @@ def _on_request(request: Any) -> None:
 
 def _on_response(response: Any) -> None:
     current = response.request.extensions.get(_KEY)
-    if isinstance(current, Flight):
-        current.done = False
+    if not isinstance(current, Flight):
+        return
+    current.done = False
+    content = getattr(response, "_content", None)  # a body already in memory (a mock)
+    if isinstance(content, bytes):
+        current.saw(content)
+    else:
         response.stream = _bounded_stream_class()(response.stream, current, response.request)
 
 
@@ -152,8 +171,76 @@ def _bounded_stream_class() -> type:
     return BoundedStream
 
 
+def _capped(timeout: float | None) -> float | None:
+    """A socket operation's timeout, cut to the time the request in flight has left."""
+    current = _FLIGHT.get()
+    if current is None or current.deadline is None:
+        return timeout
+    left = max(current.deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineNetworkStream:
+    """A sync socket stream whose every read and write ends by the deadline in flight: so
+    a response head trickled a byte at a time cannot outlive it either (the event hooks
+    only see the body)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _capped(timeout))  # type: ignore[no-any-return]
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _capped(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: Any = None) -> Any:
+        return _DeadlineNetworkStream(
+            self._inner.start_tls(ssl_context, server_hostname, _capped(timeout))
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend:
+    """The connection pool's network backend, handing out :class:`_DeadlineNetworkStream`."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+        return _DeadlineNetworkStream(self._inner.connect_tcp(*args, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        return _DeadlineNetworkStream(self._inner.connect_unix_socket(*args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _bound_sockets(client: Any) -> bool:
+    """Wrap a sync client's connection pool backend (httpx's default transport); False
+    when the client has no such pool (a mock transport, a custom one): its body is still
+    bounded by the hooks, its head by each read's timeout only."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if backend is None:
+        return False
+    if not isinstance(backend, _DeadlineBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return True
+
+
 def install(client: Any, *, is_async: bool) -> Any:
-    """Add the deadline hooks to an HTTP client (httpx or httpx2, sync or async), once."""
+    """Add the deadline hooks to an HTTP client (httpx or httpx2, sync or async), once;
+    a sync client's sockets are bounded too (async calls are bounded by
+    ``asyncio.timeout`` in the chat model)."""
+    if not is_async:
+        _bound_sockets(client)
     hooks: dict[str, list[Callable[..., Any]]] = {
         name: list(client.event_hooks.get(name, [])) for name in ("request", "response")
     }

@@ -39,6 +39,7 @@ from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Decision, Policy, Router, decide
 from routedllm.core.errors import (
     BudgetExceeded,
+    InvalidRequestError,
     NoEligibleModelError,
     RoutedLLMError,
     StreamInterruptedError,
@@ -61,7 +62,7 @@ from routedllm.records.schema import (
 from routedllm.reliability.attempts import Attempt, AttemptLoop, CapabilityMemory, Conversation
 from routedllm.reliability.breaker import CircuitBreaker
 from routedllm.reliability.budget import Budget
-from routedllm.reliability.deadlines import Flight, flight, install
+from routedllm.reliability.deadlines import Flight, flight, install, resumed
 from routedllm.reliability.failures import MalformedResponseError, UpstreamErrorBody
 from routedllm.reliability.secrets import Scrubber
 
@@ -452,6 +453,10 @@ class RoutedChatModel(BaseChatOpenAI):
                     continue
                 except BaseException as exc:  # cancelled after the request went out
                     await self._acancelled(loop, attempt, exc)
+                    if run_manager is not None:
+                        # ainvoke()'s gather drops a cancelled run without on_llm_error:
+                        # close it here, so handlers record the attempt that was sent
+                        await _shielded(run_manager.on_llm_error(exc))
                     raise
                 await self._asettle(loop, attempt)
                 return out
@@ -511,7 +516,7 @@ class RoutedChatModel(BaseChatOpenAI):
         loop.first_chunk(attempt)
         seen = _Seen()
         try:
-            for chunk in itertools.chain(head, inner):
+            for chunk in itertools.chain(head, _within(inner, wire)):
                 seen.observe(chunk)
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -593,7 +598,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
-            async for chunk in inner:
+            async for chunk in _awithin(inner, loop, attempt):
                 seen.observe(chunk)
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -693,16 +698,32 @@ class RoutedChatModel(BaseChatOpenAI):
         return True
 
     def _settle(self, loop: AttemptLoop, attempt: Attempt) -> None:
+        """Close the attempt's hold: settle it (an amount the budget refuses, e.g. above
+        its maximum, is charged as the estimate instead) or release it."""
         action, amount = loop.settlement(attempt)
         hold, attempt.hold = attempt.hold, None
-        if hold is not None:
-            hold.settle(amount) if action == "settle" else hold.release()
+        if hold is None:
+            return
+        if action == "release":
+            hold.release()
+            return
+        try:
+            hold.settle(amount)
+        except InvalidRequestError:
+            hold.settle(None)
 
     async def _asettle(self, loop: AttemptLoop, attempt: Attempt) -> None:
         action, amount = loop.settlement(attempt)
         hold, attempt.hold = attempt.hold, None
-        if hold is not None:
-            await (hold.asettle(amount) if action == "settle" else hold.arelease())
+        if hold is None:
+            return
+        if action == "release":
+            await hold.arelease()
+            return
+        try:
+            await hold.asettle(amount)
+        except InvalidRequestError:
+            await hold.asettle(None)
 
     # -- answers: stamp the model that answered and the call's record -----------------------
     def _stamp(self, result: ChatResult, loop: AttemptLoop, attempt: Attempt) -> ChatResult:
@@ -946,6 +967,30 @@ def _check_ended(head: Sequence[ChatGenerationChunk], wire: Flight) -> None:
     finished = any((chunk.generation_info or {}).get("finish_reason") for chunk in head)
     if not finished and wire.done is False:
         raise MalformedResponseError("a 200 stream that ended without a finish_reason or [DONE]")
+
+
+def _within(inner: Iterator[ChatGenerationChunk], wire: Flight) -> Iterator[ChatGenerationChunk]:
+    """A stream's chunks, each read under its attempt's deadline (see deadlines.resumed)."""
+    while True:
+        with resumed(wire):
+            try:
+                chunk = next(inner)
+            except StopIteration:
+                return
+        yield chunk
+
+
+async def _awithin(
+    inner: AsyncIterator[ChatGenerationChunk], loop: AttemptLoop, attempt: Attempt
+) -> AsyncIterator[ChatGenerationChunk]:
+    """A stream's chunks, each awaited no longer than its attempt's deadline allows."""
+    while True:
+        try:
+            async with asyncio.timeout(loop.time_left(attempt)):
+                chunk = await anext(inner)
+        except StopAsyncIteration:
+            return
+        yield chunk
 
 
 def _for(kwargs: Mapping[str, Any], attempt: Attempt) -> dict[str, Any]:

@@ -185,10 +185,10 @@ class CostLatencyHandler(BaseCallbackHandler):
         answering = _str(meta.get("model_name")) or _str(llm_output.get("model_name"))
         ttft = None if run.first_chunk is None else run.first_chunk - run.started
         return [
-            self._record(
+            self._record(  # priced like the chat model: see build_record (model_mismatch)
                 run,
                 run_id,
-                answering or run.requested_model,
+                run.requested_model or answering,
                 usage=usage,
                 latency_s=now - run.started,
                 ttft_s=ttft,
