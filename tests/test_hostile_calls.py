@@ -41,6 +41,7 @@ from routedllm.reliability.secrets import Scrubber, encodings
 from routedllm.testing import ModelSpec, Upstream
 from routedllm.testing import faults as f
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, test_catalog
+from tests.test_budget import on_redis, redis_url, shared  # noqa: F401  # redis_url: a fixture
 
 CATALOG = test_catalog()
 KEY = "sk-planted-9f8e7d6c5b4a39281706+/="  # '+', '/', '=' make every encoding differ
@@ -713,3 +714,68 @@ def test_a_run_cap_is_never_passed_with_max_tokens_whatever_the_script(
     assert any(c is not None for c in costs)
     assert spent <= cap + 1e-12, f"overshoot {spent - cap:.6f}"
     assert sum(c for c in costs if c is not None) == pytest.approx(spent)
+
+
+@on_redis
+def test_redis_settle_cannot_overflow_or_half_apply(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis
+
+    budget = shared(redis_url, max_run_usd=10.0)
+    hold = budget.reserve(0.01)
+    with pytest.raises(InvalidRequestError, match="still held"):
+        hold.settle(2e10)
+    assert budget.status().reserved_usd == pytest.approx(0.01)  # nothing applied
+    hold.settle(0.02)
+    status = budget.status()
+    assert (status.spent_usd, status.reserved_usd) == (pytest.approx(0.02), 0)
+    # A run's total at the edge of what Redis counts: the settle changes nothing, says so,
+    # and does not claim that calls are refused.
+    second = shared(redis_url)
+    second_hold = second.reserve(0.5)
+    redis.Redis.from_url(redis_url).set(second._keys[0], str(9 * 10**18 - 10))  # noqa: SLF001
+    with caplog.at_level(logging.WARNING):
+        second_hold.settle(0.5)
+    assert "would pass what Redis can count" in caplog.text
+    assert "calls are refused" not in caplog.text
+    assert second.status().spent_usd == pytest.approx((9 * 10**18 - 10) / 1e9)
+
+
+@pytest.mark.loopback
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_without_max_tokens_the_overshoot_is_what_calls_in_flight_cost_beyond_their_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The remaining bound, measured: with no max_tokens a hold is an estimate, and a cap
+    is passed by at most the sum, over the calls in flight when it was reached, of what
+    each cost beyond its hold (here each call costs about 17x its estimate)."""
+    cap, concurrency = 0.05, 8
+    spec = ModelSpec(latency_s=0.3, prompt_tokens=2_000, completion_tokens=8_000)
+    budget = LocalBudget(BudgetLimits(max_run_usd=cap))
+    with Upstream({"gpt-4o": spec}, api_key=KEY) as up:
+        llm = RoutedChatModel(
+            base_url=up.base_url, api_key=KEY, catalog=CATALOG, budget=budget, model="gpt-4o"
+        )
+
+        async def one() -> RoutedCall | None:
+            try:
+                return record_of(await llm.ainvoke("Say hello."))
+            except Exception:
+                return None
+
+        async def burst() -> list[RoutedCall | None]:
+            return await asyncio.gather(*(one() for _ in range(concurrency * 2)))
+
+        calls = [c for c in asyncio.run(burst()) if c is not None]
+    spent = budget.status().spent_usd
+    beyond = sum((c.cost_usd or 0) - (c.estimated_cost_usd or 0) for c in calls)
+    overshoot = max(0.0, spent - cap)
+    with capsys.disabled():
+        print(
+            f"\n{len(calls)} calls answered, cap ${cap}, spent ${spent:.6f}, overshoot "
+            f"${overshoot:.6f} = {spent / cap:.1f}x the cap; bound (cost beyond holds) "
+            f"${beyond:.6f}"
+        )
+    assert overshoot > 0  # the case the docs warn about: estimates are not bounds
+    assert overshoot <= beyond + 1e-12

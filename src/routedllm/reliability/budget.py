@@ -242,11 +242,14 @@ class Budget(ABC):
             or isinstance(estimate_usd, bool)
             or (not math.isfinite(estimate_usd))
             or estimate_usd < 0
-            or estimate_usd > MAX_AMOUNT_USD
         ):
             raise InvalidRequestError(
-                f"estimate_usd must be a finite, non-negative number of USD up to "
-                f"{MAX_AMOUNT_USD:,.0f}, got {estimate_usd!r}"
+                f"estimate_usd must be a finite, non-negative number of USD, got {estimate_usd!r}"
+            )
+        if estimate_usd > MAX_AMOUNT_USD:
+            raise InvalidRequestError(
+                f"estimate_usd {estimate_usd:.6g} is above the most one call may hold "
+                f"(${MAX_AMOUNT_USD:,.0f}): check the catalog's prices"
             )
         if limits.max_call_usd is not None and estimate_usd > limits.max_call_usd:
             raise BudgetExceeded(
@@ -298,9 +301,9 @@ class Budget(ABC):
             )
         ):
             raise InvalidRequestError(
-                f"actual_usd must be a finite, non-negative number of USD up to "
-                f"{MAX_AMOUNT_USD:,.0f}, got {actual_usd!r}; the reservation is still held "
-                "(settle it again with a valid amount, or release it)"
+                f"actual_usd must be a finite, non-negative number of USD, at most "
+                f"${MAX_AMOUNT_USD:,.0f} for one call, got {actual_usd!r}; the reservation "
+                "is still held (settle it again with a valid amount, or release it)"
             )
         with self._closing:
             if r.state == "held":
