@@ -718,7 +718,8 @@ def test_a_run_cap_is_never_passed_with_max_tokens_whatever_the_script(
 
 @on_redis
 def test_redis_settle_cannot_overflow_or_half_apply(
-    redis_url: str, caplog: pytest.LogCaptureFixture
+    redis_url: str,  # noqa: F811  # the fixture imported above
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import redis
 

@@ -188,7 +188,9 @@ def read_openai_usage(usage: Mapping[str, Any] | None) -> tuple[Usage | None, st
 def _logged(read: tuple[Usage | None, str | None]) -> Usage | None:
     usage, problem = read
     if problem is not None:
-        log.warning("usage reported by the upstream is not believed (%s): recorded as unknown", problem)
+        log.warning(
+            "usage reported by the upstream is not believed (%s): recorded as unknown", problem
+        )
     return usage
 
 
@@ -197,7 +199,10 @@ def usage_beyond_window(usage: Usage | None, card: ModelCard | None) -> str | No
     window = None if card is None else card.context_window
     if usage is None or window is None:
         return None
-    for name, count in (("input_tokens", usage.input_tokens), ("output_tokens", usage.output_tokens)):
+    for name, count in (
+        ("input_tokens", usage.input_tokens),
+        ("output_tokens", usage.output_tokens),
+    ):
         if count > window:
             return f"{name} {count:,} is above {card.id}'s context window {window:,}"  # type: ignore[union-attr]
     return None

@@ -58,7 +58,6 @@ from routedllm.records.schema import (
 )
 from routedllm.reliability.breaker import Admission, CircuitBreaker
 from routedllm.reliability.budget import Reservation
-from routedllm.reliability.secrets import Scrubber
 from routedllm.reliability.failures import (
     classify,
     error_type,
@@ -67,6 +66,7 @@ from routedllm.reliability.failures import (
     status_of,
     unsupported_capabilities,
 )
+from routedllm.reliability.secrets import Scrubber
 
 CANCELLED = "cancelled"
 """The outcome of an attempt sent upstream and then cancelled by the caller."""

@@ -132,7 +132,7 @@ async def _aon_response(response: Any) -> None:
 def _bounded_stream_class() -> type:
     http = _http_module()
 
-    class BoundedStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[misc,name-defined]
+    class BoundedStream(http.SyncByteStream, http.AsyncByteStream):  # type: ignore[name-defined]
         """A response body that raises ``ReadTimeout`` at the first chunk past the deadline."""
 
         def __init__(self, inner: Any, current: Flight, request: Any) -> None:
@@ -189,7 +189,7 @@ class _DeadlineNetworkStream:
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _capped(timeout))  # type: ignore[no-any-return]
+        return self._inner.read(max_bytes, _capped(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._inner.write(buffer, _capped(timeout))
@@ -197,7 +197,9 @@ class _DeadlineNetworkStream:
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: Any = None) -> Any:
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: Any = None
+    ) -> Any:
         return _DeadlineNetworkStream(
             self._inner.start_tls(ssl_context, server_hostname, _capped(timeout))
         )

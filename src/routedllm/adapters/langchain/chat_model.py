@@ -28,7 +28,7 @@ from typing import Any, Self
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
@@ -493,7 +493,9 @@ class RoutedChatModel(BaseChatOpenAI):
             if not self._hold(loop, attempt):
                 continue
             with flight(self._deadline(loop, attempt)) as wire:
-                inner = super()._stream(messages, stop=stop, run_manager=None, **_for(kwargs, attempt))
+                inner = super()._stream(
+                    messages, stop=stop, run_manager=None, **_for(kwargs, attempt)
+                )
                 head: list[ChatGenerationChunk] = []
                 try:
                     for chunk in inner:
@@ -551,7 +553,7 @@ class RoutedChatModel(BaseChatOpenAI):
             self._scrub(exc)
             raise
         finally:
-            await _shielded(inner.aclose())
+            await _shielded(_aclose(inner))
 
     async def _astreamed(
         self,
@@ -732,8 +734,8 @@ class RoutedChatModel(BaseChatOpenAI):
         first = result.generations[0].message if result.generations else None
         usage, problem = read_usage_metadata(getattr(first, "usage_metadata", None))
         problem = llm_output.pop(_USAGE_PROBLEM, None) or problem
-        if problem is not None and first is not None:
-            first.usage_metadata = None  # type: ignore[union-attr]
+        if problem is not None and isinstance(first, AIMessage):
+            first.usage_metadata = None
         call = loop.answered(
             attempt, usage, served if isinstance(served, str) else None, usage_problem=problem
         )
@@ -1007,10 +1009,9 @@ def _believable_usage(body: Any) -> tuple[Any, str | None]:
     if not isinstance(usage, Mapping):
         dump = getattr(usage, "model_dump", None)
         usage = dump() if callable(dump) else None
-    if not isinstance(usage, Mapping):
-        problem = "usage is not an object"
-    else:
-        problem = read_openai_usage(usage)[1]
+    problem = (
+        read_openai_usage(usage)[1] if isinstance(usage, Mapping) else "usage is not an object"
+    )
     if problem is None:
         return body, None
     if not isinstance(body, dict):
