@@ -272,8 +272,8 @@ def build_record(
 
     When ``answering_model`` resolves to another catalog model than ``model`` (the upstream
     says another model answered), the record is flagged ``model_mismatch`` and priced at
-    the dearer of the two: the claim cannot be checked, and a cap must not be passed
-    because an upstream said a cheaper model answered.
+    the dearer of the two (unknown when either is unpriced): the claim cannot be checked,
+    and a cap must not be passed because an upstream said a cheaper model answered.
     """
     if ts.tzinfo is None:
         raise ValueError("ts must be timezone-aware (use datetime.now(timezone.utc))")
@@ -281,8 +281,6 @@ def build_record(
     base = resolve_model(catalog, baseline_model) if baseline_model else None
     served = resolve_model(catalog, answering_model) if answering_model else None
     flags: list[str] = []
-    if card is None and served is not None:
-        card = served  # the name asked is unknown: the answering model is all there is
     if usage is not None and not cache_hit:
         usage_problem = usage_problem or usage_beyond_window(usage, card)
         if usage_problem is not None and usage is not None:
@@ -344,7 +342,7 @@ def _dearer(card: ModelCard, served: ModelCard | None, usage: Usage) -> Cost:
         return asked
     claimed = call_cost(served, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
     if asked.total_usd is None or claimed.total_usd is None:
-        return asked if claimed.total_usd is None else claimed
+        return Cost(None, None)  # one of them is unpriced: which is dearer is unknown
     return claimed if claimed.total_usd > asked.total_usd else asked
 
 

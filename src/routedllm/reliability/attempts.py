@@ -187,6 +187,9 @@ class AttemptLoop:
     """Longest the call waits, in all, on Retry-After before it falls back instead."""
     attempt_timeout_s: float | None = None
     """Total time one attempt may take: connect, first byte and the whole body or stream."""
+    whole_stream: bool = True
+    """``attempt_timeout_s`` bounds a stream to its end; False: only until its first chunk
+    (the fallback window), after which only the call's deadline applies."""
     call_timeout_s: float | None = None
     """Total time the call may take from ``started``, waits and fallbacks included."""
     input_token_bound: int | None = None
@@ -352,6 +355,8 @@ class AttemptLoop:
         now = self.clock()
         attempt.first_chunk = now
         attempt.charge = True
+        if not self.whole_stream:
+            attempt.deadline = self.call_deadline
         self.ttft_s = round(now - self.started, 6)
 
     # -- after the request ----------------------------------------------------------------
@@ -576,8 +581,13 @@ class AttemptLoop:
         return f"{kind}: {text or type(exc).__name__}"
 
     def _past(self, attempt: Attempt) -> bool:
-        """The attempt's deadline has passed (its failure is the deadline's doing)."""
-        return attempt.deadline is not None and self.clock() >= attempt.deadline - 1e-3
+        """The attempt's deadline has passed, and it is a deadline of its own (an explicit
+        ``attempt_timeout_s``, or the call's): its failure is then ``DeadlineExceeded``.
+        A deadline that is only the HTTP ``timeout`` keeps the timeout's own error type."""
+        deadline = attempt.deadline
+        if deadline is None or self.clock() < deadline - 1e-3:
+            return False
+        return self.whole_stream or deadline == self.call_deadline
 
     def _attempt_ttft(self, attempt: Attempt) -> float | None:
         if attempt.first_chunk is None or not attempt.started:

@@ -152,7 +152,9 @@ class RoutedChatModel(BaseChatOpenAI):
     the call falls back (or fails) instead of waiting."""
     attempt_timeout_s: float | None = Field(default=None, gt=0)
     """Total time one attempt may take (connect, first byte, the whole body or stream)
-    before the call falls back; None: ``timeout`` when it is a number, else no bound."""
+    before the call falls back. None: ``timeout`` (when it is a number) bounds an attempt
+    until its first chunk (a plain call: its whole response), and a stream that has
+    started is bounded only by ``call_timeout_s`` (a long answer is not a fault)."""
     call_timeout_s: float | None = Field(default=None, gt=0)
     """Total time a call may take, fallbacks and waits included; None: no bound beyond
     each attempt's."""
@@ -361,6 +363,7 @@ class RoutedChatModel(BaseChatOpenAI):
             waited_s=call.waited_s,
             started=call.started,
             attempt_timeout_s=self._attempt_timeout(),
+            whole_stream=self.attempt_timeout_s is not None,
             call_timeout_s=self.call_timeout_s,
             input_token_bound=call.input_bound,
             max_output_tokens=call.request.max_output_tokens,
@@ -516,6 +519,7 @@ class RoutedChatModel(BaseChatOpenAI):
         else:
             raise loop.exhausted() from loop.last_error
         loop.first_chunk(attempt)
+        wire.deadline = self._deadline(loop, attempt)  # the stream's own, from here on
         seen = _Seen()
         try:
             for chunk in itertools.chain(head, _within(inner, wire)):
@@ -593,6 +597,7 @@ class RoutedChatModel(BaseChatOpenAI):
         else:
             raise loop.exhausted() from loop.last_error
         loop.first_chunk(attempt)
+        wire.deadline = self._deadline(loop, attempt)  # the stream's own, from here on
         seen = _Seen()
         try:
             for chunk in head:

@@ -185,10 +185,12 @@ class CostLatencyHandler(BaseCallbackHandler):
         answering = _str(meta.get("model_name")) or _str(llm_output.get("model_name"))
         ttft = None if run.first_chunk is None else run.first_chunk - run.started
         return [
-            self._record(  # priced like the chat model: see build_record (model_mismatch)
+            self._record(  # the model asked, when the catalog knows it: see build_record
                 run,
                 run_id,
-                run.requested_model or answering,
+                run.requested_model
+                if resolve_model(self.catalog, run.requested_model)
+                else answering or run.requested_model,
                 usage=usage,
                 latency_s=now - run.started,
                 ttft_s=ttft,
