@@ -284,6 +284,34 @@ def test_a_stream_that_keeps_talking_after_its_text_is_cut_at_the_deadline() -> 
     assert len(gateway.models) == 1
 
 
+class _SlowButSteady(httpx2.SyncByteStream):
+    """A long answer: a word every 0.4 s for 2 s, then a proper end."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield chunk(self.model, {"role": "assistant", "content": "one"}).encode()
+        for word in ("two", "three", "four", "five"):
+            time.sleep(0.4)
+            yield chunk(self.model, {"content": " " + word}).encode()
+        yield (chunk(self.model, {}, "stop") + "data: [DONE]\n\n").encode()
+
+
+def test_by_default_a_long_stream_that_has_started_is_not_cut_at_timeout() -> None:
+    """Without attempt_timeout_s, ``timeout`` bounds an attempt until its first chunk only:
+    an answer streamed for longer than ``timeout`` is not a fault."""
+    gateway = Gateway(
+        lambda m, b, n: httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_SlowButSteady(m)
+        )
+    )
+    llm = routed(gateway, timeout=1.0)
+    chunks = [_Chunk(c) for c in llm.stream(PROMPT)]
+    assert "".join(c.message.text for c in chunks) == "one two three four five"
+    assert [a.outcome for a in streamed_record(chunks).attempts] == ["ok"]
+
+
 def test_the_deadlines_are_checked_at_construction() -> None:
     with pytest.raises(ValueError, match="attempt_timeout_s"):
         RoutedChatModel(api_key=KEY, catalog=CATALOG, attempt_timeout_s=0)

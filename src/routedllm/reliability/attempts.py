@@ -584,10 +584,11 @@ class AttemptLoop:
         """The attempt's deadline has passed, and it is a deadline of its own (an explicit
         ``attempt_timeout_s``, or the call's): its failure is then ``DeadlineExceeded``.
         A deadline that is only the HTTP ``timeout`` keeps the timeout's own error type."""
-        deadline = attempt.deadline
-        if deadline is None or self.clock() < deadline - 1e-3:
+        deadline, now = attempt.deadline, self.clock()
+        if deadline is None or now < deadline - 1e-3:
             return False
-        return self.whole_stream or deadline == self.call_deadline
+        call = self.call_deadline
+        return self.whole_stream or (call is not None and now >= call - 1e-3)
 
     def _attempt_ttft(self, attempt: Attempt) -> float | None:
         if attempt.first_chunk is None or not attempt.started:

@@ -10,8 +10,8 @@ timeouts by the time left when it is sent, and raise a ``ReadTimeout`` at the fi
 of the body (or stream) that arrives after the deadline. A slow upstream thus fails like
 one that timed out, and the call falls back.
 
-In sync code the HTTP client's sockets are wrapped too (each read and write waits at most
-the time left), so a response head trickled a byte at a time is bounded as well.
+The HTTP client's sockets are wrapped too (each read and write waits at most the time
+left), so a response head trickled a byte at a time is bounded as well.
 
 The bound: a request ends by its deadline, plus at most one wait for a chunk (at most the
 time left when it was sent) when the client's sockets could not be wrapped.
@@ -42,16 +42,32 @@ class DeadlinePassed(Exception):
 
 
 class Flight:
-    """One request in flight: its deadline (``time.monotonic()`` seconds, or None) and what
-    the hooks saw of its body. ``done`` is None until a body is read through the hooks
-    (None: not known, e.g. a client without them), then whether ``[DONE]`` arrived."""
+    """One request in flight: its deadline and what the hooks saw of its body.
 
-    __slots__ = ("deadline", "done", "_tail")
+    The deadline (``time.monotonic()`` seconds, or None) is set when the request is sent:
+    ``budget_s`` after that moment, or ``call_deadline`` if earlier. Time spent before
+    sending (a busy event loop, the local connection pool) is not the upstream's.
+    ``done`` is None until a body is read through the hooks (None: not known, e.g. a
+    client without them), then whether ``[DONE]`` arrived."""
 
-    def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline
+    __slots__ = ("budget_s", "call_deadline", "deadline", "done", "_tail")
+
+    def __init__(self, budget_s: float | None = None, call_deadline: float | None = None) -> None:
+        self.budget_s = budget_s
+        self.call_deadline = call_deadline
+        self.deadline = call_deadline
         self.done: bool | None = None
         self._tail = b""
+
+    def sent(self) -> None:
+        """The request goes out now: its deadline starts."""
+        if self.budget_s is not None:
+            own = time.monotonic() + self.budget_s
+            self.deadline = own if self.call_deadline is None else min(own, self.call_deadline)
+
+    def left(self) -> float | None:
+        """Seconds before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     def saw(self, chunk: bytes) -> None:
         if self.done:
@@ -76,11 +92,12 @@ def resumed(current: Flight) -> Iterator[None]:
 
 
 @contextmanager
-def flight(deadline: float | None) -> Iterator[Flight]:
-    """Requests sent inside the block end by ``deadline`` (``time.monotonic()`` seconds;
-    None: no deadline) and report to the Flight yielded. Only the moment a request is sent
-    matters: its body keeps the Flight it was sent with, even when read outside the block."""
-    current = Flight(deadline)
+def flight(budget_s: float | None, call_deadline: float | None = None) -> Iterator[Flight]:
+    """Requests sent inside the block end ``budget_s`` after they are sent, and by
+    ``call_deadline`` (``time.monotonic()`` seconds; None: none), and report to the Flight
+    yielded. Its body keeps the Flight it was sent with, even when read outside the block
+    (wrap such reads in :func:`resumed` for the socket-level bound)."""
+    current = Flight(budget_s, call_deadline)
     token = _FLIGHT.set(current)
     try:
         yield current
@@ -98,6 +115,7 @@ def _on_request(request: Any) -> None:
     if current is None:
         return
     request.extensions[_KEY] = current
+    current.sent()
     if current.deadline is None:
         return
     left = max(current.deadline - time.monotonic(), 0.001)
@@ -181,7 +199,7 @@ def _capped(timeout: float | None) -> float | None:
 
 
 class _DeadlineNetworkStream:
-    """A sync socket stream whose every read and write ends by the deadline in flight: so
+    """A socket stream whose every read and write ends by the deadline in flight: so
     a response head trickled a byte at a time cannot outlive it either (the event hooks
     only see the body)."""
 
@@ -208,6 +226,45 @@ class _DeadlineNetworkStream:
         return self._inner.get_extra_info(info)
 
 
+class _AsyncDeadlineNetworkStream:
+    """The asyncio twin of :class:`_DeadlineNetworkStream`."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, _capped(timeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, _capped(timeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: Any = None
+    ) -> Any:
+        inner = await self._inner.start_tls(ssl_context, server_hostname, _capped(timeout))
+        return _AsyncDeadlineNetworkStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncDeadlineBackend:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+        return _AsyncDeadlineNetworkStream(await self._inner.connect_tcp(*args, **kwargs))
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> Any:
+        return _AsyncDeadlineNetworkStream(await self._inner.connect_unix_socket(*args, **kwargs))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
 class _DeadlineBackend:
     """The connection pool's network backend, handing out :class:`_DeadlineNetworkStream`."""
 
@@ -224,7 +281,7 @@ class _DeadlineBackend:
         self._inner.sleep(seconds)
 
 
-def _bound_sockets(client: Any) -> bool:
+def _bound_sockets(client: Any, *, is_async: bool) -> bool:
     """Wrap a sync client's connection pool backend (httpx's default transport); False
     when the client has no such pool (a mock transport, a custom one): its body is still
     bounded by the hooks, its head by each read's timeout only."""
@@ -232,17 +289,16 @@ def _bound_sockets(client: Any) -> bool:
     backend = getattr(pool, "_network_backend", None)
     if backend is None:
         return False
-    if not isinstance(backend, _DeadlineBackend):
-        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    wrapper = _AsyncDeadlineBackend if is_async else _DeadlineBackend
+    if not isinstance(backend, wrapper):
+        pool._network_backend = wrapper(backend)  # type: ignore[union-attr]
     return True
 
 
 def install(client: Any, *, is_async: bool) -> Any:
-    """Add the deadline hooks to an HTTP client (httpx or httpx2, sync or async), once;
-    a sync client's sockets are bounded too (async calls are bounded by
-    ``asyncio.timeout`` in the chat model)."""
-    if not is_async:
-        _bound_sockets(client)
+    """Add the deadline hooks to an HTTP client (httpx or httpx2, sync or async), once,
+    and bound its sockets when it uses httpx's default transport."""
+    _bound_sockets(client, is_async=is_async)
     hooks: dict[str, list[Callable[..., Any]]] = {
         name: list(client.event_hooks.get(name, [])) for name in ("request", "response")
     }

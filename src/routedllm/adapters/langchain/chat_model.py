@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Self
 
@@ -407,13 +408,13 @@ class RoutedChatModel(BaseChatOpenAI):
                 if not self._hold(loop, attempt):
                     continue
                 try:
-                    with flight(self._deadline(loop, attempt)):
+                    with self._flight(loop) as wire:
                         result = super()._generate(
                             messages, stop=stop, run_manager=run_manager, **_for(kwargs, attempt)
                         )
                     out = self._stamp(result, loop, attempt)
                 except Exception as exc:
-                    self._failed(loop, attempt, exc)
+                    self._failed(loop, attempt, exc, wire)
                     continue
                 except BaseException as exc:  # cancelled after the request went out
                     self._cancelled(loop, attempt, exc)
@@ -442,17 +443,13 @@ class RoutedChatModel(BaseChatOpenAI):
                 if not await self._ahold(loop, attempt):
                     continue
                 try:
-                    async with asyncio.timeout(loop.time_left(attempt)):
-                        with flight(self._deadline(loop, attempt)):
-                            result = await super()._agenerate(
-                                messages,
-                                stop=stop,
-                                run_manager=run_manager,
-                                **_for(kwargs, attempt),
-                            )
+                    with self._flight(loop) as wire:
+                        result = await super()._agenerate(
+                            messages, stop=stop, run_manager=run_manager, **_for(kwargs, attempt)
+                        )
                     out = self._stamp(result, loop, attempt)
                 except Exception as exc:
-                    await self._afailed(loop, attempt, exc)
+                    await self._afailed(loop, attempt, exc, wire)
                     continue
                 except BaseException as exc:  # cancelled after the request went out
                     await self._acancelled(loop, attempt, exc)
@@ -495,7 +492,7 @@ class RoutedChatModel(BaseChatOpenAI):
         while (attempt := loop.next()) is not None:
             if not self._hold(loop, attempt):
                 continue
-            with flight(self._deadline(loop, attempt)) as wire:
+            with self._flight(loop) as wire:
                 inner = super()._stream(
                     messages, stop=stop, run_manager=None, **_for(kwargs, attempt)
                 )
@@ -509,7 +506,7 @@ class RoutedChatModel(BaseChatOpenAI):
                         _check_ended(head, wire)
                 except Exception as exc:
                     _close(inner)
-                    self._failed(loop, attempt, exc)
+                    self._failed(loop, attempt, exc, wire)
                     continue
                 except BaseException as exc:
                     _close(inner)
@@ -519,7 +516,7 @@ class RoutedChatModel(BaseChatOpenAI):
         else:
             raise loop.exhausted() from loop.last_error
         loop.first_chunk(attempt)
-        wire.deadline = self._deadline(loop, attempt)  # the stream's own, from here on
+        self._started(loop, attempt, wire)
         seen = _Seen()
         try:
             for chunk in itertools.chain(head, _within(inner, wire)):
@@ -529,6 +526,7 @@ class RoutedChatModel(BaseChatOpenAI):
                 yield chunk
             end = self._end(loop, attempt, seen, wire)
         except Exception as exc:
+            _synced(loop, attempt, wire)
             raise loop.broke(attempt, exc, seen.usage_record()) from exc
         except BaseException as exc:  # the caller closed the stream early
             attach(exc, loop.cancelled(attempt, seen.usage_record()))
@@ -572,22 +570,21 @@ class RoutedChatModel(BaseChatOpenAI):
         while (attempt := loop.next()) is not None:
             if not await self._ahold(loop, attempt):
                 continue
-            with flight(self._deadline(loop, attempt)) as wire:
+            with self._flight(loop) as wire:
                 inner = super()._astream(
                     messages, stop=stop, run_manager=None, **_for(kwargs, attempt)
                 )
                 head: list[ChatGenerationChunk] = []
                 try:
-                    async with asyncio.timeout(loop.time_left(attempt)):
-                        async for chunk in inner:
-                            head.append(chunk)
-                            if _commits(chunk):
-                                break
-                        else:
-                            _check_ended(head, wire)
+                    async for chunk in inner:
+                        head.append(chunk)
+                        if _commits(chunk):
+                            break
+                    else:
+                        _check_ended(head, wire)
                 except Exception as exc:
                     await _shielded(_aclose(inner))
-                    await self._afailed(loop, attempt, exc)
+                    await self._afailed(loop, attempt, exc, wire)
                     continue
                 except BaseException as exc:
                     await _shielded(_aclose(inner))
@@ -597,7 +594,7 @@ class RoutedChatModel(BaseChatOpenAI):
         else:
             raise loop.exhausted() from loop.last_error
         loop.first_chunk(attempt)
-        wire.deadline = self._deadline(loop, attempt)  # the stream's own, from here on
+        self._started(loop, attempt, wire)
         seen = _Seen()
         try:
             for chunk in head:
@@ -605,13 +602,14 @@ class RoutedChatModel(BaseChatOpenAI):
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
-            async for chunk in _awithin(inner, loop, attempt):
+            async for chunk in _awithin(inner, wire):
                 seen.observe(chunk)
                 if run_manager:
                     await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
             end = self._end(loop, attempt, seen, wire)
         except Exception as exc:
+            _synced(loop, attempt, wire)
             raise loop.broke(attempt, exc, seen.usage_record()) from exc
         except BaseException as exc:
             attach(exc, loop.cancelled(attempt, seen.usage_record()))
@@ -626,16 +624,20 @@ class RoutedChatModel(BaseChatOpenAI):
         yield end
 
     # -- after an attempt: the one place for failures and cancellations ------------------------
-    def _failed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception) -> None:
+    def _failed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception, wire: Flight) -> None:
         """A failed attempt: record it, close its budget hold, then raise (a caller error)
         or wait what the verdict says before the loop tries the next model."""
+        _synced(loop, attempt, wire)
         verdict = loop.failed(attempt, exc)
         self._settle(loop, attempt)
         if verdict.stop:
             raise loop.error_for(exc) from None
         time.sleep(verdict.delay_s)
 
-    async def _afailed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception) -> None:
+    async def _afailed(
+        self, loop: AttemptLoop, attempt: Attempt, exc: Exception, wire: Flight
+    ) -> None:
+        _synced(loop, attempt, wire)
         verdict = loop.failed(attempt, exc)
         await _shielded(self._asettle(loop, attempt))
         if verdict.stop:
@@ -651,10 +653,19 @@ class RoutedChatModel(BaseChatOpenAI):
         attach(exc, loop.cancelled(attempt))
         await _shielded(self._asettle(loop, attempt))
 
-    def _deadline(self, loop: AttemptLoop, attempt: Attempt) -> float | None:
-        """The attempt's deadline on the clock the HTTP hooks read (``time.monotonic``)."""
-        left = loop.time_left(attempt)
-        return None if left is None else time.monotonic() + left
+    def _flight(self, loop: AttemptLoop) -> AbstractContextManager[Flight]:
+        """The attempt's deadlines for the HTTP hooks (``time.monotonic`` seconds): its
+        own budget, counted from when its request is sent, and the call's."""
+        left = loop.time_left()
+        return flight(loop.attempt_timeout_s, None if left is None else time.monotonic() + left)
+
+    def _started(self, loop: AttemptLoop, attempt: Attempt, wire: Flight) -> None:
+        """A stream committed: unless ``attempt_timeout_s`` bounds it to its end, only the
+        call's deadline applies from here on (see AttemptLoop.first_chunk)."""
+        if not loop.whole_stream:
+            wire.deadline = wire.call_deadline
+        else:
+            _synced(loop, attempt, wire)
 
     def _scrub(self, exc: BaseException) -> None:
         """Scrub every configured key (in every encoding) from ``exc`` and its chain."""
@@ -988,16 +999,23 @@ def _within(inner: Iterator[ChatGenerationChunk], wire: Flight) -> Iterator[Chat
 
 
 async def _awithin(
-    inner: AsyncIterator[ChatGenerationChunk], loop: AttemptLoop, attempt: Attempt
+    inner: AsyncIterator[ChatGenerationChunk], wire: Flight
 ) -> AsyncIterator[ChatGenerationChunk]:
-    """A stream's chunks, each awaited no longer than its attempt's deadline allows."""
+    """The async twin of :func:`_within`."""
     while True:
-        try:
-            async with asyncio.timeout(loop.time_left(attempt)):
+        with resumed(wire):
+            try:
                 chunk = await anext(inner)
-        except StopAsyncIteration:
-            return
+            except StopAsyncIteration:
+                return
         yield chunk
+
+
+def _synced(loop: AttemptLoop, attempt: Attempt, wire: Flight) -> None:
+    """The attempt's deadline in the loop's clock, as the HTTP hooks set it at sending."""
+    left = wire.left()
+    if left is not None and attempt.deadline is not None:
+        attempt.deadline = loop.clock() + left
 
 
 def _for(kwargs: Mapping[str, Any], attempt: Attempt) -> dict[str, Any]:
