@@ -50,7 +50,7 @@ class Flight:
     ``done`` is None until a body is read through the hooks (None: not known, e.g. a
     client without them), then whether ``[DONE]`` arrived."""
 
-    __slots__ = ("budget_s", "call_deadline", "deadline", "done", "_tail")
+    __slots__ = ("budget_s", "call_deadline", "deadline", "done", "_tail", "_written")
 
     def __init__(self, budget_s: float | None = None, call_deadline: float | None = None) -> None:
         self.budget_s = budget_s
@@ -58,9 +58,22 @@ class Flight:
         self.deadline = call_deadline
         self.done: bool | None = None
         self._tail = b""
+        self._written = False
 
     def sent(self) -> None:
-        """The request goes out now: its deadline starts."""
+        """The request is handed to the HTTP client: its deadline starts (connecting and
+        waiting for a pooled connection count)."""
+        self._start()
+
+    def written(self) -> None:
+        """The request's first bytes reached the socket: its deadline starts again from
+        here, once, so that a busy event loop between the client and the socket does not
+        eat the upstream's time (connecting was bounded by the time left on its own)."""
+        if not self._written:
+            self._written = True
+            self._start()
+
+    def _start(self) -> None:
         if self.budget_s is not None:
             own = time.monotonic() + self.budget_s
             self.deadline = own if self.call_deadline is None else min(own, self.call_deadline)
@@ -198,6 +211,12 @@ def _capped(timeout: float | None) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+def _written() -> None:
+    current = _FLIGHT.get()
+    if current is not None:
+        current.written()
+
+
 class _DeadlineNetworkStream:
     """A socket stream whose every read and write ends by the deadline in flight: so
     a response head trickled a byte at a time cannot outlive it either (the event hooks
@@ -210,6 +229,7 @@ class _DeadlineNetworkStream:
         return self._inner.read(max_bytes, _capped(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _written()
         self._inner.write(buffer, _capped(timeout))
 
     def close(self) -> None:
@@ -236,6 +256,7 @@ class _AsyncDeadlineNetworkStream:
         return await self._inner.read(max_bytes, _capped(timeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _written()
         await self._inner.write(buffer, _capped(timeout))
 
     async def aclose(self) -> None:
