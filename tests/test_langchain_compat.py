@@ -21,12 +21,15 @@ from langchain_core.messages import (
 from langchain_core.tools import tool
 
 from routedllm import Catalog, Policy
-from routedllm.adapters.langchain.chat_model import RoutedChatModel
+from routedllm.adapters.langchain.chat_model import STICKY_KEY, RoutedChatModel
 from routedllm.adapters.langchain.tokens import (
     TOKENS_PER_IMAGE,
     TOKENS_PER_MESSAGE,
     estimate_text_tokens,
 )
+from routedllm.core.decision import STICKY
+from routedllm.core.errors import InvalidRequestError
+from routedllm.records.routed import RoutedCall
 from tests.conftest import fixture_catalog
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway
 
@@ -43,7 +46,9 @@ def llm_version() -> str:
 
 def model(transport: Any = None, **params: Any) -> RoutedChatModel:
     clients = (
-        FakeGateway().clients()
+        {}
+        if "http_client" in params
+        else FakeGateway().clients()
         if transport is None
         else {
             "http_client": httpx2.Client(transport=httpx2.MockTransport(transport)),
@@ -324,3 +329,57 @@ def test_the_default_serialized_form_names_no_runtime_objects() -> None:
     kwargs = data["kwargs"]
     assert data["type"] == "constructor"
     assert not {"catalog", "policy", "breaker", "budget", "client", "http_client"} & set(kwargs)
+
+
+# -- routedllm_sticky_model: keep a call on a model while the decision lists it --------------
+QUESTION = "Write a short note to the team about Friday's meeting."
+
+
+def test_sticky_model_kwarg_keeps_the_call_on_that_model() -> None:
+    gateway = FakeGateway()
+    llm = model(None, **gateway.clients())
+    routed = llm.route([HumanMessage(QUESTION)])
+    other = routed.fallbacks[-1]
+    reply = llm.invoke(QUESTION, routedllm_sticky_model=other)
+    call = RoutedCall.model_validate(reply.response_metadata["routedllm"])
+    assert call.model == other and call.decision.binding_constraint == STICKY
+    assert not call.pinned and routed.model in call.decision.fallbacks
+    assert gateway.models() == [other]
+    assert STICKY_KEY not in gateway.requests[0]  # routedllm's own keyword is not sent on
+    assert llm.route([HumanMessage(QUESTION)], routedllm_sticky_model=other).model == other
+
+
+def test_a_sticky_model_that_fails_falls_back_in_the_same_call() -> None:
+    gateway = FakeGateway()
+    llm = model(None, **gateway.clients())
+    other = llm.route([HumanMessage(QUESTION)]).fallbacks[-1]
+    gateway.faults[other] = "500"
+    reply = llm.invoke(QUESTION, routedllm_sticky_model=other)
+    call = RoutedCall.model_validate(reply.response_metadata["routedllm"])
+    assert call.model != other and call.decision.model == other
+    assert [a.model for a in call.attempts] == [other, call.model]
+
+
+def test_a_sticky_model_that_is_not_eligible_is_not_kept() -> None:
+    gateway = FakeGateway()
+    llm = model(None, **gateway.clients())
+    routed = llm.route([HumanMessage(QUESTION)])
+    denied = llm.route(
+        [HumanMessage(QUESTION)],
+        routedllm_sticky_model=routed.model,
+        routedllm_policy={"denied_models": [routed.model]},
+    )
+    assert denied.model != routed.model
+    assert denied.note is not None and f"{routed.model} not kept" in denied.note
+    unknown = llm.route([HumanMessage(QUESTION)], routedllm_sticky_model="no-such-model")
+    assert unknown.model == routed.model and "not in the catalog" in (unknown.note or "")
+
+
+def test_a_pinned_call_ignores_the_sticky_model_and_bad_values_are_refused() -> None:
+    gateway = FakeGateway()
+    llm = model(None, **gateway.clients())
+    other = llm.route([HumanMessage(QUESTION)]).fallbacks[-1]
+    llm.invoke(QUESTION, model="gpt-4o", routedllm_sticky_model=other)
+    assert gateway.models() == ["gpt-4o"]
+    with pytest.raises(InvalidRequestError, match=STICKY_KEY):
+        llm.invoke(QUESTION, routedllm_sticky_model=["gpt-4o"])

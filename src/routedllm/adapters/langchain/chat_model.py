@@ -38,7 +38,12 @@ from routedllm.adapters.langchain.seams import RunContext, take_run, traced_as
 from routedllm.adapters.langchain.tokens import count_message_tokens, estimate_text_tokens
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Decision, Policy, Router, decide
-from routedllm.core.errors import BudgetExceeded, NoEligibleModelError, RoutedLLMError
+from routedllm.core.errors import (
+    BudgetExceeded,
+    InvalidRequestError,
+    NoEligibleModelError,
+    RoutedLLMError,
+)
 from routedllm.core.requests import POLICY_KEY, TAGS_KEY, Request, call_policy, request_from_call
 from routedllm.records.routed import RoutedCall, attach
 from routedllm.records.schema import DEFAULT_BASELINE, Usage
@@ -50,7 +55,10 @@ from routedllm.reliability.failures import MalformedResponseError, UpstreamError
 AUTO = "auto"
 """The default ``model``: route every call. Any other model id pins the model."""
 _CHOICE = "_routedllm_choice"  # marks a streamed chunk that carried a choice (removed on the way)
-_ROUTING_KWARGS = (TAGS_KEY, POLICY_KEY)
+STICKY_KEY = "routedllm_sticky_model"
+"""Call kwarg: keep the call on this model while routedllm's decision still lists it (it is
+ranked first, the rest stay its fallbacks); ignored when the call is pinned."""
+_ROUTING_KWARGS = (TAGS_KEY, POLICY_KEY, STICKY_KEY)
 
 
 def default_breaker(retry_after_cap_s: float = 30.0, wait_s: float = 10.0) -> CircuitBreaker:
@@ -236,7 +244,7 @@ class RoutedChatModel(BaseChatOpenAI):
             metadata=metadata,
             call_kwargs=kwargs,
             model=pin,
-            sticky_model=None if conversation is None else conversation.previous_model,
+            sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation),
         )
         return request, policy, conversation
 
@@ -886,6 +894,18 @@ class _ToolNames:
             while len(self._names) > self._size:
                 self._names.popitem(last=False)
             return False
+
+
+def _sticky_model(asked: Any, pin: str | None, conversation: Conversation | None) -> str | None:
+    """The model a call is kept on: ``routedllm_sticky_model``, else the model of the
+    conversation's last turn (``sticky=True``); none for a pinned call."""
+    if asked is not None and asked != AUTO:
+        if not isinstance(asked, str) or not asked.strip():
+            raise InvalidRequestError(
+                f"{STICKY_KEY} must be a model id of the catalog, got {asked!r:.80}"
+            )
+        return None if pin is not None else asked
+    return None if conversation is None else conversation.previous_model
 
 
 def catalog_data(catalog: Catalog) -> dict[str, Any]:
