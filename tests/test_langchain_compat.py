@@ -19,6 +19,7 @@ from langchain_core.messages import (
     trim_messages,
 )
 from langchain_core.tools import tool
+from pydantic import BaseModel
 
 from routedllm import Catalog, Policy
 from routedllm.adapters.langchain.chat_model import STICKY_KEY, RoutedChatModel
@@ -383,3 +384,34 @@ def test_a_pinned_call_ignores_the_sticky_model_and_bad_values_are_refused() -> 
     assert gateway.models() == ["gpt-4o"]
     with pytest.raises(InvalidRequestError, match=STICKY_KEY):
         llm.invoke(QUESTION, routedllm_sticky_model=["gpt-4o"])
+
+
+# -- what works with no opt-in: the packaged catalog, the default policy ---------------------
+class Joke(BaseModel):
+    """A joke."""
+
+    setup: str
+    punchline: str
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_schema", "json_mode"])
+def test_structured_output_works_with_the_packaged_catalog(method: str) -> None:
+    llm = RoutedChatModel(api_key=KEY, catalog=Catalog.default(), **FakeGateway().clients())
+    prompt = "Tell me a joke about cats. Answer in JSON with keys 'setup' and 'punchline'."
+    out = llm.with_structured_output(Joke, method=method, include_raw=True).invoke(prompt)
+    assert isinstance(out["parsed"], Joke) and out["parsing_error"] is None
+    record = RoutedCall.model_validate(out["raw"].response_metadata["routedllm"])
+    needed = "tools" if method == "function_calling" else "structured_output"
+    assert needed in record.decision.required_capabilities
+
+
+def test_create_agent_works_with_the_packaged_catalog() -> None:
+    agents = pytest.importorskip("langchain.agents", reason="create_agent needs langchain")
+    gateway = FakeGateway()
+    llm = RoutedChatModel(api_key=KEY, catalog=Catalog.default(), **gateway.clients())
+    out = agents.create_agent(llm, tools=[llm_version]).invoke(
+        {"messages": [HumanMessage("What is the current llm version?")]}
+    )
+    kinds = [type(m).__name__ for m in out["messages"]]
+    assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
+    assert out["messages"][2].content == "0.fixed-version" and len(gateway.requests) == 2
