@@ -11,7 +11,9 @@ Needs the ``phoenix`` extra (``pip install 'routedllm[phoenix]'``); skipped with
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,6 +51,7 @@ from tests.conftest import fixture_catalog  # noqa: E402
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
 
 STARTUP_S = 120.0
+MODEL_REFRESH_S = 6.0  # Phoenix reloads its model prices every 5 s
 PROJECT = "routedllm-tests"
 CATALOG = fixture_catalog()
 KEY = "ga_TESTSECRET_phoenix_0123456789"
@@ -131,6 +134,55 @@ def _ranking(prompt: str, **request: Any) -> tuple[str, ...]:
     return decide(CATALOG, Policy(), Request(messages=messages, **request)).ranking
 
 
+CREATE_MODEL = """
+mutation($input: CreateModelMutationInput!) { createModel(input: $input) { model { id } } }
+"""
+TRACE_COST = """
+query($project: ID!, $trace: ID!) { node(id: $project) { ... on Project {
+  trace(traceId: $trace) { costSummary { total { cost tokens } } } } } }
+"""
+
+
+def _graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    request = urllib.request.Request(
+        f"{url}/graphql", body, {"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+    assert not answer.get("errors"), answer["errors"]
+    return dict(answer["data"])
+
+
+def _add_catalog_prices(url: str) -> None:
+    """Each priced catalog model as a Phoenix model, as docs/phoenix.md shows."""
+    for card in CATALOG:
+        if not card.priced:
+            continue
+        costs = [
+            {
+                "tokenType": "input",
+                "kind": "PROMPT",
+                "costPerMillionTokens": card.input_usd_per_mtok,
+            },
+            {
+                "tokenType": "output",
+                "kind": "COMPLETION",
+                "costPerMillionTokens": card.output_usd_per_mtok,
+            },
+        ]
+        if card.cached_input_usd_per_mtok is not None:
+            costs.append(
+                {
+                    "tokenType": "cache_read",
+                    "kind": "PROMPT",
+                    "costPerMillionTokens": card.cached_input_usd_per_mtok,
+                }
+            )
+        model = {"name": card.id, "namePattern": f"^{re.escape(card.id)}$", "costs": costs}
+        _graphql(url, CREATE_MODEL, input=model)
+
+
 def _spans_by_trace(url: str, expected: int, timeout: float = 30.0) -> dict[str, list[dict]]:
     """Phoenix's spans of the project, grouped by trace, once ``expected`` have arrived."""
     import httpx
@@ -155,6 +207,8 @@ def _spans_by_trace(url: str, expected: int, timeout: float = 30.0) -> dict[str,
 
 
 def test_phoenix_shows_the_answering_model_tokens_and_cost(phoenix: str) -> None:
+    _add_catalog_prices(phoenix)
+    time.sleep(MODEL_REFRESH_S)  # Phoenix prices spans as they arrive, with the models it has
     provider = TracerProvider(resource=Resource.create({"openinference.project.name": PROJECT}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{phoenix}/v1/traces")))
     tracer = provider.get_tracer("app")
@@ -203,6 +257,16 @@ def test_phoenix_shows_the_answering_model_tokens_and_cost(phoenix: str) -> None
     assert fallback[0]["status_code"] == "ERROR"
     assert fallback[0]["attributes"]["error.type"] == "RateLimitError"
     assert fallback[-1]["attributes"]["llm.model_name"] == fell_back.response_metadata["model_name"]
+    # Phoenix's own cost column, from the catalog prices added above: routedllm's figure
+    from phoenix.client import Client
+
+    project = Client(base_url=phoenix).projects.get(project_name=PROJECT)["id"]
+    for kind, trace_id in traces.items():
+        data = _graphql(phoenix, TRACE_COST, project=project, trace=trace_id)
+        total = data["node"]["trace"]["costSummary"]["total"]
+        ids = {s["attributes"].get("routedllm.run_id") for s in by_trace[trace_id]}
+        recorded = sum(r.cost_usd or 0.0 for r in records if r.run_id in ids)
+        assert total["cost"] == pytest.approx(recorded), kind
 
 
 def _trace_of(record: CallRecord, spans: list[dict[str, Any]]) -> bool:
