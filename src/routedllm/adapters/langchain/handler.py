@@ -65,8 +65,10 @@ class CostLatencyHandler(BaseCallbackHandler):
     Task tags of a plain chat model run are the run's LangChain tags that are in the
     routedllm vocabulary (``config={"tags": ["code"]}``, or ``metadata={"routedllm_tags":
     [...]}``), as RoutedChatModel reads them; a RoutedChatModel run reports its own.
-    Time to first chunk is measured from run start to the first streamed chunk, as
-    OpenTelemetry and Langfuse define it; it is None for calls that did not stream.
+    Time to first chunk is measured from run start to the first streamed chunk that shows
+    the reply (content, a tool call or reasoning text; not the empty role chunk or a
+    usage-only one), the event RoutedChatModel times too; None for calls that did not
+    stream. The answering record carries the response's id and finish reason.
 
     Each record's latency and time to first chunk are its attempt's own (a fallback's do
     not include the time the failed models took); failed attempts have no time to first
