@@ -35,9 +35,13 @@ KEY = "ga_TESTSECRET_langsmith_0123456789"
 CHAT = "summarise the meeting notes"
 
 
-def _first(prompt: str) -> str:
+def _ranking(prompt: str) -> tuple[str, ...]:
     messages = [{"role": "user", "content": prompt}]
-    return decide(CATALOG, Policy(), Request(messages=messages)).ranking[0]
+    return decide(CATALOG, Policy(), Request(messages=messages)).ranking
+
+
+def _first(prompt: str) -> str:
+    return _ranking(prompt)[0]
 
 
 @pytest.fixture
@@ -53,10 +57,11 @@ def langsmith() -> Iterator[tuple[CaptureServer, Client]]:
 
 @pytest.fixture
 def upstream() -> Iterator[Upstream]:
-    first = _first(CHAT)
+    first, second = _ranking(CHAT)[:2]
     specs = {
         # once a 429 asking for 30 s: the call falls back at once (max_wait_s=1)
         first: ModelSpec(script=["429"], retry_after_s=30),
+        second: ModelSpec(prompt_tokens=900, completion_tokens=40, cached_tokens=600),
     }
     with Upstream(specs, api_key=KEY) as up:
         yield up
@@ -126,7 +131,8 @@ def test_one_switch_puts_cost_model_tags_and_decision_on_the_run(langsmith, upst
     recorded = sum(r.cost_usd or 0.0 for r in handler.memory.records)
     assert usage["total_cost"] == pytest.approx(call.cost_usd) == pytest.approx(recorded)
     assert usage["input_cost"] + usage["output_cost"] == pytest.approx(usage["total_cost"])
-    assert usage["input_tokens"] == call.answer.input_tokens > 0
+    assert usage["input_tokens"] == call.answer.input_tokens == 900
+    assert usage["input_token_details"]["cache_read"] == 600  # LangSmith's token breakdown
     # the answering model, not the first choice that failed
     assert meta["ls_model_name"] == call.model != _first(CHAT)
     assert "routedllm:summarization" in run["tags"] and "routedllm:fallback" in run["tags"]
