@@ -151,6 +151,8 @@ def test_kimi_streamed_tool_call_merges_into_one_name() -> None:
     assert full.tool_calls == [{"name": "llm_version", "args": {}, "id": "0", "type": "tool_call"}]
     assert full.usage_metadata is not None and full.usage_metadata["input_tokens"] == 56
     assert full.response_metadata["routedllm"]["cost_usd"] is not None
+    # no chunk has a finish_reason, yet the record names the model the upstream served
+    assert full.response_metadata["routedllm"]["served_model"] == "moonshotai/kimi-k2"
     again = join(list(llm.stream("And now?")))  # a second stream: the name is shown again
     assert [c["name"] for c in again.tool_calls] == ["llm_version"]
 

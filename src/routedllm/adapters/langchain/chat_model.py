@@ -711,6 +711,11 @@ class RoutedChatModel(BaseChatOpenAI):
                 gen.generation_info = {_CHOICE: True}
             else:
                 gen.generation_info[_CHOICE] = True
+            # langchain-openai reads the upstream's model only off a chunk with a
+            # finish_reason; some providers (Kimi K2 via OpenRouter) never send one
+            served = chunk.get("model")
+            if isinstance(served, str) and "model_name" not in gen.generation_info:
+                gen.generation_info["model_name"] = served
             reasoning = _reasoning(choices[0].get("delta"))
             if reasoning and isinstance(gen.message, AIMessageChunk):
                 gen.message.additional_kwargs["reasoning_content"] = reasoning
