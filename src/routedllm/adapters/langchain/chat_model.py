@@ -102,8 +102,8 @@ class RoutedChatModel(BaseChatOpenAI):
     ``breaker`` (default: :func:`default_breaker`; ``None``: none) keeps failing models
     out; ``budget`` (:class:`~routedllm.reliability.budget.LocalBudget` or
     :class:`~routedllm.reliability.budget.RedisBudget`) enforces spend limits;
-    ``sticky=True`` keeps each conversation (``configurable={"thread_id": ...}`` or
-    ``metadata={"conversation_id": ...}``) on its model.
+    ``sticky=True`` keeps each conversation (run metadata ``thread_id``, which LangGraph
+    sets, or ``conversation_id``) on its model.
     """
 
     model_name: str = Field(default=AUTO, alias="model")
