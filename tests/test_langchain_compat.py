@@ -374,8 +374,8 @@ def test_a_sticky_model_that_is_not_eligible_is_not_kept() -> None:
     )
     assert denied.model != routed.model
     assert denied.note is not None and f"{routed.model} not kept" in denied.note
-    unknown = llm.route([HumanMessage(QUESTION)], routedllm_sticky_model="no-such-model")
-    assert unknown.model == routed.model and "not in the catalog" in (unknown.note or "")
+    with pytest.raises(InvalidRequestError, match="no-such-model"):  # named, so refused
+        llm.route([HumanMessage(QUESTION)], routedllm_sticky_model="no-such-model")
 
 
 def test_a_pinned_call_ignores_the_sticky_model_and_bad_values_are_refused() -> None:
@@ -386,6 +386,9 @@ def test_a_pinned_call_ignores_the_sticky_model_and_bad_values_are_refused() -> 
     assert gateway.models() == ["gpt-4o"]
     with pytest.raises(InvalidRequestError, match=STICKY_KEY):
         llm.invoke(QUESTION, routedllm_sticky_model=["gpt-4o"])
+    with pytest.raises(InvalidRequestError, match="'kimi-k2-5'"):  # a typo, not an id
+        llm.invoke(QUESTION, routedllm_sticky_model="kimi-k2-5")
+    assert len(gateway.requests) == 1  # refused before anything was sent
 
 
 # -- what works with no opt-in: the packaged catalog, the default policy ---------------------

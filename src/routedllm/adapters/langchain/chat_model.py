@@ -244,7 +244,7 @@ class RoutedChatModel(BaseChatOpenAI):
             metadata=metadata,
             call_kwargs=kwargs,
             model=pin,
-            sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation),
+            sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation, self.catalog),
         )
         return request, policy, conversation
 
@@ -901,13 +901,16 @@ class _ToolNames:
             return False
 
 
-def _sticky_model(asked: Any, pin: str | None, conversation: Conversation | None) -> str | None:
+def _sticky_model(
+    asked: Any, pin: str | None, conversation: Conversation | None, catalog: Catalog
+) -> str | None:
     """The model a call is kept on: ``routedllm_sticky_model``, else the model of the
     conversation's last turn (``sticky=True``); none for a pinned call."""
     if asked is not None and asked != AUTO:
-        if not isinstance(asked, str) or not asked.strip():
+        if not isinstance(asked, str) or asked not in catalog:
             raise InvalidRequestError(
-                f"{STICKY_KEY} must be a model id of the catalog, got {asked!r:.80}"
+                f"{STICKY_KEY} must be a model id of the catalog, got {asked!r:.80} "
+                f"(known: {', '.join(catalog.ids)})"
             )
         return None if pin is not None else asked
     return None if conversation is None else conversation.previous_model
