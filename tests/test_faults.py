@@ -247,10 +247,17 @@ async def test_1000_calls_256_at_once_with_30_percent_of_responses_faulty(
     # breaker then cools models down: fewer, but never none).
     assert sum(outcomes.values()) == CALLS and outcomes["response"] > CALLS * 0.6
     assert 0.25 < 1 - faults["ok"] / len(received) < 0.35  # the upstream did fail 30%
-    # one ledger record per request the upstream received, per model, and every one of
-    # them named in an attempt list
-    assert len(records) == len(received) == sum(sent.values())
-    assert Counter(r.model for r in records) == Counter(r.model for r in received) == sent
+    # one ledger record per attempt, each named in an attempt list, per model
+    assert len(records) == sum(sent.values())
+    assert Counter(r.model for r in records) == sent
+    # every request the upstream received has its record; an attempt the upstream never
+    # read (a request written to a connection the server had just closed, or timed out
+    # before the busy server read it) is recorded too, as a connection failure or timeout
+    by_model = Counter(r.model for r in received)
+    assert all(sent[m] >= n for m, n in by_model.items()), (sent, by_model)
+    unseen = sum(sent.values()) - len(received)
+    unreachable = sum(1 for r in records if r.outcome in {"APIConnectionError", "APITimeoutError"})
+    assert 0 <= unseen <= unreachable
     # no reservation stays held; the budget was charged what the records say
     assert status.reserved_usd == 0 and status.in_flight == 0
     assert status.settled_calls == len(charged)

@@ -30,6 +30,7 @@ import routedllm  # noqa: E402
 from routedllm import CostLatencyHandler, MemorySink, Policy, Request, decide  # noqa: E402
 from routedllm.adapters.langchain.chat_model import RoutedChatModel  # noqa: E402
 from routedllm.adapters.langchain.middleware import ROUTE_KEY, RoutingMiddleware  # noqa: E402
+from routedllm.core.decision import STICKY  # noqa: E402
 from routedllm.core.errors import UnknownTagError  # noqa: E402
 from routedllm.records.routed import RoutedCall  # noqa: E402
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED, FakeGateway, test_catalog  # noqa: E402
@@ -71,6 +72,11 @@ def records(messages: list[Any]) -> list[RoutedCall]:
     return [c for c, m in zip(calls, messages, strict=True) if isinstance(m, AIMessage) and c]
 
 
+def kept(call: RoutedCall) -> bool:
+    """True when the call was routed with the run's model kept first (sticky)."""
+    return call.decision.binding_constraint == STICKY and not call.pinned
+
+
 def first_choice(text: str, *tags: str, require: frozenset[str] = frozenset()) -> str:
     request = Request(messages=[HumanMessage(text)], tags=tags or None, require=require)
     return decide(CATALOG, POLICY, request).model
@@ -99,8 +105,9 @@ def test_tool_loop_keeps_the_run_model_for_the_final_answer() -> None:
     first, final = records(out["messages"])
     assert first.model == final.model == expected
     assert first.tags == final.tags == ("general",)
-    assert not first.pinned and "tools" in first.decision.required_capabilities
-    assert final.pinned  # kept: the decision for the final step still listed the run's model
+    assert not kept(first) and "tools" in first.decision.required_capabilities
+    assert kept(final)  # the decision for the final step ranked the run's model first
+    assert final.decision.fallbacks  # and kept the other models as its fallbacks
     assert out[ROUTE_KEY] == {"tags": ["general"], "source": "inferred", "model": expected}
     # the handler saw each model call's attempt, with the routed model and the run's tags
     assert [(r.model, r.tags, r.outcome) for r in memory.records] == [
@@ -125,7 +132,7 @@ async def test_tool_loop_async() -> None:
     agent = create_agent(mw.model, tools=[get_weather], middleware=[mw])
     out = await agent.ainvoke(ask())
     first, final = records(out["messages"])
-    assert first.model == final.model and final.pinned
+    assert first.model == final.model and kept(final)
     assert len(set(gateway.models())) == 1 and len(gateway.models()) == 2
 
 
@@ -159,7 +166,7 @@ def test_a_new_run_on_the_thread_routes_afresh() -> None:
     assert [c.tags for c in records(out["messages"])] == [("general",), ("chinese",)]
 
 
-def test_the_run_model_failing_mid_run_routes_the_step_again() -> None:
+def test_the_run_model_failing_mid_run_falls_back_within_the_step() -> None:
     gateway = FakeGateway()
     mw = routing(gateway)
 
@@ -173,8 +180,12 @@ def test_the_run_model_failing_mid_run_routes_the_step_again() -> None:
     agent = create_agent(mw.model, tools=[lookup], middleware=[mw])
     out = agent.invoke(ask(), config={"callbacks": [CostLatencyHandler(CATALOG, memory=memory)]})
     first, final = records(out["messages"])
-    assert final.model != first.model and not final.pinned
-    assert first.model not in final.decision.fallbacks and final.decision.model != first.model
+    # one routed call: the run's model kept first, failed, and its fallback answered
+    assert final.model != first.model and kept(final) and final.decision.model == first.model
+    assert [(a.model, a.outcome) for a in final.attempts] == [
+        (first.model, "InternalServerError"),
+        (final.model, "ok"),
+    ]
     assert out[ROUTE_KEY]["model"] == final.model
     assert gateway.models() == [first.model, first.model, final.model]
     assert [(r.model, r.outcome) for r in memory.records][1] == (first.model, "InternalServerError")
@@ -185,7 +196,7 @@ def test_keep_model_off_routes_each_call_with_the_run_tags() -> None:
     mw = routing(gateway, keep_model=False)
     out = create_agent(mw.model, tools=[get_weather], middleware=[mw]).invoke(ask())
     first, final = records(out["messages"])
-    assert not final.pinned and first.tags == final.tags == ("general",)
+    assert not kept(final) and first.tags == final.tags == ("general",)
 
 
 # -- structured output ----------------------------------------------------------------------
@@ -218,7 +229,7 @@ def test_structured_response_from_the_provider_after_a_tool_call() -> None:
     out = agent.invoke(ask())
     assert isinstance(out["structured_response"], Weather)  # filled in after the tool result
     first, final = records(out["messages"])
-    assert first.model == final.model and final.pinned
+    assert first.model == final.model and kept(final)
     assert "structured_output" in final.decision.required_capabilities
     assert gateway.requests[1]["response_format"]["type"] == "json_schema"
 
@@ -334,7 +345,7 @@ def test_a_run_resumed_after_an_interrupt_keeps_its_route() -> None:
         config={"configurable": {"thread_id": "t1"}},  # the resume carries no tags
     )
     first, final = records(resumed["messages"])
-    assert final.tags == ("chinese",) and final.model == first.model and final.pinned
+    assert final.tags == ("chinese",) and final.model == first.model and kept(final)
 
 
 def test_the_shared_model_budget_sees_every_call_of_the_run() -> None:

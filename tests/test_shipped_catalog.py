@@ -195,6 +195,7 @@ IMAGE = [
         ("value", "extraction", "deepseek-v4-flash"),
         ("value", "classification", "deepseek-v4-flash"),
         ("value", "summarization", "kimi-k2.5"),
+        ("value", "long-context", "kimi-k2.5"),
         ("quality", "code", "claude-3.5-sonnet"),
         ("quality", "general", "claude-3.5-sonnet"),
         ("quality", "chinese", "glm-5"),

@@ -1,15 +1,19 @@
 """LangChain's standard unit suite (langchain-tests ``ChatModelUnitTests``) on RoutedChatModel.
 
-Every test runs. One is skipped by the suite itself: ``test_serdes``, because
-RoutedChatModel is not LangChain-serializable (its catalog and policy are live objects; a
-serialized form would silently drop a custom catalog).
+Every test runs. ``test_serdes`` is expected to fail at its last step: the dump matches
+the snapshot, but the suite loads it with ``allowed_objects="all"``, which admits only the
+classes in LangChain's own serialization mappings (partner packages), never a third-party
+model. The same round trip with ``allowed_objects=[RoutedChatModel]`` is tested in
+tests/test_langchain_compat.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from langchain_tests.unit_tests import ChatModelUnitTests
+from syrupy.assertion import SnapshotAssertion
 
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 from tests.fake_gateway import SOCKET_PROBE_ALLOWED
@@ -33,3 +37,11 @@ class TestRoutedChatModelUnit(ChatModelUnitTests):
     @property
     def model_override_value(self) -> str:
         return "gpt-4o-mini"
+
+    @pytest.mark.xfail(
+        reason="load(allowed_objects='all') admits LangChain's mapped classes only",
+        raises=ValueError,
+        strict=True,
+    )
+    def test_serdes(self, model: Any, snapshot: SnapshotAssertion) -> None:
+        super().test_serdes(model, snapshot)

@@ -76,6 +76,12 @@ class CallRecord(BaseModel):
     cache_hit: bool = Field(
         default=False, description="Answered from an LLM cache: no request, no tokens, cost 0."
     )
+    response_id: str | None = Field(
+        default=None, description="The provider's id of the response (e.g. chatcmpl-...)."
+    )
+    finish_reason: str | None = Field(
+        default=None, description="Why the reply ended: stop, length, tool_calls..."
+    )
     input_tokens: int | None = Field(
         default=None, ge=0, description="Includes cached input tokens."
     )

@@ -1,14 +1,20 @@
 """CallRecords in the shapes tracing tools read: OpenTelemetry, LangSmith and Langfuse.
 
 :class:`OTelSink` records the OpenTelemetry GenAI semantic-convention client metrics, a
-cost counter in routedllm's own namespace and, opt-in, one span per attempt. The other
-functions are pure mappings. OpenTelemetry is imported only when an OTelSink is built
-(install the ``otel`` extra); nothing here needs LangSmith or Langfuse installed.
+cost counter in routedllm's own namespace and, opt-in, one span per attempt. A span
+carries the cost where each tracing product looks for it: ``gen_ai.usage.cost``,
+OpenInference's ``llm.cost.*`` (Arize Phoenix) and Langfuse's
+``langfuse.observation.cost_details``. The other functions are pure mappings.
+OpenTelemetry is imported only when an OTelSink is built (install the ``otel`` extra);
+nothing here needs LangSmith, Langfuse or Phoenix installed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from routedllm.core.pricing import Cost
 from routedllm.records.schema import CallRecord
@@ -57,15 +63,54 @@ TOKEN_BUCKETS: tuple[int, ...] = (
 OPERATION = "chat"
 # A de-facto attribute (Langfuse maps it to the observation's total cost); not in the spec.
 USAGE_COST = "gen_ai.usage.cost"
+# OpenInference's cost attributes (what Arize Phoenix shows on an LLM span), USD.
+OPENINFERENCE_COST = {
+    "llm.cost.prompt": "input_cost_usd",
+    "llm.cost.completion": "output_cost_usd",
+    "llm.cost.total": "cost_usd",
+}
+# Langfuse's own observation attributes (read by Langfuse's OTLP endpoint; JSON strings).
+LANGFUSE_TYPE = "langfuse.observation.type"
+LANGFUSE_MODEL = "langfuse.observation.model.name"
+LANGFUSE_USAGE = "langfuse.observation.usage_details"
+LANGFUSE_COST = "langfuse.observation.cost_details"
+LANGFUSE_COMPLETION_START = "langfuse.observation.completion_start_time"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def otel_metric_attributes(record: CallRecord, provider_name: str) -> dict[str, Any]:
-    """Attributes every metric of ``record`` carries (``error.type`` goes on duration only)."""
+def server_of(url: str | None) -> tuple[str, int] | None:
+    """``(server.address, server.port)`` of a base URL such as ``https://gw.example/v1``.
+
+    The port is the URL's, else the scheme's default; None when ``url`` names no host.
+    """
+    if not url:
+        return None
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    if not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if port is None:
+        port = _DEFAULT_PORTS.get(parts.scheme or "https", 443)
+    return parts.hostname, port
+
+
+def otel_metric_attributes(
+    record: CallRecord, provider_name: str, server: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """Attributes every metric of ``record`` carries (``error.type`` goes on duration only).
+
+    ``server`` is ``(server.address, server.port)`` of the endpoint the call went to.
+    """
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": OPERATION,
         "gen_ai.provider.name": provider_name,
         "gen_ai.request.model": record.model,
     }
+    if server is not None:
+        attrs["server.address"], attrs["server.port"] = server
     if record.answering_model:
         attrs["gen_ai.response.model"] = record.answering_model
     if record.tags:
@@ -75,14 +120,19 @@ def otel_metric_attributes(record: CallRecord, provider_name: str) -> dict[str, 
     return attrs
 
 
-def otel_span_attributes(record: CallRecord, provider_name: str) -> dict[str, Any]:
-    """The ``gen_ai.*`` span attributes of one attempt, plus ``routedllm.*`` extras.
+def otel_span_attributes(
+    record: CallRecord, provider_name: str, server: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """The ``gen_ai.*`` span attributes of one attempt, plus the cost and ``routedllm.*`` extras.
 
-    The cost goes in ``gen_ai.usage.cost`` (what Langfuse reads) when known; an unknown
-    cost is left out rather than sent as 0.
+    The cost goes in ``gen_ai.usage.cost``, in OpenInference's ``llm.cost.*`` and in
+    Langfuse's ``langfuse.observation.cost_details`` when known; an unknown cost is left
+    out rather than sent as 0. The attempt's catalog model is Langfuse's model name.
     """
-    attrs = otel_metric_attributes(record, provider_name)
+    attrs = otel_metric_attributes(record, provider_name, server)
     optional: dict[str, Any] = {
+        "gen_ai.response.id": record.response_id,
+        "gen_ai.response.finish_reasons": [record.finish_reason] if record.finish_reason else None,
         "gen_ai.usage.input_tokens": record.input_tokens,
         "gen_ai.usage.output_tokens": record.output_tokens,
         "gen_ai.usage.cache_read.input_tokens": record.cached_input_tokens or None,
@@ -102,9 +152,30 @@ def otel_span_attributes(record: CallRecord, provider_name: str) -> dict[str, An
         "routedllm.savings_usd": record.savings_usd,
         "routedllm.prices_as_of": record.prices_as_of,
     }
+    optional.update((name, getattr(record, field)) for name, field in OPENINFERENCE_COST.items())
     attrs.update((k, v) for k, v in optional.items() if v is not None)
     if record.tags:
         attrs["routedllm.tags"] = list(record.tags)
+    attrs.update(langfuse_observation_attributes(record))
+    return attrs
+
+
+def langfuse_observation_attributes(record: CallRecord) -> dict[str, str]:
+    """Langfuse's attributes for one attempt: a generation, its model, usage and cost.
+
+    Langfuse reads them from any OTLP span (JSON-encoded details); ``cost_details`` makes
+    Langfuse show routedllm's figure instead of inferring one from its model prices.
+    """
+    attrs = {LANGFUSE_TYPE: "generation", LANGFUSE_MODEL: record.model}
+    usage = langfuse_usage_details(record)
+    if usage is not None:
+        attrs[LANGFUSE_USAGE] = json.dumps(usage)
+    cost = langfuse_cost_details(record)
+    if cost is not None:
+        attrs[LANGFUSE_COST] = json.dumps(cost)
+    if record.ttft_s is not None:
+        start = record.ts + dt.timedelta(seconds=record.ttft_s)
+        attrs[LANGFUSE_COMPLETION_START] = start.isoformat()
     return attrs
 
 
@@ -117,6 +188,8 @@ class OTelSink:
     (streamed calls only), all with the spec's bucket boundaries as advisory; and the
     counters ``routedllm.client.cost`` / ``routedllm.client.baseline_cost`` (USD, known
     costs only; savings = baseline - cost). Providers default to the global ones.
+    ``server_url`` (the gateway's base URL, e.g. ``catalog.gateway.base_url``) gives
+    ``server.address`` and ``server.port`` on every metric and span.
 
     Spans are off by default: turn them on only when no other tracer (LangSmith, Langfuse,
     OpenLLMetry) already records the LangChain run, or the call is counted twice. A span
@@ -131,6 +204,7 @@ class OTelSink:
         tracer_provider: Any = None,
         spans: bool = False,
         provider_name: str = "openai",
+        server_url: str | None = None,
     ) -> None:
         try:
             from opentelemetry import metrics, trace
@@ -139,6 +213,9 @@ class OTelSink:
                 "OTelSink needs OpenTelemetry: pip install 'routedllm[otel]'"
             ) from None
         self.provider_name = provider_name
+        self.server = server_of(server_url)
+        if server_url and self.server is None:
+            raise ValueError(f"server_url {server_url!r} names no host: pass a base URL")
         meter = (meter_provider or metrics.get_meter_provider()).get_meter("routedllm")
         self._duration = meter.create_histogram(
             OPERATION_DURATION,
@@ -173,7 +250,7 @@ class OTelSink:
             self._status = (trace.Status, trace.StatusCode.ERROR)
 
     def emit(self, record: CallRecord) -> None:
-        attrs = otel_metric_attributes(record, self.provider_name)
+        attrs = otel_metric_attributes(record, self.provider_name, self.server)
         if record.latency_s is not None:
             self._duration.record(
                 record.latency_s, attrs if record.ok else {**attrs, "error.type": record.outcome}
@@ -199,7 +276,7 @@ class OTelSink:
             f"{OPERATION} {record.model}",
             kind=self._span_kind,
             start_time=start,
-            attributes=otel_span_attributes(record, self.provider_name),
+            attributes=otel_span_attributes(record, self.provider_name, self.server),
         )
         if not record.ok:
             status, error = self._status

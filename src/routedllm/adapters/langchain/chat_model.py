@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any, Self
@@ -29,13 +29,15 @@ from typing import Any, Self
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.tools import BaseTool
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routedllm.adapters.langchain.seams import RunContext, take_run, traced_as
+from routedllm.adapters.langchain.tokens import count_message_tokens, estimate_text_tokens
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Decision, Policy, Router, decide
 from routedllm.core.errors import (
@@ -70,7 +72,10 @@ from routedllm.reliability.secrets import Scrubber
 AUTO = "auto"
 """The default ``model``: route every call. Any other model id pins the model."""
 _CHOICE = "_routedllm_choice"  # marks a streamed chunk that carried a choice (removed on the way)
-_ROUTING_KWARGS = (TAGS_KEY, POLICY_KEY)
+STICKY_KEY = "routedllm_sticky_model"
+"""Call kwarg: keep the call on this model while routedllm's decision still lists it (it is
+ranked first, the rest stay its fallbacks); ignored when the call is pinned."""
+_ROUTING_KWARGS = (TAGS_KEY, POLICY_KEY, STICKY_KEY)
 _USAGE_PROBLEM = "_routedllm_usage_problem"  # why a response's usage was dropped (removed)
 _CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 
@@ -116,8 +121,8 @@ class RoutedChatModel(BaseChatOpenAI):
     ``breaker`` (default: :func:`default_breaker`; ``None``: none) keeps failing models
     out; ``budget`` (:class:`~routedllm.reliability.budget.LocalBudget` or
     :class:`~routedllm.reliability.budget.RedisBudget`) enforces spend limits;
-    ``sticky=True`` keeps each conversation (``configurable={"thread_id": ...}`` or
-    ``metadata={"conversation_id": ...}``) on its model.
+    ``sticky=True`` keeps each conversation (run metadata ``thread_id``, which LangGraph
+    sets, or ``conversation_id``) on its model.
     """
 
     model_name: str = Field(default=AUTO, alias="model")
@@ -164,6 +169,15 @@ class RoutedChatModel(BaseChatOpenAI):
     _learned: CapabilityMemory = PrivateAttr(default_factory=CapabilityMemory)
     _sticky_models: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
     _sticky_lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _tool_names: _ToolNames = PrivateAttr(default_factory=lambda: _ToolNames())
+
+    @field_validator("catalog", mode="before")
+    @classmethod
+    def _catalog_from_data(cls, value: Any) -> Any:
+        """A catalog given as data (e.g. by ``loads``) is built with ``Catalog.from_dict``."""
+        if isinstance(value, Mapping):
+            return Catalog.from_dict(value, origin="<catalog data given to RoutedChatModel>")
+        return value
 
     @property
     def _llm_type(self) -> str:
@@ -261,7 +275,7 @@ class RoutedChatModel(BaseChatOpenAI):
             metadata=metadata,
             call_kwargs=kwargs,
             model=pin,
-            sticky_model=None if conversation is None else conversation.previous_model,
+            sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation, self.catalog),
         )
         return request, policy, conversation
 
@@ -852,6 +866,7 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatGenerationChunk | None:
         chunk, problem = _believable_usage(chunk)
         try:
+            chunk = self._tool_names.drop_repeats(chunk)
             gen = super()._convert_chunk_to_generation_chunk(
                 chunk, default_chunk_class, base_generation_info
             )
@@ -868,6 +883,11 @@ class RoutedChatModel(BaseChatOpenAI):
                 gen.generation_info = {_CHOICE: True}
             else:
                 gen.generation_info[_CHOICE] = True
+            # langchain-openai reads the upstream's model only off a chunk with a
+            # finish_reason; some providers (Kimi K2 via OpenRouter) never send one
+            served = chunk.get("model")
+            if isinstance(served, str) and "model_name" not in gen.generation_info:
+                gen.generation_info["model_name"] = served
             reasoning = _reasoning(choices[0].get("delta"))
             if reasoning and isinstance(gen.message, AIMessageChunk):
                 gen.message.additional_kwargs["reasoning_content"] = reasoning
@@ -888,6 +908,63 @@ class RoutedChatModel(BaseChatOpenAI):
             self._sticky_models.move_to_end(conversation)
             while len(self._sticky_models) > self.sticky_conversations:
                 self._sticky_models.popitem(last=False)
+
+    # -- token counts: one offline estimate for every model (see tokens.py) ------------------
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of ``text``: routedllm's estimate, the same for every model, unless a
+        tokenizer is given (``custom_get_token_ids=``, or ``tiktoken_model_name=``)."""
+        return self._count_text()(text)
+
+    def get_num_tokens_from_messages(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool] | None = None,
+        *,
+        allow_fetching_images: bool = True,
+    ) -> int:
+        """Tokens of ``messages`` and the schemas of ``tools``, estimated offline for the
+        model the call would go to, whichever it is (so ``trim_messages(token_counter=llm)``
+        works with ``model="auto"``); images count 765 each and are never fetched."""
+        return count_message_tokens(
+            convert_to_messages(messages), tools, count_text=self._count_text()
+        )
+
+    def _count_text(self) -> Callable[[str], int]:
+        if self.custom_get_token_ids is not None or self.tiktoken_model_name is not None:
+            return lambda text: len(self.get_token_ids(text))
+        return estimate_text_tokens
+
+    # -- serialization: dumpd/loads keep the configuration, never the key --------------------
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """``dumpd(llm)`` / ``dumps(llm)`` give a constructor that ``load``/``loads`` rebuild."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        """Serialized as ``["routedllm", "RoutedChatModel"]``: the public import path."""
+        return ["routedllm"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        """The key is written as a reference to the catalog's key variable, never its value."""
+        return {"openai_api_key": self.catalog.info.gateway.api_key_env}
+
+    @property
+    def lc_attributes(self) -> dict[str, Any]:
+        """What the fields leave out: a catalog given to the model (as data; the default
+        catalog is read again on load, with the figures installed then), the policy (its
+        fields that differ from the defaults), and ``breaker=None`` when the model has no
+        breaker. The breaker's state, the budget and the HTTP clients are not serialized."""
+        attributes: dict[str, Any] = {}
+        if "catalog" in self.model_fields_set:
+            attributes["catalog"] = catalog_data(self.catalog)
+        policy = self.policy.model_dump(mode="json", exclude_defaults=True)
+        if policy:
+            attributes["policy"] = policy
+        if self.breaker is None:
+            attributes["breaker"] = None
+        return attributes
 
 
 @dataclass(slots=True)
@@ -942,6 +1019,93 @@ class _Seen:
 
     def usage_record(self) -> Usage | None:
         return read_usage_metadata(self.usage)[0]
+
+
+class _ToolNames:
+    """The tool-call names each stream has shown, so that a name repeated in every chunk
+    merges into one name.
+
+    OpenAI sends a streamed tool call's name once, in its first delta, and LangChain
+    concatenates the name pieces of one tool call. Kimi K2 through OpenRouter sends the
+    full name (and the id ``"0"``) in every delta, which merged into ``llm_versionllm_version``.
+    A delta whose name equals all the name shown so far for the same tool call (completion
+    id, choice, tool index) has it removed before LangChain reads the chunk; a different
+    piece still adds up. Bounded: the oldest streams are forgotten first.
+    """
+
+    __slots__ = ("_lock", "_names", "_size")
+
+    def __init__(self, size: int = 1024) -> None:
+        self._names: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def drop_repeats(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """The chunk, with tool-call names that repeat the name shown so far removed."""
+        completion = chunk.get("id")
+        choices = chunk.get("choices")
+        if not completion or not isinstance(choices, list):
+            return chunk
+        for position, choice in enumerate(choices):
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+            if not isinstance(calls, list):
+                continue
+            for number, call in enumerate(calls):
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict):
+                    continue
+                name = function.get("name")
+                if not isinstance(name, str) or not name:
+                    continue
+                key = (
+                    str(completion),
+                    _index(choice.get("index"), position),
+                    _index(call.get("index"), number),
+                )
+                if self._seen(key, name):
+                    function["name"] = None
+        return chunk
+
+    def _seen(self, key: tuple[str, int, int], name: str) -> bool:
+        """True when ``name`` repeats the name shown so far; else it is added to it."""
+        with self._lock:
+            shown = self._names.get(key)
+            if shown == name:
+                self._names.move_to_end(key)
+                return True
+            self._names[key] = name if shown is None else shown + name
+            self._names.move_to_end(key)
+            while len(self._names) > self._size:
+                self._names.popitem(last=False)
+            return False
+
+
+def _sticky_model(
+    asked: Any, pin: str | None, conversation: Conversation | None, catalog: Catalog
+) -> str | None:
+    """The model a call is kept on: ``routedllm_sticky_model``, else the model of the
+    conversation's last turn (``sticky=True``); none for a pinned call."""
+    if asked is not None and asked != AUTO:
+        if not isinstance(asked, str) or asked not in catalog:
+            raise InvalidRequestError(
+                f"{STICKY_KEY} must be a model id of the catalog, got {asked!r:.80} "
+                f"(known: {', '.join(catalog.ids)})"
+            )
+        return None if pin is not None else asked
+    return None if conversation is None else conversation.previous_model
+
+
+def catalog_data(catalog: Catalog) -> dict[str, Any]:
+    """A catalog as the data ``Catalog.from_dict`` reads (what a serialized model carries)."""
+    return {
+        "catalog": catalog.info.model_dump(mode="json", exclude_defaults=True),
+        "models": [card.model_dump(mode="json", exclude_defaults=True) for card in catalog],
+    }
+
+
+def _index(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _close(stream: Iterator[Any]) -> None:

@@ -65,8 +65,10 @@ class CostLatencyHandler(BaseCallbackHandler):
     Task tags of a plain chat model run are the run's LangChain tags that are in the
     routedllm vocabulary (``config={"tags": ["code"]}``, or ``metadata={"routedllm_tags":
     [...]}``), as RoutedChatModel reads them; a RoutedChatModel run reports its own.
-    Time to first chunk is measured from run start to the first streamed chunk, as
-    OpenTelemetry and Langfuse define it; it is None for calls that did not stream.
+    Time to first chunk is measured from run start to the first streamed chunk that shows
+    the reply (content, a tool call or reasoning text; not the empty role chunk or a
+    usage-only one), the event RoutedChatModel times too; None for calls that did not
+    stream. The answering record carries the response's id and finish reason.
 
     Each record's latency and time to first chunk are its attempt's own (a fallback's do
     not include the time the failed models took); failed attempts have no time to first
@@ -176,8 +178,12 @@ class CostLatencyHandler(BaseCallbackHandler):
         message = _first_message(response)
         meta = getattr(message, "response_metadata", None) or {}
         routed = RoutedCall.from_metadata(meta.get("routedllm"))
+        reply = _reply_facts(meta)
         if routed is not None:
-            return self._routed_records(run, run_id, routed)
+            return [
+                r.model_copy(update=reply) if r.ok and not r.cache_hit else r
+                for r in self._routed_records(run, run_id, routed)
+            ]
         llm_output = response.llm_output or {}
         usage = Usage.from_usage_metadata(
             getattr(message, "usage_metadata", None)
@@ -197,7 +203,7 @@ class CostLatencyHandler(BaseCallbackHandler):
                 tags=run.tags,
                 requested_model=run.requested_model,
                 answering_model=answering,
-            )
+            ).model_copy(update=reply)
         ]
 
     def _routed_records(self, run: _Run, run_id: UUID, call: RoutedCall) -> list[CallRecord]:
@@ -258,6 +264,12 @@ class CostLatencyHandler(BaseCallbackHandler):
                 requested_model=run.requested_model,
             )
         ]
+
+
+def _reply_facts(meta: dict[str, Any]) -> dict[str, str]:
+    """The response id and finish reason a response's metadata names (OpenAI's keys)."""
+    facts = {"response_id": _str(meta.get("id")), "finish_reason": _str(meta.get("finish_reason"))}
+    return {k: v for k, v in facts.items() if v is not None}
 
 
 def _shows_reply(chunk: Any) -> bool:

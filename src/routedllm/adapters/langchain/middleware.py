@@ -9,10 +9,12 @@ routedllm's decision and attempt loop (breaker, budget, fallbacks) and its answe
 The rule for one agent run (one ``invoke``): its task tags are fixed when it starts, from
 the middleware's ``tags``, else the run's (``config={"tags": [...]}`` vocabulary names or
 ``metadata={"routedllm_tags": ...}``), else inferred from the run's human turn; tool
-results never change them. The first model call is routed; later calls keep the model that
-answered it while that model is still eligible (routedllm's decision for the call, with the
-same tags, lists it); otherwise, or when it fails, the call is routed again and the run
-goes on with the model that answered. A new run (the next human turn) routes afresh.
+results never change them. The first model call is routed; later calls are sent with
+``routedllm_sticky_model`` set to the model that answered it, so routedllm's decision ranks
+that model first while it is eligible (same tags, the conversation as it now stands, the
+breaker's view) and keeps the other models as its fallbacks. When it is not eligible, or
+fails, the call falls back within the same routed call and the run goes on with the model
+that answered. A new run (the next human turn) routes afresh.
 """
 
 from __future__ import annotations
@@ -29,17 +31,16 @@ from langchain.agents.middleware.types import (
     ModelResponse,
     OmitFromInput,
 )
-from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
-from routedllm.adapters.langchain.chat_model import AUTO, RoutedChatModel
+from routedllm.adapters.langchain.chat_model import AUTO, STICKY_KEY, RoutedChatModel
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy
-from routedllm.core.errors import AllAttemptsFailedError, BudgetExceeded, InvalidRequestError
-from routedllm.core.requests import POLICY_KEY, TAGS_KEY, call_policy, select_tags
+from routedllm.core.errors import InvalidRequestError
+from routedllm.core.requests import TAGS_KEY, select_tags
 from routedllm.core.tags import infer_tags, message_features, validate_tags
 from routedllm.records.routed import RoutedCall
 
@@ -80,14 +81,6 @@ class Route:
             str(value.get("source") or "run"),
             model if isinstance(model, str) else None,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How one model call is sent: the request handed on, and the model it keeps (if any)."""
-
-    request: ModelRequest[Any]
-    kept: str | None
 
 
 class RoutingMiddleware(AgentMiddleware[RoutingState, Any, Any]):
@@ -189,15 +182,7 @@ class RoutingMiddleware(AgentMiddleware[RoutingState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
         route = self._route(request)
-        plan = self._plan(request, route)
-        try:
-            response = handler(plan.request)
-        except (AllAttemptsFailedError, BudgetExceeded):
-            retry = self._reroute(plan)
-            if retry is None:
-                raise
-            response = handler(retry)
-        return self._finish(route, response)
+        return self._finish(route, handler(self._plan(request, route)))
 
     async def awrap_model_call(
         self,
@@ -205,55 +190,27 @@ class RoutingMiddleware(AgentMiddleware[RoutingState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
         route = self._route(request)
-        plan = self._plan(request, route)
-        try:
-            response = await handler(plan.request)
-        except (AllAttemptsFailedError, BudgetExceeded):
-            retry = self._reroute(plan)
-            if retry is None:
-                raise
-            response = await handler(retry)
-        return self._finish(route, response)
+        return self._finish(route, await handler(self._plan(request, route)))
 
     def _route(self, request: ModelRequest[Any]) -> Route:
         state = request.state or {}
         return Route.from_state(state.get(ROUTE_KEY)) or self.route_for(state.get("messages", ()))
 
-    def _plan(self, request: ModelRequest[Any], route: Route) -> _Plan:
-        """The request sent: through the routed model with the run's tags, and pinned to the
-        run's model when the decision for this call still lists it."""
+    def _plan(self, request: ModelRequest[Any], route: Route) -> ModelRequest[Any]:
+        """The request sent: through the routed model with the run's tags and, once the run
+        has a model, ``routedllm_sticky_model`` set to it (the decision ranks it first while
+        it is eligible; the other models stay its fallbacks)."""
         settings = dict(request.model_settings)
         if route.tags:
             settings[TAGS_KEY] = list(route.tags)
-        kept = None
         if (
             self.keep_model
             and route.model is not None
             and self.model.model_name == AUTO
             and "model" not in settings
         ):
-            config_tags, metadata = _run_config()
-            messages = list(request.messages)
-            if request.system_message is not None:
-                messages.insert(0, request.system_message)
-            decision = self.model.route(
-                messages, tags=config_tags, metadata=metadata, **_call_kwargs(request, settings)
-            )
-            if route.model in decision.ranking:
-                settings["model"] = kept = route.model
-        return _Plan(request.override(model=self.model, model_settings=settings), kept)
-
-    def _reroute(self, plan: _Plan) -> ModelRequest[Any] | None:
-        """The call again, routed among the other models, when the run's model failed."""
-        kept = plan.kept
-        if kept is None or kept not in self.model.catalog:
-            return None
-        _, metadata = _run_config()
-        base = call_policy(self.model.policy, metadata.get(POLICY_KEY))
-        policy = base.model_copy(update={"denied_models": base.denied_models | {kept}})
-        settings = {k: v for k, v in plan.request.model_settings.items() if k != "model"}
-        settings[POLICY_KEY] = policy
-        return plan.request.override(model_settings=settings)
+            settings.setdefault(STICKY_KEY, route.model)
+        return request.override(model=self.model, model_settings=settings)
 
     def _finish(
         self, route: Route, response: ModelResponse[Any]
@@ -276,22 +233,6 @@ def answered(messages: Iterable[Any]) -> RoutedCall | None:
             if call is not None:
                 return call
     return None
-
-
-def _call_kwargs(request: ModelRequest[Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments the model will be bound with, as far as routing reads them:
-    the tools (structured output through a tool counts as one), the provider's
-    response_format, and the model settings."""
-    kwargs = dict(settings)
-    tools: list[Any] = list(request.tools)
-    response_format = request.response_format
-    if isinstance(response_format, ProviderStrategy):
-        kwargs.update(response_format.to_model_kwargs())
-    elif response_format is not None:
-        tools.append(response_format)  # a ToolStrategy: the answer is a tool call
-    if tools:
-        kwargs["tools"] = tools
-    return kwargs
 
 
 def _run_config() -> tuple[list[str], Mapping[str, Any]]:
