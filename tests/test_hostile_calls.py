@@ -205,10 +205,10 @@ def test_a_slow_loris_falls_back_within_the_attempt_deadline(fault: str, mode: s
     failed = call.attempts[0]
     assert failed.outcome == "DeadlineExceeded", failed
     assert call.model == second
-    # the bound: the deadline plus one wait for a chunk (at most 1 s at 1 byte/s) and the
-    # fallback's own answer
-    assert failed.latency_s is not None and failed.latency_s < ATTEMPT_S + 1.2
-    assert took < ATTEMPT_S + 3.0
+    # the bound: the deadline plus scheduling noise (generous: the suite shares 2 cores;
+    # without the deadline these calls take minutes or never end), and the fallback's answer
+    assert failed.latency_s is not None and failed.latency_s < ATTEMPT_S + 2.0
+    assert took < ATTEMPT_S + 5.0
 
 
 @pytest.mark.loopback
@@ -230,7 +230,7 @@ def test_the_call_deadline_bounds_every_attempt_and_wait_together(mode: str) -> 
     assert [a.outcome for a in call.attempts] == ["DeadlineExceeded"]
     assert {s.reason for s in call.skipped} == {"Deadline"}
     assert [s.model for s in call.skipped] == list(models[1:])
-    assert took < 2.0 + 1.0
+    assert took < 2.0 + 2.0  # the call deadline plus scheduling noise
 
 
 @pytest.mark.loopback
@@ -250,7 +250,7 @@ def test_the_documented_bound_timeout_times_candidates_holds_by_default() -> Non
     assert caught.value.call is not None
     # the deadline is the timeout itself here, so each attempt keeps the timeout's name
     assert [a.outcome for a in caught.value.call.attempts] == ["APITimeoutError"] * 3
-    assert took < 3 * 1.0 + 1.5
+    assert took < 3 * 1.0 + 3.0  # plus scheduling noise
 
 
 class _TextThenKeepAlive(httpx2.SyncByteStream):
@@ -278,7 +278,7 @@ def test_a_stream_that_keeps_talking_after_its_text_is_cut_at_the_deadline() -> 
     started = time.monotonic()
     with pytest.raises(StreamInterruptedError) as caught:
         list(llm.stream(PROMPT))
-    assert time.monotonic() - started < 1.0 + 0.5
+    assert time.monotonic() - started < 1.0 + 2.0  # plus scheduling noise
     assert caught.value.call is not None
     assert [a.outcome for a in caught.value.call.attempts] == ["DeadlineExceeded"]
     assert len(gateway.models) == 1
