@@ -809,3 +809,28 @@ def test_without_max_tokens_the_overshoot_is_what_calls_in_flight_cost_beyond_th
         )
     assert overshoot > 0  # the case the docs warn about: estimates are not bounds
     assert overshoot <= beyond + 1e-12
+
+
+def test_a_plain_chat_models_error_record_is_scrubbed_of_every_encoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CostLatencyHandler on a plain ChatOpenAI scrubs the gateway key from its records
+    with the same encodings (records.schema.scrub)."""
+    monkeypatch.setenv(CATALOG.info.gateway.api_key_env, KEY)
+    echoed = f"{json.dumps(KEY)} {urllib.parse.quote(KEY, safe='')} {base64.b64encode(KEY.encode()).decode()}"
+    gateway = Gateway(
+        lambda m, b, n: httpx2.Response(500, json={"error": {"message": echoed, "code": 500}})
+    )
+    ledger = tmp_path / "plain.jsonl"
+    plain = ChatOpenAI(
+        model="gpt-4o",
+        api_key=KEY,  # type: ignore[arg-type]
+        base_url="http://gateway.test/v1",
+        max_retries=0,
+        **gateway.clients(),
+        callbacks=[CostLatencyHandler(ledger_path=ledger, catalog=CATALOG)],
+    )
+    with pytest.raises(openai.InternalServerError):
+        plain.invoke(PROMPT)
+    text = ledger.read_text()
+    assert "[redacted]" in text and leaks(text) == []

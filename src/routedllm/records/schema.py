@@ -9,11 +9,14 @@ imports LangChain, so every adapter can build records; the sinks that take recor
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import logging
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -415,15 +418,39 @@ def gateway_key(catalog: Catalog) -> str | None:
     return os.environ.get(catalog.info.gateway.api_key_env) or None
 
 
+MIN_SECRET = 8
+"""Strings shorter than this are not keys (tests use ``"k"``): never scrubbed."""
+
+
+def encodings(secret: str) -> set[str]:
+    """``secret`` and the forms it takes in JSON, URLs, form bodies and base64 (standard
+    and URL-safe, with or without padding); forms shorter than :data:`MIN_SECRET` dropped."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    forms = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret, safe=""),
+    }
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+        text = encoded.decode("ascii")
+        forms.update({text, text.rstrip("=")})
+    return {form for form in forms if len(form) >= MIN_SECRET}
+
+
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` replaced by ``[redacted]``.
+    """``text`` with every occurrence of ``secret``, in any of its :func:`encodings`,
+    replaced by ``[redacted]``.
 
     Strings shorter than 8 characters are left alone: they are not real keys (tests use
     ``"k"``), and replacing them would mangle ordinary words and model ids.
     """
-    if not secret or len(secret) < 8:
+    if not secret or len(secret) < MIN_SECRET:
         return text
-    return text.replace(secret, "[redacted]")
+    for form in sorted(encodings(secret), key=len, reverse=True):
+        text = text.replace(form, "[redacted]")
+    return text
 
 
 def error_text(error: object, secret: str | None, *, limit: int = ERROR_TEXT_LIMIT) -> str | None:

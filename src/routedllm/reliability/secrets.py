@@ -11,33 +11,16 @@ keys (tests use ``"k"``) and are left alone, so model ids and words stay intact.
 
 from __future__ import annotations
 
-import base64
-import json
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from routedllm.records.schema import MIN_SECRET, encodings
+
 REDACTED = "[redacted]"
-MIN_SECRET = 8
+__all__ = ["MIN_SECRET", "REDACTED", "Scrubber", "encodings"]
 _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie", "set-cookie"}
 )
-
-
-def encodings(secret: str) -> set[str]:
-    """``secret`` and the forms it takes in JSON, URLs, form bodies and base64."""
-    raw = secret.encode("utf-8", "surrogatepass")
-    forms = {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret, safe=""),
-    }
-    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
-        text = encoded.decode("ascii")
-        forms.update({text, text.rstrip("=")})
-    return {form for form in forms if len(form) >= MIN_SECRET}
 
 
 class Scrubber:
