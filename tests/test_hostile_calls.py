@@ -817,7 +817,8 @@ def test_a_plain_chat_models_error_record_is_scrubbed_of_every_encoding(
     """CostLatencyHandler on a plain ChatOpenAI scrubs the gateway key from its records
     with the same encodings (records.schema.scrub)."""
     monkeypatch.setenv(CATALOG.info.gateway.api_key_env, KEY)
-    echoed = f"{json.dumps(KEY)} {urllib.parse.quote(KEY, safe='')} {base64.b64encode(KEY.encode()).decode()}"
+    forms = (json.dumps(KEY), urllib.parse.quote(KEY, safe=""), base64.b64encode(KEY.encode()))
+    echoed = " ".join(f if isinstance(f, str) else f.decode() for f in forms)
     gateway = Gateway(
         lambda m, b, n: httpx2.Response(500, json={"error": {"message": echoed, "code": 500}})
     )
