@@ -44,7 +44,14 @@ from routedllm.core.errors import (
     NoEligibleModelError,
     RoutedLLMError,
 )
-from routedllm.core.requests import POLICY_KEY, TAGS_KEY, Request, call_policy, request_from_call
+from routedllm.core.requests import (
+    POLICY_KEY,
+    TAGS_KEY,
+    Request,
+    call_policy,
+    output_limit,
+    request_from_call,
+)
 from routedllm.records.routed import RoutedCall, attach
 from routedllm.records.schema import DEFAULT_BASELINE, Usage
 from routedllm.reliability.attempts import Attempt, AttemptLoop, CapabilityMemory, Conversation
@@ -165,6 +172,7 @@ class RoutedChatModel(BaseChatOpenAI):
         """
         if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
             raise ValueError("n must be at least 1, and 1 when streaming")
+        output_limit(self.max_tokens)  # the per-call rule, at construction
         self._router = Router(self.catalog, self.policy)
         self._add_run_context()
         if "breaker" not in self.model_fields_set:
@@ -242,7 +250,9 @@ class RoutedChatModel(BaseChatOpenAI):
             messages,
             tags=(*tags, *(self.tags or ())),
             metadata=metadata,
-            call_kwargs=kwargs,
+            call_kwargs=kwargs
+            if self.max_tokens is None or "max_tokens" in kwargs
+            else {"max_tokens": self.max_tokens, **kwargs},
             model=pin,
             sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation, self.catalog),
         )
