@@ -262,13 +262,15 @@ def _ask(
 
 
 def _expected_chain(body: dict[str, Any]) -> tuple[Any, list[str]]:
-    """The decision for ``body`` and the models the proxy should try: up to the first that works."""
+    """The decision for ``body`` and the requests the proxy should send: each failing model
+    twice (a 429 or 5xx is retried once), up to the first model that works."""
     decision = decide_for_body(Router(CATALOG, POLICY), body)
     chain = []
     for model in decision.ranking:
         chain.append(model)
         if model not in FAILING:
             break
+        chain.append(model)
     return decision, chain
 
 
@@ -364,7 +366,7 @@ def test_server_error_falls_back_and_records_both_attempts(proxy: Proxy) -> None
         proxy, "Summarize the plot of Hamlet in three sentences.", model="routed/summarization"
     )
     records = _check_call(proxy, trace, body, before=before)
-    assert [r.outcome for r in records] == ["InternalServerError", "ok"]
+    assert [r.outcome for r in records] == ["InternalServerError", "InternalServerError", "ok"]
 
 
 def test_rate_limit_then_server_error_then_answer_streamed(proxy: Proxy) -> None:
@@ -378,7 +380,13 @@ def test_rate_limit_then_server_error_then_answer_streamed(proxy: Proxy) -> None
         max_tokens=130_000,
     )
     records = _check_call(proxy, trace, body, streamed=True, before=before)
-    assert [r.outcome for r in records] == ["RateLimitError", "InternalServerError", "ok"]
+    assert [r.outcome for r in records] == [
+        "RateLimitError",
+        "RateLimitError",
+        "InternalServerError",
+        "InternalServerError",
+        "ok",
+    ]
     assert text == SPECS[records[-1].model].reply
 
 
@@ -421,3 +429,81 @@ def test_master_key_is_required(proxy: Proxy) -> None:
     with pytest.raises(openai.APIStatusError):
         c.chat.completions.create(model="routed/auto", messages=[{"role": "user", "content": CODE}])
     assert proxy.chat_requests()[before:] == []
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"tools": TOOLS}, {"response_format": {"type": "json_object"}}],
+    ids=["tools", "response_format"],
+)
+def test_tools_and_structured_output_route(proxy: Proxy, extra: dict[str, Any]) -> None:
+    before = len(proxy.chat_requests())
+    trace, _, body = _ask(proxy, "What is the weather in Paris? Answer in JSON.", **extra)
+    records = _check_call(proxy, trace, body, before=before)
+    key = next(iter(extra))
+    assert all(r.body.get(key) == extra[key] for r in proxy.chat_requests()[before:])
+    assert records[-1].ok
+
+
+def test_tagged_over_long_prompt_is_refused_naming_the_window(proxy: Proxy) -> None:
+    before, trace = len(proxy.chat_requests()), str(uuid.uuid4())
+    prompt = "def f(x):\n    return x\n" * 110_000  # ~675k tokens: past every listed window
+    with pytest.raises(openai.BadRequestError, match=r"context window is 200000"):
+        _ask(proxy, prompt, body_tags=["code"], trace=trace)
+    with pytest.raises(openai.BadRequestError, match="no eligible model"):
+        _ask(proxy, "Write a sort.", body_tags=["code"], max_tokens=1_000_000)
+    assert proxy.chat_requests()[before:] == []
+    [record] = proxy.records(trace, 1)  # recorded once, under the group asked for
+    assert record.model == "routed/auto" and record.route == "routed/auto"
+    assert record.outcome == "NoEligibleModelError" and "no eligible model" in record.error
+    assert record.input_tokens == 0 and record.cost_usd is None
+
+
+def test_routed_group_and_unknown_tags_in_the_headers(proxy: Proxy) -> None:
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="routed/auto",
+        messages=[{"role": "user", "content": CODE}],
+        extra_body={"tags": ["cod", "team-search"]},
+    )
+    assert raw.headers["x-litellm-model-group"] == "routed/auto"
+    assert raw.headers["x-routedllm-ignored-tags"] == "cod,team-search"
+    warned = [
+        line
+        for line in proxy.log.read_text("utf-8", "replace").splitlines()
+        if "are not routedllm task tags" in line
+    ]
+    assert any("'cod'" in line for line in warned)  # each name once, whichever call had it
+
+
+def test_non_chat_endpoints_on_a_routed_group_get_a_clear_400(proxy: Proxy) -> None:
+    before = len(proxy.upstream.requests)
+    client = proxy.client()
+    with pytest.raises(openai.BadRequestError, match="routes chat completions only"):
+        client.embeddings.create(model="routed/auto", input="hello")
+    with pytest.raises(openai.BadRequestError, match="routes chat completions only"):
+        client.completions.create(model="routed/auto", prompt="hello")
+    assert proxy.upstream.requests[before:] == []
+
+
+def test_a_clients_own_fallbacks_come_first(proxy: Proxy) -> None:
+    # kimi-k2.5 ranks first for an image and always fails; the client's fallback is next
+    before = len(proxy.chat_requests())
+    trace, _, body = _ask(proxy, IMAGE, fallbacks=["claude-3.5-sonnet"])
+    decision = decide_for_body(Router(CATALOG, POLICY), body)
+    assert decision.model == "kimi-k2.5" and decision.fallbacks[0] != "claude-3.5-sonnet"
+    reached = [r.model for r in proxy.chat_requests()[before:]]
+    assert reached == ["kimi-k2.5", "kimi-k2.5", "claude-3.5-sonnet"]
+    records = proxy.records(trace, 3)
+    assert [r.model for r in records] == reached and records[-1].ok

@@ -89,6 +89,27 @@ class _RecentSet:
             return new
 
 
+class _AttemptCounter:
+    """Attempts seen per call (by trace id), for the last ``size`` calls; thread-safe.
+
+    LiteLLM's own counters do not say how many retries an earlier model of the fallback
+    walk used (a timeout is not retried, a 429 is), so attempts are counted as recorded.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def next(self, call: str) -> int:
+        with self._lock:
+            count = self._counts[call] = self._counts.get(call, 0) + 1
+            self._counts.move_to_end(call)
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+            return count
+
+
 class LiteLLMHandler(CustomLogger):
     """Applies the routing decision on the LiteLLM proxy and records every attempt.
 
@@ -127,6 +148,7 @@ class LiteLLMHandler(CustomLogger):
         self.memory, self.ledger, self.sinks = sinks_for(memory, ledger_path, sinks)
         self._recorded = _RecentSet(_RECENT_ATTEMPTS)  # (call id, run id, attempt) of failures
         self._warned = _RecentSet(_WARNED_TAGS)
+        self._attempts = _AttemptCounter(_RECENT_ATTEMPTS)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The proxy runs a proxy hook only when the instance's own class defines it.
@@ -288,7 +310,8 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        deliver(self.sinks, [self.record(kwargs, response_obj, start_time, end_time)])
+        record = self.record(kwargs, response_obj, start_time, end_time)
+        deliver(self.sinks, [self._numbered(record)])
 
     def log_failure_event(
         self,
@@ -306,7 +329,7 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        record = self.record(kwargs, response_obj, start_time, end_time)
+        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
         deliver(self.sinks, [record])
         if self.budgets is not None:
             hold = _str(_routed(kwargs).get("hold"))
@@ -342,7 +365,7 @@ class LiteLLMHandler(CustomLogger):
         record = self.record(kwargs, response_obj, start_time, end_time, ok=False)
         call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
         if self._recorded.add((call, record.run_id, record.attempt)):
-            deliver(self.sinks, [record])
+            deliver(self.sinks, [self._numbered(record)])
 
     async def async_post_call_failure_deployment_hook(
         self,
@@ -364,7 +387,13 @@ class LiteLLMHandler(CustomLogger):
         self._recorded.add(
             (_str(request_data.get("litellm_call_id")), record.run_id, record.attempt)
         )
-        deliver(self.sinks, [record])
+        deliver(self.sinks, [self._numbered(record)])
+
+    def _numbered(self, record: CallRecord) -> CallRecord:
+        """``record`` with its attempt number in its call: 1 for the first request sent."""
+        if record.run_id is None:
+            return record
+        return record.model_copy(update={"attempt": self._attempts.next(record.run_id)})
 
     def record(
         self,
