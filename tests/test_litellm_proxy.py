@@ -6,6 +6,7 @@ record per attempt. One proxy process serves the whole module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -15,13 +16,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import yaml
 
 from routedllm import Catalog, Policy
 from routedllm.adapters.litellm import decide_for_body
@@ -129,29 +131,34 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text("utf-8", "replace")[-chars:] if path.exists() else "(no log)"
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    tmp = tmp_path_factory.mktemp("litellm-proxy")
+@contextlib.contextmanager
+def start_proxy(
+    tmp: Path,
+    specs: Mapping[str, ModelSpec],
+    *,
+    config_args: Sequence[str] = (),
+    patch: Callable[[dict[str, Any]], None] | None = None,
+    env: Mapping[str, str] | None = None,
+    upstream: Upstream | None = None,
+) -> Iterator[Proxy]:
+    """A LiteLLM proxy process on loopback, from ``routedllm litellm-config`` (with
+    ``config_args``, then ``patch`` applied to the config), in front of a stand-in upstream
+    serving ``specs`` (or ``upstream``, shared, made without an api_key). ``env`` adds to
+    the proxy's environment."""
     config, ledger, log = tmp / "config.yaml", tmp / "ledger.jsonl", tmp / "proxy.log"
     upstream_key = "ga_upstream_" + secrets.token_hex(8)
-    with Upstream(SPECS, api_key=upstream_key) as upstream:
-        assert (
-            cli(
-                [
-                    "litellm-config",
-                    "-o",
-                    str(config),
-                    "--base-url",
-                    upstream.base_url,
-                    "--max-price-age-days",
-                    "100000",
-                ]
-            )
-            == 0
-        )
+    with contextlib.ExitStack() as stack:
+        if upstream is None:
+            upstream = stack.enter_context(Upstream(specs, api_key=upstream_key))
+        args = ["litellm-config", "-o", str(config), "--base-url", upstream.base_url]
+        assert cli([*args, "--max-price-age-days", "100000", *config_args]) == 0
+        if patch is not None:
+            data = yaml.safe_load(config.read_text("utf-8"))
+            patch(data)
+            config.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
         port, key = _free_port(), "sk-" + secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEDLLM_")}
-        env.update(
+        proxy_env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEDLLM_")}
+        proxy_env.update(
             GLOBAL_API_KEY=upstream_key,
             LITELLM_MASTER_KEY=key,
             LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -159,6 +166,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             LITELLM_TELEMETRY_DISABLED="true",
             LITELLM_DONT_SHOW_FEEDBACK_BOX="true",
             ROUTEDLLM_LEDGER=str(ledger),
+            **(env or {}),
         )
         command = [
             str(_console_script()),
@@ -172,7 +180,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                env=env,
+                env=proxy_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=tmp,
@@ -183,6 +191,12 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             yield Proxy(f"http://127.0.0.1:{port}", key, upstream, ledger, log)
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    with start_proxy(tmp_path_factory.mktemp("litellm-proxy"), SPECS) as running:
+        yield running
 
 
 def _console_script() -> Path:
