@@ -4,12 +4,13 @@ Two real LiteLLM proxy processes run side by side on loopback in front of one st
 upstream (``routedllm.testing.Upstream``): one from ``routedllm litellm-config`` (the
 routedllm callback routes ``routed/code`` and writes a JSONL ledger line per attempt), one
 from the same config with no callback, asked for the concrete model the routed proxy
-picks. Each round sends the same burst (``REQUESTS`` chat completions, ``CONCURRENCY`` at
-a time) to each proxy, in alternating order; the table gives requests per second per
-round and the routed/plain ratio, then the median and worst ratio over the rounds.
+picks. In each round both proxies are loaded at the same time for ``SECONDS``, each with
+``CONCURRENCY`` requests in flight (which one's clients start first alternates), so both
+see the same background load; the table gives requests per second per round and the
+routed/plain ratio, then the median and worst ratio over the rounds.
 
-Run: ``python benchmarks/proxy_pair.py [ROUNDS] [REQUESTS] [CONCURRENCY]``
-(needs ``routedllm[litellm-proxy]``; about a minute with the defaults).
+Run: ``python benchmarks/proxy_pair.py [ROUNDS] [SECONDS] [CONCURRENCY]``
+(needs ``routedllm[litellm-proxy]``; about two minutes with the defaults).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from routedllm.testing import ModelSpec, Upstream
 ROUTED_GROUP = "routed/code"
 PLAIN_MODEL = "deepseek-v4-flash"  # what routed/code picks for the prompt below
 PROMPT = "Write a python function that adds two integers."
-WARMUP = 30
+WARMUP_S = 3.0
 
 
 def _free_port() -> int:
@@ -85,28 +86,53 @@ def _proxy(config: dict[str, Any], folder: Path, env: dict[str, str]) -> Iterato
         log.close()
 
 
-async def _burst(url: str, key: str, model: str, requests: int, concurrency: int) -> float:
-    """Send ``requests`` chat completions, ``concurrency`` at a time; requests per second."""
+async def _load(
+    client: httpx.AsyncClient, model: str, until: float, concurrency: int
+) -> tuple[int, float]:
+    """Chat completions, ``concurrency`` at a time, until ``until``; (answered, seconds)."""
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}]}
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < until:
+            response = await client.post("/v1/chat/completions", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"{model}: HTTP {response.status_code}: {response.text}")
+            done += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, time.perf_counter() - start
+
+
+async def _round(
+    sides: dict[str, tuple[str, str]], key: str, seconds: float, concurrency: int, first: str
+) -> dict[str, tuple[int, float]]:
+    """Both proxies under the same load at the same time; (answered, seconds) of each.
+
+    Running the two side by side, rather than one after the other, exposes both to the
+    same background load, which on a shared machine moves more than the difference.
+    """
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
-        left = requests
+    clients = {
+        side: httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60)
+        for side, (url, _) in sides.items()
+    }
+    order = sorted(sides, key=lambda side: side != first)
+    until = time.perf_counter() + seconds
+    try:
+        results = await asyncio.gather(
+            *(_load(clients[side], sides[side][1], until, concurrency) for side in order)
+        )
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return dict(zip(order, results, strict=True))
 
-        async def worker() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                response = await c.post("/v1/chat/completions", json=body)
-                if response.status_code != 200:
-                    raise RuntimeError(f"{model}: HTTP {response.status_code}: {response.text}")
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return requests / (time.perf_counter() - start)
-
-
-def main(rounds: int = 7, requests: int = 300, concurrency: int = 20) -> None:
+def main(rounds: int = 9, seconds: float = 8.0, concurrency: int = 10) -> None:
     catalog = Catalog.default()
     key = "sk-" + secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEDLLM_")}
@@ -135,20 +161,19 @@ def main(rounds: int = 7, requests: int = 300, concurrency: int = 20) -> None:
             _proxy(plain_config, Path(tmp) / "plain", env) as plain_url,
         ):
             sides = {"routed": (routed_url, ROUTED_GROUP), "plain": (plain_url, PLAIN_MODEL)}
-            for url, model in sides.values():
-                asyncio.run(_burst(url, key, model, WARMUP, concurrency))
+            warm = asyncio.run(_round(sides, key, WARMUP_S, concurrency, "plain"))
+            routed_requests = warm["routed"][0]
             print(
-                f"LiteLLM proxy throughput, {requests} requests x {concurrency} concurrent, "
-                f"{rounds} interleaved rounds (req/s)"
+                f"LiteLLM proxy throughput, both proxies loaded at once, {concurrency} requests "
+                f"in flight each, {rounds} rounds of {seconds:g} s (req/s)"
             )
             print(f"{'round':>5}  {'plain':>8}  {'routed':>8}  {'ratio':>6}")
             ratios = []
             for index in range(rounds):
-                order = ("plain", "routed") if index % 2 == 0 else ("routed", "plain")
-                rate = {}
-                for side in order:
-                    url, model = sides[side]
-                    rate[side] = asyncio.run(_burst(url, key, model, requests, concurrency))
+                first = ("plain", "routed")[index % 2]
+                answered = asyncio.run(_round(sides, key, seconds, concurrency, first))
+                routed_requests += answered["routed"][0]
+                rate = {side: done / took for side, (done, took) in answered.items()}
                 ratio = rate["routed"] / rate["plain"]
                 ratios.append(ratio)
                 print(
@@ -158,9 +183,14 @@ def main(rounds: int = 7, requests: int = 300, concurrency: int = 20) -> None:
     print(
         f"routed/plain: median {statistics.median(ratios):.3f}, worst {min(ratios):.3f}, "
         f"mean {statistics.mean(ratios):.3f} +/- {statistics.stdev(ratios):.3f} (stdev); "
-        f"ledger lines {lines} for {WARMUP + rounds * requests} routed requests"
+        f"{lines} ledger lines for {routed_requests} routed requests"
     )
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:4]))
+    args = sys.argv[1:4]
+    main(
+        int(args[0]) if args else 9,
+        float(args[1]) if len(args) > 1 else 8.0,
+        int(args[2]) if len(args) > 2 else 10,
+    )

@@ -448,3 +448,28 @@ def test_the_configs_callback_paths_load(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert packaged.ledger.path == tmp_path / "a.jsonl"
     custom = get_instance_fn("custom_handler.handler", config_file_path=config)
     assert isinstance(custom, LiteLLMHandler) and custom.policy.quality_gap == 3.0
+
+
+async def test_a_failed_request_releases_its_hold_and_a_cooled_chain_is_recorded(
+    catalog: Catalog,
+) -> None:
+    from routedllm.adapters.litellm.budgets import ProxyBudgetConfig, ProxyBudgets
+
+    class RouterRateLimitError(Exception):  # LiteLLM's, by name: every model cooling down
+        pass
+
+    sink = Collect()
+    budgets = ProxyBudgets(ProxyBudgetConfig(max_run_usd=1.0))
+    h = LiteLLMHandler(catalog, sinks=[sink], budgets=budgets)
+    data = {"model": "routed/code", "messages": CODE, "litellm_trace_id": "t-9", "metadata": {}}
+    assert await h.async_pre_call_hook(None, None, data, "acompletion") is data
+    held = budgets.budget("global").status()
+    assert held.in_flight == 1 and held.reserved_usd > 0
+    error = RouterRateLimitError("No deployments available for selected model")
+    await h.async_post_call_failure_hook(data, error, None)
+    assert budgets.budget("global").status().reserved_usd == 0
+    [record] = sink.records
+    assert (record.model, record.outcome, record.run_id) == ("routed/code", "cooldown", "t-9")
+    # the skips themselves are no attempt of any model
+    await h.async_post_call_failure_deployment_hook({"model": "gpt-4o"}, error, "acompletion")
+    assert len(sink.records) == 1
