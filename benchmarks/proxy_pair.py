@@ -1,21 +1,28 @@
 """What routedllm's hook and logger cost a LiteLLM proxy: throughput with and without them.
 
-Two real LiteLLM proxy processes run side by side on loopback in front of one stand-in
-upstream (``routedllm.testing.Upstream``): one from ``routedllm litellm-config`` (the
-routedllm callback routes ``routed/code`` and writes a JSONL ledger line per attempt), one
-from the same config with no callback, asked for the concrete model the routed proxy
-picks. In each round both proxies are loaded at the same time for ``SECONDS``, each with
-``CONCURRENCY`` requests in flight (which one's clients start first alternates), so both
-see the same background load; the table gives requests per second per round and the
-routed/plain ratio, then the median and worst ratio over the rounds.
+Three real LiteLLM proxy processes run side by side on loopback in front of one stand-in
+upstream (``routedllm.testing.Upstream``), from the same ``routedllm litellm-config``:
+
+* ``routed``: the routedllm callback routes ``routed/code`` and writes a JSONL ledger line
+  per attempt;
+* ``plain``: no callback, asked for the concrete model the routed proxy picks;
+* ``logger``: a no-op LiteLLM ``CustomLogger``, which shows what LiteLLM's own logging
+  machinery costs any logger, apart from routedllm's work.
+
+In each round all three are loaded at the same time for ``SECONDS``, each with
+``CONCURRENCY`` requests in flight (whose clients start first rotates), so all see the
+same background load. Per round: requests per second, and CPU milliseconds per request
+of each proxy's process group (from /proc), which background load moves far less than
+wall-clock throughput. Then the median, worst, mean and spread of the ratios.
 
 Run: ``python benchmarks/proxy_pair.py [ROUNDS] [SECONDS] [CONCURRENCY]``
-(needs ``routedllm[litellm-proxy]``; about two minutes with the defaults).
+(Linux; needs ``routedllm[litellm-proxy]``; about three minutes with the defaults).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -27,7 +34,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +55,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def _proxy(config: dict[str, Any], folder: Path, env: dict[str, str]) -> Iterator[str]:
-    """A LiteLLM proxy process serving ``config``; yields its base URL."""
+@contextlib.contextmanager
+def _proxy(config: dict[str, Any], folder: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A LiteLLM proxy process serving ``config``; yields its base URL and process group."""
     path = folder / "config.yaml"
     path.write_text(render_config(config, Catalog.default()), "utf-8")
     port = _free_port()
@@ -76,7 +82,7 @@ def _proxy(config: dict[str, Any], folder: Path, env: dict[str, str]) -> Iterato
                     break
             except OSError:
                 time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -84,6 +90,38 @@ def _proxy(config: dict[str, Any], folder: Path, env: dict[str, str]) -> Iterato
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+NULL_LOGGER = """\
+from litellm.integrations.custom_logger import CustomLogger
+
+
+class NullLogger(CustomLogger):
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        pass
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        pass
+
+
+handler = NullLogger()
+"""
+
+
+def _cpu_s(group: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 async def _load(
@@ -147,44 +185,73 @@ def main(rounds: int = 9, seconds: float = 8.0, concurrency: int = 10) -> None:
     with (
         Upstream({PLAIN_MODEL: ModelSpec(reply="def add(a, b): return a + b")}) as upstream,
         tempfile.TemporaryDirectory() as tmp,
+        contextlib.ExitStack() as stack,
     ):
-        routed_config = proxy_config(catalog, base_url=upstream.base_url)
-        settings = {k: v for k, v in routed_config["litellm_settings"].items() if k != "callbacks"}
-        plain_config = {**routed_config, "litellm_settings": settings}
-        (Path(tmp) / "routed").mkdir()
-        (Path(tmp) / "plain").mkdir()
+        routed = proxy_config(catalog, base_url=upstream.base_url)
+        settings = {k: v for k, v in routed["litellm_settings"].items() if k != "callbacks"}
+        configs = {
+            "plain": {**routed, "litellm_settings": settings},
+            "logger": {**routed, "litellm_settings": {**settings, "callbacks": ["null.handler"]}},
+            "routed": routed,
+        }
         ledger = Path(tmp) / "ledger.jsonl"
-        with (
-            _proxy(
-                routed_config, Path(tmp) / "routed", {**env, "ROUTEDLLM_LEDGER": str(ledger)}
-            ) as routed_url,
-            _proxy(plain_config, Path(tmp) / "plain", env) as plain_url,
-        ):
-            sides = {"routed": (routed_url, ROUTED_GROUP), "plain": (plain_url, PLAIN_MODEL)}
-            warm = asyncio.run(_round(sides, key, WARMUP_S, concurrency, "plain"))
-            routed_requests = warm["routed"][0]
+        procs: dict[str, tuple[str, int]] = {}
+        for side, config in configs.items():
+            folder = Path(tmp) / side
+            folder.mkdir()
+            (folder / "null.py").write_text(NULL_LOGGER, "utf-8")
+            side_env = {**env, "ROUTEDLLM_LEDGER": str(ledger)} if side == "routed" else env
+            procs[side] = stack.enter_context(_proxy(config, folder, side_env))
+        sides = {
+            side: (url, ROUTED_GROUP if side == "routed" else PLAIN_MODEL)
+            for side, (url, _) in procs.items()
+        }
+        warm = asyncio.run(_round(sides, key, WARMUP_S, concurrency, "plain"))
+        routed_requests = warm["routed"][0]
+        print(
+            f"LiteLLM proxy: three proxies loaded at once, {concurrency} requests in flight "
+            f"each, {rounds} rounds of {seconds:g} s. plain: no callback; logger: a no-op "
+            "LiteLLM CustomLogger; routed: routedllm's hook and logger (routed/code, ledger)"
+        )
+        print(
+            f"{'round':>5}  {'plain':>6}  {'logger':>6}  {'routed':>6}  req/s  "
+            f"{'plain':>5}  {'logger':>6}  {'routed':>6}  CPU ms/req  "
+            "throughput r/p  CPU p/r  CPU l/r"
+        )
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []
+        cpu_vs_logger: list[float] = []
+        for index in range(rounds):
+            first = list(sides)[index % len(sides)]
+            before = {side: _cpu_s(pid) for side, (_, pid) in procs.items()}
+            answered = asyncio.run(_round(sides, key, seconds, concurrency, first))
+            cpu = {
+                side: (_cpu_s(pid) - before[side]) * 1000 / max(answered[side][0], 1)
+                for side, (_, pid) in procs.items()
+            }
+            routed_requests += answered["routed"][0]
+            rate = {side: done / took for side, (done, took) in answered.items()}
+            ratios.append(rate["routed"] / rate["plain"])
+            cpu_ratios.append(cpu["plain"] / cpu["routed"])
+            cpu_vs_logger.append(cpu["logger"] / cpu["routed"])
             print(
-                f"LiteLLM proxy throughput, both proxies loaded at once, {concurrency} requests "
-                f"in flight each, {rounds} rounds of {seconds:g} s (req/s)"
+                f"{index + 1:>5}  {rate['plain']:>6.1f}  {rate['logger']:>6.1f}  "
+                f"{rate['routed']:>6.1f}         {cpu['plain']:>5.1f}  {cpu['logger']:>6.1f}  "
+                f"{cpu['routed']:>6.1f}              {ratios[-1]:>6.3f}   "
+                f"{cpu_ratios[-1]:>6.3f}   {cpu_vs_logger[-1]:>6.3f}"
             )
-            print(f"{'round':>5}  {'plain':>8}  {'routed':>8}  {'ratio':>6}")
-            ratios = []
-            for index in range(rounds):
-                first = ("plain", "routed")[index % 2]
-                answered = asyncio.run(_round(sides, key, seconds, concurrency, first))
-                routed_requests += answered["routed"][0]
-                rate = {side: done / took for side, (done, took) in answered.items()}
-                ratio = rate["routed"] / rate["plain"]
-                ratios.append(ratio)
-                print(
-                    f"{index + 1:>5}  {rate['plain']:>8.1f}  {rate['routed']:>8.1f}  {ratio:>6.3f}"
-                )
         lines = sum(1 for _ in ledger.open("rb")) if ledger.exists() else 0
-    print(
-        f"routed/plain: median {statistics.median(ratios):.3f}, worst {min(ratios):.3f}, "
-        f"mean {statistics.mean(ratios):.3f} +/- {statistics.stdev(ratios):.3f} (stdev); "
-        f"{lines} ledger lines for {routed_requests} routed requests"
-    )
+
+    def spread(name: str, values: list[float]) -> str:
+        return (
+            f"{name}: median {statistics.median(values):.3f}, worst {min(values):.3f}, "
+            f"mean {statistics.mean(values):.3f} +/- {statistics.stdev(values):.3f} (stdev)"
+        )
+
+    print(spread("throughput routed/plain", ratios))
+    print(spread("CPU per request plain/routed", cpu_ratios))
+    print(spread("CPU per request logger/routed", cpu_vs_logger))
+    print(f"{lines} ledger lines for {routed_requests} routed requests")
 
 
 if __name__ == "__main__":
