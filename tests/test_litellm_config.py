@@ -112,6 +112,12 @@ def test_per_token_prices_have_no_binary_noise(catalog: Catalog) -> None:
     assert repr(params["input_cost_per_token"]) == "1.8e-07"
     assert repr(params["output_cost_per_token"]) == "2.8e-07"
     assert repr(params["cache_read_input_token_cost"]) == "7e-08"
+    # no cached price in the catalog: cached tokens cost the input price, as in the ledger
+    plain = catalog.merged(
+        {"models": [{"id": "n", "name": "N", "input_usd_per_mtok": 0.18, "output_usd_per_mtok": 1}]}
+    ).get("n")
+    params = deployment(plain, base_url="http://x/v1", api_key_env="K")["litellm_params"]
+    assert params["cache_read_input_token_cost"] == params["input_cost_per_token"]
     assert params["api_key"] == "os.environ/K"
 
 

@@ -521,3 +521,16 @@ def test_a_clients_own_fallbacks_come_first(proxy: Proxy) -> None:
     assert reached == ["kimi-k2.5", "kimi-k2.5", "claude-3.5-sonnet"]
     records = proxy.records(trace, 3)
     assert [r.model for r in records] == reached and records[-1].ok
+
+
+def test_litellms_cost_header_agrees_with_the_ledger(proxy: Proxy) -> None:
+    # gpt-4o answers with 256 cached tokens and the catalog has no cached price for it
+    trace = str(uuid.uuid4())
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Describe a bicycle."}],
+        extra_body={"litellm_trace_id": trace},
+    )
+    [record] = proxy.records(trace, 1)
+    assert record.cached_input_tokens == SPECS["gpt-4o"].cached_tokens > 0
+    assert float(raw.headers["x-litellm-response-cost"]) == pytest.approx(record.cost_usd)

@@ -66,10 +66,13 @@ def deployment(
         params["timeout"] = timeout_s
     if stream_timeout_s is not None:
         params["stream_timeout"] = stream_timeout_s
+    # cached input tokens: the catalog's cached price, else the input price, as the ledger
+    # charges them (LiteLLM would otherwise apply its own discount and disagree)
+    cached = card.cached_input_usd_per_mtok
     for key, price in (
         ("input_cost_per_token", card.input_usd_per_mtok),
         ("output_cost_per_token", card.output_usd_per_mtok),
-        ("cache_read_input_token_cost", card.cached_input_usd_per_mtok),
+        ("cache_read_input_token_cost", card.input_usd_per_mtok if cached is None else cached),
     ):
         if price is not None:
             params[key] = _per_token(price)
