@@ -10,6 +10,7 @@ No litellm import.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -32,7 +33,7 @@ class ProxyBudgetConfig(BudgetLimits):
     """The ``ROUTEDLLM_BUDGET`` file: :class:`BudgetLimits` fields, plus where they apply.
 
     ``per`` lists the scopes that each get their own caps: ``global`` (the whole proxy),
-    ``key`` (each virtual key, by LiteLLM's hashed token), ``team``, ``user`` and ``tag``
+    ``key`` (each virtual key, under a hash of LiteLLM's key token), ``team``, ``user`` and ``tag``
     (each request tag). A request is held in every scope it has (a call with no team is
     not held under ``team``). ``redis_url`` shares the figures between proxy processes;
     ``name`` keeps this proxy's figures apart from other users of the same Redis.
@@ -102,6 +103,8 @@ class ProxyBudgets:
                 attribute = {"key": "api_key", "team": "team_id", "user": "user_id"}[scope]
                 value = getattr(caller, attribute, None)
                 if isinstance(value, str) and value:
+                    if scope == "key":  # never a key itself in a Redis key name, even hashed
+                        value = hashlib.sha256(value.encode()).hexdigest()[:32]
                     found.append(f"{scope}:{value}")
         return list(dict.fromkeys(found))
 
@@ -122,9 +125,8 @@ class ProxyBudgets:
             return LocalBudget(self.limits)
         from routedllm.reliability.budget import RedisBudget
 
-        if self._clients is None:
-            template = RedisBudget.from_url(self.config.redis_url, self.limits)
-            self._clients = (template._client, template._aclient)
+        if self._clients is None:  # one pair of connection pools for every scope
+            self._clients = _redis_clients(self.config.redis_url)
         client, aclient = self._clients
         return RedisBudget(
             self.limits, client=client, aclient=aclient, name=f"{self.config.name}:{scope}"
@@ -169,6 +171,20 @@ class ProxyBudgets:
         """Give a failed request's reservations back."""
         for reservation in self._take(hold_id):
             await reservation.arelease()
+
+
+def _redis_clients(url: str) -> tuple[Any, Any]:
+    """A sync and an asyncio Redis client for ``url``, each on a blocking pool."""
+    try:
+        import redis as redis_sync
+        import redis.asyncio as redis_async
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("redis_url needs redis-py: pip install 'routedllm[redis]'") from None
+    pool = {"max_connections": 64, "timeout": 10.0}
+    return (
+        redis_sync.Redis.from_pool(redis_sync.BlockingConnectionPool.from_url(url, **pool)),
+        redis_async.Redis.from_pool(redis_async.BlockingConnectionPool.from_url(url, **pool)),
+    )
 
 
 def _request_tags(data: Mapping[str, Any]) -> Iterable[str]:
