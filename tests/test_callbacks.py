@@ -62,6 +62,16 @@ def routed_call(catalog, *, ttft_s: float | None = None) -> RoutedCall:
     )
 
 
+def test_all_failed_message_counts_requests_sent_and_models_passed_over(catalog) -> None:
+    """Two requests went out and one model was passed over for its window: the message
+    says so rather than "3 attempts"."""
+    call = routed_call(catalog)
+    failed = call.model_copy(update={"attempts": call.attempts[:1] * 2})
+    text = str(AllAttemptsFailedError(failed))
+    assert "(2 attempts failed and 1 model passed over)" in text
+    assert "glm-5: skipped (ContextWindow)" in text
+
+
 def test_plain_chat_model_call_is_priced_from_the_catalog(catalog, tmp_path: Path) -> None:
     handler = CostLatencyHandler(catalog, ledger_path=tmp_path / "calls.jsonl")
     model = FakeChat(model="gpt-4o-mini-2024-07-18", delay_s=0.02, cached_tokens=400)

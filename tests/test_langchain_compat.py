@@ -420,3 +420,17 @@ def test_create_agent_works_with_the_packaged_catalog() -> None:
     kinds = [type(m).__name__ for m in out["messages"]]
     assert kinds == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
     assert out["messages"][2].content == "0.fixed-version" and len(gateway.requests) == 2
+
+
+# -- max_tokens given at construction counts like a per-call one ---------------------------
+def test_constructor_max_tokens_bounds_the_estimate_like_a_call_kwarg() -> None:
+    bounded = model(None, max_tokens=10)
+    assert bounded.route([HumanMessage(QUESTION)]).expected_output_tokens == 10
+    # a per-call value still wins over the constructor's
+    assert bounded.route([HumanMessage(QUESTION)], max_tokens=50).expected_output_tokens == 50
+    assert model(None).route([HumanMessage(QUESTION)]).expected_output_tokens > 10
+
+
+def test_constructor_max_tokens_is_checked_like_a_call_kwarg() -> None:
+    with pytest.raises(ValueError, match="max_tokens must be a positive integer, got -5"):
+        model(None, max_tokens=-5)

@@ -221,7 +221,7 @@ async def test_stream_has_time_to_first_token(
 async def test_an_unpriced_model_costs_unknown_not_zero(
     handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
 ) -> None:
-    rr = router(catalog, upstream)
+    rr = RoutedRouter.from_catalog(catalog, base_url=upstream.base_url, include_unpriced=True)
     response = await rr.acompletion("mystery-1", CODE, tags=["code", "acme"])
     [record] = await await_records(sink, 1)
     assert response._hidden_params.get("response_cost") in (0.0, None)  # LiteLLM's "free"
@@ -249,28 +249,89 @@ async def test_pre_call_hook_routes_and_rejects(handler: LiteLLMHandler, catalog
 async def test_a_rejection_is_recorded_once_with_its_reason(
     handler: LiteLLMHandler, sink: Collect
 ) -> None:
+    data = {
+        "model": "routed/haiku",
+        "messages": CODE,
+        "litellm_trace_id": "t-1",
+        "metadata": {"tags": ["code"]},
+    }
+    answer = await handler.async_pre_call_hook(None, None, data, "acompletion")
+    assert answer.startswith("routedllm: unknown routed model group 'routed/haiku'")
+    # LiteLLM then logs the failure it raised (some releases by both methods): no repeat
     kwargs = {
-        "litellm_params": {
-            "acompletion": True,
-            "metadata": {"routedllm": {"group": "routed/haiku", "rejected": "InvalidRequestError"}},
-        },
+        "litellm_params": {"acompletion": True, "metadata": data["metadata"]},
         "standard_logging_object": {
-            "model": "routed/haiku",
+            "model": "kimi-k2.5",  # a routed group's static deployment, never called
+            "model_id": "abc",
             "trace_id": "t-1",
-            "startTime": 1_800_000_000.0,
-            "endTime": 1_800_000_000.5,
             "error_str": "400: routedllm: unknown routed model group",
         },
         "exception": ValueError("x"),
     }
-    handler.log_failure_event(kwargs, None, None, None)  # some releases call both methods
-    await handler.async_log_failure_event(kwargs, None, None, None)
+    handler.log_failure_event(kwargs, None, None, None)
     await handler.async_log_failure_event(kwargs, None, None, None)
     [record] = sink.records
     assert record.outcome == "InvalidRequestError" and record.model == "routed/haiku"
-    assert record.route == "routed/haiku"
-    assert record.cost_usd is None and record.latency_s == pytest.approx(0.5)
-    assert record.error.startswith("400: routedllm")
+    assert record.route == "routed/haiku" and record.run_id == "t-1"
+    assert record.cost_usd is None and record.input_tokens == 0
+    assert "unknown routed model group 'routed/haiku'" in record.error
+
+
+async def test_non_chat_calls_to_a_routed_group_are_refused(
+    handler: LiteLLMHandler, sink: Collect, catalog: Catalog
+) -> None:
+    data = {"model": "routed/auto", "input": "hello", "metadata": {}}
+    answer = await handler.async_pre_call_hook(None, None, data, "aembedding")
+    assert answer == (
+        "routedllm: routed/auto routes chat completions only (/chat/completions); send "
+        "/embeddings requests to a concrete model name"
+    )
+    [record] = sink.records
+    assert record.model == "routed/auto" and record.outcome == "InvalidRequestError"
+    plain = {"model": "gpt-4o", "input": "hello", "metadata": {}}
+    assert await handler.async_pre_call_hook(None, None, plain, "aembedding") is plain
+    rr = RoutedRouter(None, catalog=catalog)
+    with pytest.raises(InvalidRequestError, match="routes chat completions only"):
+        await rr.aembedding("routed/auto", input=["hello"])
+
+
+async def test_client_fallbacks_come_before_the_ranking(
+    handler: LiteLLMHandler, catalog: Catalog
+) -> None:
+    plain = {"model": "routed/code", "messages": CODE, "metadata": {}}
+    await handler.async_pre_call_hook(None, None, plain, "acompletion")
+    ranking = [plain["model"], *plain["fallbacks"]]
+    mine = "gpt-4o" if ranking[0] != "gpt-4o" else "claude-3.5-sonnet"
+    data = {
+        "model": "routed/code",
+        "messages": CODE,
+        "metadata": {},
+        "fallbacks": [mine, ranking[0], "routed/auto"],
+    }
+    await handler.async_pre_call_hook(None, None, data, "acompletion")
+    assert data["model"] == ranking[0]
+    assert data["fallbacks"] == [mine, *(m for m in ranking[1:] if m != mine)]
+
+
+async def test_unknown_tags_are_warned_once_and_named_in_a_header(
+    handler: LiteLLMHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def ask() -> dict:
+        data = {"model": "routed/auto", "messages": CODE, "tags": ["cod", "team-a"]}
+        await handler.async_pre_call_hook(None, None, data, "acompletion")
+        return data
+
+    with caplog.at_level("WARNING", logger="routedllm"):
+        first, second = await ask(), await ask()
+    warned = [r for r in caplog.records if "not routedllm task tags" in r.getMessage()]
+    assert len(warned) == 1 and "'cod'" in warned[0].getMessage()
+    for data in (first, second):
+        headers = await handler.async_post_call_response_headers_hook(data, None, None)
+        assert headers == {
+            "x-litellm-model-group": "routed/auto",
+            "x-routedllm-ignored-tags": "cod,team-a",
+        }
+    assert await handler.async_post_call_response_headers_hook({"model": "x"}, None, None) is None
 
 
 async def test_failures_before_any_model_are_litellms_to_log(
@@ -387,3 +448,28 @@ def test_the_configs_callback_paths_load(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert packaged.ledger.path == tmp_path / "a.jsonl"
     custom = get_instance_fn("custom_handler.handler", config_file_path=config)
     assert isinstance(custom, LiteLLMHandler) and custom.policy.quality_gap == 3.0
+
+
+async def test_a_failed_request_releases_its_hold_and_a_cooled_chain_is_recorded(
+    catalog: Catalog,
+) -> None:
+    from routedllm.adapters.litellm.budgets import ProxyBudgetConfig, ProxyBudgets
+
+    class RouterRateLimitError(Exception):  # LiteLLM's, by name: every model cooling down
+        pass
+
+    sink = Collect()
+    budgets = ProxyBudgets(ProxyBudgetConfig(max_run_usd=1.0))
+    h = LiteLLMHandler(catalog, sinks=[sink], budgets=budgets)
+    data = {"model": "routed/code", "messages": CODE, "litellm_trace_id": "t-9", "metadata": {}}
+    assert await h.async_pre_call_hook(None, None, data, "acompletion") is data
+    held = budgets.budget("global").status()
+    assert held.in_flight == 1 and held.reserved_usd > 0
+    error = RouterRateLimitError("No deployments available for selected model")
+    await h.async_post_call_failure_hook(data, error, None)
+    assert budgets.budget("global").status().reserved_usd == 0
+    [record] = sink.records
+    assert (record.model, record.outcome, record.run_id) == ("routed/code", "cooldown", "t-9")
+    # the skips themselves are no attempt of any model
+    await h.async_post_call_failure_deployment_hook({"model": "gpt-4o"}, error, "acompletion")
+    assert len(sink.records) == 1

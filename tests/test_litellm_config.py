@@ -23,7 +23,11 @@ from routedllm.adapters.litellm import (
     routed_fallbacks,
     routed_groups,
 )
-from routedllm.adapters.litellm.config import _TYPICAL
+from routedllm.adapters.litellm.config import (
+    _TYPICAL,
+    DEFAULT_STREAM_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+)
 from routedllm.adapters.litellm.routing import group_tags
 from routedllm.cli import main
 
@@ -36,7 +40,7 @@ def _entries(config_list: list[dict], name: str) -> list[dict]:
 
 
 def test_one_deployment_per_catalog_model(catalog: Catalog) -> None:
-    entries = model_list(catalog)
+    entries = model_list(catalog, include_unpriced=True)
     gateway = catalog.info.gateway
     for card in catalog:
         [entry] = _entries(entries, card.id)
@@ -57,17 +61,34 @@ def test_one_deployment_per_catalog_model(catalog: Catalog) -> None:
         info = entry.get("model_info", {})
         assert info.get("max_input_tokens") == card.context_window
         assert info.get("supports_vision") == card.capabilities.image_input
+        assert info.get("supports_function_calling") == card.capabilities.tools
+        assert params["timeout"] == DEFAULT_TIMEOUT_S
+        assert params["stream_timeout"] == DEFAULT_STREAM_TIMEOUT_S
+
+
+def test_unpriced_models_are_left_out_unless_asked_for(catalog: Catalog) -> None:
+    unpriced = {
+        c.id for c in catalog if c.input_usd_per_mtok is None or c.output_usd_per_mtok is None
+    }
+    assert unpriced, "the fixture catalog has models without a price"
+    names = {e["model_name"] for e in model_list(catalog)}
+    assert not names & unpriced and {c.id for c in catalog} - unpriced <= names
+    listed = {e["model_name"] for e in model_list(catalog, include_unpriced=True)}
+    assert unpriced <= listed
+    for item in routed_fallbacks(catalog):  # no fallback names a model the config leaves out
+        for chain in item.values():
+            assert not set(chain) & unpriced
 
 
 def test_unpriced_models_carry_no_zero_price(catalog: Catalog) -> None:
     unpriced = [card for card in catalog if card.input_usd_per_mtok is None]
     assert unpriced, "the packaged catalog has models without an input price"
     for card in unpriced:
-        [entry] = _entries(model_list(catalog), card.id)
+        [entry] = _entries(model_list(catalog, include_unpriced=True), card.id)
         assert "input_cost_per_token" not in entry["litellm_params"]
     assert all(
         v != 0
-        for e in model_list(catalog)
+        for e in model_list(catalog, include_unpriced=True)
         for k, v in e["litellm_params"].items()
         if k.endswith("cost_per_token")
     )
@@ -91,6 +112,12 @@ def test_per_token_prices_have_no_binary_noise(catalog: Catalog) -> None:
     assert repr(params["input_cost_per_token"]) == "1.8e-07"
     assert repr(params["output_cost_per_token"]) == "2.8e-07"
     assert repr(params["cache_read_input_token_cost"]) == "7e-08"
+    # no cached price in the catalog: cached tokens cost the input price, as in the ledger
+    plain = catalog.merged(
+        {"models": [{"id": "n", "name": "N", "input_usd_per_mtok": 0.18, "output_usd_per_mtok": 1}]}
+    ).get("n")
+    params = deployment(plain, base_url="http://x/v1", api_key_env="K")["litellm_params"]
+    assert params["cache_read_input_token_cost"] == params["input_cost_per_token"]
     assert params["api_key"] == "os.environ/K"
 
 
@@ -132,7 +159,8 @@ def test_routed_groups_hold_the_typical_decision(catalog: Catalog, preset: str) 
         [model] = _entries(entries, decision.model)
         assert entry["litellm_params"] == model["litellm_params"]
         assert fallbacks.get(group, []) == list(decision.fallbacks)
-    assert len(entries) == len(catalog) + len(routed_groups())
+    priced = [c for c in catalog if c.input_usd_per_mtok is not None and c.output_usd_per_mtok]
+    assert len(entries) == len(priced) + len(routed_groups())
 
 
 def test_groups_without_an_eligible_model_are_left_out(catalog: Catalog) -> None:
@@ -147,9 +175,17 @@ def test_groups_without_an_eligible_model_are_left_out(catalog: Catalog) -> None
 def test_proxy_config_settings(catalog: Catalog) -> None:
     config = proxy_config(catalog, base_url="http://127.0.0.1:9/v1")
     assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
-    assert config["litellm_settings"] == {"callbacks": [HANDLER]}
+    assert config["litellm_settings"] == {
+        "callbacks": [HANDLER],
+        "request_timeout": DEFAULT_TIMEOUT_S,
+    }
     assert HANDLER == "routedllm.adapters.litellm.handler"
-    assert config["router_settings"]["num_retries"] == 0
+    settings = config["router_settings"]
+    assert settings["num_retries"] == 1 and settings["timeout"] == DEFAULT_TIMEOUT_S
+    assert settings["retry_policy"]["RateLimitErrorRetries"] == 1
+    assert settings["retry_policy"]["InternalServerErrorRetries"] == 1
+    assert settings["retry_policy"]["TimeoutErrorRetries"] == 0
+    assert settings["retry_policy"]["BadRequestErrorRetries"] == 0
     assert {e["litellm_params"]["api_base"] for e in config["model_list"]} == {
         "http://127.0.0.1:9/v1"
     }
@@ -266,3 +302,34 @@ def test_routedllm_and_langchain_path_never_import_litellm() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_cli_timeouts_retries_and_unpriced_models(capsys) -> None:
+    args = ["litellm-config", "--timeout", "30", "--stream-timeout", "7.5", "--retries", "2"]
+    assert main([*args, *NO_AGE_LIMIT]) == 0
+    captured = capsys.readouterr()
+    config = yaml.safe_load(captured.out)
+    unpriced = [c.id for c in Catalog.default() if c.input_usd_per_mtok is None]
+    assert f"unpriced, left out (--include-unpriced to list them): {', '.join(unpriced)}" in (
+        captured.err
+    )
+    for entry in config["model_list"]:
+        assert entry["litellm_params"]["timeout"] == 30.0
+        assert entry["litellm_params"]["stream_timeout"] == 7.5
+        assert entry["model_name"] not in unpriced
+    assert config["router_settings"]["num_retries"] == 2
+    assert config["router_settings"]["retry_policy"]["RateLimitErrorRetries"] == 2
+    assert main(["litellm-config", "--include-unpriced", *NO_AGE_LIMIT]) == 0
+    listed = {e["model_name"] for e in yaml.safe_load(capsys.readouterr().out)["model_list"]}
+    assert set(unpriced) <= listed
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("retries", -1, "retries must be 0 or more"), ("timeout_s", 0, "the timeout must be")],
+)
+def test_bad_operations_settings_are_refused(
+    catalog: Catalog, option: str, value: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        proxy_config(catalog, **{option: value})

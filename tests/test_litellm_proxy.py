@@ -6,6 +6,7 @@ record per attempt. One proxy process serves the whole module.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -15,13 +16,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import yaml
 
 from routedllm import Catalog, Policy
 from routedllm.adapters.litellm import decide_for_body
@@ -129,29 +131,34 @@ def _tail(path: Path, chars: int = 4000) -> str:
     return path.read_text("utf-8", "replace")[-chars:] if path.exists() else "(no log)"
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    tmp = tmp_path_factory.mktemp("litellm-proxy")
+@contextlib.contextmanager
+def start_proxy(
+    tmp: Path,
+    specs: Mapping[str, ModelSpec],
+    *,
+    config_args: Sequence[str] = (),
+    patch: Callable[[dict[str, Any]], None] | None = None,
+    env: Mapping[str, str] | None = None,
+    upstream: Upstream | None = None,
+) -> Iterator[Proxy]:
+    """A LiteLLM proxy process on loopback, from ``routedllm litellm-config`` (with
+    ``config_args``, then ``patch`` applied to the config), in front of a stand-in upstream
+    serving ``specs`` (or ``upstream``, shared, made without an api_key). ``env`` adds to
+    the proxy's environment."""
     config, ledger, log = tmp / "config.yaml", tmp / "ledger.jsonl", tmp / "proxy.log"
     upstream_key = "ga_upstream_" + secrets.token_hex(8)
-    with Upstream(SPECS, api_key=upstream_key) as upstream:
-        assert (
-            cli(
-                [
-                    "litellm-config",
-                    "-o",
-                    str(config),
-                    "--base-url",
-                    upstream.base_url,
-                    "--max-price-age-days",
-                    "100000",
-                ]
-            )
-            == 0
-        )
+    with contextlib.ExitStack() as stack:
+        if upstream is None:
+            upstream = stack.enter_context(Upstream(specs, api_key=upstream_key))
+        args = ["litellm-config", "-o", str(config), "--base-url", upstream.base_url]
+        assert cli([*args, "--max-price-age-days", "100000", *config_args]) == 0
+        if patch is not None:
+            data = yaml.safe_load(config.read_text("utf-8"))
+            patch(data)
+            config.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
         port, key = _free_port(), "sk-" + secrets.token_hex(16)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEDLLM_")}
-        env.update(
+        proxy_env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTEDLLM_")}
+        proxy_env.update(
             GLOBAL_API_KEY=upstream_key,
             LITELLM_MASTER_KEY=key,
             LITELLM_LOCAL_MODEL_COST_MAP="True",
@@ -159,6 +166,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             LITELLM_TELEMETRY_DISABLED="true",
             LITELLM_DONT_SHOW_FEEDBACK_BOX="true",
             ROUTEDLLM_LEDGER=str(ledger),
+            **(env or {}),
         )
         command = [
             str(_console_script()),
@@ -172,7 +180,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 command,
-                env=env,
+                env=proxy_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=tmp,
@@ -183,6 +191,12 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             yield Proxy(f"http://127.0.0.1:{port}", key, upstream, ledger, log)
         finally:
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    with start_proxy(tmp_path_factory.mktemp("litellm-proxy"), SPECS) as running:
+        yield running
 
 
 def _console_script() -> Path:
@@ -262,13 +276,15 @@ def _ask(
 
 
 def _expected_chain(body: dict[str, Any]) -> tuple[Any, list[str]]:
-    """The decision for ``body`` and the models the proxy should try: up to the first that works."""
+    """The decision for ``body`` and the requests the proxy should send: each failing model
+    twice (a 429 or 5xx is retried once), up to the first model that works."""
     decision = decide_for_body(Router(CATALOG, POLICY), body)
     chain = []
     for model in decision.ranking:
         chain.append(model)
         if model not in FAILING:
             break
+        chain.append(model)
     return decision, chain
 
 
@@ -364,7 +380,7 @@ def test_server_error_falls_back_and_records_both_attempts(proxy: Proxy) -> None
         proxy, "Summarize the plot of Hamlet in three sentences.", model="routed/summarization"
     )
     records = _check_call(proxy, trace, body, before=before)
-    assert [r.outcome for r in records] == ["InternalServerError", "ok"]
+    assert [r.outcome for r in records] == ["InternalServerError", "InternalServerError", "ok"]
 
 
 def test_rate_limit_then_server_error_then_answer_streamed(proxy: Proxy) -> None:
@@ -378,7 +394,13 @@ def test_rate_limit_then_server_error_then_answer_streamed(proxy: Proxy) -> None
         max_tokens=130_000,
     )
     records = _check_call(proxy, trace, body, streamed=True, before=before)
-    assert [r.outcome for r in records] == ["RateLimitError", "InternalServerError", "ok"]
+    assert [r.outcome for r in records] == [
+        "RateLimitError",
+        "RateLimitError",
+        "InternalServerError",
+        "InternalServerError",
+        "ok",
+    ]
     assert text == SPECS[records[-1].model].reply
 
 
@@ -421,3 +443,94 @@ def test_master_key_is_required(proxy: Proxy) -> None:
     with pytest.raises(openai.APIStatusError):
         c.chat.completions.create(model="routed/auto", messages=[{"role": "user", "content": CODE}])
     assert proxy.chat_requests()[before:] == []
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"tools": TOOLS}, {"response_format": {"type": "json_object"}}],
+    ids=["tools", "response_format"],
+)
+def test_tools_and_structured_output_route(proxy: Proxy, extra: dict[str, Any]) -> None:
+    before = len(proxy.chat_requests())
+    trace, _, body = _ask(proxy, "What is the weather in Paris? Answer in JSON.", **extra)
+    records = _check_call(proxy, trace, body, before=before)
+    key = next(iter(extra))
+    assert all(r.body.get(key) == extra[key] for r in proxy.chat_requests()[before:])
+    assert records[-1].ok
+
+
+def test_tagged_over_long_prompt_is_refused_naming_the_window(proxy: Proxy) -> None:
+    before, trace = len(proxy.chat_requests()), str(uuid.uuid4())
+    prompt = "def f(x):\n    return x\n" * 110_000  # ~675k tokens: past every listed window
+    with pytest.raises(openai.BadRequestError, match=r"context window is 200000"):
+        _ask(proxy, prompt, body_tags=["code"], trace=trace)
+    with pytest.raises(openai.BadRequestError, match="no eligible model"):
+        _ask(proxy, "Write a sort.", body_tags=["code"], max_tokens=1_000_000)
+    assert proxy.chat_requests()[before:] == []
+    [record] = proxy.records(trace, 1)  # recorded once, under the group asked for
+    assert record.model == "routed/auto" and record.route == "routed/auto"
+    assert record.outcome == "NoEligibleModelError" and "no eligible model" in record.error
+    assert record.input_tokens == 0 and record.cost_usd is None
+
+
+def test_routed_group_and_unknown_tags_in_the_headers(proxy: Proxy) -> None:
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="routed/auto",
+        messages=[{"role": "user", "content": CODE}],
+        extra_body={"tags": ["cod", "team-search"]},
+    )
+    assert raw.headers["x-litellm-model-group"] == "routed/auto"
+    assert raw.headers["x-routedllm-ignored-tags"] == "cod,team-search"
+    warned = [
+        line
+        for line in proxy.log.read_text("utf-8", "replace").splitlines()
+        if "are not routedllm task tags" in line
+    ]
+    assert any("'cod'" in line for line in warned)  # each name once, whichever call had it
+
+
+def test_non_chat_endpoints_on_a_routed_group_get_a_clear_400(proxy: Proxy) -> None:
+    before = len(proxy.upstream.requests)
+    client = proxy.client()
+    with pytest.raises(openai.BadRequestError, match="routes chat completions only"):
+        client.embeddings.create(model="routed/auto", input="hello")
+    with pytest.raises(openai.BadRequestError, match="routes chat completions only"):
+        client.completions.create(model="routed/auto", prompt="hello")
+    assert proxy.upstream.requests[before:] == []
+
+
+def test_a_clients_own_fallbacks_come_first(proxy: Proxy) -> None:
+    # kimi-k2.5 ranks first for an image and always fails; the client's fallback is next
+    before = len(proxy.chat_requests())
+    trace, _, body = _ask(proxy, IMAGE, fallbacks=["claude-3.5-sonnet"])
+    decision = decide_for_body(Router(CATALOG, POLICY), body)
+    assert decision.model == "kimi-k2.5" and decision.fallbacks[0] != "claude-3.5-sonnet"
+    reached = [r.model for r in proxy.chat_requests()[before:]]
+    assert reached == ["kimi-k2.5", "kimi-k2.5", "claude-3.5-sonnet"]
+    records = proxy.records(trace, 3)
+    assert [r.model for r in records] == reached and records[-1].ok
+
+
+def test_litellms_cost_header_agrees_with_the_ledger(proxy: Proxy) -> None:
+    # gpt-4o answers with 256 cached tokens and the catalog has no cached price for it
+    trace = str(uuid.uuid4())
+    raw = proxy.client().chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Describe a bicycle."}],
+        extra_body={"litellm_trace_id": trace},
+    )
+    [record] = proxy.records(trace, 1)
+    assert record.cached_input_tokens == SPECS["gpt-4o"].cached_tokens > 0
+    assert float(raw.headers["x-litellm-response-cost"]) == pytest.approx(record.cost_usd)

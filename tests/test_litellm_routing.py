@@ -133,11 +133,16 @@ def test_other_models_pass_through_untouched(catalog: Catalog, policy: Policy) -
     assert data == before
 
 
-def test_request_fallbacks_and_bad_metadata_are_replaced(catalog: Catalog, policy: Policy) -> None:
+def test_client_fallbacks_lead_and_bad_metadata_is_replaced(
+    catalog: Catalog, policy: Policy
+) -> None:
     data = body(CODE, fallbacks=["gemini-1.5-pro"], metadata="not a mapping")
     decision = route_body(Router(catalog, policy), data)
-    assert data["fallbacks"] == list(decision.fallbacks)
+    rest = [m for m in decision.fallbacks if m != "gemini-1.5-pro"]
+    assert data["fallbacks"] == ["gemini-1.5-pro", *rest]
     assert data["metadata"]["routedllm"]["model"] == decision.model
+    with pytest.raises(InvalidRequestError, match="fallbacks must be a list"):
+        route_body(Router(catalog, policy), body(CODE, fallbacks="gpt-4o"))
 
 
 @pytest.mark.parametrize(

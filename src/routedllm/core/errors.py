@@ -71,8 +71,11 @@ class AllAttemptsFailedError(RoutedLLMError):
 
     def __init__(self, call: RoutedCall) -> None:
         self.call = call
-        tried = len(call.attempts) + len(call.skipped)
-        super().__init__(f"all {tried} attempts failed for tags {list(call.tags)}:\n{_lines(call)}")
+        sent, passed = len(call.attempts), len(call.skipped)
+        what = f"{sent} attempt{'s' if sent != 1 else ''} failed"
+        if passed:
+            what += f" and {passed} model{'s' if passed != 1 else ''} passed over"
+        super().__init__(f"every model failed for tags {list(call.tags)} ({what}):\n{_lines(call)}")
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ from routedllm.core.requests import (
     Request,
     call_policy,
     input_token_bound,
+    output_limit,
     request_from_call,
 )
 from routedllm.records.routed import RoutedCall, attach
@@ -192,6 +193,7 @@ class RoutedChatModel(BaseChatOpenAI):
         """
         if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
             raise ValueError("n must be at least 1, and 1 when streaming")
+        output_limit(self.max_tokens)  # the per-call rule, at construction
         self._router = Router(self.catalog, self.policy)
         self._add_run_context()
         if "breaker" not in self.model_fields_set:
@@ -273,7 +275,9 @@ class RoutedChatModel(BaseChatOpenAI):
             messages,
             tags=(*tags, *(self.tags or ())),
             metadata=metadata,
-            call_kwargs=kwargs,
+            call_kwargs=kwargs
+            if self.max_tokens is None or "max_tokens" in kwargs
+            else {"max_tokens": self.max_tokens, **kwargs},
             model=pin,
             sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation, self.catalog),
         )

@@ -5,7 +5,9 @@
 * :class:`LiteLLMHandler`: the LiteLLM ``CustomLogger`` that routes ``routed/*`` requests
   on the proxy and records every attempt; ``handler`` is the one the generated config
   names (``routedllm.adapters.litellm.handler``), configured from the environment;
-* :class:`RoutedRouter`: the same decision in front of ``litellm.Router`` in Python.
+* :class:`RoutedRouter`: the same decision in front of ``litellm.Router`` in Python;
+* :class:`ProxyBudgets`: spend caps the proxy's hook holds and its logger settles
+  (``ROUTEDLLM_BUDGET``), in memory or shared through Redis.
 
 Importing this package does not import litellm: the handler and ``from_catalog`` load it
 when first used (``pip install 'routedllm[litellm]'``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from routedllm.adapters.litellm.budgets import ProxyBudgetConfig, ProxyBudgets
 from routedllm.adapters.litellm.config import (
     HANDLER,
     add_litellm_config_command,
@@ -64,6 +67,8 @@ __all__ = [
     "HANDLER",
     "PREFIX",
     "LiteLLMHandler",
+    "ProxyBudgetConfig",
+    "ProxyBudgets",
     "RoutedRouter",
     "add_litellm_config_command",
     "decide_for_body",

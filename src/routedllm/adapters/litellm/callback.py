@@ -1,11 +1,14 @@
 """LiteLLMHandler: routes ``routed/*`` requests on the proxy, records LiteLLM calls.
 
 One LiteLLM ``CustomLogger`` does both jobs. On the proxy its ``async_pre_call_hook`` applies
-the routedllm decision (:func:`routedllm.adapters.litellm.routing.route_body`). On the proxy and in
-``litellm.Router`` alike, every attempt becomes one CallRecord, priced with the catalog and
-delivered to the same sinks as the LangChain handler: successes from LiteLLM's success
-events, failed attempts from its per-attempt deployment hook. This module imports litellm;
-``routedllm.adapters.litellm`` loads it only when the handler is used.
+the routedllm decision (:func:`routedllm.adapters.litellm.routing.route_body`) and holds the
+call's estimate in the configured budgets. On the proxy and in ``litellm.Router`` alike,
+every upstream attempt becomes one CallRecord under the model it called, priced with the
+catalog and delivered to the same sinks as the LangChain handler: successes from LiteLLM's
+success events, failed attempts from its per-attempt deployment hook. A request refused
+before any model was called (by routedllm, a budget, or because every model of its chain
+is cooling down) is one record under its routed group, with the reason. This module
+imports litellm; ``routedllm.adapters.litellm`` loads it only when the handler is used.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,12 +26,14 @@ from typing import Any
 import yaml
 from litellm.integrations.custom_logger import CustomLogger
 
+from routedllm.adapters.litellm.budgets import ProxyBudgets
 from routedllm.adapters.litellm.routing import META_KEY, PREFIX, route_body
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import PRESETS, Policy, Router
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError, UnknownModelError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.requests import select_tags
+from routedllm.core.tags import TAG_NAMES
 from routedllm.records.memory import MemorySink
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
@@ -47,6 +53,21 @@ logger = logging.getLogger("routedllm")
 LEDGER_ENV = "ROUTEDLLM_LEDGER"
 POLICY_ENV = "ROUTEDLLM_POLICY"
 _RECENT_ATTEMPTS = 10_000  # failed attempts remembered, so that none is recorded twice
+_WARNED_TAGS = 1_000  # unknown tag names already logged (each is logged once)
+_CHAT_CALLS = frozenset({"acompletion", "completion"})
+_ENDPOINTS = {
+    "aembedding": "/embeddings",
+    "embedding": "/embeddings",
+    "atext_completion": "/completions",
+    "text_completion": "/completions",
+    "aresponses": "the Responses API",
+    "responses": "the Responses API",
+    "anthropic_messages": "/v1/messages",
+}
+COOLDOWN = "cooldown"
+"""The outcome of a request refused because every model of its chain was cooling down."""
+GROUP_HEADER = "x-litellm-model-group"
+IGNORED_TAGS_HEADER = "x-routedllm-ignored-tags"
 
 
 class _RecentSet:
@@ -66,6 +87,27 @@ class _RecentSet:
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
             return new
+
+
+class _AttemptCounter:
+    """Attempts seen per call (by trace id), for the last ``size`` calls; thread-safe.
+
+    LiteLLM's own counters do not say how many retries an earlier model of the fallback
+    walk used (a timeout is not retried, a 429 is), so attempts are counted as recorded.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def next(self, call: str) -> int:
+        with self._lock:
+            count = self._counts[call] = self._counts.get(call, 0) + 1
+            self._counts.move_to_end(call)
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+            return count
 
 
 class LiteLLMHandler(CustomLogger):
@@ -93,8 +135,10 @@ class LiteLLMHandler(CustomLogger):
         sinks: Iterable[Sink] = (),
         baseline_model: str | None = DEFAULT_BASELINE,
         memory: MemorySink | None = None,
+        budgets: ProxyBudgets | None = None,
     ) -> None:
         super().__init__()
+        self.budgets = budgets
         self.catalog = Catalog.from_env() if catalog is None else catalog
         self.policy = Policy() if policy is None else policy
         self._router = Router(self.catalog, self.policy)
@@ -103,12 +147,15 @@ class LiteLLMHandler(CustomLogger):
         self.baseline_model = baseline_model
         self.memory, self.ledger, self.sinks = sinks_for(memory, ledger_path, sinks)
         self._recorded = _RecentSet(_RECENT_ATTEMPTS)  # (call id, run id, attempt) of failures
+        self._warned = _RecentSet(_WARNED_TAGS)
+        self._attempts = _AttemptCounter(_RECENT_ATTEMPTS)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # The proxy runs a pre-call hook only when the instance's own class defines it.
+        # The proxy runs a proxy hook only when the instance's own class defines it.
         super().__init_subclass__(**kwargs)
-        if "async_pre_call_hook" not in vars(cls):
-            cls.async_pre_call_hook = LiteLLMHandler.async_pre_call_hook  # type: ignore[method-assign]
+        for name in _PROXY_HOOKS:
+            if name not in vars(cls):
+                setattr(cls, name, getattr(LiteLLMHandler, name))
 
     def __repr__(self) -> str:
         return (
@@ -122,7 +169,8 @@ class LiteLLMHandler(CustomLogger):
 
         ``ROUTEDLLM_CATALOG``: a catalog override file; ``ROUTEDLLM_LEDGER``: the JSONL
         ledger path (unset: records stay in memory); ``ROUTEDLLM_POLICY``: a preset name
-        (value, quality, cheapest) or a YAML file of :class:`Policy` fields.
+        (value, quality, cheapest) or a YAML file of :class:`Policy` fields;
+        ``ROUTEDLLM_BUDGET``: a YAML file of spend caps (:class:`ProxyBudgets`).
         """
         env = os.environ if env is None else env
         ledger = env.get(LEDGER_ENV) or None
@@ -131,25 +179,127 @@ class LiteLLMHandler(CustomLogger):
                 "routedllm: %s is not set: LiteLLM call records are kept in memory only", LEDGER_ENV
             )
         return cls(
-            Catalog.from_env(env), policy=policy_from(env.get(POLICY_ENV)), ledger_path=ledger
+            Catalog.from_env(env),
+            policy=policy_from(env.get(POLICY_ENV)),
+            ledger_path=ledger,
+            budgets=ProxyBudgets.from_env(env),
         )
 
-    # -- proxy hook -----------------------------------------------------------------------
+    # -- proxy hooks ------------------------------------------------------------------------
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any
     ) -> dict | str:
-        """Route a ``routed/*`` request: the model, its fallbacks and the decision's summary.
+        """Route a ``routed/*`` request: the model, its fallbacks and the decision's summary;
+        then hold its estimated cost in the budgets, if any.
 
-        A request that cannot be routed is rejected with routedllm's message (HTTP 400).
+        A request that cannot be routed, or that a budget refuses, is rejected with
+        routedllm's message (HTTP 400) and recorded once under its routed group.
         """
+        group = data.get("model")
+        if not isinstance(group, str) or not group.startswith(PREFIX):
+            return data
         try:
-            route_body(self._router, data)
+            kind = str(getattr(call_type, "value", call_type))
+            if kind not in _CHAT_CALLS:
+                where = _ENDPOINTS.get(kind, f"a {kind} call")
+                raise InvalidRequestError(
+                    f"{group} routes chat completions only (/chat/completions); send "
+                    f"{where} requests to a concrete model name"
+                )
+            decision = route_body(self._router, data)
+            assert decision is not None  # a routed group: route_body decided it
+            routed = data["metadata"][META_KEY]
+            if routed["ignored_tags"]:
+                self._warn_ignored(routed["ignored_tags"])
+            if self.budgets is not None:
+                hold = routed["hold"] = _str(data.get("litellm_call_id")) or uuid.uuid4().hex
+                await self.budgets.hold(
+                    hold,
+                    self.budgets.scopes(user_api_key_dict, data),
+                    decision.estimated_cost_usd,
+                    decision.model,
+                )
         except RoutedLLMError as exc:
-            metadata = data.get("metadata")
-            if isinstance(metadata, dict):  # LiteLLM logs the rejection: say what rejected it
-                metadata[META_KEY] = {"group": data.get("model"), "rejected": type(exc).__name__}
+            self._refused(data, group, type(exc).__name__, str(exc))
             return f"routedllm: {exc}"
         return data
+
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict,
+        user_api_key_dict: Any,
+        response: Any,
+        request_headers: dict[str, str] | None = None,
+        litellm_call_info: dict[str, Any] | None = None,
+    ) -> dict[str, str] | None:
+        """The routed group as LiteLLM's model group, and the tag names that were ignored."""
+        routed = _mapping(_mapping(data.get("metadata")).get(META_KEY))
+        group = _str(routed.get("group"))
+        if group is None:
+            return None
+        headers = {GROUP_HEADER: group}
+        ignored = routed.get("ignored_tags")
+        if ignored:
+            headers[IGNORED_TAGS_HEADER] = ",".join(map(str, ignored))
+        return headers
+
+    async def async_post_call_failure_hook(
+        self,
+        request_data: dict,
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
+    ) -> Any:
+        """A routed request failed: give its budget holds back, and record a request whose
+        whole chain was cooling down (no model was called, so no attempt says so)."""
+        routed = _mapping(_mapping(request_data.get("metadata")).get(META_KEY))
+        if not routed or routed.get("rejected"):
+            return None
+        hold = _str(routed.get("hold"))
+        if hold is not None and self.budgets is not None:
+            await self.budgets.release(hold)
+        if _is_cooldown(original_exception):
+            self._refused(
+                request_data,
+                _str(routed.get("group")) or "unknown",
+                COOLDOWN,
+                str(original_exception),
+            )
+        return None
+
+    def _refused(self, data: Mapping[str, Any], group: str, outcome: str, reason: str) -> None:
+        """Record a request refused before any model answered: once, under its routed group."""
+        metadata = data.get("metadata")
+        if isinstance(metadata, dict):  # LiteLLM logs the rejection too: say what rejected it
+            routed = metadata.setdefault(META_KEY, {})
+            if isinstance(routed, dict):
+                routed.update(group=group, rejected=outcome)
+        meta = _mapping(metadata)
+        record = build_record(
+            self.catalog,
+            group,
+            usage=NO_TOKENS,
+            ts=dt.datetime.now(dt.UTC),
+            latency_s=None,
+            baseline_model=self.baseline_model,
+            run_id=_trace(data),
+            outcome=outcome,
+            error=error_text(reason, gateway_key(self.catalog)),
+            **_routing(meta, meta.get("tags"), None),
+        )
+        deliver(self.sinks, [record])
+
+    def _warn_ignored(self, names: Iterable[str]) -> None:
+        """Log each tag name that is not a task tag once (a typo routes as if untagged)."""
+        new = [n for n in names if self._warned.add(n)]
+        if new:
+            logger.warning(
+                "routedllm: request tags %s are not routedllm task tags and do not affect "
+                "routing (known: %s); each is reported once, and in the %s response header",
+                ", ".join(map(repr, new)),
+                ", ".join(TAG_NAMES),
+                IGNORED_TAGS_HEADER,
+            )
 
     # -- logging ----------------------------------------------------------------------------
     # LiteLLM passes these four by keyword: the parameter names must stay exactly these.
@@ -160,7 +310,8 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        deliver(self.sinks, [self.record(kwargs, response_obj, start_time, end_time)])
+        record = self.record(kwargs, response_obj, start_time, end_time)
+        deliver(self.sinks, [self._numbered(record)])
 
     def log_failure_event(
         self,
@@ -178,7 +329,12 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        self.log_success_event(kwargs, response_obj, start_time, end_time)
+        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
+        deliver(self.sinks, [record])
+        if self.budgets is not None:
+            hold = _str(_routed(kwargs).get("hold"))
+            if hold is not None:
+                await self.budgets.settle(hold, record.cost_usd)
 
     async def async_log_failure_event(
         self,
@@ -200,16 +356,16 @@ class LiteLLMHandler(CustomLogger):
         Failures the proxy raises itself (authentication) are LiteLLM's to log.
         """
         slo = _mapping(kwargs.get("standard_logging_object"))
-        routed = _mapping(
-            _mapping(_mapping(kwargs.get("litellm_params")).get("metadata")).get(META_KEY)
-        )
-        proxy_error = type(kwargs.get("exception")).__name__ == "ProxyException"
-        if not (routed.get("rejected") or (slo.get("model_id") and not proxy_error)):
+        error = kwargs.get("exception")
+        proxy_error = type(error).__name__ == "ProxyException"
+        if _routed(kwargs).get("rejected") or _is_cooldown(error):
+            return  # recorded once, under the routed group, when it was refused
+        if not slo.get("model_id") or proxy_error:
             return
         record = self.record(kwargs, response_obj, start_time, end_time, ok=False)
         call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
         if self._recorded.add((call, record.run_id, record.attempt)):
-            deliver(self.sinks, [record])
+            deliver(self.sinks, [self._numbered(record)])
 
     async def async_post_call_failure_deployment_hook(
         self,
@@ -221,13 +377,23 @@ class LiteLLMHandler(CustomLogger):
         """Record one failed attempt at a model.
 
         LiteLLM calls this for every failed attempt, while its failure event fires once
-        per call on the proxy (the first failure only).
+        per call on the proxy (the first failure only). A model skipped because it is
+        cooling down was not called: no record (a request whose whole chain is cooling
+        down is recorded once by the failure hook).
         """
+        if _is_cooldown(exception):
+            return
         record = self.failed_attempt(request_data, exception)
         self._recorded.add(
             (_str(request_data.get("litellm_call_id")), record.run_id, record.attempt)
         )
-        deliver(self.sinks, [record])
+        deliver(self.sinks, [self._numbered(record)])
+
+    def _numbered(self, record: CallRecord) -> CallRecord:
+        """``record`` with its attempt number in its call: 1 for the first request sent."""
+        if record.run_id is None:
+            return record
+        return record.model_copy(update={"attempt": self._attempts.next(record.run_id)})
 
     def record(
         self,
@@ -243,7 +409,15 @@ class LiteLLMHandler(CustomLogger):
         meta = _mapping(_mapping(kwargs.get("litellm_params")).get("metadata"))
         routed = _mapping(meta.get(META_KEY))
         model = _str(slo.get("model")) or _str(kwargs.get("model")) or "unknown"
-        started = _epoch(slo.get("startTime"), start_time)
+        # this attempt's start: a fallback's time excludes the attempts that failed before it
+        attempt_start = kwargs.get("current_attempt_api_call_start_time") or kwargs.get(
+            "api_call_start_time"
+        )
+        started = (
+            attempt_start.timestamp()
+            if isinstance(attempt_start, dt.datetime)
+            else _epoch(slo.get("startTime"), start_time)
+        )
         ended = _epoch(slo.get("endTime"), end_time)
         first = _number(slo.get("completionStartTime"))
         fields: dict[str, Any] = {
@@ -337,6 +511,25 @@ def policy_from(value: str | None) -> Policy:
 
 
 # -- helpers --------------------------------------------------------------------------------
+_PROXY_HOOKS = (
+    "async_pre_call_hook",
+    "async_post_call_response_headers_hook",
+    "async_post_call_failure_hook",
+)
+
+
+def _is_cooldown(error: Any) -> bool:
+    """True for LiteLLM's refusal to call a model that is cooling down (no request sent)."""
+    return type(error).__name__ == "RouterRateLimitError" or (
+        error is not None and "No deployments available" in str(error)[:300]
+    )
+
+
+def _routed(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The decision's summary in a logger event's metadata (empty when not routed)."""
+    return _mapping(_mapping(_mapping(kwargs.get("litellm_params")).get("metadata")).get(META_KEY))
+
+
 def _routing(meta: Mapping[str, Any], request_tags: Any, group: Any) -> dict[str, Any]:
     """A record's routing fields from the call's metadata: the decision's when it was routed."""
     routed = _mapping(meta.get(META_KEY))

@@ -11,16 +11,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from routedllm.adapters.litellm.config import model_list
-from routedllm.adapters.litellm.routing import route_body
+from routedllm.adapters.litellm.routing import PREFIX, route_body
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Router
+from routedllm.core.errors import InvalidRequestError
 
 
 class RoutedRouter:
     """Wraps a ``litellm.Router`` whose model list holds the catalog's models by id.
 
     ``acompletion``/``completion`` take ``tags`` (task tags, added to ``metadata.tags``);
-    a ``routed/*`` model is decided per call, any other model name passes through.
+    a ``routed/*`` model is decided per call, any other model name passes through. The
+    other endpoints (embeddings, text completions, the Responses API) pass through to the
+    wrapped router for concrete models and refuse ``routed/*`` names, which route chat
+    messages only; anything else (``model_list``, ...) is the wrapped router's.
     """
 
     def __init__(
@@ -41,16 +45,19 @@ class RoutedRouter:
         *,
         base_url: str | None = None,
         policy: Policy | None = None,
+        include_unpriced: bool = False,
         **router_kwargs: Any,
     ) -> RoutedRouter:
-        """A new ``litellm.Router`` over :func:`model_list` (retries off unless given)."""
+        """A new ``litellm.Router`` over :func:`model_list` (retries off unless given;
+        models without a price only with ``include_unpriced``)."""
         from litellm import Router
 
         catalog = Catalog.from_env() if catalog is None else catalog
         router_kwargs.setdefault("num_retries", 0)
-        router = Router(
-            model_list=model_list(catalog, base_url=base_url, policy=policy), **router_kwargs
+        models = model_list(
+            catalog, base_url=base_url, policy=policy, include_unpriced=include_unpriced
         )
+        router = Router(model_list=models, **router_kwargs)
         return cls(router, catalog=catalog, policy=policy)
 
     def prepare(
@@ -81,3 +88,43 @@ class RoutedRouter:
     ) -> Any:
         """``Router.completion`` after the routing decision."""
         return self.router.completion(**self.prepare(model, messages, tags=tags, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped router's other attributes (``model_list``, ``get_model_names``, ...)."""
+        if name == "router":  # not set yet: never recurse
+            raise AttributeError(name)
+        return getattr(self.router, name)
+
+    # -- other endpoints: concrete models only ------------------------------------------------
+    def embedding(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        model = _concrete(model, "embedding")
+        return self.router.embedding(model, *args, **kwargs)
+
+    async def aembedding(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        model = _concrete(model, "embedding")
+        return await self.router.aembedding(model, *args, **kwargs)
+
+    def text_completion(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        model = _concrete(model, "text completion")
+        return self.router.text_completion(model, *args, **kwargs)
+
+    async def atext_completion(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        model = _concrete(model, "text completion")
+        return await self.router.atext_completion(model, *args, **kwargs)
+
+    async def aresponses(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        model = _concrete(model, "Responses API")
+        return await self.router.aresponses(model, *args, **kwargs)
+
+    def responses(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        model = _concrete(model, "Responses API")
+        return self.router.responses(model, *args, **kwargs)
+
+
+def _concrete(model: str, endpoint: str) -> str:
+    """``model``, unless it is a routed group: those route chat messages only."""
+    if isinstance(model, str) and model.startswith(PREFIX):
+        raise InvalidRequestError(
+            f"{model} routes chat completions only; send {endpoint} calls to a concrete model name"
+        )
+    return model

@@ -47,18 +47,27 @@ def group_tags(group: str, given: Iterable[str] = ()) -> tuple[str, ...] | None:
     return tags or None
 
 
-def decide_for_body(router: Router, data: Mapping[str, Any]) -> Decision:
-    """The routing decision for a body that asks for a routed group (see :func:`routed_groups`).
+def request_for_body(data: Mapping[str, Any]) -> Request:
+    """The :class:`~routedllm.core.requests.Request` of a body that asks for a routed group.
 
-    The body becomes a :class:`~routedllm.core.requests.Request` by the one translation
-    every adapter uses (:meth:`Request.from_openai_body`): the group's own tag first, then
-    the body's task tags, tools, response format, output limit and images.
+    The one translation every adapter uses (:meth:`Request.from_openai_body`): the group's
+    own tag first, then the body's task tags, tools, response format, output limit and
+    images. Names among the body's tags that are not task tags are kept as ``ignored_tags``.
     """
     group = data.get("model")
     if not isinstance(group, str):
         raise InvalidRequestError(f"the request's model must be a string, got {group!r:.80}")
-    own = group_tags(group)
-    request = Request.from_openai_body(data, tags=own or ())
+    return Request.from_openai_body(data, tags=group_tags(group) or ())
+
+
+def decide_for_body(
+    router: Router, data: Mapping[str, Any], request: Request | None = None
+) -> Decision:
+    """The routing decision for a body that asks for a routed group (see :func:`routed_groups`).
+
+    ``request`` is the body's :func:`request_for_body`, when the caller already has it.
+    """
+    request = request_for_body(data) if request is None else request
     try:
         return router.decide(request)
     except NoEligibleModelError as exc:
@@ -72,16 +81,18 @@ def decide_for_body(router: Router, data: Mapping[str, Any]) -> Decision:
 def route_body(router: Router, data: MutableMapping[str, Any]) -> Decision | None:
     """Apply the decision to a request body in place; None when it asks for no routed group.
 
-    Sets ``model`` to the chosen catalog model and ``fallbacks`` to the rest of the ranking
+    Sets ``model`` to the chosen catalog model and ``fallbacks`` to :func:`fallback_order`
     (a per-request list, which replaces the router's own), and records the decision under
-    ``metadata["routedllm"]``, which LiteLLM hands to its loggers.
+    ``metadata["routedllm"]``, which LiteLLM hands to its loggers, with the tag names that
+    were not task tags (``ignored_tags``).
     """
     group = data.get("model")
     if not isinstance(group, str) or not group.startswith(PREFIX):
         return None
-    decision = decide_for_body(router, data)
+    request = request_for_body(data)
+    decision = decide_for_body(router, data, request)
     data["model"] = decision.model
-    data["fallbacks"] = list(decision.fallbacks)
+    data["fallbacks"] = fallback_order(decision, data.get("fallbacks"))
     metadata = data.get("metadata")
     if not isinstance(metadata, MutableMapping):
         metadata = data["metadata"] = {}
@@ -90,5 +101,32 @@ def route_body(router: Router, data: MutableMapping[str, Any]) -> Decision | Non
         "group": group,
         "estimated_input_tokens": decision.estimated_input_tokens,
         "expected_output_tokens": decision.expected_output_tokens,
+        "ignored_tags": list(request.ignored_tags),
     }
     return decision
+
+
+def fallback_order(decision: Decision, client: Any = None) -> list[Any]:
+    """The models tried after the decision's choice: the client's own ``fallbacks`` first,
+    in their order, then the rest of the decision's ranking.
+
+    A client that names fallbacks chose them on purpose, so they come before routedllm's;
+    the ranking still follows, so a request is never left with fewer models to try.
+    Entries naming the chosen model, a routed group or a model already listed are dropped
+    (a group would route again); LiteLLM's dict entries are kept as given.
+    """
+    if client is None or client == []:
+        return list(decision.fallbacks)
+    if isinstance(client, str) or not isinstance(client, Iterable):
+        raise InvalidRequestError(
+            f"fallbacks must be a list of model names, got {type(client).__name__}"
+        )
+    order: list[Any] = []
+    seen = {decision.model}
+    for entry in (*client, *decision.fallbacks):
+        if isinstance(entry, str):
+            if entry in seen or entry.startswith(PREFIX):
+                continue
+            seen.add(entry)
+        order.append(entry)
+    return order
