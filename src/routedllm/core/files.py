@@ -78,12 +78,16 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int) -> bytes:
     while reading, so a file that grows cannot pass it)."""
     with open_regular(path, what) as f:
         size = os.fstat(f.fileno()).st_size
-        data = f.read(limit + 1) if size <= limit else b""
-        if size > limit or len(data) > limit:
+        chunks: list[bytes] = []
+        got = 0
+        while size <= limit and got <= limit and (chunk := f.read(limit + 1 - got)):
+            chunks.append(chunk)
+            got += len(chunk)
+        if size > limit or got > limit:
             raise FileProblem(
                 f"{shown(path)}: {what} is larger than {limit // 2**20} MiB; split it or trim it"
             )
-    return data
+    return b"".join(chunks)
 
 
 def decode(data: bytes, origin: str, what: str) -> str:
