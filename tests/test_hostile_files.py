@@ -312,6 +312,12 @@ CASES: list[tuple[str, Build, type[Exception], tuple[str, ...]]] = [
         ("override.yaml: line 2", "key 'models' appears twice"),
     ),
     (
+        "catalog YAML key twice on one line",
+        catalog_text(model(scores="{mmlu: 80, mmlu: 99}")),
+        CatalogError,
+        ("override.yaml: line 4", "key 'mmlu' appears twice"),
+    ),
+    (
         "catalog JSON key twice",
         catalog_text('{"models": [{"id": "a", "name": "A", "name": "B"}]}', "o.json"),
         CatalogError,

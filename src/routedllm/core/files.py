@@ -150,20 +150,22 @@ class StrictLoader(_Base):  # type: ignore[misc, valid-type]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                    continue
-                key = self.construct_object(key_node)
-                try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
-                except TypeError:  # unhashable: the base class reports it
-                    continue
-                if first != key_node.start_mark.line + 1:
-                    raise FileProblem(
-                        f"{self.name}: line {key_node.start_mark.line + 1}: key {key!r} "
-                        f"appears twice in one mapping (first at line {first}); keep one"
-                    )
+            keys = [
+                (k.tag, k.value, k.start_mark.line + 1)
+                for k, _ in node.value
+                if isinstance(k, yaml.ScalarNode) and not k.tag.endswith(":merge")
+            ]
+            if len({(tag, value) for tag, value, _ in keys}) != len(keys):
+                first: dict[tuple[str, str], int] = {}
+                for tag, value, line in keys:
+                    if (tag, value) not in first:
+                        first[tag, value] = line
+                    else:
+                        seen = first[tag, value]
+                        raise FileProblem(
+                            f"{self.name}: line {line}: key {value!r} appears twice in one "
+                            f"mapping (first at line {seen}); keep one"
+                        )
         return super().construct_mapping(node, deep=deep)
 
 
