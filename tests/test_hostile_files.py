@@ -497,6 +497,15 @@ CASES: list[tuple[str, Build, type[Exception], tuple[str, ...]]] = [
         CliError,
         ("routedllm: error:", "field as_of", "not a real date"),
     ),
+    (
+        "cli route --file binary",
+        lambda tmp: (
+            (tmp / "m.bin").write_bytes(b"\xff\xfe\x00x")
+            and _cli_raise("route", "--file", str(tmp / "m.bin"))
+        ),
+        CliError,
+        ("routedllm: error:", "m.bin: not UTF-8 text"),
+    ),
     # workloads
     (
         "row NaN score",
@@ -884,3 +893,20 @@ def test_the_docs_table_names_real_cases() -> None:
     assert len(rows) >= 30 and len(set(rows)) == len(rows)
     assert [r for r in rows if r not in known] == []
     assert [c[0] for c in CASES if c[0] not in rows] == []
+
+
+def test_models_prints_no_terminal_escapes_even_from_an_unchecked_card(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A card built without validation (``model_construct``) still prints escaped."""
+    card = catalog_module.ModelCard.model_construct(
+        **{**fixture_catalog().get("gpt-4o").model_dump(), "id": "x" + ESC, "origin": ESC}
+    )
+    monkeypatch.delenv("ROUTEDLLM_CATALOG", raising=False)
+    monkeypatch.setattr(Catalog, "default", classmethod(lambda cls: Catalog([card])))
+    for argv in ([], ["--json"]):
+        assert main(["models", *argv]) == 0
+        out = capsys.readouterr().out
+        assert (
+            "\x1b" not in out and "\x07" not in out and "\\x1b" in out.replace("\\u001b", "\\x1b")
+        )

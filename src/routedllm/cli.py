@@ -233,6 +233,10 @@ def _messages(args: argparse.Namespace) -> list[Any]:
             text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
         except OSError as exc:
             raise InvalidRequestError(f"{args.file}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError(
+                f"{args.file}: not UTF-8 text (a bad byte at offset {exc.start})"
+            ) from None
         stripped = text.lstrip()
         if stripped.startswith("["):
             try:
