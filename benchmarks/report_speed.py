@@ -100,36 +100,53 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="time `report --json` instead")
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="also run the routedllm under SRC (another checkout's src/), interleaved "
+        "round by round, and print the ratio of the two",
+    )
+    parser.add_argument("--ledger", metavar="FILE", help="report on this ledger (kept)")
     args = parser.parse_args()
+    sources = {"this": os.pathsep.join(sys.path[1:])}
+    if args.against:
+        sources["against"] = os.pathsep.join([str(Path(args.against).resolve()), *sys.path[2:]])
+    rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sources}
     with tempfile.TemporaryDirectory() as tmp:
-        ledger = Path(tmp) / "calls.jsonl"
-        started = time.perf_counter()
-        write_ledger(ledger, args.lines)
-        size_mb = ledger.stat().st_size / 1e6
-        print(
-            f"wrote {args.lines} lines ({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s"
-        )
+        ledger = Path(args.ledger) if args.ledger else Path(tmp) / "calls.jsonl"
+        if not ledger.exists():
+            started = time.perf_counter()
+            write_ledger(ledger, args.lines)
+            print(f"wrote {args.lines} lines in {time.perf_counter() - started:.1f} s")
+        lines = sum(block.count(b"\n") for block in iter(ledger.open("rb").read, b""))
+        print(f"{ledger}: {lines} lines, {ledger.stat().st_size / 1e6:.0f} MB")
         command = [sys.executable, "-m", "routedllm.cli", "report", str(ledger)]
         command += ["--json"] if args.json else []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path[1:])}
-        rounds = []
         for i in range(args.rounds):
-            wall, cpu, rss, first = _report(command, env)
-            if i == 0:
-                print(first)
-            print(f"round {i + 1}: {wall:.2f} s wall, {cpu:.2f} s CPU, peak RSS {rss:.0f} MB")
-            rounds.append((wall, cpu, rss))
+            for name, path in sources.items():
+                wall, cpu, rss, first = _report(command, {**os.environ, "PYTHONPATH": path})
+                if i == 0:
+                    print(f"{name}: {first}")
+                print(f"round {i + 1} {name}: {wall:.2f} s wall, {cpu:.2f} s CPU, {rss:.0f} MB")
+                rounds[name].append((wall, cpu, rss))
     print(
-        f"\nroutedllm report{' --json' if args.json else ''}, {args.lines} lines, "
-        f"{len(rounds)} rounds: mean (min-max)"
+        f"\nroutedllm report{' --json' if args.json else ''}, {lines} lines, "
+        f"{args.rounds} rounds: mean (min-max)"
     )
-    for name, unit, values in zip(
-        ("wall", "CPU", "peak RSS"), ("s", "s", "MB"), zip(*rounds, strict=True), strict=True
-    ):
-        digits = 0 if unit == "MB" else 2
+    for name, figures in rounds.items():
+        for what, unit, values in zip(
+            ("wall", "CPU", "peak RSS"), ("s", "s", "MB"), zip(*figures, strict=True), strict=True
+        ):
+            digits = 0 if unit == "MB" else 2
+            print(
+                f"  {name:8} {what:9} {statistics.fmean(values):.{digits}f} {unit} "
+                f"({min(values):.{digits}f}-{max(values):.{digits}f})"
+            )
+    if args.against:
+        ratios = [t[1] / a[1] for t, a in zip(rounds["this"], rounds["against"], strict=True)]
         print(
-            f"  {name:9} {statistics.fmean(values):.{digits}f} {unit} "
-            f"({min(values):.{digits}f}-{max(values):.{digits}f})"
+            f"  CPU this/against per round: mean {statistics.fmean(ratios):.3f} "
+            f"({min(ratios):.3f}-{max(ratios):.3f})"
         )
 
 
