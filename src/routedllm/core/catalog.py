@@ -43,7 +43,6 @@ MAX_FILE_BYTES = 64 * 2**20
 MAX_USD_PER_MTOK = 1_000_000.0
 """A price above this (USD per 1M tokens) is taken for a typo: no model costs near it."""
 MAX_CONTEXT_WINDOW = 10**9
-_ID = re.compile(r"[!-~]+")  # printable ASCII, no space
 
 
 def _date_text(value: Any) -> Any:
