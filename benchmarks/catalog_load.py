@@ -2,6 +2,8 @@
 
     PYTHONPATH=src python benchmarks/catalog_load.py [--models 100000] [--rounds 3]
 
+Run it with ``PYTHONPATH`` naming another checkout's ``src`` to time that version.
+
 Writes an override adding ``--models`` models (ten fields each, as a user's generated price
 list would) in both formats, then loads each with ``Catalog.from_file`` over the packaged
 catalog, interleaved, ``--rounds`` times, and prints the mean and spread (min-max) per
@@ -20,7 +22,6 @@ from pathlib import Path
 import yaml
 
 from routedllm.core.catalog import Catalog
-from routedllm.core.files import StrictLoader
 
 
 def models(n: int) -> dict[str, object]:
@@ -61,7 +62,12 @@ def main() -> None:
                 times[fmt].append(time.perf_counter() - started)
                 assert len(catalog) == len(base) + args.models
         sizes = {fmt: path.stat().st_size / 1e6 for fmt, path in paths.items()}
-    parser_name = StrictLoader.__mro__[1].__name__
+    try:
+        from routedllm.core.files import StrictLoader
+
+        parser_name = StrictLoader.__mro__[1].__name__
+    except ImportError:  # a version before the strict loader: yaml.safe_load
+        parser_name = "SafeLoader (pure Python)"
     print(f"{args.models} models over the packaged catalog; YAML parser: {parser_name}")
     print(f"{'format':8}{'MB':>6}{'mean s':>9}  min-max")
     for fmt, values in times.items():
