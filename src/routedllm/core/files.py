@@ -66,7 +66,8 @@ def open_regular(path: str | os.PathLike[str], what: str) -> io.FileIO:
             raise FileProblem(
                 f"{shown(path)}: cannot read {what}: {kind_of(mode)}, not a regular file"
             )
-        os.set_blocking(fd, True)
+        if getattr(os, "O_NONBLOCK", 0):  # POSIX
+            os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise

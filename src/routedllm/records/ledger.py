@@ -29,6 +29,7 @@ try:  # POSIX advisory locks; without them only threads of one process are seria
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX: a FIFO cannot block the open
 _TAIL_CHUNK = 64 * 1024
 _READ_BLOCK = 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -133,7 +134,7 @@ class JsonlLedger:
             self._close()  # path names another file now, or none: open (or create) that
 
     def _open(self) -> None:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | _NONBLOCK
         fd = os.open(self._fspath, flags, 0o644)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since construction
@@ -141,7 +142,8 @@ class JsonlLedger:
             raise LedgerError(
                 _not_writable(self.path, f"{kind_of(st.st_mode)}, not a regular file")
             )
-        os.set_blocking(fd, True)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
         self._fd, self._pid, self._file_id, self._end = fd, os.getpid(), (st.st_dev, st.st_ino), -1
 
     def _close(self) -> None:
@@ -176,7 +178,7 @@ def _check_writable(path: Path) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise LedgerError(_not_writable(path, f"{kind_of(st.st_mode)}, not a regular file"))
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK))
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | _NONBLOCK))
     except OSError as exc:
         raise LedgerError(_not_writable(path, str(exc.strerror))) from None
 
