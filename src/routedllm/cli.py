@@ -17,13 +17,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from routedllm.adapters.litellm.config import add_litellm_config_command
-from routedllm.core.catalog import BENCHMARKS, Catalog
+from routedllm.core.catalog import BENCHMARKS, DEFAULT_BASE_URL, Catalog
 from routedllm.core.decision import PRESETS, Policy, Request, Router, decide
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.tags import TAG_NAMES
 from routedllm.evaluation.cli import add_eval_command
-from routedllm.records.report import add_report_command
+from routedllm.records.report import add_report_command, printable
 from routedllm.text import num as _num
 from routedllm.text import table as _table
 from routedllm.text import usd as _usd
@@ -39,12 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             status = int(args.run(args) or 0)
         except (RoutedLLMError, ValidationError, ValueError) as exc:
-            print(f"routedllm: error: {_message(exc)}", file=sys.stderr)
+            print(f"routedllm: error: {_shown(_message(exc))}", file=sys.stderr)
             status = 2
         except BrokenPipeError:  # output piped into e.g. `head`
             status = 0
     for warning in caught:
-        print(f"routedllm: warning: {warning.message}", file=sys.stderr)
+        print(f"routedllm: warning: {_shown(str(warning.message))}", file=sys.stderr)
     return status
 
 
@@ -58,8 +58,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     header = ("id", "origin", "in $/M", "out $/M", "context", "mmlu", "humaneval", "ceval", "image")
     table = [
         (
-            r["id"],
-            r["origin"] or "-",
+            printable(r["id"]),
+            printable(r["origin"] or "-"),
             _num(r["input_usd_per_mtok"]),
             _num(r["output_usd_per_mtok"]),
             _num(r["context_window"]),
@@ -70,6 +70,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     ]
     print(_table(header, table))
     print(f"\nprices USD per 1M tokens, as of {catalog.info.as_of}; '-' = not published")
+    gateway = catalog.info.gateway
+    if (gateway.base_url, gateway.api_key_env) != (DEFAULT_BASE_URL, "GLOBAL_API_KEY"):
+        print(f"gateway: {printable(gateway.base_url)}, key from ${gateway.api_key_env}")
     return 0
 
 
@@ -143,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         d = r["decision"]
         table.append(
             (
-                r["id"],
+                printable(r["id"]),
                 ",".join(d.tags) + ("*" if d.inferred_tags else ""),
                 d.model,
                 f"{d.benchmark} {_num(d.score)}",
@@ -230,6 +233,10 @@ def _messages(args: argparse.Namespace) -> list[Any]:
             text = Path(args.file).read_text("utf-8") if args.file != "-" else sys.stdin.read()
         except OSError as exc:
             raise InvalidRequestError(f"{args.file}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError(
+                f"{args.file}: not UTF-8 text (a bad byte at offset {exc.start})"
+            ) from None
         stripped = text.lstrip()
         if stripped.startswith("["):
             try:
@@ -259,6 +266,11 @@ def _age(value: str) -> int:
     if days < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more days, got {days}")
     return days
+
+
+def _shown(text: str) -> str:
+    """Text for the terminal: lines kept, control characters (terminal escapes) escaped."""
+    return "\n".join(map(printable, text.split("\n")))
 
 
 def _message(exc: Exception) -> str:

@@ -6,23 +6,37 @@ workloads and published per-prompt outcome tables (see README, "Workload rows").
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from difflib import get_close_matches
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from routedllm.core import files
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.tags import validate_tags
+
+MAX_ROW_BYTES = 32 * 2**20
+"""The longest row read (a row with images inlined as data URLs can run to megabytes)."""
+MAX_OUTPUT_TOKENS = 10_000_000
+"""An ``expected_output_tokens`` above this is taken for a typo (no model writes near it)."""
 
 
 class Outcome(BaseModel):
     """How one model did on one row: a score in [0, 1] and, if known, what it cost."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     score: float = Field(ge=0, le=1)
     cost_usd: float | None = Field(default=None, ge=0)
@@ -31,16 +45,25 @@ class Outcome(BaseModel):
 class WorkloadRow(BaseModel):
     """One prompt of a workload; ``prompt`` is shorthand for a single user message."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1)
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
     tags: list[str] | None = None
-    expected_output_tokens: int | None = Field(default=None, gt=0)
+    expected_output_tokens: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_TOKENS)
     reference: str | None = None
     grader: str | None = None
     outcomes: dict[str, Outcome] | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not value.strip() or not value.isprintable():
+            raise ValueError(
+                f"row id {ascii(value)} is blank or holds control characters; give printable text"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadRow:
@@ -65,15 +88,38 @@ class WorkloadRow(BaseModel):
         return [{"role": "user", "content": self.prompt}]
 
 
-def read_rows(path: str | Path) -> Iterator[WorkloadRow]:
-    """Rows of a JSONL file; a bad line raises an error naming file, line and field."""
-    path = Path(path)
+def read_rows(path: str | os.PathLike[str]) -> Iterator[WorkloadRow]:
+    """Rows of a JSONL file; a bad line raises an error naming file, line and field.
+
+    The file must be a regular UTF-8 file (a FIFO or device is refused before reading);
+    a line longer than :data:`MAX_ROW_BYTES`, NaN or Infinity, and nesting deeper than
+    Python's JSON parser takes are refused with the line's number.
+    """
     try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidRequestError(f"{path}: cannot read workload: {exc.strerror}") from None
-    with handle:
-        yield from _parse(handle, str(path))
+        handle = files.open_regular(path, "workload")
+    except files.FileProblem as exc:
+        raise InvalidRequestError(str(exc)) from None
+    with io.BufferedReader(handle, 2**20) as buffered:
+        yield from _parse(_lines(buffered, files.shown(path)), files.shown(path))
+
+
+def _lines(handle: Any, origin: str) -> Iterator[str]:
+    """The file's lines as text, each read with a bound on its length."""
+    readline = handle.readline
+    number = 0
+    while line := readline(MAX_ROW_BYTES + 1):
+        number += 1
+        if len(line) > MAX_ROW_BYTES:
+            raise InvalidRequestError(
+                f"{origin}:{number}: a row longer than {MAX_ROW_BYTES // 2**20} MiB"
+            )
+        try:
+            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError(
+                f"{origin}:{number}: not UTF-8 text (byte 0x{line[exc.start]:02x} at "
+                f"column {exc.start + 1}); a workload is JSONL text"
+            ) from None
 
 
 def sample_rows() -> list[WorkloadRow]:
@@ -82,15 +128,28 @@ def sample_rows() -> list[WorkloadRow]:
     return list(_parse(text.splitlines(), "<sample workload>"))
 
 
-def _parse(lines: Any, origin: str) -> Iterator[WorkloadRow]:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; give a finite number or null")
+
+
+_loads = json.JSONDecoder(parse_constant=_no_constant).decode  # NaN/Infinity refused
+
+
+def _parse(lines: Iterable[str], origin: str) -> Iterator[WorkloadRow]:
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = _loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidRequestError(f"{origin}:{number}: not valid JSON: {exc.msg}") from None
+        except ValueError as exc:  # NaN or Infinity
+            raise InvalidRequestError(f"{origin}:{number}: {exc}") from None
+        except RecursionError:
+            raise InvalidRequestError(
+                f"{origin}:{number}: nested too deep; a row is a flat JSON object"
+            ) from None
         try:
             row = WorkloadRow.model_validate(data)
         except ValidationError as exc:

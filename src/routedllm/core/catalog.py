@@ -9,15 +9,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
-from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from routedllm.core import files
 from routedllm.core.errors import CatalogError, UnknownModelError
 
 Benchmark = Literal["mmlu", "humaneval", "ceval"]
@@ -29,14 +38,38 @@ DEFAULT_BASE_URL = "https://global-apis.com/v1"
 # "gpt-4-0613", or a "-latest" alias. Only these suffixes are stripped (see Catalog.resolve).
 _SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
 
+MAX_FILE_BYTES = 64 * 2**20
+"""The largest catalog file read (100,000 models take ~25 MB)."""
+MAX_USD_PER_MTOK = 1_000_000.0
+"""A price above this (USD per 1M tokens) is taken for a typo: no model costs near it."""
+MAX_CONTEXT_WINDOW = 10**9
+
+
+def _date_text(value: Any) -> Any:
+    """An unquoted YAML date (``as_of: 2026-03-01``) as the text it was written as."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _real_date(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _AS_OF.fullmatch(value):
+        raise ValueError(f"{value!r} is not a date written YYYY, YYYY-MM or YYYY-MM-DD")
+    try:
+        _period_start(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a real date ({exc})") from None
+    return value
+
+
+_AS_OF = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 AsOf = Annotated[
     str | None,
-    Field(
-        default=None,
-        pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
-        description="As-of date of the figures: YYYY, YYYY-MM or YYYY-MM-DD.",
-    ),
+    BeforeValidator(_date_text),
+    AfterValidator(_real_date),
+    Field(default=None, description="As-of date of the figures: YYYY, YYYY-MM or YYYY-MM-DD."),
 ]
+Price = Annotated[float | None, Field(default=None, ge=0, le=MAX_USD_PER_MTOK)]
 
 
 class Capabilities(BaseModel):
@@ -56,25 +89,45 @@ class Capabilities(BaseModel):
 class ModelCard(BaseModel):
     """One model's published figures. Prices are USD per 1M tokens."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1, description="Model id sent to the gateway.")
     name: str = Field(min_length=1)
     origin: str | None = None
-    input_usd_per_mtok: float | None = Field(default=None, ge=0)
-    output_usd_per_mtok: float | None = Field(default=None, ge=0)
-    cached_input_usd_per_mtok: float | None = Field(
-        default=None, ge=0, description="Price of cached input tokens; None: priced as input."
+    input_usd_per_mtok: Price = None
+    output_usd_per_mtok: Price = None
+    cached_input_usd_per_mtok: Price = Field(
+        default=None, description="Price of cached input tokens; None: priced as input."
     )
-    context_window: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(default=None, gt=0, le=MAX_CONTEXT_WINDOW)
     output_tokens_per_s: float | None = Field(default=None, gt=0)
-    ttft_p99_s: tuple[float, float] | None = None
+    ttft_p99_s: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] | None = None
     capabilities: Capabilities = Capabilities()
     scores: dict[Benchmark, float | None] = Field(default_factory=dict)
     ratings: dict[str, int] = Field(default_factory=dict)
     as_of: AsOf = None
     source: str | None = None
     notes: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        bad = next((c for c in value if c.isspace() or not c.isprintable()), None)
+        if bad is not None:
+            raise ValueError(
+                f"model id {ascii(value)} holds {_char(bad)}; an id has no spaces or "
+                "control characters"
+            )
+        return value
+
+    @field_validator("name", "origin")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError(
+                f"{ascii(value)} is blank or holds control characters; give printable text"
+            )
+        return value
 
     @field_validator("scores")
     @classmethod
@@ -109,10 +162,30 @@ class Gateway(BaseModel):
 
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
-        pattern=r"^https?://\S+$",
+        pattern=r"^https?://[!-~]+$",
         description="An http(s) URL of an OpenAI-compatible API.",
     )
-    api_key_env: str = Field(default="GLOBAL_API_KEY", min_length=1)
+    api_key_env: str = Field(
+        default="GLOBAL_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The environment variable holding the gateway's bearer token.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _has_host(cls, value: str) -> str:
+        try:
+            host = urlsplit(value).hostname
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if not host:
+            raise ValueError("the URL names no host")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host the gateway's calls (and its bearer token) go to."""
+        return urlsplit(self.base_url).hostname or ""
 
 
 class CatalogInfo(BaseModel):
@@ -124,6 +197,11 @@ class CatalogInfo(BaseModel):
     as_of: AsOf = None
     source: str | None = None
     gateway: Gateway = Gateway()
+    allow_non_ascii_ids: bool = Field(
+        default=False,
+        description="Accept model ids with non-ASCII characters (refused by default: a "
+        "lookalike such as a Cyrillic 'о' in 'gpt-4о' would route to a model no one meant).",
+    )
 
 
 class Catalog:
@@ -135,16 +213,23 @@ class Catalog:
 
     __slots__ = ("info", "_cards", "_by_id")
 
-    def __init__(self, models: Iterable[ModelCard], info: CatalogInfo | None = None) -> None:
+    def __init__(
+        self,
+        models: Iterable[ModelCard],
+        info: CatalogInfo | None = None,
+        *,
+        origin: str = "catalog",
+    ) -> None:
         cards = tuple(models)
         by_id: dict[str, ModelCard] = {}
         for card in cards:
             if card.id in by_id:
-                raise CatalogError(f"model id {card.id!r} appears twice in the catalog")
+                raise CatalogError(f"{origin}: model id {card.id!r} appears twice in the catalog")
             by_id[card.id] = card
         if not cards:
-            raise CatalogError("a catalog needs at least one model")
+            raise CatalogError(f"{origin}: a catalog needs at least one model")
         self.info = info or CatalogInfo()
+        _check_ids(by_id, self.info.allow_non_ascii_ids, origin)
         self._cards = cards
         self._by_id = by_id
 
@@ -153,17 +238,20 @@ class Catalog:
     def default(cls) -> Catalog:
         """The packaged catalog, with the published figures (no network)."""
         text = resources.files("routedllm.data").joinpath("catalog.yaml").read_text("utf-8")
-        return cls.from_dict(yaml.safe_load(text), origin="<packaged catalog>")
+        origin = "<packaged catalog>"
+        return cls.from_dict(_parse(text, origin), origin=origin)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, base: Catalog | None = None) -> Catalog:
         """Load a YAML (or JSON) catalog file and merge it over ``base`` (default: packaged).
 
-        Pass ``base=None`` explicitly through :meth:`from_dict` to use a file on its own.
+        The file must be a regular UTF-8 file of at most :data:`MAX_FILE_BYTES`; a file
+        whose text starts with ``{`` is read as JSON (much faster for big files). Pass
+        ``base=None`` explicitly through :meth:`from_dict` to use a file on its own.
         """
-        data = _read_yaml(Path(path))
+        data = _read_file(path)
         base = cls.default() if base is None else base
-        return base.merged(data, origin=str(path))
+        return base.merged(data, origin=files.shown(path))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Catalog:
@@ -177,11 +265,16 @@ class Catalog:
         """Build a catalog from a mapping in the file schema (``catalog:`` and ``models:``)."""
         info, entries = _split(data, origin)
         cards = [_card(entry, origin, i) for i, entry in enumerate(entries)]
+        first: dict[str, int] = {}
+        for i, card in enumerate(cards):
+            j = first.setdefault(card.id, i)
+            if j != i:
+                raise CatalogError(_twice(origin, card.id, j, i))
         try:
             info_model = CatalogInfo.model_validate(info)
         except ValidationError as exc:
             raise CatalogError(_describe(exc, origin, "catalog")) from None
-        return cls(cards, info_model)
+        return cls(cards, info_model, origin=origin)
 
     def merged(self, data: Any, *, origin: str = "<override>") -> Catalog:
         """A new catalog: ``data`` (file schema) merged over this one by model ``id``.
@@ -189,11 +282,14 @@ class Catalog:
         An entry whose ``id`` exists updates only the fields it gives (``scores``,
         ``capabilities`` and ``ratings`` merge key by key); ``renames: OLD_ID`` changes the
         id of an existing model; any other id adds a new model, which needs a ``name``.
+        An id given twice in ``data`` is an error. Changing the gateway's host or its key
+        variable warns (:class:`GatewayChangeWarning`): the key goes where the file says.
         """
         info, entries = _split(data, origin)
         cards = {card.id: card.model_dump() for card in self._cards}
         order = [card.id for card in self._cards]
         index: dict[str, int] = {}  # model id -> its entry in this file, for error messages
+        seen: dict[str | None, int] = {}  # ids this file gives or renames -> entry
         for i, entry in enumerate(entries):
             where = f"{origin}: models[{i}]"
             if not isinstance(entry, dict) or "id" not in entry:
@@ -201,6 +297,17 @@ class Catalog:
             entry = dict(entry)
             old = entry.pop("renames", None)
             new_id = entry["id"]
+            if not isinstance(new_id, str):
+                raise CatalogError(f"{where}: field id: must be a string, not {_kind(new_id)}")
+            if old is not None and not isinstance(old, str):
+                raise CatalogError(
+                    f"{where} ({new_id}): field renames: must be a string (one model id), "
+                    f"not {_kind(old)}"
+                )
+            for named in (new_id,) if old in (None, new_id) else (new_id, old):
+                if named is not None and named in seen:
+                    raise CatalogError(_twice(origin, named, seen[named], i))
+                seen.setdefault(named, i)
             if old is not None:
                 if old not in cards:
                     raise CatalogError(f"{where} ({new_id}): renames unknown model {old!r}")
@@ -220,7 +327,8 @@ class Catalog:
             info_model = CatalogInfo.model_validate(info_data)
         except ValidationError as exc:
             raise CatalogError(_describe(exc, origin, "catalog")) from None
-        return Catalog(merged_cards, info_model)
+        _warn_gateway_change(self.info.gateway, info_model.gateway, origin)
+        return Catalog(merged_cards, info_model, origin=origin)
 
     # -- lookup ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[ModelCard]:
@@ -308,6 +416,11 @@ class StalePricesWarning(UserWarning):
     """The catalog's figures are older than the configured age."""
 
 
+class GatewayChangeWarning(UserWarning):
+    """An override file changed where calls go (the gateway's host) or which environment
+    variable's value is sent as the bearer token."""
+
+
 # -- helpers --------------------------------------------------------------------------------
 def _period_start(as_of: str | None) -> dt.date | None:
     if not as_of:
@@ -316,20 +429,103 @@ def _period_start(as_of: str | None) -> dt.date | None:
     return dt.date(parts[0], parts[1], parts[2])
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_file(path: str | os.PathLike[str]) -> Any:
+    """A catalog file's data: a regular UTF-8 file, bounded in size, parsed strictly."""
     try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read catalog file: {exc.strerror}") from None
+        data = files.read_bytes(path, "catalog file", MAX_FILE_BYTES)
+        origin = files.shown(path)
+        return _parse(files.decode(data, origin, "catalog file"), origin)
+    except files.FileProblem as exc:
+        raise CatalogError(str(exc)) from None
+
+
+def _parse(text: str, origin: str) -> Any:
+    """JSON when the text is a JSON object (the json module is ~50x faster than YAML on a
+    big file), otherwise YAML on the C parser where installed."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        # Name the place and the problem only: PyYAML's full message quotes the offending
-        # line, which may hold a secret.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise CatalogError(f"{path}: not valid YAML{where}: {problem}") from None
+        if text.lstrip().startswith("{"):
+            return files.parse_json(text, origin)
+        return files.parse_yaml(text, origin)
+    except files.FileProblem as exc:
+        raise CatalogError(str(exc)) from None
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", dict: "a mapping", bool: "true/false"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _twice(origin: str, model_id: str | None, first: int | None, again: int) -> str:
+    return (
+        f"{origin}: models[{again}]: model id {model_id!r} appears twice in this file "
+        f"(models[{first}] and models[{again}]); give each model once"
+    )
+
+
+def _char(c: str) -> str:
+    return f"U+{ord(c):04X} {unicodedata.name(c, 'a control character')}"
+
+
+def _skeleton(model_id: str) -> str:
+    """What an id looks like: compatibility forms folded, letters of other scripts mapped
+    to the Latin letter of the same name (Cyrillic 'о' -> 'o'), case ignored."""
+    out = []
+    for c in unicodedata.normalize("NFKC", model_id):
+        if not c.isascii():
+            words = unicodedata.name(c, "").split(" ")
+            try:
+                c = unicodedata.lookup(" ".join(["LATIN", *words[1:]]))
+            except KeyError:
+                pass
+        out.append(c)
+    return "".join(out).casefold()
+
+
+def _check_ids(by_id: Mapping[str, ModelCard], allow_non_ascii: bool, origin: str) -> None:
+    """Refuse ids with non-ASCII characters (unless ``allow_non_ascii``) and ids that look
+    like another id of the catalog (always)."""
+    looks: dict[str, str] = {}
+    for model_id in by_id:
+        if model_id.isascii():
+            continue
+        if not allow_non_ascii:
+            bad = next(c for c in model_id if not c.isascii())
+            raise CatalogError(
+                f"{origin}: model id {ascii(model_id)} holds {_char(bad)}, not ASCII; a "
+                "lookalike of an ASCII letter would route to a model no one meant. If the "
+                "gateway really serves this id, set 'catalog: allow_non_ascii_ids: true' "
+                "in the file"
+            )
+        looks[_skeleton(model_id)] = model_id
+    if not looks:
+        return
+    for model_id in by_id:
+        other = looks.get(_skeleton(model_id))
+        if other is not None and other != model_id:
+            raise CatalogError(
+                f"{origin}: model id {ascii(other)} looks like {ascii(model_id)} (a "
+                "lookalike character); rename one of them"
+            )
+
+
+def _warn_gateway_change(before: Gateway, after: Gateway, origin: str) -> None:
+    if after.host != before.host:
+        warnings.warn(
+            f"{origin}: catalog.gateway.base_url sends every call, with the key in "
+            f"${after.api_key_env}, to {after.host!r} instead of {before.host!r}; use this "
+            "file only if you trust it",
+            GatewayChangeWarning,
+            stacklevel=4,
+        )
+    if after.api_key_env != before.api_key_env:
+        warnings.warn(
+            f"{origin}: catalog.gateway.api_key_env sends the value of ${after.api_key_env} "
+            f"(was ${before.api_key_env}) as the bearer token to {after.host!r}; use this "
+            "file only if you trust it",
+            GatewayChangeWarning,
+            stacklevel=4,
+        )
 
 
 def _split(data: Any, origin: str) -> tuple[dict[str, Any], list[Any]]:
@@ -338,7 +534,8 @@ def _split(data: Any, origin: str) -> tuple[dict[str, Any], list[Any]]:
     unknown = set(data) - {"catalog", "models"}
     if unknown:
         raise CatalogError(
-            f"{origin}: unknown top-level key(s) {sorted(unknown)}; expected 'catalog' and 'models'"
+            f"{origin}: unknown top-level key(s) {sorted(map(str, unknown))}; "
+            "expected 'catalog' and 'models'"
         )
     info = data.get("catalog") or {}
     models = data.get("models") or []
@@ -356,7 +553,9 @@ def _card(entry: Any, origin: str, index: int | None) -> ModelCard:
     try:
         return ModelCard.model_validate(entry)
     except ValidationError as exc:
-        raise CatalogError(_describe(exc, where, f"model {entry.get('id', '?')!r}")) from None
+        model_id = entry.get("id", "?")
+        what = f"model {model_id!r}" if isinstance(model_id, str) else "model"
+        raise CatalogError(_describe(exc, where, what)) from None
 
 
 def _describe(exc: ValidationError, where: str, what: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from routedllm.core.errors import RoutedLLMError
+from routedllm.core.files import kind_of
 from routedllm.records.schema import CallRecord
 
 try:  # POSIX advisory locks; without them only threads of one process are serialised
@@ -28,6 +29,7 @@ try:  # POSIX advisory locks; without them only threads of one process are seria
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX: a FIFO cannot block the open
 _TAIL_CHUNK = 64 * 1024
 _READ_BLOCK = 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -36,7 +38,8 @@ characters), so a longer line is not one a ledger writer wrote."""
 
 
 class LedgerError(RoutedLLMError, ValueError):
-    """A ledger line is not a CallRecord; the message names the file and line."""
+    """A ledger cannot be read or written as one (not a regular file, no permission), or
+    a line is not a CallRecord; the message names the file (and line)."""
 
 
 class LedgerWarning(UserWarning):
@@ -53,8 +56,12 @@ class JsonlLedger:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Raises :class:`LedgerError` now, not at the first record, when ``path`` cannot be
+        written: its directory is missing or not writable, or it names a directory, a FIFO,
+        a device or a file this process may not write."""
         self.path = Path(path)
         self._fspath = os.fspath(self.path)
+        _check_writable(self.path)
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0  # the process that opened _fd: a forked child must not share its lock
@@ -127,14 +134,53 @@ class JsonlLedger:
             self._close()  # path names another file now, or none: open (or create) that
 
     def _open(self) -> None:
-        fd = os.open(self._fspath, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | _NONBLOCK
+        fd = os.open(self._fspath, flags, 0o644)
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since construction
+            os.close(fd)
+            raise LedgerError(
+                _not_writable(self.path, f"{kind_of(st.st_mode)}, not a regular file")
+            )
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
         self._fd, self._pid, self._file_id, self._end = fd, os.getpid(), (st.st_dev, st.st_ino), -1
 
     def _close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)  # in a forked child this closes its copy only; the parent's lock stays
+
+
+def _not_writable(path: Path, why: str) -> str:
+    return f"{_shown(path)}: cannot write the ledger: {why}; give the path of a JSONL file"
+
+
+def _check_writable(path: Path) -> None:
+    """Raise LedgerError when records could not be appended to ``path``. An existing file is
+    opened for append (and closed) without blocking or creating anything; for a new one, its
+    directory must exist and be writable."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        parent = path.absolute().parent
+        if not parent.is_dir():
+            raise LedgerError(
+                _not_writable(path, f"directory {_shown(parent)} does not exist (create it)")
+            ) from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise LedgerError(
+                _not_writable(path, f"no permission to create files in {_shown(parent)}")
+            ) from None
+        return
+    except OSError as exc:
+        raise LedgerError(_not_writable(path, str(exc.strerror))) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LedgerError(_not_writable(path, f"{kind_of(st.st_mode)}, not a regular file"))
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | _NONBLOCK))
+    except OSError as exc:
+        raise LedgerError(_not_writable(path, str(exc.strerror))) from None
 
 
 def _cut_torn_tail(fd: int, path: Path, size: int) -> int:
@@ -265,8 +311,10 @@ def iter_ledger(path: str | os.PathLike[str]) -> Iterator[CallRecord]:
 
 
 def problem(exc: ValidationError) -> str:
-    """The first problem of a validation error, as ``field: message``."""
-    first = exc.errors()[0]
+    """The first problem of a validation error, as ``field: message``; a field that is
+    there but wrong comes before one that is missing (an older line lacks some)."""
+    errors = exc.errors()
+    first = next((e for e in errors if e["type"] != "missing"), errors[0])
     where = ".".join(str(p) for p in first["loc"]) or "line"
     return f"{where}: {first['msg']}"
 

@@ -471,8 +471,10 @@ def render(data: dict[str, Any]) -> str:
         "ttft p50/p95/p99",
     )
     as_of = printable(", ".join(data["prices_as_of"])) or "unknown"
+    skipped = data.get("skipped_lines") or 0
     out = [
-        f"{ledger}: {data['records']} attempts in {data['runs']} calls; " + f"prices as of {as_of}"
+        f"{ledger}: {data['records']} attempts in {data['runs']} calls; prices as of {as_of}"
+        + (f"; {skipped} bad lines skipped (see the warnings)" if skipped else "")
     ]
     for title, groups in (
         ("model", data["by_model"]),
