@@ -10,8 +10,11 @@ defaults).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,15 @@ from pydantic import ValidationError
 
 from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError, UnknownTagError
-from routedllm.core.tags import VOCABULARY, infer_tags, message_features, primary_tag, validate_tags
-from routedllm.workload import WorkloadRow, read_rows, sample_rows
+from routedllm.core.tags import (
+    VOCABULARY,
+    infer_tags,
+    message_features,
+    primary_tag,
+    prompt_tokens,
+    validate_tags,
+)
+from routedllm.workload import WorkloadRow, read_rows, row_of, sample_rows
 
 GROUP_AUTO = "auto"  # a row's ``category`` field when it has one, else its primary tag
 GROUP_TAG = "tag"  # the primary tag
@@ -105,67 +115,201 @@ class EvalSet:
         field when present, else its primary tag), ``tag`` (the primary tag) or the name of
         any extra string field the rows carry.
         """
-        policy = inference or Policy()
-        ids: list[str] = []
-        tag_ids: dict[tuple[str, ...], int] = {}
-        group_ids: dict[str, int] = {}
-        model_ids: dict[str, int] = {}
-        tag_index: list[int] = []
-        inferred: list[bool] = []
-        group_index: list[int] = []
-        in_tokens: list[int] = []
-        out_tokens: list[int] = []
-        outcomes: list[tuple[int, int, float, float]] = []  # (row, model, score, cost)
+        columns = _Columns(group_by, inference or Policy())
         seen: set[str] = set()
-        for n, row in enumerate(rows):
+        for row in rows:
             if row.id in seen:
                 raise InvalidRequestError(f"row id {row.id!r} appears twice in the dataset")
             seen.add(row.id)
-            try:
-                given = validate_tags(row.tags) if row.tags else ()
-                features = message_features(row.chat_messages(), scan=not given)
-            except (UnknownTagError, InvalidRequestError) as exc:
-                raise InvalidRequestError(f"row {row.id!r}: {exc}") from None
-            tags = given or infer_tags(
-                features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+            outcomes = row.outcomes or {}
+            columns.add(
+                row.id,
+                row.tags,
+                row.messages,
+                row.prompt,
+                row.expected_output_tokens,
+                {m: {"score": o.score, "cost_usd": o.cost_usd} for m, o in outcomes.items()},
+                row.model_extra or {},
             )
-            ids.append(row.id)
-            tag_index.append(tag_ids.setdefault(tags, len(tag_ids)))
-            inferred.append(not given)
-            group = _group(row, tags, group_by)
-            group_index.append(group_ids.setdefault(group, len(group_ids)))
-            in_tokens.append(features.input_tokens)
-            out_tokens.append(row.expected_output_tokens or 0)
-            for model, outcome in (row.outcomes or {}).items():
-                col = model_ids.setdefault(model, len(model_ids))
-                cost = np.nan if outcome.cost_usd is None else outcome.cost_usd
-                outcomes.append((n, col, outcome.score, cost))
-        if not ids:
-            raise InvalidRequestError("the dataset has no rows")
-        scores = np.full((len(ids), len(model_ids)), np.nan)
-        costs = np.full((len(ids), len(model_ids)), np.nan)
+        return columns.build()
+
+    @classmethod
+    def from_jsonl(
+        cls,
+        path: str | Path,
+        *,
+        group_by: str = GROUP_AUTO,
+        inference: Policy | None = None,
+        progress: Callable[[Iterable[bytes]], Iterable[bytes]] | None = None,
+    ) -> EvalSet:
+        """:meth:`from_rows` of a JSONL file, read as a stream: no row object is kept, so
+        memory holds the columns alone. Rows are checked as :func:`~routedllm.workload.
+        read_rows` checks them, with the same errors (file, line, field); rows of the
+        common shapes are checked in plain Python, any other goes through
+        :class:`WorkloadRow`. ``progress`` wraps the file's lines (a progress bar)."""
+        path = Path(path)
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise InvalidRequestError(f"{path}: cannot read workload: {exc.strerror}") from None
+        columns = _Columns(group_by, inference or Policy())
+        lines_of: dict[str, int] = {}
+        check = _FastCheck()
+        with handle:
+            lines: Iterable[bytes] = handle if progress is None else progress(handle)
+            for number, line in enumerate(lines, 1):
+                if line[:1] in _SPACE and not line.strip():
+                    continue
+                data = _parse_line(line, path, number)
+                if check(data):
+                    row_id = data["id"]
+                    outcomes = data.get("outcomes") or {}
+                    args: tuple[Any, ...] = (
+                        data.get("tags"),
+                        data.get("messages"),
+                        data.get("prompt"),
+                        data.get("expected_output_tokens"),
+                        outcomes,
+                        check.extra(data),
+                    )
+                else:
+                    row = row_of(data, f"{path}:{number}")
+                    row_id = row.id
+                    outcome_rows = row.outcomes or {}
+                    args = (
+                        row.tags,
+                        row.messages,
+                        row.prompt,
+                        row.expected_output_tokens,
+                        {
+                            m: {"score": o.score, "cost_usd": o.cost_usd}
+                            for m, o in outcome_rows.items()
+                        },
+                        row.model_extra or {},
+                    )
+                first = lines_of.setdefault(row_id, number)
+                if first != number:
+                    raise InvalidRequestError(
+                        f"{path}:{number}: row id {row_id!r} repeats line {first}"
+                    )
+                columns.add(row_id, *args)
+        return columns.build()
+
+
+class _Columns:
+    """Rows' tags, sizes, groups and outcomes, gathered a row at a time into compact
+    columns (arrays of numbers, not objects), then built into an :class:`EvalSet`."""
+
+    def __init__(self, group_by: str, policy: Policy) -> None:
+        self.group_by = group_by
+        self.policy = policy
+        self.ids: list[str] = []
+        self.tag_ids: dict[tuple[str, ...], int] = {}
+        self.group_ids: dict[str, int] = {}
+        self.model_ids: dict[str, int] = {}
+        self.tag_index = array("i")
+        self.inferred = array("b")
+        self.group_index = array("i")
+        self.in_tokens = array("q")
+        self.out_tokens = array("q")
+        # outcomes: (row, model column, score, cost) as four columns
+        self.o_row, self.o_col = array("q"), array("q")
+        self.o_score, self.o_cost = array("d"), array("d")
+        self._valid_tags: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # (tag set, inferred) of a row without extra fields -> (tag id, group id, inferred)
+        self._kinds: dict[tuple[tuple[str, ...], bool], tuple[int, int, bool]] = {}
+
+    def add(
+        self,
+        row_id: str,
+        tags: Sequence[str] | None,
+        messages: Sequence[Any] | None,
+        prompt: str | None,
+        expected_output_tokens: int | None,
+        outcomes: Mapping[str, Mapping[str, Any]],
+        extra: Mapping[str, Any],
+    ) -> None:
+        """Count one row in (its fields already checked as a :class:`WorkloadRow`'s):
+        ``messages``, or ``prompt`` for a single user message; ``outcomes`` maps models to
+        ``score`` and ``cost_usd``."""
+        try:
+            given = self._given(tags) if tags else ()
+            if given and prompt is not None:  # the size alone is needed
+                input_tokens = prompt_tokens(prompt)
+            else:
+                features = message_features(
+                    [{"role": "user", "content": prompt}] if messages is None else messages,
+                    scan=not given,
+                )
+                input_tokens = features.input_tokens
+        except (UnknownTagError, InvalidRequestError) as exc:
+            raise InvalidRequestError(f"row {row_id!r}: {exc}") from None
+        policy = self.policy
+        found = given or infer_tags(
+            features, cjk_share=policy.cjk_share, long_context_tokens=policy.long_context_tokens
+        )
+        kind = self._kinds.get((found, not given)) if not extra else None
+        if kind is None:
+            group = _group(row_id, extra, found, self.group_by)
+            kind = (
+                self.tag_ids.setdefault(found, len(self.tag_ids)),
+                self.group_ids.setdefault(group, len(self.group_ids)),
+                not given,
+            )
+            if not extra:
+                self._kinds[found, not given] = kind
+        n = len(self.ids)
+        self.ids.append(row_id)
+        self.tag_index.append(kind[0])
+        self.group_index.append(kind[1])
+        self.inferred.append(kind[2])
+        self.in_tokens.append(input_tokens)
+        self.out_tokens.append(expected_output_tokens or 0)
         if outcomes:
-            r, c, s, k = (np.asarray(v) for v in zip(*outcomes, strict=True))
-            scores[r.astype(np.int64), c.astype(np.int64)] = s
-            costs[r.astype(np.int64), c.astype(np.int64)] = k
-        return cls(
-            ids=tuple(ids),
-            tag_sets=tuple(tag_ids),
-            tag_index=np.asarray(tag_index, dtype=np.int32),
-            inferred=np.asarray(inferred, dtype=bool),
-            group_names=tuple(group_ids),
-            group_index=np.asarray(group_index, dtype=np.int32),
-            input_tokens=np.asarray(in_tokens, dtype=np.int64),
-            output_tokens=np.asarray(out_tokens, dtype=np.int64),
-            models=tuple(model_ids),
+            model_ids = self.model_ids
+            for model, outcome in outcomes.items():
+                col = model_ids.get(model)
+                if col is None:
+                    col = model_ids[model] = len(model_ids)
+                cost = outcome.get("cost_usd")
+                self.o_row.append(n)
+                self.o_col.append(col)
+                self.o_score.append(outcome["score"])
+                self.o_cost.append(math.nan if cost is None else cost)
+
+    def _given(self, tags: Sequence[str]) -> tuple[str, ...]:
+        key = tuple(tags)
+        valid = self._valid_tags.get(key)
+        if valid is None:
+            valid = self._valid_tags[key] = validate_tags(key)
+        return valid
+
+    def build(self) -> EvalSet:
+        if not self.ids:
+            raise InvalidRequestError("the dataset has no rows")
+        shape = (len(self.ids), len(self.model_ids))
+        scores, costs = np.full(shape, np.nan), np.full(shape, np.nan)
+        if self.o_row:
+            at = (np.frombuffer(self.o_row, dtype=np.int64), np.frombuffer(self.o_col, np.int64))
+            scores[at] = np.frombuffer(self.o_score, dtype=np.float64)
+            costs[at] = np.frombuffer(self.o_cost, dtype=np.float64)
+        return EvalSet(
+            ids=tuple(self.ids),
+            tag_sets=tuple(self.tag_ids),
+            tag_index=np.array(self.tag_index, dtype=np.int32),
+            inferred=np.array(self.inferred, dtype=bool),
+            group_names=tuple(self.group_ids),
+            group_index=np.array(self.group_index, dtype=np.int32),
+            input_tokens=np.array(self.in_tokens, dtype=np.int64),
+            output_tokens=np.array(self.out_tokens, dtype=np.int64),
+            models=tuple(self.model_ids),
             scores=scores,
             costs=costs,
-            inference=(policy.cjk_share, policy.long_context_tokens),
+            inference=(self.policy.cjk_share, self.policy.long_context_tokens),
         )
 
 
-def _group(row: WorkloadRow, tags: Sequence[str], group_by: str) -> str:
-    extra = row.model_extra or {}
+def _group(row_id: str, extra: Mapping[str, Any], tags: Sequence[str], group_by: str) -> str:
     if group_by == GROUP_TAG:
         return primary_tag(tags)
     if group_by == GROUP_AUTO:
@@ -174,10 +318,120 @@ def _group(row: WorkloadRow, tags: Sequence[str], group_by: str) -> str:
     value = extra.get(group_by)
     if not isinstance(value, str) or not value:
         raise InvalidRequestError(
-            f"row {row.id!r} has no string field {group_by!r} to group by; "
+            f"row {row_id!r} has no string field {group_by!r} to group by; "
             f"use --group-by {GROUP_AUTO} or {GROUP_TAG}, or a field every row carries"
         )
     return value
+
+
+def _loads() -> Callable[[bytes], Any]:
+    """orjson's parser when installed (several times faster), else the standard one."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+def _parse_line(line: bytes, path: Path, number: int) -> Any:
+    """One JSONL line's value. Where the fast parser refuses a line (NaN, a huge integer)
+    the standard one decides, so a file reads the same with or without orjson."""
+    try:
+        return _LOADS(line)
+    except ValueError:
+        pass
+    where = f"{path}:{number}"
+    try:
+        return json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"{where}: not valid UTF-8: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{where}: not valid JSON: {exc.msg}") from None
+
+
+_LOADS = _loads()
+_SPACE = b" \t\r\n\f\v"
+_FIELD_NAMES = frozenset(WorkloadRow.model_fields)
+_NUMBER = (int, float)
+
+
+class _FastCheck:
+    """Whether parsed JSON is a :class:`WorkloadRow` as it stands, in plain Python.
+
+    True only where validation would accept the row unchanged: exact types, no value to
+    coerce. Anything else (an error, a value pydantic would convert) is left to
+    ``WorkloadRow`` itself, which then accepts it or raises the one error message.
+    """
+
+    def __init__(self) -> None:
+        self._extra_ok: dict[str, bool] = {}
+        self._tags_ok: dict[tuple[str, ...], bool] = {}
+
+    def __call__(self, data: Any) -> bool:
+        if type(data) is not dict:
+            return False
+        row_id = data.get("id")
+        if type(row_id) is not str or not row_id:
+            return False
+        prompt, messages = data.get("prompt"), data.get("messages")
+        if messages is None:
+            if type(prompt) is not str:
+                return False
+        elif prompt is not None or type(messages) is not list or not messages:
+            return False
+        elif not all(type(m) is dict for m in messages):
+            return False
+        tags = data.get("tags")
+        if tags is not None and not self._tags(tags):
+            return False
+        size = data.get("expected_output_tokens")
+        if size is not None and (type(size) is not int or size <= 0):
+            return False
+        for name in ("reference", "grader"):
+            value = data.get(name)
+            if value is not None and type(value) is not str:
+                return False
+        outcomes = data.get("outcomes")
+        if outcomes is not None:
+            if type(outcomes) is not dict:
+                return False
+            for outcome in outcomes.values():
+                if type(outcome) is not dict:
+                    return False
+                score: Any = outcome.get("score")
+                cost: Any = outcome.get("cost_usd")
+                if type(score) not in _NUMBER or not 0 <= score <= 1:
+                    return False
+                if cost is not None and (type(cost) not in _NUMBER or not cost >= 0):
+                    return False
+        return data.keys() <= _FIELD_NAMES or all(
+            self._extra(key) for key in data.keys() - _FIELD_NAMES
+        )
+
+    def extra(self, data: dict[str, Any]) -> Mapping[str, Any]:
+        """The row's fields beyond the schema's (``category``, ...)."""
+        if data.keys() <= _FIELD_NAMES:
+            return {}
+        return {k: v for k, v in data.items() if k not in _FIELD_NAMES}
+
+    def _tags(self, tags: Any) -> bool:
+        if type(tags) is not list:
+            return False
+        key = tuple(tags)
+        ok = self._tags_ok.get(key)
+        if ok is None:
+            ok = all(type(t) is str and t in VOCABULARY for t in key)
+            self._tags_ok[key] = ok
+        return ok
+
+    def _extra(self, key: str) -> bool:
+        """An extra field passes unless its name is close to a schema field's (a typo)."""
+        ok = self._extra_ok.get(key)
+        if ok is None:
+            ok = self._extra_ok[key] = not get_close_matches(
+                key, tuple(WorkloadRow.model_fields), n=1, cutoff=0.75
+            )
+        return ok
 
 
 def load_rows(path: str | Path | None) -> list[WorkloadRow]:
