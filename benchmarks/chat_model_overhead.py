@@ -54,7 +54,8 @@ _SERVER = """
 import sys
 from routedllm.testing.spec import ModelSpec
 from routedllm.testing.upstream import Upstream
-up = Upstream(default=ModelSpec(latency_s=float(sys.argv[1]), reply="Event sourcing keeps every change."))
+spec = ModelSpec(latency_s=float(sys.argv[1]), reply="Event sourcing keeps every change.")
+up = Upstream(default=spec)
 up.start()
 print(up.base_url, flush=True)
 sys.stdin.read()
