@@ -7,12 +7,14 @@
 #   make type       mypy (settings in pyproject.toml)
 #   make test-fast  the suite without the tests that start servers on loopback
 #   make bench      the decision speed benchmark
+#   make bench-quick  every benchmark in quick mode, failing on a ratio more than 25% worse
+#                   than benchmarks/baselines.json (~3 min on 2 cores; a separate CI job)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LINTED := src tests benchmarks scripts integrations
 
-.PHONY: demo test test-fast lint type bench clean
+.PHONY: demo test test-fast lint type bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +51,10 @@ type: $(VENV)/.installed-dev $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/decide_speed.py
+
+# Needs the eval extra (numpy) and langchain-openai, which the test install brings.
+bench-quick: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/quick.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

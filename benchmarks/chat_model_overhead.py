@@ -1,110 +1,240 @@
-"""What routing adds to a LangChain call: RoutedChatModel against a pinned BaseChatOpenAI.
+"""What routing adds to a LangChain call: RoutedChatModel against a plain ChatOpenAI.
 
-Both talk to the same in-process stand-in gateway (an ``httpx2.MockTransport`` returning a
-fixed completion), so the difference is the router's own work: routing the call, checking
-capabilities, recording attempts and cost. Prints the median and p99 per call in
-microseconds for invoke and stream. Run: ``python benchmarks/chat_model_overhead.py [N]``.
+Both models call the same loopback stand-in upstream (``routedllm.testing.upstream``),
+which runs in a separate process and answers every request after a fixed delay (20 ms by
+default), so the client process's CPU is what limits throughput at high concurrency. For
+each concurrency (1, 64, 256) and mode (``ainvoke``, ``astream``) a round times, back to
+back and in an order that alternates between rounds:
+
+* ``plain``: ``ChatOpenAI`` pinned to the model the router picks, no callbacks;
+* ``routed``: ``RoutedChatModel`` (routing, capability checks, its own record per call);
+* ``routed+ledger``: the same with a ``CostLatencyHandler`` writing a JSONL ledger.
+
+Each figure is calls per second over a batch of calls; the table gives, per configuration,
+the ratio routed / plain (mean over rounds and half the spread, max - min, of the
+per-round ratios), and at concurrency 1 the added median latency per call. ``--profile``
+then runs the routed model under cProfile at concurrency 64 and prints routedllm's
+frames with the most CPU.
+
+Run: ``python benchmarks/chat_model_overhead.py [--rounds 5] [--calls 1500] [--delay 0.02]``.
+``--quick`` (fewer calls and rounds) is what ``make bench-quick`` runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import cProfile
 import gc
 import json
+import pstats
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-import httpx2
-from langchain_openai.chat_models.base import BaseChatOpenAI
+from langchain_openai import ChatOpenAI
 
+from routedllm import Catalog, CostLatencyHandler
 from routedllm.adapters.langchain.chat_model import RoutedChatModel
 
 PROMPT = "Summarise the trade-offs between event sourcing and CRUD with an audit table. " * 20
-_USAGE = {
-    "prompt_tokens": 420,
-    "completion_tokens": 9,
-    "total_tokens": 429,
-    "prompt_tokens_details": {"cached_tokens": 0},
-}
+CONCURRENCY = (1, 64, 256)
+MODES = ("invoke", "stream")
+VARIANTS = ("plain", "routed", "routed+ledger")
+
+# The upstream runs in its own interpreter: sharing the GIL with the clients would charge
+# its work to whichever model is being measured.
+_SERVER = """
+import sys
+from routedllm.testing.spec import ModelSpec
+from routedllm.testing.upstream import Upstream
+spec = ModelSpec(latency_s=float(sys.argv[1]), reply="Event sourcing keeps every change.")
+up = Upstream(default=spec)
+up.start()
+print(up.base_url, flush=True)
+sys.stdin.read()
+up.stop()
+"""
 
 
-def _handler(request: httpx2.Request) -> httpx2.Response:
-    body = json.loads(request.content)
-    base = {"id": "chatcmpl-1", "created": 1, "model": body["model"]}
-    if not body.get("stream"):
-        return httpx2.Response(
-            200,
-            json={
-                **base,
-                "object": "chat.completion",
-                "usage": _USAGE,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": "Event sourcing ..."},
-                    }
-                ],
-            },
-        )
-    deltas = [{"role": "assistant", "content": ""}, {"content": "Event "}, {"content": "sourcing"}]
-    events = [
-        {
-            **base,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": d, "finish_reason": None}],
-        }
-        for d in deltas
-    ]
-    events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": _USAGE})
-    text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
-    return httpx2.Response(
-        200, content=text.encode(), headers={"content-type": "text/event-stream"}
+@contextmanager
+def upstream(delay_s: float) -> Iterator[str]:
+    """The stand-in upstream in a child process; yields its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(delay_s)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(10)
 
 
-def _clients() -> dict[str, object]:
-    return {"http_client": httpx2.Client(transport=httpx2.MockTransport(_handler))}
+Call = Callable[[], Awaitable[object]]
 
 
-def main(n: int = 2000, rounds: int = 10) -> None:
-    routed = RoutedChatModel(api_key="bench", **_clients())
-    model = routed.invoke(PROMPT).response_metadata["model_name"]
-    plain = BaseChatOpenAI(
-        model=model,
-        api_key="bench",
-        base_url=routed.openai_api_base,
-        stream_usage=True,
-        max_retries=0,
-        **_clients(),
-    )
-    calls: dict[str, Callable[[], object]] = {
-        "BaseChatOpenAI.invoke": lambda: plain.invoke(PROMPT),
-        "RoutedChatModel.invoke": lambda: routed.invoke(PROMPT),
-        "BaseChatOpenAI.stream": lambda: list(plain.stream(PROMPT)),
-        "RoutedChatModel.stream": lambda: list(routed.stream(PROMPT)),
-    }
-    times: dict[str, list[float]] = {label: [] for label in calls}
-    for call in calls.values():  # warm up
-        for _ in range(100):
-            call()
-    for _ in range(rounds):  # interleaved, so that drift on the machine hits all alike
-        for label, call in calls.items():
-            gc.collect()
-            for _ in range(n // rounds):
-                start = time.perf_counter()
-                call()
-                times[label].append((time.perf_counter() - start) * 1e6)
+async def make_calls(base_url: str, ledger: Path) -> tuple[str, dict[tuple[str, str], Call]]:
+    """(the routed model's pick, (variant, mode) -> one async call)."""
+    catalog = Catalog.default()
+    common: dict[str, Any] = {"api_key": "bench", "base_url": base_url, "max_retries": 0}
+    routed = RoutedChatModel(catalog=catalog, **common)
+    handler = CostLatencyHandler(catalog, ledger_path=ledger)
+    recorded = routed.with_config(callbacks=[handler])
+    model = (await routed.ainvoke(PROMPT)).response_metadata["model_name"]
+    plain = ChatOpenAI(model=model, stream_usage=True, **common)
+    runnables = {"plain": plain, "routed": routed, "routed+ledger": recorded}
+
+    def call(runnable: Any, mode: str) -> Call:
+        if mode == "invoke":
+            return lambda: runnable.ainvoke(PROMPT)
+
+        async def stream() -> None:
+            async for _ in runnable.astream(PROMPT):
+                pass
+
+        return stream
+
+    return model, {(v, m): call(r, m) for v, r in runnables.items() for m in MODES}
+
+
+async def batch(call: Call, calls: int, concurrency: int) -> tuple[float, list[float]]:
+    """Calls per second over ``calls`` calls ``concurrency`` at a time, and each latency."""
+    latencies: list[float] = []
+    queue = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in queue:
+            t0 = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t0)
+
+    gc.collect()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return calls / (time.perf_counter() - started), latencies
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"{statistics.fmean(values):.3f} ±{(max(values) - min(values)) / 2:.3f}"
+
+
+async def measure(
+    calls: dict[tuple[str, str], Call], rounds: int, per_batch: dict[int, int]
+) -> dict[tuple[int, str], dict[str, list[float]]]:
+    """Per (concurrency, mode): per variant, one figure per round (calls/s), plus the
+    median latency (ms) of each round at concurrency 1 under ``<variant> ms``."""
+    results: dict[tuple[int, str], dict[str, list[float]]] = {}
+    for call in calls.values():  # warm up: connections, caches, lazy imports
+        await batch(call, 20, 4)
+    for r in range(rounds):
+        for c in CONCURRENCY:
+            for mode in MODES:
+                figures = results.setdefault((c, mode), {})
+                order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
+                for variant in order:
+                    rate, latencies = await batch(calls[variant, mode], per_batch[c], c)
+                    figures.setdefault(variant, []).append(rate)
+                    if c == 1:
+                        ms = statistics.median(latencies) * 1000
+                        figures.setdefault(f"{variant} ms", []).append(ms)
+    return results
+
+
+def report(results: dict[tuple[int, str], dict[str, list[float]]]) -> dict[str, float]:
+    """Print the table; returns the median ratios by name (for the quick check)."""
+    ratios: dict[str, float] = {}
     print(
-        f"{n} calls each, prompt ~{len(PROMPT) // 4} tokens, routed to {model}; "
-        "microseconds per call"
+        f"{'concurrency':>11} {'mode':<7}{'plain calls/s':>15}{'routed/plain':>16}"
+        f"{'+ledger/plain':>16}{'added median ms':>18}"
     )
-    print(f"{'':28}{'median':>10}{'p99':>10}")
-    for label, values in times.items():
-        values.sort()
-        print(f"{label:28}{statistics.median(values):10.0f}{values[int(len(values) * 0.99)]:10.0f}")
+    for (c, mode), fig in results.items():
+        plain = fig["plain"]
+        routed = [a / b for a, b in zip(fig["routed"], plain, strict=True)]
+        ledger = [a / b for a, b in zip(fig["routed+ledger"], plain, strict=True)]
+        # the quick check takes the median round: one disturbed round does not move it
+        ratios[f"c{c} {mode} routed/plain"] = statistics.median(routed)
+        ratios[f"c{c} {mode} routed+ledger/plain"] = statistics.median(ledger)
+        added = ""
+        if c == 1:
+            deltas = [a - b for a, b in zip(fig["routed+ledger ms"], fig["plain ms"], strict=True)]
+            added = f"{statistics.fmean(deltas):.3f} ±{(max(deltas) - min(deltas)) / 2:.3f}"
+        print(
+            f"{c:>11} {mode:<7}{statistics.fmean(plain):>15,.0f}{spread(routed):>16}"
+            f"{spread(ledger):>16}{added:>18}"
+        )
+    return ratios
+
+
+async def profile(call: Call, calls: int, top: int) -> None:
+    """Run ``calls`` routed calls at concurrency 64 under cProfile; print routedllm's
+    frames by own time and by cumulative time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await batch(call, calls, 64)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (path, line, name), (_, calls_n, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "routedllm" in path:
+            rows.append((own, cumulative, calls_n, f"{Path(path).name}:{line} {name}"))
+    print(f"\nprofile: {calls} routed stream calls at concurrency 64, {total:.2f} s of CPU in all")
+    for key, title in ((0, "own time"), (1, "cumulative time")):
+        print(f"routedllm frames by {title} (us per call: own, cumulative; calls per call):")
+        for own, cumulative, n, where in sorted(rows, key=lambda r: r[key], reverse=True)[:top]:
+            print(
+                f"  {own / calls * 1e6:8.1f} {cumulative / calls * 1e6:8.1f} "
+                f"{n / calls:6.1f}  {where}"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=1500, help="calls per batch at 64 and 256")
+    parser.add_argument("--delay", type=float, default=0.02, help="upstream delay, seconds")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of fewer calls")
+    parser.add_argument("--profile", action="store_true", help="then profile the routed model")
+    parser.add_argument("--json", action="store_true", help="print the ratios as JSON too")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.calls = 3, 400
+    per_batch = {1: max(args.calls // 10, 40), 64: args.calls, 256: args.calls}
+    with tempfile.TemporaryDirectory() as tmp, upstream(args.delay) as base_url:
+        ratios = asyncio.run(run(args, base_url, Path(tmp) / "ledger.jsonl", per_batch))
+    if args.json:
+        print(json.dumps(ratios, indent=2))
+    return ratios
+
+
+async def run(
+    args: argparse.Namespace, base_url: str, ledger: Path, per_batch: dict[int, int]
+) -> dict[str, float]:
+    """Everything on one event loop (the models' shared async HTTP clients belong to it)."""
+    model, calls = await make_calls(base_url, ledger)
+    print(
+        f"upstream delay {args.delay * 1000:.0f} ms; routed to {model}; prompt "
+        f"~{len(PROMPT) // 4} tokens; {args.rounds} rounds; calls per batch "
+        f"{per_batch[1]} at concurrency 1, {args.calls} at 64 and 256; ratios of "
+        "calls/s, mean ± half-range over rounds"
+    )
+    results = await measure(calls, args.rounds, per_batch)
+    ratios = report(results)
+    if args.profile:
+        await profile(calls["routed", "stream"], args.calls, 15)
+    return ratios
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    main()

@@ -8,13 +8,19 @@ runs ``--runs`` times, interleaved; the table gives the mean over runs and half 
 spread (max - min) of each percentile, and the lowest p99 of any run (the figure least
 disturbed by other work on the machine).
 
-Run: ``python benchmarks/decide_speed.py [--runs 5] [--n 20000]``.
+Each run also times, side by side, ``json.dumps`` of the same messages (what the OpenAI
+SDK does to every request body): the ``x dumps`` column is the p50 of a case over the p50
+of that reference, a figure the machine's speed cancels out of (``make bench-quick``
+checks it against ``benchmarks/baselines.json``).
+
+Run: ``python benchmarks/decide_speed.py [--runs 5] [--n 20000] [--quick] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -73,7 +79,8 @@ def cases() -> dict[str, tuple[list[dict[str, Any]], list[str] | None]]:
         "inferred: prose": ([{"role": "user", "content": text_of(PROSE, 2000, 4)}], None),
         "inferred: code": ([{"role": "user", "content": text_of(CODE, 2000, 4)}], None),
         "inferred: chinese": ([{"role": "user", "content": text_of(CHINESE, 2000, 1)}], None),
-        "inferred: japanese": ([{"role": "user", "content": text_of(JAPANESE, 2000, 2)}], None),
+        # kana count one token each, kanji one: ~1 character per token
+        "inferred: japanese": ([{"role": "user", "content": text_of(JAPANESE, 2000, 1.02)}], None),
         "inferred: image": ([{"role": "user", "content": image}], None),
     }
 
@@ -103,22 +110,33 @@ def routed(
     return lambda: router.decide(Request(messages=messages, tags=tags))
 
 
+def reference(messages: list[dict[str, Any]]) -> Callable[[], object]:
+    """The side-by-side reference: serialising the messages as the SDK does."""
+    return lambda: json.dumps(messages)
+
+
 def summary(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):7.1f} ±{(max(values) - min(values)) / 2:5.1f}"
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per case (default 5)")
     parser.add_argument("--n", type=int, default=20_000, help="samples per run (default 20000)")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="3 runs of 3,000 samples")
+    parser.add_argument("--json", action="store_true", help="print the ratios as JSON too")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.n = 3, 3_000
 
     catalog, policy = Catalog.default(), Policy()
     router = Router(catalog, policy)
     calls: dict[str, Callable[[], object]] = {}
+    refs: dict[str, Callable[[], object]] = {}
     tokens: dict[str, int] = {}
     for name, (messages, tags) in cases().items():
         calls[name] = routed(router, messages, tags)
+        refs[name] = reference(messages)
         tokens[name] = router.decide(Request(messages=messages, tags=tags)).estimated_input_tokens
     given, inferred = cases()["tags given (prose)"], cases()["inferred: prose"]
     calls["one-shot decide(): given"] = lambda: decide(
@@ -129,22 +147,32 @@ def main() -> None:
     )
     tokens["one-shot decide(): given"] = tokens["tags given (prose)"]
     tokens["one-shot decide(): prose"] = tokens["inferred: prose"]
+    refs["one-shot decide(): given"] = refs["tags given (prose)"]
+    refs["one-shot decide(): prose"] = refs["inferred: prose"]
 
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in calls}
+    ratios: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(args.runs):
         for name, call in calls.items():
             results[name].append(sample(call, args.n))
+            ratios[name].append(results[name][-1][0] / sample(refs[name], args.n)[0])
 
     print(
         f"Router.decide incl. building the Request; catalog: {len(catalog)} models; "
         f"policy: {policy.preset}; {args.runs} runs x {args.n:,} calls; mean ± half-range"
     )
-    print(f"{'case':<28}{'tokens':>7}{'p50 us':>16}{'p99 us':>16}{'best p99':>10}")
+    print(f"{'case':<28}{'tokens':>7}{'p50 us':>16}{'p99 us':>16}{'best p99':>10}{'x dumps':>15}")
     for name, runs in results.items():
         p50 = summary([r[0] for r in runs])
         p99 = summary([r[1] for r in runs])
         best = min(r[1] for r in runs)
-        print(f"{name:<28}{tokens[name]:>7}{p50:>16}{p99:>16}{best:>10.1f}")
+        r = ratios[name]
+        ratio = f"{statistics.fmean(r):.2f} ±{(max(r) - min(r)) / 2:.2f}"
+        print(f"{name:<28}{tokens[name]:>7}{p50:>16}{p99:>16}{best:>10.1f}{ratio:>15}")
+    means = {f"decide {name} / json.dumps": statistics.fmean(r) for name, r in ratios.items()}
+    if args.json:
+        print(json.dumps(means, indent=2))
+    return means
 
 
 if __name__ == "__main__":

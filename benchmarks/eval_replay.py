@@ -1,22 +1,32 @@
-"""Offline replay speed: 1,000,000 rows through 5 policies, and the outcome-table pipeline.
+"""Offline evaluation speed: replay of 1,000,000 rows, the outcome pipeline, reading JSONL.
 
-Three figures, one run (``python benchmarks/eval_replay.py [ROWS]``):
+Figures, one run (``python benchmarks/eval_replay.py [ROWS] [--quick] [--json]``), printed
+in the order 3, 4, 1, 2:
 
 1. catalog replay: ROWS synthetic rows (a mix of tag sets, log-normal prompt sizes) through
    the value, quality, cheapest, value:gap=8 and random policies, plus always-X for every
    priced model (the baselines ``evaluate`` always adds);
 2. outcome pipeline: ROWS two-model outcome rows in 57 groups through ``suite.run``
    (seeded split, calibration, the tag router's threshold sweep, oracle, random);
-3. reading rows: JSONL rows per second into an ``EvalSet`` (validation, tags, sizes),
-   measured on 100,000 rows, since reading, not replay, bounds a million-row file.
+3. ``routedllm eval FILE`` end to end on a JSONL file of ROWS rows (prompts of 20-400
+   words, given tags, two outcomes each: 1.4 GB for a million), in a fresh interpreter:
+   wall time and peak resident memory;
+4. reading that file into an ``EvalSet`` against a plain ``json.loads`` of every line,
+   side by side (best of 3 each): the ratio is what ``make bench-quick`` checks.
+
+``--quick`` skips 1-3 and reads 100,000 rows.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +37,6 @@ from routedllm.evaluation.policies import parse_policies
 from routedllm.evaluation.replay import evaluate, replay
 from routedllm.evaluation.space import ModelSpace
 from routedllm.evaluation.suite import Settings, run
-from routedllm.workload import read_rows
 
 TAG_SETS = (
     ("general",),
@@ -81,8 +90,81 @@ def timed(fn):  # noqa: ANN001, ANN201 - a benchmark helper
     return value, time.perf_counter() - start
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+def write_rows(path: Path, n: int) -> None:
+    """``n`` rows of 20-400 words, tagged, with two outcomes each."""
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(20, 400, n)
+    with path.open("w") as handle:
+        for i in range(n):
+            row = {
+                "id": f"r{i}",
+                "prompt": " ".join(["lorem"] * int(sizes[i])),
+                "tags": ["general"],
+                "outcomes": {"a": {"score": 1.0, "cost_usd": 0.001}, "b": {"score": 0.0}},
+            }
+            handle.write(json.dumps(row) + "\n")
+
+
+def eval_end_to_end(path: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of ``routedllm eval PATH`` in a fresh interpreter."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "routedllm.cli", "eval", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"routedllm eval failed with exit code {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def json_pass(path: Path) -> None:
+    """The reference: parse every line with the standard library, keep nothing."""
+    with path.open("rb") as handle:
+        for line in handle:
+            json.loads(line)
+
+
+def best_of(fn, repeat: int = 3) -> float:  # noqa: ANN001 - a benchmark helper
+    return min(timed(fn)[1] for _ in range(repeat))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", type=int, nargs="?", default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="reading 100,000 rows only")
+    parser.add_argument("--json", action="store_true", help="print the ratio as JSON too")
+    args = parser.parse_args(argv)
+    n = 100_000 if args.quick else args.rows
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.jsonl"
+        write_rows(path, n)
+        size_mb = path.stat().st_size / 1e6
+        if not args.quick:  # first: a child's peak RSS counts the pages it forked with
+            wall, rss = eval_end_to_end(path)
+            print(
+                f"routedllm eval on {n:,} rows ({size_mb:,.0f} MB): {wall:.2f} s, "
+                f"peak {rss:,.0f} MB"
+            )
+        ours = best_of(lambda: EvalSet.from_jsonl(path))
+        plain = best_of(lambda: json_pass(path))
+    if not args.quick:
+        replay_figures(n)
+    print(
+        f"reading {n:,} rows: EvalSet.from_jsonl {n / ours:,.0f} rows/s, json.loads alone "
+        f"{n / plain:,.0f} rows/s; ratio {ours / plain:.2f}"
+    )
+    result = {"eval read EvalSet.from_jsonl / json.loads": ours / plain}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return result
+
+
+def replay_figures(n: int) -> None:
+    """Figures 1 and 2."""
     catalog = Catalog.default()
 
     data, build_s = timed(lambda: synthetic(n))
@@ -118,32 +200,6 @@ def main() -> None:
         f"{two['tag_router']['apgr']:.3f}"
     )
 
-    sample = 100_000
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rows.jsonl"
-        rng = np.random.default_rng(2)
-        with path.open("w") as handle:
-            for i in range(sample):
-                words = " ".join(["lorem"] * int(rng.integers(20, 400)))
-                handle.write(
-                    json.dumps(
-                        {
-                            "id": f"r{i}",
-                            "prompt": words,
-                            "tags": ["general"],
-                            "outcomes": {
-                                "a": {"score": 1.0, "cost_usd": 0.001},
-                                "b": {"score": 0.0},
-                            },
-                        }
-                    )
-                    + "\n"
-                )
-        _, read_s = timed(lambda: EvalSet.from_rows(read_rows(path)))
-    print(
-        f"reading rows: {sample / read_s:,.0f} rows/s from JSONL "
-        f"(~{n / (sample / read_s):.0f} s for {n:,} rows)"
-    )
     print(f"(synthetic rows built in {build_s:.2f} s, not counted)")
 
 

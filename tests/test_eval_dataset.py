@@ -143,3 +143,76 @@ def test_converted_rows_validate_as_workload_rows(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines[0]["outcomes"]["strong-x"]["cost_usd"] is None
     assert len(list(read_rows(path))) == 4
+
+
+def _same(a: EvalSet, b: EvalSet) -> None:
+    for name in ("ids", "tag_sets", "group_names", "models", "inference"):
+        assert getattr(a, name) == getattr(b, name), name
+    for name in ("tag_index", "inferred", "group_index", "input_tokens", "output_tokens"):
+        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+    for name in ("scores", "costs"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+
+
+# Rows that the plain-Python check takes, and rows it leaves to WorkloadRow (values pydantic
+# converts: an int as text, a bool score, NaN), mixed in one file.
+MIXED = [
+    {"id": "a", "prompt": "Refactor this:\n```python\nx=1\n```", "category": "law"},
+    {"id": "b", "prompt": "hello", "tags": ["extraction", "extraction"], "topic": "t"},
+    {"id": "c", "messages": [{"role": "system", "content": "Reply in JSON."}, {"content": "hi"}]},
+    {"id": "d", "prompt": "请总结这段文字。" * 30, "expected_output_tokens": 40},
+    {"id": "e", "prompt": "x", "tags": ["general"], "outcomes": {"m1": {"score": 1}}},
+    {"id": "f", "prompt": "x", "expected_output_tokens": "12", "outcomes": {"m2": {"score": True}}},
+    {"id": "g", "prompt": "y", "outcomes": {"m1": {"score": 0.5, "cost_usd": 2e-3, "note": 1}}},
+]
+
+
+def test_from_jsonl_reads_as_from_rows(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    lines = [json.dumps(row, ensure_ascii=False) for row in MIXED]
+    path.write_text("\n".join(lines[:3]) + "\n  \n" + "\r\n".join(lines[3:]) + "\n", "utf-8")
+    for group_by in ("auto", "tag"):
+        _same(
+            EvalSet.from_jsonl(path, group_by=group_by),
+            EvalSet.from_rows(read_rows(path), group_by=group_by),
+        )
+    for source in (DATA / "eval_catalog_outcomes.jsonl", DATA / "eval_two_model.jsonl"):
+        _same(EvalSet.from_jsonl(source), EvalSet.from_rows(read_rows(source)))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"id": "a", "prompt": "x"',  # not JSON
+        '{"id": "a", "prompt": NaN, "tags": ["general"]}',  # JSON to Python, not to orjson
+        '{"id": "", "prompt": "x"}',
+        '{"id": "a", "prompt": "x", "messages": [{"content": "y"}]}',
+        '{"id": "a", "prompt": "x", "tags": ["poems"]}',
+        '{"id": "a", "prompt": "x", "outcomes": {"m": {"score": 1.5}}}',
+        '{"id": "a", "prompt": "x", "outcomes": {"m": {"score": 1, "cost_usd": -1}}}',
+        '{"id": "a", "prompt": "x", "promt": "y"}',
+        '{"id": "a", "prompt": "x", "expected_output_tokens": 0}',
+        '{"id": "b", "prompt": "x"}\n{"id": "b", "prompt": "y"}',
+    ],
+)
+def test_from_jsonl_fails_as_read_rows(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text('{"id": "first", "prompt": "ok"}\n' + line + "\n", "utf-8")
+    with pytest.raises(InvalidRequestError) as expected:
+        EvalSet.from_rows(read_rows(path))
+    with pytest.raises(InvalidRequestError) as got:
+        EvalSet.from_jsonl(path)
+    assert str(got.value) == str(expected.value)
+    assert str(got.value).startswith(f"{path}:")
+
+
+def test_from_jsonl_without_orjson_reads_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import routedllm.evaluation.dataset as dataset
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in MIXED), "utf-8")
+    fast = EvalSet.from_jsonl(path)
+    monkeypatch.setattr(dataset, "_LOADS", json.loads)
+    _same(EvalSet.from_jsonl(path), fast)

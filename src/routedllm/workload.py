@@ -150,20 +150,26 @@ def _parse(lines: Iterable[str], origin: str) -> Iterator[WorkloadRow]:
             raise InvalidRequestError(
                 f"{origin}:{number}: nested too deep; a row is a flat JSON object"
             ) from None
-        try:
-            row = WorkloadRow.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise InvalidRequestError(f"{origin}:{number}: {problems}") from None
+        row = row_of(data, f"{origin}:{number}")
         if row.id in seen:
             raise InvalidRequestError(
                 f"{origin}:{number}: row id {row.id!r} repeats line {seen[row.id]}"
             )
         seen[row.id] = number
         yield row
+
+
+def row_of(data: Any, where: str) -> WorkloadRow:
+    """One row from its parsed JSON; a bad one raises naming ``where`` (file:line) and
+    each field at fault."""
+    try:
+        return WorkloadRow.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InvalidRequestError(f"{where}: {problems}") from None
 
 
 _FIELDS = tuple(WorkloadRow.model_fields)

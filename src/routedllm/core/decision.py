@@ -52,7 +52,9 @@ class Policy(BaseModel):
     reasoning scores overstate what is needed) accept a 4-point gap.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the validator is built on first use, not at import (`import routedllm`
+    # stays light; see docs/benchmarks.md); likewise Rejection and Decision.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     preset: Preset = "value"
     quality_gap: float = Field(default=2.0, ge=0, le=100)
@@ -95,7 +97,7 @@ class Policy(BaseModel):
 class Rejection(BaseModel):
     """A model the decision did not use, and why."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     code: str
@@ -105,7 +107,7 @@ class Rejection(BaseModel):
 class Decision(BaseModel):
     """The routing decision for one call, with everything needed to explain it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     name: str

@@ -497,6 +497,14 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
     )
 
 
+def prompt_tokens(text: str) -> int:
+    """The token estimate of one user message of ``text`` (tags given: no scan), as
+    ``message_features([{"role": "user", "content": text}], scan=False).input_tokens``."""
+    chars = len(text)
+    wide = 0 if text.isascii() else (len(text.encode("utf-8", "surrogatepass")) - chars) // 2
+    return (chars - wide + 3) // 4 + wide + 4
+
+
 def _tokens(chars: int, wide: int, images: int, messages: Sequence[Any]) -> int:
     """~4 characters per token for Latin text, ~1 token per CJK, kana or Hangul character,
     765 tokens per image (a 1024x1024 image at high detail in OpenAI's accounting), and 4
@@ -575,7 +583,7 @@ def _count_units(high: bytes, low: bytes, high_table: bytes, low_table: bytes) -
 
 def _unit_tables(ranges: Sequence[tuple[int, int]]) -> tuple[bytes, bytes]:
     """The byte tables of :func:`count_cjk` for BMP code point ``ranges``."""
-    high, low = bytearray(256), bytearray(256)
+    high, low = bytearray(256), bytearray(b"\x80" * 256)
     whole = 0x80  # the class of high bytes whose 256 characters are all in a range
     partial: list[int] = []
     for byte in range(256):
@@ -588,12 +596,10 @@ def _unit_tables(ranges: Sequence[tuple[int, int]]) -> tuple[bytes, bytes]:
         raise ValueError("count_cjk supports at most 7 partly covered high bytes")
     for bit, byte in enumerate(partial):
         high[byte] = 1 << bit
-    for lo in range(256):
-        low[lo] = whole | sum(
-            1 << bit
-            for bit, byte in enumerate(partial)
-            if any(a <= (byte << 8 | lo) <= b for a, b in ranges)
-        )
+        base = byte << 8
+        for a, b in ranges:  # the low bytes of this high byte's characters in a range
+            for lo in range(max(a - base, 0), min(b - base, 0xFF) + 1):
+                low[lo] |= 1 << bit
     return bytes(high), bytes(low)
 
 

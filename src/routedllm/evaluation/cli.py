@@ -187,15 +187,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ),
             f"{args.dataset} ({args.benchmark})",
         )
+    elif args.dataset and not args.save_rows:  # read as a stream: no row kept in memory
+        rows = None
+        data = dataset.EvalSet.from_jsonl(
+            args.dataset, group_by=args.group_by, progress=lambda lines: track(lines, None, "rows")
+        )
     elif args.dataset:
         from routedllm.workload import read_rows
 
         rows = list(track(read_rows(args.dataset), None, "reading"))
     else:
         rows = dataset.load_rows(None)
-    if args.save_rows:
-        dataset.write_rows(rows, args.save_rows)
-    data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
+    if rows is not None:
+        if args.save_rows:
+            dataset.write_rows(rows, args.save_rows)
+        data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
     settings = suite.Settings(
         policies=args.policy,
         baseline=args.baseline,
