@@ -128,6 +128,10 @@ class RoutedChatModel(BaseChatOpenAI):
     """Longest a call waits, in all, on Retry-After and on models cooling down; past it
     the call falls back (or fails) instead of waiting."""
 
+    learned_router: Any = Field(default=None, exclude=True)
+    """A learned router (:class:`routedllm.learning.LearnedRouter` or the path of its JSON,
+    written by ``routedllm train``): its per-prompt predictions replace catalog scores."""
+
     _router: Router = PrivateAttr()
     _learned: CapabilityMemory = PrivateAttr(default_factory=CapabilityMemory)
     _sticky_models: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
@@ -146,7 +150,11 @@ class RoutedChatModel(BaseChatOpenAI):
         """
         if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
             raise ValueError("n must be at least 1, and 1 when streaming")
-        self._router = Router(self.catalog, self.policy)
+        if self.learned_router is not None and not hasattr(self.learned_router, "score"):
+            from routedllm.learning.model import LearnedRouter
+
+            self.learned_router = LearnedRouter.load(self.learned_router)
+        self._router = Router(self.catalog, self.policy, self.learned_router)
         self._add_run_context()
         if "breaker" not in self.model_fields_set:
             self.breaker = default_breaker(self.retry_after_cap_s, self.max_wait_s)
@@ -233,9 +241,15 @@ class RoutedChatModel(BaseChatOpenAI):
         try:
             if policy is self.policy:
                 router = self._router
-                if router.policy is not policy or router.catalog is not self.catalog:
-                    router = self._router = Router(self.catalog, policy)  # after model_copy
+                if (
+                    router.policy is not policy
+                    or router.catalog is not self.catalog
+                    or router.scorer is not self.learned_router
+                ):  # after model_copy
+                    router = self._router = Router(self.catalog, policy, self.learned_router)
                 return router.decide(request)
+            if self.learned_router is not None:
+                return Router(self.catalog, policy, self.learned_router).decide(request)
             return decide(self.catalog, policy, request)
         except NoEligibleModelError as exc:
             if not request.require or exc.hint:
