@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from routedllm.adapters.litellm.config import add_litellm_config_command
 from routedllm.core.catalog import BENCHMARKS, Catalog
-from routedllm.core.decision import PRESETS, Policy, Request, Router, decide
+from routedllm.core.decision import PRESETS, Policy, Request, Router
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.tags import TAG_NAMES

@@ -11,6 +11,7 @@ tag router's split), on the same held-out rows:
 * **tag_router**: per-group means learned on the training part
   (:func:`~routedllm.evaluation.calibrate.learn`; groups are the dataset's labels when it
   has them), swept the same way; its operating point is chosen on its training means;
+  **tag_router_tags** the same with each row's primary routedllm tag as its group;
 * **oracle**: the true per-row advantage, swept the same way, never sending a row to
   the strong model where it does worse (as the evaluation's oracle); **random**: the
   straight line between the two models.
@@ -24,6 +25,7 @@ min and max over the splits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -82,7 +84,10 @@ def split_figures(
         data = data.subset(np.flatnonzero(both))
         rows = [r for r, ok in zip(rows, both.tolist(), strict=True) if ok]
     feats = featurize(rows, data)
-    per: dict[str, list[dict[str, Any]]] = {k: [] for k in ("learned", "tag_router", "oracle")}
+    by_tag = _grouped_by_tag(data)
+    per: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("learned", "tag_router", "tag_router_tags", "oracle")
+    }
     for i in range(splits):
         tr, te = split(data, train_fraction, seed + i)
         ys, yw = data.scores[te, s], data.scores[te, w]
@@ -95,16 +100,14 @@ def split_figures(
         point = operating_gap(oof, data.scores[tr], [w, s], target, s, confidence)
         per["learned"].append(_entry(pred[:, s] - pred[:, w], pred, point, ys, yw, [w, s], target))
 
-        cal = learn(data, tr, prior_rows)
-        by_group = np.asarray([cal.group_scores(g) for g in data.group_names])
-        train_means = by_group[data.group_index[tr]]
-        tag_point = operating_gap(train_means, data.scores[tr], [w, s], target, s, confidence)
-        test_means = by_group[data.group_index[te]]
-        per["tag_router"].append(
-            _entry(
-                test_means[:, s] - test_means[:, w], test_means, tag_point, ys, yw, [w, s], target
-            )
-        )
+        for key, grouped in (("tag_router", data), ("tag_router_tags", by_tag)):
+            cal = learn(grouped, tr, prior_rows)
+            means = np.asarray([cal.group_scores(g) for g in grouped.group_names])
+            train_means = means[grouped.group_index[tr]]
+            point = operating_gap(train_means, data.scores[tr], [w, s], target, s, confidence)
+            test_means = means[grouped.group_index[te]]
+            adv = test_means[:, s] - test_means[:, w]
+            per[key].append(_entry(adv, test_means, point, ys, yw, [w, s], target))
         best = np.maximum(ys, yw)  # the oracle never sends a row where strong does worse
         per["oracle"].append(two_model_figures(curve(ys - yw, best, yw), qw, qs))
         if progress is not None:
@@ -140,6 +143,14 @@ def split_figures(
         "(strong share at 95% from the whole table's means)",
     }
     return out
+
+
+def _grouped_by_tag(data: EvalSet) -> EvalSet:
+    """``data`` with each row's group its primary routedllm tag (no dataset label)."""
+    primaries = data.primary_tags
+    names = tuple(dict.fromkeys(primaries))
+    index = np.asarray([names.index(primaries[t]) for t in data.tag_index], dtype=np.int32)
+    return replace(data, group_names=names, group_index=index)
 
 
 def _entry(
