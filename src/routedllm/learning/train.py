@@ -280,7 +280,7 @@ def train(
         gap_points = point["gap_points"]
     fit = _fit(feats, data.scores, idx, settings)
     vocab = fit.vocabulary
-    return LearnedRouter(
+    router = LearnedRouter(
         models=data.models,
         term_weights=tuple(
             {t: float(w) for t, w in zip(vocab, fit.term_w[:, j].tolist(), strict=True) if w}
@@ -292,3 +292,4 @@ def train(
         gap_points=gap_points,
         meta=meta,
     )
+    return LearnedRouter.from_json(router.to_json())  # as its artifact reads: same rounding
