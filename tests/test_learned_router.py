@@ -62,7 +62,7 @@ def test_a_long_ask_is_read_at_its_head_and_tail_only() -> None:
     text = "alpha " + "filler " * 2000 + "omega"
     found = terms(text)
     assert "alpha" in found and "omega" in found
-    assert len(found) < 10  # the middle is not tokenised again and again
+    assert len(found) < 20  # the middle is not read: a few words, and fragments at the cut
 
 
 def test_the_ask_is_the_latest_user_turn() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from routedllm.core.tags import TAG_NAMES, message_role
 
-HEAD_CHARS = 2000
+HEAD_CHARS = 1500
 TAIL_CHARS = 500
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
 _SPLIT = bytes(c if c in _WORD_BYTES or c >= 128 else 32 for c in range(256))

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +78,30 @@ class LearnedRouter:
         return self.predict_parts(terms(text), structure(text, tags, input_tokens, len(messages)))
 
     def predict_parts(self, term_set: set[Term], dense: Sequence[float]) -> dict[str, float]:
-        """Predictions from already computed features (the distinct terms, the structure)."""
+        """Predictions from already computed features (the distinct terms, the structure).
+
+        Per model: the logistic of (the sum of its known terms' weights) / sqrt(distinct
+        terms) + its structure weights . the standardised structure features.
+        """
         norm = 1.0 / math.sqrt(len(term_set)) if term_set else 0.0
-        z = [(x - m) / s for x, m, s in zip(dense, self.mean, self.scale, strict=True)]
         out = {}
-        for model, weights, dense_w in zip(
-            self.models, self.term_weights, self.structure_weights, strict=True
+        for model, weights, (folded, offset) in zip(
+            self.models, self.term_weights, self._folded, strict=True
         ):
             logit = sum(filter(None, map(weights.get, term_set))) * norm
-            logit += sum(w * x for w, x in zip(dense_w, z, strict=True))
+            logit += sum(map(operator.mul, folded, dense)) - offset
             out[model] = _sigmoid(logit)
         return out
+
+    @cached_property
+    def _folded(self) -> tuple[tuple[tuple[float, ...], float], ...]:
+        """Structure weights with the standardisation folded in: w . (x - m) / s equals
+        (w / s) . x - (w / s) . m, so a prediction skips standardising."""
+        out = []
+        for weights in self.structure_weights:
+            folded = tuple(w / s for w, s in zip(weights, self.scale, strict=True))
+            out.append((folded, sum(f * m for f, m in zip(folded, self.mean, strict=True))))
+        return tuple(out)
 
     def score(
         self, request: Request, tags: tuple[str, ...], input_tokens: int
