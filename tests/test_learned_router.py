@@ -198,6 +198,19 @@ def test_the_chat_model_loads_a_router_file(trained: LearnedRouter, tmp_path: Pa
     assert model.route(HARD).model == STRONG and model.route(EASY).model == WEAK
 
 
+def test_the_litellm_handler_loads_a_router_from_the_environment(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    from routedllm.adapters.litellm.callback import LiteLLMHandler
+
+    path = trained.save(tmp_path / "router.json")
+    catalog = str(Path(__file__).parent / "data" / "fixture_catalog.yaml")
+    env = {"ROUTEDLLM_CATALOG": catalog, "ROUTEDLLM_LEARNED_ROUTER": str(path)}
+    handler = LiteLLMHandler.from_env(env)
+    assert isinstance(handler._router.scorer, LearnedRouter)
+    assert LiteLLMHandler(handler.catalog)._router.scorer is None
+
+
 def test_the_artifact_loads_without_numpy() -> None:
     """The base install applies a router: model and features import no numpy, nor the
     evaluation package that needs it."""

@@ -190,6 +190,13 @@ class LearnedRouter:
         return cls.from_json(data, str(path))
 
 
+def load_learned(value: LearnedRouter | str | Path | None) -> LearnedRouter | None:
+    """A learned router from itself, the path of its JSON, or None (none)."""
+    if value is None or isinstance(value, LearnedRouter):
+        return value
+    return LearnedRouter.load(value)
+
+
 def _sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))

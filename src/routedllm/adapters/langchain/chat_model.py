@@ -150,10 +150,10 @@ class RoutedChatModel(BaseChatOpenAI):
         """
         if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
             raise ValueError("n must be at least 1, and 1 when streaming")
-        if self.learned_router is not None and not hasattr(self.learned_router, "score"):
-            from routedllm.learning.model import LearnedRouter
+        if self.learned_router is not None:
+            from routedllm.learning.model import load_learned
 
-            self.learned_router = LearnedRouter.load(self.learned_router)
+            self.learned_router = load_learned(self.learned_router)
         self._router = Router(self.catalog, self.policy, self.learned_router)
         self._add_run_context()
         if "breaker" not in self.model_fields_set:
