@@ -22,7 +22,7 @@ EPILOG = """\
 examples:
   routedllm train ../routellm/evals --benchmark mmlu --strong gpt-4-1106-preview \\
       --weak mistralai/Mixtral-8x7B-Instruct-v0.1 --target 0.95 -o router.json
-  routedllm eval --online --policy always:deepseek-v3.2 --policy always:gpt-4o \\
+  routedllm eval --online --policy always:deepseek-v4-flash --policy always:gpt-4o \\
       --json > graded.json
   routedllm train --graded graded.json -o router.json      # the sample workload's prompts
 """
