@@ -326,3 +326,13 @@ def test_routellm_gsm8k_learned_router_beats_random() -> None:
     assert fig["learned"]["apgr"]["mean"] > 0.55
     # routedllm's own tags barely split GSM8K: its tag router stays near random
     assert fig["tag_router_tags"]["apgr"]["mean"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_tied_rows_move_together_on_the_curve() -> None:
+    from routedllm.learning.evaluate import curve
+
+    adv = np.array([0.3, 0.1 + 0.2, 0.0, -0.1])  # 0.1 + 0.2 != 0.3 in floating point
+    strong, weak = np.array([1.0, 1.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0])
+    points = curve(adv, strong, weak)
+    assert [x for x, _ in points] == [0.0, 0.5, 0.75, 1.0]
+    assert points[1][1] == pytest.approx(0.75) and points[-1][1] == pytest.approx(0.75)

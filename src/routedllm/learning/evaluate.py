@@ -132,8 +132,7 @@ def split_figures(
                 "splits_meeting": sum(o["met"] for o in ops),
                 "splits": splits,
             }
-    gaps = [(float(data.scores[:, s].mean()), float(data.scores[:, w].mean()))]
-    qs_all, qw_all = gaps[0]
+    qs_all, qw_all = float(data.scores[:, s].mean()), float(data.scores[:, w].mean())
     out["random"] = {
         "apgr": _stats([0.5]),
         "cpt50": _stats([0.5]),
