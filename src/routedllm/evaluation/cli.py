@@ -565,7 +565,7 @@ def _over_splits(fig: dict[str, Any]) -> str:
 
     header = ("", "APGR", "CPT(50%)", "CPT(80%)", "strong @95%", "operating point")
     rows = []
-    for key in ("random", "tag_router", "learned", "oracle"):
+    for key in ("random", "tag_router", "tag_router_tags", "learned", "oracle"):
         e = fig[key]
         op = e.get("operating_point")
         rows.append(
