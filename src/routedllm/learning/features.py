@@ -26,8 +26,8 @@ from typing import Any
 
 from routedllm.core.tags import TAG_NAMES, message_role
 
-HEAD_CHARS = 1500
-TAIL_CHARS = 500
+HEAD_CHARS = 1000
+TAIL_CHARS = 250
 _WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
 _SPLIT = bytes(c if c in _WORD_BYTES or c >= 128 else 32 for c in range(256))
 """Every ASCII byte that is not a word character becomes a space; UTF-8 stays as is."""
