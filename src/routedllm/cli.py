@@ -18,11 +18,12 @@ from pydantic import ValidationError
 
 from routedllm.adapters.litellm.config import add_litellm_config_command
 from routedllm.core.catalog import BENCHMARKS, DEFAULT_BASE_URL, Catalog
-from routedllm.core.decision import PRESETS, Policy, Request, Router, decide
+from routedllm.core.decision import PRESETS, Policy, Request, Router
 from routedllm.core.errors import InvalidRequestError, RoutedLLMError
 from routedllm.core.pricing import estimate_cost
 from routedllm.core.tags import TAG_NAMES
 from routedllm.evaluation.cli import add_eval_command
+from routedllm.learning.cli import add_train_command
 from routedllm.records.report import add_report_command, printable
 from routedllm.text import num as _num
 from routedllm.text import table as _table
@@ -79,9 +80,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_route(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     messages = _messages(args)
-    decision = decide(
-        catalog,
-        _policy(args),
+    scorer = None
+    if args.learned:
+        from routedllm.learning import LearnedRouter
+
+        scorer = LearnedRouter.load(args.learned)
+    decision = Router(catalog, _policy(args), scorer).decide(
         Request(
             messages=messages,
             tags=[t for group in args.tags or () for t in group] or None,
@@ -344,6 +348,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a capability the call needs (repeatable)",
     )
     p.add_argument("--max-tokens", type=int, metavar="N", help="expected output tokens")
+    p.add_argument(
+        "--learned", metavar="ROUTER.json", help="score models with a learned router (train)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_route)
 
@@ -369,6 +376,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_report_command(sub, common)
     add_eval_command(sub, common)
+    add_train_command(sub, common)
     add_litellm_config_command(sub, common)
     return parser
 

@@ -18,9 +18,10 @@ policy fix across calls: hold one to decide many calls quickly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import replace as _replace
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -228,6 +229,18 @@ class _Plan:
     required: tuple[str, ...]  # the required capabilities, sorted, as a Decision shows them
 
 
+class Scorer(Protocol):
+    """Per-call scores that replace the catalog's (a learned router, :mod:`routedllm.learning`).
+
+    ``score`` returns, for the call, a score in benchmark points per model it knows (other
+    models keep their catalog score) and the quality gap to apply (None: the policy's).
+    """
+
+    def score(
+        self, request: Request, tags: tuple[str, ...], input_tokens: int
+    ) -> tuple[Mapping[str, float], float | None]: ...
+
+
 class Router:
     """Decides calls on one catalog and policy; the fast path when there are many calls.
 
@@ -239,22 +252,25 @@ class Router:
     Safe to share across threads: at worst two threads work out the same entry.
     """
 
-    __slots__ = ("catalog", "policy", "_plans", "_floor_rejections")
+    __slots__ = ("catalog", "policy", "scorer", "_plans", "_floor_rejections")
 
     max_plans: int = 64
     """Plans kept; (benchmark, capability set) pairs number 24 with the shipped vocabulary."""
     max_floor_rejections: int = 4096
 
-    def __init__(self, catalog: Catalog, policy: Policy | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, policy: Policy | None = None, scorer: Scorer | None = None
+    ) -> None:
         policy = Policy() if policy is None else policy
+        self.scorer = scorer  # learned per-call scores (see Scorer); None: catalog scores
         for mid in (*(policy.allowed_models or ()), *policy.denied_models):
             if mid not in catalog:
                 raise UnknownModelError(mid, catalog.ids)
         self.catalog = catalog
         self.policy = policy
         self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
-        # (benchmark, model, best score, gap) -> the Rejection saying so
-        self._floor_rejections: dict[tuple[str, str, float, float], Rejection] = {}
+        # (benchmark, model, its score, best score, gap) -> the Rejection saying so
+        self._floor_rejections: dict[tuple[str, str, float | None, float, float], Rejection] = {}
 
     def __repr__(self) -> str:
         return f"Router({self.catalog!r}, preset={self.policy.preset!r})"
@@ -335,19 +351,21 @@ class Router:
                 else:
                     rejected.append(Rejection(model=c.id, code="unavailable", reason=why))
             eligible = kept
+        gap = policy.tag_gaps.get(primary, policy.quality_gap)
+        if self.scorer is not None:
+            eligible, gap = _rescored(self.scorer, request, tags, in_tokens, eligible, gap)
         best: float | None = None
         floor: float | None = None
         for c, _ in eligible:
             if c.score is not None and (best is None or c.score > best):
                 best = c.score
         if best is not None and policy.preset == "value":
-            gap = policy.tag_gaps.get(primary, policy.quality_gap)
             floor = round(best - gap, 6)
             kept = []
             for c, cost in eligible:
                 if c.score is not None and c.score < floor:
                     rejected.append(
-                        self._floor_rejections.get((benchmark, c.id, best, gap))
+                        self._floor_rejections.get((benchmark, c.id, c.score, best, gap))
                         or self._floor_rejection(benchmark, c, floor, best, gap)
                     )
                     if cost is not None:
@@ -390,7 +408,7 @@ class Router:
             score=chosen.score,
             best_score=best,
             quality_floor=floor,
-            policy=policy.preset,
+            policy=policy.preset if self.scorer is None else f"{policy.preset}+learned",
             estimated_input_tokens=in_tokens,
             expected_output_tokens=out_tokens,
             estimated_cost_usd=chosen_cost,
@@ -505,8 +523,25 @@ class Router:
         )
         if len(self._floor_rejections) >= self.max_floor_rejections:
             self._floor_rejections.clear()
-        self._floor_rejections[(benchmark, c.id, best, gap)] = rejection
+        self._floor_rejections[(benchmark, c.id, c.score, best, gap)] = rejection
         return rejection
+
+
+def _rescored(
+    scorer: Scorer,
+    request: Request,
+    tags: tuple[str, ...],
+    in_tokens: int,
+    eligible: list[tuple[_Candidate, float | None]],
+    gap: float,
+) -> tuple[list[tuple[_Candidate, float | None]], float]:
+    """The learned-router hook: the scorer's per-call scores (points) replace the catalog's
+    for the models it knows, and its trained gap, when it has one, replaces the policy's."""
+    scores, learned_gap = scorer.score(request, tags, in_tokens)
+    out = [
+        (c if c.id not in scores else _replace(c, score=scores[c.id]), cost) for c, cost in eligible
+    ]
+    return out, gap if learned_gap is None else learned_gap
 
 
 def _stick(

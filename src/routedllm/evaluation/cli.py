@@ -23,7 +23,9 @@ policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap
 sweep[:0,1,2,4] (value preset over quality gaps), always[:MODEL], random[:seed=N], oracle.
 Always-X for every model is always evaluated: it gives the baselines.
 With outcome rows a tag router is calibrated on a training split and every figure is
-measured on the held-out rows.
+measured on the held-out rows. --learned (with --strong/--weak) also trains a learned router
+from the prompts (docs/learned-router.md) and reports it, the tag router, oracle and random
+as mean +- sd over --splits random splits.
 
 --online sends every row through RoutedChatModel once per --policy (presets with fields, or
 always:MODEL; default value), grades each answer with the row's grader and reports measured
@@ -109,6 +111,20 @@ def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) ->
         metavar="FILE.yaml",
         help="write the calibrated scores as a catalog override file",
     )
+    p.add_argument(
+        "--learned",
+        action="store_true",
+        help="also train and measure a learned router (needs --strong/--weak): "
+        "two_model.learned, mean and sd over --splits splits",
+    )
+    p.add_argument("--splits", type=int, default=20, metavar="N", help="for --learned (20)")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=0.95,
+        metavar="F",
+        help="--learned operating point: share of the strong model's quality (0.95)",
+    )
     p.add_argument("--plot", metavar="FILE.png", help="draw cost against quality")
     p.add_argument("--json", action="store_true")
     online = p.add_argument_group(
@@ -187,7 +203,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ),
             f"{args.dataset} ({args.benchmark})",
         )
-    elif args.dataset and not args.save_rows:  # read as a stream: no row kept in memory
+    elif args.dataset and not args.save_rows and not args.learned:
+        # read as a stream: no row kept in memory (the learned router trains on the rows)
         rows = None
         data = dataset.EvalSet.from_jsonl(
             args.dataset, group_by=args.group_by, progress=lambda lines: track(lines, None, "rows")
@@ -215,6 +232,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         **({"gap": args.gap} if args.gap is not None else {}),
     )
     report = suite.run(data, catalog, settings, progress=track)
+    if args.learned:
+        _add_learned(report, rows, data, args)
     source = args.dataset or "the sample workload"
     if args.write_override:
         if report.calibration is None:
@@ -232,6 +251,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(render(report, str(source)))
     return 0
+
+
+def _add_learned(report: Any, rows: list[Any], data: Any, args: argparse.Namespace) -> None:
+    """Put the learned router's figures over many splits into ``two_model`` (see
+    :mod:`routedllm.learning.evaluate`): ``learned`` beside ``tag_router``, and
+    ``over_splits`` with the tag router, oracle and random on the same splits."""
+    from routedllm.learning.evaluate import split_figures
+
+    if report.two_model is None:
+        raise InvalidRequestError("--learned compares two models: give --strong and --weak")
+    figures = split_figures(
+        rows,
+        data,
+        args.strong,
+        args.weak,
+        splits=args.splits,
+        seed=args.seed,
+        train_fraction=args.train_fraction,
+        target=args.target,
+        prior_rows=args.prior_rows,
+    )
+    report.two_model["learned"] = figures["learned"]
+    report.two_model["over_splits"] = figures
 
 
 def cmd_online(args: argparse.Namespace) -> int:
@@ -509,9 +551,48 @@ def _two_model(two: dict[str, Any]) -> str:
                 _pct(e.get("strong_share_at_95")),
             )
         )
-    return (
+    text = (
         f"two models on {two['rows']} held-out rows: strong {two['strong']}, "
         f"weak {two['weak']}\n" + _table(header, rows)
+    )
+    if "over_splits" in two:
+        text += "\n\n" + _over_splits(two["over_splits"])
+    return text
+
+
+def _over_splits(fig: dict[str, Any]) -> str:
+    """The learned router beside the references, mean +- sd over the splits."""
+
+    def ms(stats: dict[str, Any], pct: bool) -> str:
+        if stats["mean"] is None:
+            return "-"
+        if pct:
+            return f"{stats['mean']:.1%} +- {stats['sd']:.1%}"
+        return f"{stats['mean']:.3f} +- {stats['sd']:.3f}"
+
+    header = ("", "APGR", "CPT(50%)", "CPT(80%)", "strong @95%", "operating point")
+    rows = []
+    for key in ("random", "tag_router", "tag_router_tags", "learned", "oracle"):
+        e = fig[key]
+        op = e.get("operating_point")
+        rows.append(
+            (
+                key,
+                ms(e["apgr"], False),
+                ms(e["cpt50"], True),
+                ms(e["cpt80"], True),
+                ms(e["strong_share_at_95"], True),
+                "-"
+                if op is None
+                else f"{ms(op['strong_share'], True)} strong, "
+                f"{ms(op['quality_retained'], True)} kept, "
+                f"{op['splits_meeting']}/{op['splits']} meet {op['target']:.0%}",
+            )
+        )
+    return (
+        f"over {fig['splits']} random splits (seeds {fig['seeds'][0]}-{fig['seeds'][1]}, "
+        f"{fig['rows']} rows; operating points chosen on each training part)\n"
+        + _table(header, rows)
     )
 
 

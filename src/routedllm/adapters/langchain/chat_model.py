@@ -166,6 +166,10 @@ class RoutedChatModel(BaseChatOpenAI):
     """Total time a call may take, fallbacks and waits included; None: no bound beyond
     each attempt's."""
 
+    learned_router: Any = Field(default=None, exclude=True)
+    """A learned router (:class:`routedllm.learning.LearnedRouter` or the path of its JSON,
+    written by ``routedllm train``): its per-prompt predictions replace catalog scores."""
+
     _router: Router = PrivateAttr()
     _learned: CapabilityMemory = PrivateAttr(default_factory=CapabilityMemory)
     _sticky_models: OrderedDict[str, str] = PrivateAttr(default_factory=OrderedDict)
@@ -194,7 +198,11 @@ class RoutedChatModel(BaseChatOpenAI):
         if self.n is not None and (self.n < 1 or (self.n > 1 and self.streaming)):
             raise ValueError("n must be at least 1, and 1 when streaming")
         output_limit(self.max_tokens)  # the per-call rule, at construction
-        self._router = Router(self.catalog, self.policy)
+        if self.learned_router is not None:
+            from routedllm.learning.model import load_learned
+
+            self.learned_router = load_learned(self.learned_router)
+        self._router = Router(self.catalog, self.policy, self.learned_router)
         self._add_run_context()
         if "breaker" not in self.model_fields_set:
             self.breaker = default_breaker(self.retry_after_cap_s, self.max_wait_s)
@@ -287,9 +295,15 @@ class RoutedChatModel(BaseChatOpenAI):
         try:
             if policy is self.policy:
                 router = self._router
-                if router.policy is not policy or router.catalog is not self.catalog:
-                    router = self._router = Router(self.catalog, policy)  # after model_copy
+                if (
+                    router.policy is not policy
+                    or router.catalog is not self.catalog
+                    or router.scorer is not self.learned_router
+                ):  # after model_copy
+                    router = self._router = Router(self.catalog, policy, self.learned_router)
                 return router.decide(request)
+            if self.learned_router is not None:
+                return Router(self.catalog, policy, self.learned_router).decide(request)
             return decide(self.catalog, policy, request)
         except NoEligibleModelError as exc:
             if not request.require or exc.hint:

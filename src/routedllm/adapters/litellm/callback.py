@@ -136,12 +136,17 @@ class LiteLLMHandler(CustomLogger):
         baseline_model: str | None = DEFAULT_BASELINE,
         memory: MemorySink | None = None,
         budgets: ProxyBudgets | None = None,
+        learned_router: Any = None,
     ) -> None:
         super().__init__()
         self.budgets = budgets
         self.catalog = Catalog.from_env() if catalog is None else catalog
         self.policy = Policy() if policy is None else policy
-        self._router = Router(self.catalog, self.policy)
+        if learned_router is not None:  # a LearnedRouter or its JSON (routedllm train)
+            from routedllm.learning.model import load_learned
+
+            learned_router = load_learned(learned_router)
+        self._router = Router(self.catalog, self.policy, learned_router)
         if baseline_model is not None and resolve_model(self.catalog, baseline_model) is None:
             raise UnknownModelError(baseline_model, self.catalog.ids)
         self.baseline_model = baseline_model
@@ -171,6 +176,7 @@ class LiteLLMHandler(CustomLogger):
         ledger path (unset: records stay in memory); ``ROUTEDLLM_POLICY``: a preset name
         (value, quality, cheapest) or a YAML file of :class:`Policy` fields;
         ``ROUTEDLLM_BUDGET``: a YAML file of spend caps (:class:`ProxyBudgets`).
+        ``ROUTEDLLM_LEARNED_ROUTER``: a learned router's JSON (``routedllm train``).
         """
         env = os.environ if env is None else env
         ledger = env.get(LEDGER_ENV) or None
@@ -183,6 +189,7 @@ class LiteLLMHandler(CustomLogger):
             policy=policy_from(env.get(POLICY_ENV)),
             ledger_path=ledger,
             budgets=ProxyBudgets.from_env(env),
+            learned_router=env.get("ROUTEDLLM_LEARNED_ROUTER") or None,
         )
 
     # -- proxy hooks ------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""The learned router: its quality on RouteLLM's tables over many splits, and its speed.
+
+Quality (``--routellm DIR``, a RouteLLM checkout or its ``evals`` folder): for MMLU, GSM8K
+and MT-Bench, :func:`routedllm.learning.evaluate.split_figures` over ``--splits`` random
+half splits gives the learned router (prompts and routedllm's inferred tags only), the tag
+router grouped by the benchmark's labels (MMLU subject, MT-Bench category) and by
+routedllm's own tags, the oracle and random: APGR, CPT(50%), CPT(80%), the strong share at
+95% of strong quality, and the operating point for 95% chosen on each training half.
+
+Speed (always): ``Router.decide`` p50/p99 in microseconds on the ~2,000-token prompts of
+``decide_speed.py``, with and without a learned router of 20,000 terms per model over
+three catalog models, interleaved in one run.
+
+Run: ``python benchmarks/learned_router.py [--routellm ../shared/external/routellm]
+[--splits 20] [--json-out FILE] [--runs 5] [--n 5000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from typing import Any
+
+from decide_speed import cases, routed, sample  # same prompts and timing as decide_speed
+
+from routedllm import Catalog, Policy
+from routedllm.core.decision import Router
+from routedllm.learning import LearnedRouter
+from routedllm.learning.features import STRUCTURE
+
+BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
+STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+
+def synthetic_router(models: list[str], terms: int = 20_000, seed: int = 0) -> LearnedRouter:
+    """A router the size of a trained one (random weights): speed depends on size only."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(terms // 2)]
+    vocab: list[Any] = words + [(rng.choice(words), rng.choice(words)) for _ in words]
+    vocab += "our billing service must support refunds and the def return self".split()
+    return LearnedRouter(
+        models=tuple(models),
+        term_weights=tuple({t: rng.gauss(0, 0.3) for t in vocab} for _ in models),
+        structure_weights=tuple(tuple(rng.gauss(0, 0.1) for _ in STRUCTURE) for _ in models),
+        mean=tuple(0.0 for _ in STRUCTURE),
+        scale=tuple(1.0 for _ in STRUCTURE),
+    )
+
+
+def speed(runs: int, n: int) -> None:
+    catalog, policy = Catalog.default(), Policy()
+    models = [card.id for card in catalog][:3]
+    plain = Router(catalog, policy)
+    learned = Router(catalog, policy, synthetic_router(models))
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(runs):
+        for name, (messages, tags) in cases().items():
+            for kind, router in (("catalog", plain), ("learned", learned)):
+                results.setdefault((name, kind), []).append(
+                    sample(routed(router, messages, tags), n)
+                )
+    print(
+        f"Router.decide incl. the Request, catalog scores vs a learned router over "
+        f"{', '.join(models)}; {runs} runs x {n:,} calls; mean ± half-range of each percentile"
+    )
+    print(f"{'case':<24}{'scores':>9}{'p50 us':>16}{'p99 us':>16}{'best p99':>10}")
+    for (name, kind), values in results.items():
+        p50 = [v[0] for v in values]
+        p99 = [v[1] for v in values]
+        print(
+            f"{name:<24}{kind:>9}{_mr(p50):>16}{_mr(p99):>16}{min(p99):>10.1f}",
+        )
+
+
+def _mr(values: list[float]) -> str:
+    return f"{statistics.fmean(values):7.1f} ±{(max(values) - min(values)) / 2:5.1f}"
+
+
+def quality(root: str, splits: int) -> dict[str, Any]:
+    from routedllm.evaluation import dataset, published
+    from routedllm.learning.evaluate import split_figures
+
+    out: dict[str, Any] = {}
+    for bench in BENCHMARKS:
+        # Prompts only: the rows' tags (MT-Bench's come from its category labels) are
+        # dropped, so routedllm infers them from the prompt as in production.
+        published_rows = published.routellm_rows(root, bench)
+        rows = dataset.validated(({**r, "tags": None} for r in published_rows), bench)
+        data = dataset.EvalSet.from_rows(rows)
+        start = time.perf_counter()
+        fig = split_figures(rows, data, STRONG, WEAK, splits=splits)
+        fig["seconds"] = round(time.perf_counter() - start, 1)
+        out[bench] = fig
+        print(f"{bench}: {fig['seconds']} s", file=sys.stderr)
+    return out
+
+
+def show(results: dict[str, Any]) -> None:
+    def ms(s: dict[str, Any], pct: bool = False) -> str:
+        if s["mean"] is None:
+            return "-"
+        return f"{s['mean']:.1%} ± {s['sd']:.1%}" if pct else f"{s['mean']:.3f} ± {s['sd']:.3f}"
+
+    print(
+        f"{'data':<10}{'router':<22}{'APGR':>16}{'CPT(50%)':>17}{'strong @95%':>17}"
+        f"{'op. strong':>17}{'op. kept':>17}{'meets 95%':>11}"
+    )
+    for bench in BENCHMARKS:
+        fig = results[bench]
+        lines = [
+            ("random", fig["random"]),
+            ("tag router (labels)", fig["tag_router"]),
+            ("tag router (tags)", fig["tag_router_tags"]),
+            ("learned", fig["learned"]),
+            ("oracle", fig["oracle"]),
+        ]
+        for name, e in lines:
+            op = e.get("operating_point")
+            print(
+                f"{bench:<10}{name:<22}{ms(e['apgr']):>16}{ms(e['cpt50'], True):>17}"
+                f"{ms(e['strong_share_at_95'], True):>17}"
+                + (
+                    f"{ms(op['strong_share'], True):>17}{ms(op['quality_retained'], True):>17}"
+                    f"{op['splits_meeting']:>7}/{op['splits']}"
+                    if op
+                    else ""
+                )
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--routellm", metavar="DIR", help="RouteLLM evals (quality figures)")
+    parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--json-out", metavar="FILE")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    if not args.no_speed:
+        speed(args.runs, args.n)
+    if args.routellm:
+        results = quality(args.routellm, args.splits)
+        print()
+        show(results)
+        if args.json_out:
+            with open(args.json_out, "w", encoding="utf-8") as handle:
+                json.dump(results, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

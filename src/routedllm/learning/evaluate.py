@@ -1,0 +1,193 @@
+"""The learned router measured out of sample over many random splits, beside the references.
+
+For each of ``splits`` seeded splits (:func:`routedllm.evaluation.calibrate.split`, the
+tag router's split), on the same held-out rows:
+
+* **learned**: trained on the training part; its curve sweeps a threshold on the
+  predicted advantage (strong minus weak) from all-weak to all-strong; the operating point
+  for ``target`` of the strong model's quality is chosen out of fold on the training part
+  (:func:`~routedllm.learning.train.operating_gap`) and only then applied to the held-out
+  rows, which say whether it met the target;
+* **tag_router**: per-group means learned on the training part
+  (:func:`~routedllm.evaluation.calibrate.learn`; groups are the dataset's labels when it
+  has them), swept the same way; its operating point is chosen on its training means;
+  **tag_router_tags** the same with each row's primary routedllm tag as its group;
+* **oracle**: the true per-row advantage, swept the same way, never sending a row to
+  the strong model where it does worse (as the evaluation's oracle); **random**: the
+  straight line between the two models.
+
+Curves and figures are :mod:`routedllm.evaluation.metrics`'s. Rows tied on a router's
+advantage move together (one point per tie block), with advantages rounded to 1e-9 so
+that floating-point noise does not split a tie. Every figure is the mean, sd (n - 1),
+min and max over the splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from routedllm.core.errors import InvalidRequestError
+from routedllm.evaluation.calibrate import learn, split
+from routedllm.evaluation.dataset import EvalSet
+from routedllm.evaluation.metrics import two_model_figures
+from routedllm.learning.train import (
+    TrainSettings,
+    featurize,
+    operating_gap,
+    out_of_fold,
+    predictions,
+    value_choice,
+)
+from routedllm.workload import WorkloadRow
+
+FIGURES = ("apgr", "cpt50", "cpt80", "strong_share_at_95")
+
+
+def curve(advantage: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> list[tuple[float, float]]:
+    """(strong share, mean quality) sending the rows of highest advantage to the strong
+    model first, one point per block of tied advantages, from share 0 to 1."""
+    n = len(advantage)
+    adv = np.round(advantage, 9)
+    order = np.lexsort((np.arange(n), -adv))
+    gain = np.cumsum((strong - weak)[order])
+    ends = np.flatnonzero(np.diff(adv[order]) != 0).tolist() + [n - 1]
+    base = float(weak.sum())
+    return [(0.0, base / n)] + [((k + 1) / n, (base + float(gain[k])) / n) for k in ends]
+
+
+def split_figures(
+    rows: Sequence[WorkloadRow],
+    data: EvalSet,
+    strong: str,
+    weak: str,
+    *,
+    splits: int = 20,
+    seed: int = 0,
+    train_fraction: float = 0.5,
+    target: float = 0.95,
+    confidence: float = 0.9,
+    prior_rows: float = 10.0,
+    settings: TrainSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Learned router, tag router, oracle and random over ``splits`` splits (see module)."""
+    if splits < 2:
+        raise InvalidRequestError(f"--splits must be at least 2 to give a spread, got {splits}")
+    settings = settings or TrainSettings()
+    s, w = data.column(strong), data.column(weak)
+    both = np.isfinite(data.scores[:, [s, w]]).all(axis=1)
+    if not both.all():
+        data = data.subset(np.flatnonzero(both))
+        rows = [r for r, ok in zip(rows, both.tolist(), strict=True) if ok]
+    feats = featurize(rows, data)
+    by_tag = _grouped_by_tag(data)
+    per: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("learned", "tag_router", "tag_router_tags", "oracle")
+    }
+    for i in range(splits):
+        tr, te = split(data, train_fraction, seed + i)
+        ys, yw = data.scores[te, s], data.scores[te, w]
+        qs, qw = float(ys.mean()), float(yw.mean())
+        if qs == qw:
+            raise InvalidRequestError("the strong and weak models score the same on a split")
+
+        pred = predictions(feats, data, tr, te, settings)
+        oof = out_of_fold(feats, data, tr, settings, seed + i)
+        point = operating_gap(oof, data.scores[tr], [w, s], target, s, confidence)
+        per["learned"].append(_entry(pred[:, s] - pred[:, w], pred, point, ys, yw, [w, s], target))
+
+        for key, grouped in (("tag_router", data), ("tag_router_tags", by_tag)):
+            cal = learn(grouped, tr, prior_rows)
+            means = np.asarray([cal.group_scores(g) for g in grouped.group_names])
+            train_means = means[grouped.group_index[tr]]
+            point = operating_gap(train_means, data.scores[tr], [w, s], target, s, confidence)
+            test_means = means[grouped.group_index[te]]
+            adv = test_means[:, s] - test_means[:, w]
+            per[key].append(_entry(adv, test_means, point, ys, yw, [w, s], target))
+        best = np.maximum(ys, yw)  # the oracle never sends a row where strong does worse
+        per["oracle"].append(two_model_figures(curve(ys - yw, best, yw), qw, qs))
+        if progress is not None:
+            progress(i + 1)
+    out: dict[str, Any] = {
+        "splits": splits,
+        "seeds": [seed, seed + splits - 1],
+        "train_fraction": train_fraction,
+        "rows": len(data),
+        "strong": strong,
+        "weak": weak,
+    }
+    for name, entries in per.items():
+        out[name] = {k: _stats([e[k] for e in entries]) for k in FIGURES}
+        if "operating_point" in entries[0]:
+            ops = [e["operating_point"] for e in entries]
+            out[name]["operating_point"] = {
+                "target": target,
+                "confidence": confidence,
+                "strong_share": _stats([o["strong_share"] for o in ops]),
+                "quality_retained": _stats([o["quality_retained"] for o in ops]),
+                "splits_meeting": sum(o["met"] for o in ops),
+                "splits": splits,
+            }
+    qs_all, qw_all = float(data.scores[:, s].mean()), float(data.scores[:, w].mean())
+    out["random"] = {
+        "apgr": _stats([0.5]),
+        "cpt50": _stats([0.5]),
+        "cpt80": _stats([0.8]),
+        "strong_share_at_95": _stats([(0.95 * qs_all - qw_all) / (qs_all - qw_all)]),
+        "note": "a coin flip between the two models: straight line, so exact at any split "
+        "(strong share at 95% from the whole table's means)",
+    }
+    return out
+
+
+def _grouped_by_tag(data: EvalSet) -> EvalSet:
+    """``data`` with each row's group its primary routedllm tag (no dataset label)."""
+    primaries = data.primary_tags
+    names = tuple(dict.fromkeys(primaries))
+    index = np.asarray([names.index(primaries[t]) for t in data.tag_index], dtype=np.int32)
+    return replace(data, group_names=names, group_index=index)
+
+
+def _entry(
+    advantage: np.ndarray,
+    predicted: np.ndarray,
+    point: dict[str, Any],
+    ys: np.ndarray,
+    yw: np.ndarray,
+    cheapest_first: list[int],
+    target: float,
+) -> dict[str, Any]:
+    figures: dict[str, Any] = dict(
+        two_model_figures(curve(advantage, ys, yw), float(yw.mean()), float(ys.mean()))
+    )
+    gap = point["gap_points"]
+    if gap is None:  # no gap reaches the target: everything to the strong model
+        strong_rows = np.ones(len(ys), dtype=bool)
+    else:
+        strong_rows = value_choice(predicted, cheapest_first, gap / 100) == cheapest_first[-1]
+    quality = float(np.where(strong_rows, ys, yw).mean())
+    figures["operating_point"] = {
+        "gap_points": gap,
+        "strong_share": float(strong_rows.mean()),
+        "quality_retained": quality / float(ys.mean()),
+        "met": quality >= target * float(ys.mean()),
+    }
+    return figures
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Mean, sd (n - 1), min and max of the known values; ``missing`` counts the others."""
+    known = np.asarray([v for v in values if v is not None], dtype=float)
+    if not len(known):
+        return {"mean": None, "sd": None, "min": None, "max": None, "missing": len(values)}
+    return {
+        "mean": float(known.mean()),
+        "sd": float(known.std(ddof=1)) if len(known) > 1 else 0.0,
+        "min": float(known.min()),
+        "max": float(known.max()),
+        "missing": len(values) - len(known),
+    }

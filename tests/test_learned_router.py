@@ -1,0 +1,340 @@
+"""The learned router: features, training, the JSON artifact, the Router hook, the commands.
+
+Logic tests use tests/data/learned_rows.jsonl: synthetic rows (tests/data/learned_rows.py)
+where calculus and proof prompts need the dearer model and trivia and rewording do not.
+The RouteLLM figures (tests at the end) need ../shared/external and skip without it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routedllm.cli import main
+from routedllm.core.catalog import Catalog
+from routedllm.core.decision import Policy, Request, Router
+from routedllm.core.errors import InvalidRequestError
+from routedllm.evaluation.dataset import EvalSet
+from routedllm.learning import LearnedRouter
+from routedllm.learning.features import STRUCTURE, ask_text, parse_term, term_name, terms
+from routedllm.learning.train import (
+    TrainSettings,
+    _fit,
+    _predict,
+    featurize,
+    operating_gap,
+    rows_hash,
+    train,
+    value_choice,
+)
+from routedllm.workload import read_rows
+
+ROWS = Path(__file__).parent / "data" / "learned_rows.jsonl"
+WEAK, STRONG = "deepseek-v4-flash", "gpt-4o"
+ROUTELLM = Path(__file__).resolve().parents[1].parent / "shared" / "external" / "routellm"
+HARD = [{"role": "user", "content": "Compute the integral of x^4 sin(x) from 0 to 7 and simplify."}]
+EASY = [{"role": "user", "content": "What is the capital of Peru?"}]
+
+
+@pytest.fixture(scope="module")
+def trained() -> LearnedRouter:
+    """Trained on the synthetic rows, with no operating point: the policy's gap applies."""
+    rows = list(read_rows(ROWS))
+    return train(rows, EvalSet.from_rows(rows), [WEAK, STRONG])
+
+
+GAP5 = Policy(quality_gap=5, allowed_models=frozenset({WEAK, STRONG}))
+
+
+# -- features -------------------------------------------------------------------------------
+def test_terms_are_lower_cased_words_and_bigrams() -> None:
+    found = terms("Prove THAT x^2, is even!")
+    assert {"prove", "that", "x", "2", "is", "even"} <= found
+    assert ("prove", "that") in found and ("2", "is") in found
+    assert term_name(("prove", "that")) == "prove that"
+    assert parse_term("prove that") == ("prove", "that") and parse_term("prove") == "prove"
+
+
+def test_a_long_ask_is_read_at_its_head_and_tail_only() -> None:
+    text = "alpha " + "filler " * 2000 + "omega"
+    found = terms(text)
+    assert "alpha" in found and "omega" in found
+    assert len(found) < 20  # the middle is not read: a few words, and fragments at the cut
+
+
+def test_the_ask_is_the_latest_user_turn() -> None:
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": [{"type": "text", "text": "second question"}]},
+    ]
+    assert ask_text(messages) == "second question"
+
+
+# -- training and prediction ----------------------------------------------------------------
+def test_the_trained_router_sends_hard_prompts_to_the_strong_model(trained: LearnedRouter) -> None:
+    hard = trained.predict(HARD, ("general",))
+    easy = trained.predict(EASY, ("general",))
+    assert hard[STRONG] - hard[WEAK] > 0.3
+    assert abs(easy[STRONG] - easy[WEAK]) < 0.15
+
+
+def test_pure_python_prediction_matches_the_numpy_fit() -> None:
+    rows = list(read_rows(ROWS))
+    data = EvalSet.from_rows(rows)
+    feats = featurize(rows, data)
+    idx = np.arange(len(rows))
+    fit = _fit(feats, data.scores, idx, TrainSettings())
+    expected = _predict(fit, feats, idx[:20])
+    router = train(rows, data, [WEAK, STRONG])
+    for i in range(20):
+        got = router.predict(
+            rows[i].chat_messages(), data.tag_sets[data.tag_index[i]], int(data.input_tokens[i])
+        )
+        # the artifact rounds weights to 5-6 decimals
+        assert [got[m] for m in data.models] == pytest.approx(expected[i].tolist(), abs=1e-4)
+
+
+def test_the_artifact_round_trips_and_names_its_data(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    path = trained.save(tmp_path / "router.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "routedllm-learned-router" and data["version"] == 1
+    assert data["structure"]["names"] == list(STRUCTURE)
+    assert data["meta"]["data_sha256"] == rows_hash(list(read_rows(ROWS)))
+    loaded = LearnedRouter.load(path)
+    assert loaded.predict(HARD, ("general",)) == pytest.approx(trained.predict(HARD, ("general",)))
+    assert loaded.gap_points == trained.gap_points
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "something-else"}, "not a learned router"),
+        ({"version": 99}, "version 99"),
+        ({"structure": {"names": ["bias"], "mean": [], "scale": [], "weights": {}}}, "structure"),
+        ({"terms": {}}, "malformed"),
+    ],
+)
+def test_a_wrong_artifact_says_what_is_wrong(
+    trained: LearnedRouter, tmp_path: Path, change: dict, message: str
+) -> None:
+    path = tmp_path / "router.json"
+    path.write_text(json.dumps({**trained.to_json(), **change}))
+    with pytest.raises(InvalidRequestError, match=message):
+        LearnedRouter.load(path)
+
+
+def test_the_operating_point_meets_its_target_on_the_rows_it_was_chosen_on() -> None:
+    rng = np.random.default_rng(0)
+    adv = rng.random(4000)
+    strong = (rng.random(4000) < 0.9).astype(float)
+    weak = np.where(rng.random(4000) < adv, 0.0, strong)  # weak fails where adv is high
+    scores = np.column_stack([weak, strong])
+    predicted = np.column_stack([1 - adv, np.ones(4000)])
+    point = operating_gap(predicted, scores, [0, 1], 0.95, 1)
+    assert point["gap_points"] is not None and 0 < point["strong_share"] < 1
+    choice = value_choice(predicted, [0, 1], point["gap_points"] / 100)
+    assert scores[np.arange(4000), choice].mean() >= 0.95 * strong.mean()
+    unreachable = operating_gap(predicted, np.column_stack([strong * 0, strong]), [0, 1], 1.0, 1)
+    assert unreachable["gap_points"] is None or unreachable["strong_share"] == 1.0
+
+
+# -- the Router hook ------------------------------------------------------------------------
+def test_the_router_picks_per_prompt_with_learned_scores(
+    trained: LearnedRouter, catalog: Catalog
+) -> None:
+    policy = GAP5
+    router = Router(catalog, policy, trained)
+    hard = router.decide(Request(messages=HARD))
+    easy = router.decide(Request(messages=EASY))
+    assert (hard.model, easy.model) == (STRONG, WEAK)
+    assert hard.policy == "value+learned"
+    assert hard.score == pytest.approx(100 * trained.predict(HARD, hard.tags)[STRONG], abs=1e-3)
+    # without the learned scores, both go where the catalog's scores send them
+    plain = Router(catalog, policy)
+    assert plain.decide(Request(messages=HARD)).model == plain.decide(Request(messages=EASY)).model
+
+
+def test_models_the_router_does_not_know_keep_their_catalog_scores(
+    trained: LearnedRouter, catalog: Catalog
+) -> None:
+    policy = Policy(allowed_models=frozenset({WEAK, "claude-3.5-sonnet"}))
+    decision = Router(catalog, policy, trained).decide(Request(messages=EASY))
+    assert decision.model == WEAK and decision.score == decision.best_score
+    claude = catalog.get("claude-3.5-sonnet").score("mmlu")
+    reasons = [r.reason for r in decision.rejected if r.model == "claude-3.5-sonnet"]
+    assert reasons and reasons[0].startswith(f"mmlu {claude} below the floor")
+
+
+def test_a_trained_operating_point_replaces_the_policy_gap(catalog: Catalog) -> None:
+    rows = list(read_rows(ROWS))
+    router = train(rows, EvalSet.from_rows(rows), [WEAK, STRONG], target=0.95)
+    point = router.meta["operating_point"]
+    assert router.gap_points == point["gap_points"] is not None
+    scores, gap = router.score(Request(messages=EASY), ("general",), 10)
+    assert gap == router.gap_points and set(scores) == {WEAK, STRONG}
+    decision = Router(catalog, GAP5, router).decide(Request(messages=EASY))
+    assert decision.quality_floor == pytest.approx(decision.best_score - router.gap_points)
+
+
+def test_the_chat_model_loads_a_router_file(trained: LearnedRouter, tmp_path: Path) -> None:
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from tests.conftest import fixture_catalog
+
+    path = trained.save(tmp_path / "router.json")
+    model = RoutedChatModel(
+        catalog=fixture_catalog(),
+        policy=GAP5,
+        learned_router=str(path),
+        api_key="test",
+    )
+    assert isinstance(model.learned_router, LearnedRouter)
+    assert model.route(HARD).model == STRONG and model.route(EASY).model == WEAK
+
+
+def test_the_litellm_handler_loads_a_router_from_the_environment(
+    trained: LearnedRouter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch a price map
+    pytest.importorskip("litellm")
+    from routedllm.adapters.litellm.callback import LiteLLMHandler
+
+    path = trained.save(tmp_path / "router.json")
+    catalog = str(Path(__file__).parent / "data" / "fixture_catalog.yaml")
+    env = {"ROUTEDLLM_CATALOG": catalog, "ROUTEDLLM_LEARNED_ROUTER": str(path)}
+    handler = LiteLLMHandler.from_env(env)
+    assert isinstance(handler._router.scorer, LearnedRouter)
+    assert LiteLLMHandler(handler.catalog)._router.scorer is None
+
+
+def test_the_artifact_loads_without_numpy() -> None:
+    """The base install applies a router: model and features import no numpy, nor the
+    evaluation package that needs it."""
+    from tests.test_architecture import imports_of
+
+    for module in ("routedllm.learning.model", "routedllm.learning.features"):
+        targets = [i.target for i in imports_of(module)]
+        assert not [t for t in targets if t.startswith(("numpy", "routedllm.evaluation"))]
+
+
+# -- commands -------------------------------------------------------------------------------
+def test_train_then_route(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("ROUTEDLLM_CATALOG", "")
+    out = tmp_path / "router.json"
+    catalog = str(Path(__file__).parent / "data" / "fixture_catalog.yaml")
+    assert main(["train", str(ROWS), "--target", "0.95", "-o", str(out), "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["cheapest_first"] == [WEAK, STRONG]  # by mean outcome cost
+    assert meta["operating_point"]["target"] == 0.95 and meta["rows"] == 240
+    args = ["route", "--catalog", catalog, "--allow-model", WEAK, "--allow-model", STRONG]
+    args += ["--gap", "5"]
+    assert main([*args, "--learned", str(out), "--json", HARD[0]["content"]]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == STRONG
+
+
+def test_train_reads_graded_online_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "prompt": p}) + "\n"
+            for i, p in enumerate([HARD[0]["content"], EASY[0]["content"]] * 10)
+        )
+    )
+    graded = tmp_path / "graded.json"
+    report_rows = [
+        {"id": f"r{i}", "model": model, "score": score, "cost_usd": cost}
+        for i in range(20)
+        for model, score, cost in (
+            (WEAK, float(i % 2), 0.0001),
+            (STRONG, 1.0, 0.002),
+        )
+    ]
+    graded.write_text(json.dumps({"policies": [{"rows": report_rows}]}))
+    out = tmp_path / "router.json"
+    assert main(["train", str(rows), "--graded", str(graded), "-o", str(out)]) == 0
+    assert "trained on 20 rows" in capsys.readouterr().out
+    router = LearnedRouter.load(out)
+    hard, easy = router.predict(HARD, ("general",)), router.predict(EASY, ("general",))
+    assert hard[STRONG] - hard[WEAK] > easy[STRONG] - easy[WEAK]
+
+
+def test_graded_rows_must_be_in_the_workload(tmp_path: Path) -> None:
+    graded = tmp_path / "graded.json"
+    graded.write_text(
+        json.dumps({"policies": [{"rows": [{"id": "nope", "model": WEAK, "score": 1}]}]})
+    )
+    from routedllm.learning.cli import with_graded
+
+    with pytest.raises(InvalidRequestError, match="nope"):
+        with_graded(list(read_rows(ROWS)), [str(graded)])
+
+
+def test_eval_learned_reports_mean_and_sd_over_splits(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "eval",
+            str(ROWS),
+            "--strong",
+            STRONG,
+            "--weak",
+            WEAK,
+            "--learned",
+            "--splits",
+            "3",
+            "--json",
+        ]
+    )
+    assert code == 0
+    two = json.loads(capsys.readouterr().out)["two_model"]
+    learned = two["learned"]
+    assert set(learned) >= {"apgr", "cpt50", "cpt80", "strong_share_at_95", "operating_point"}
+    assert learned["apgr"]["mean"] > 0.6 and learned["apgr"]["sd"] >= 0
+    op = learned["operating_point"]
+    assert op["splits"] == 3 and 0 <= op["splits_meeting"] <= 3 and op["target"] == 0.95
+    assert set(two["over_splits"]) >= {
+        "learned",
+        "tag_router",
+        "tag_router_tags",
+        "oracle",
+        "random",
+    }
+
+
+def test_eval_learned_needs_two_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(ROWS), "--learned", "--splits", "3"]) != 0
+    assert "--strong and --weak" in capsys.readouterr().err
+
+
+# -- published tables (../shared/external; skipped without it) ------------------------------
+@pytest.mark.skipif(not ROUTELLM.is_dir(), reason="needs ../shared/external/routellm")
+def test_routellm_gsm8k_learned_router_beats_random() -> None:
+    from routedllm.evaluation import dataset, published
+    from routedllm.learning.evaluate import split_figures
+
+    raw = published.routellm_rows(ROUTELLM, "gsm8k")
+    rows = dataset.validated(({**r, "tags": None} for r in raw), "gsm8k")
+    data = EvalSet.from_rows(rows)
+    fig = split_figures(
+        rows, data, "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1", splits=2
+    )
+    assert fig["learned"]["apgr"]["mean"] > 0.55
+    # routedllm's own tags barely split GSM8K: its tag router stays near random
+    assert fig["tag_router_tags"]["apgr"]["mean"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_tied_rows_move_together_on_the_curve() -> None:
+    from routedllm.learning.evaluate import curve
+
+    adv = np.array([0.3, 0.1 + 0.2, 0.0, -0.1])  # 0.1 + 0.2 != 0.3 in floating point
+    strong, weak = np.array([1.0, 1.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0])
+    points = curve(adv, strong, weak)
+    assert [x for x, _ in points] == [0.0, 0.5, 0.75, 1.0]
+    assert points[1][1] == pytest.approx(0.75) and points[-1][1] == pytest.approx(0.75)
