@@ -233,6 +233,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     report = suite.run(data, catalog, settings, progress=track)
     if args.learned:
+        assert rows is not None  # --learned reads the rows above, never as a stream
         _add_learned(report, rows, data, args)
     source = args.dataset or "the sample workload"
     if args.write_override:
