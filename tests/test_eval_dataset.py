@@ -206,6 +206,22 @@ def test_from_jsonl_fails_as_read_rows(tmp_path: Path, line: str) -> None:
     assert str(got.value).startswith(f"{path}:")
 
 
+def test_from_jsonl_refuses_what_read_rows_refuses_before_reading(tmp_path: Path) -> None:
+    """A FIFO (it would block), a directory and a deeply nested line: the same errors."""
+    import os
+
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"id": "a", "prompt": "x", "x": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    for path in (fifo, tmp_path, deep):
+        with pytest.raises(InvalidRequestError) as expected:
+            list(read_rows(path))
+        with pytest.raises(InvalidRequestError) as got:
+            EvalSet.from_jsonl(path)
+        assert str(got.value) == str(expected.value)
+
+
 def test_from_jsonl_without_orjson_reads_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

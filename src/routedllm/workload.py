@@ -113,13 +113,7 @@ def _lines(handle: Any, origin: str) -> Iterator[str]:
             raise InvalidRequestError(
                 f"{origin}:{number}: a row longer than {MAX_ROW_BYTES // 2**20} MiB"
             )
-        try:
-            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidRequestError(
-                f"{origin}:{number}: not UTF-8 text (byte 0x{line[exc.start]:02x} at "
-                f"column {exc.start + 1}); a workload is JSONL text"
-            ) from None
+        yield decode_line(line, f"{origin}:{number}", first=number == 1)
 
 
 def sample_rows() -> list[WorkloadRow]:
@@ -140,16 +134,7 @@ def _parse(lines: Iterable[str], origin: str) -> Iterator[WorkloadRow]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            data = _loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"{origin}:{number}: not valid JSON: {exc.msg}") from None
-        except ValueError as exc:  # NaN or Infinity
-            raise InvalidRequestError(f"{origin}:{number}: {exc}") from None
-        except RecursionError:
-            raise InvalidRequestError(
-                f"{origin}:{number}: nested too deep; a row is a flat JSON object"
-            ) from None
+        data = parse_line(line, f"{origin}:{number}")
         row = row_of(data, f"{origin}:{number}")
         if row.id in seen:
             raise InvalidRequestError(
@@ -173,3 +158,29 @@ def row_of(data: Any, where: str) -> WorkloadRow:
 
 
 _FIELDS = tuple(WorkloadRow.model_fields)
+
+
+def decode_line(line: bytes, where: str, *, first: bool = False) -> str:
+    """A JSONL line as text; not UTF-8 is refused naming ``where`` and the byte."""
+    try:
+        return line.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(
+            f"{where}: not UTF-8 text (byte 0x{line[exc.start]:02x} at "
+            f"column {exc.start + 1}); a workload is JSONL text"
+        ) from None
+
+
+def parse_line(text: str, where: str) -> Any:
+    """One JSONL line's value; bad JSON, NaN or Infinity and deep nesting are refused
+    naming ``where`` (file:line). The one rule for every reader of workload files."""
+    try:
+        return _loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{where}: not valid JSON: {exc.msg}") from None
+    except ValueError as exc:  # NaN or Infinity
+        raise InvalidRequestError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError(
+            f"{where}: nested too deep; a row is a flat JSON object"
+        ) from None

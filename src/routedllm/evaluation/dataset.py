@@ -9,6 +9,7 @@ defaults).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from array import array
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from routedllm.core import files
 from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.core.tags import (
@@ -31,7 +33,15 @@ from routedllm.core.tags import (
     prompt_tokens,
     validate_tags,
 )
-from routedllm.workload import WorkloadRow, read_rows, row_of, sample_rows
+from routedllm.workload import (
+    MAX_ROW_BYTES,
+    WorkloadRow,
+    decode_line,
+    parse_line,
+    read_rows,
+    row_of,
+    sample_rows,
+)
 
 GROUP_AUTO = "auto"  # a row's ``category`` field when it has one, else its primary tag
 GROUP_TAG = "tag"  # the primary tag
@@ -149,10 +159,11 @@ class EvalSet:
         of the common shapes are checked in plain Python, any other goes through
         :class:`WorkloadRow`. ``progress`` wraps the file's lines (a progress bar)."""
         path = Path(path)
-        try:
-            handle = path.open("rb", buffering=1 << 20)  # 1 MiB reads: ~2x faster lines
-        except OSError as exc:
-            raise InvalidRequestError(f"{path}: cannot read workload: {exc.strerror}") from None
+        try:  # a FIFO or device is refused before reading, as read_rows refuses it
+            raw = files.open_regular(path, "workload")
+        except files.FileProblem as exc:
+            raise InvalidRequestError(str(exc)) from None
+        handle = io.BufferedReader(raw, 1 << 20)  # 1 MiB reads: ~2x faster lines
         columns = _Columns(group_by, inference or Policy())
         numbers = array("q")  # each row's line number
         check = _FastCheck()
@@ -161,6 +172,10 @@ class EvalSet:
             for number, line in enumerate(lines, 1):
                 if line[:1] in _SPACE and not line.strip():
                     continue
+                if len(line) > MAX_ROW_BYTES:
+                    raise InvalidRequestError(
+                        f"{path}:{number}: a row longer than {MAX_ROW_BYTES // 2**20} MiB"
+                    )
                 data = _parse_line(line, path, number)
                 args = check(data)
                 if args is None:
@@ -348,12 +363,7 @@ def _parse_line(line: bytes, path: Path, number: int) -> Any:
     except ValueError:
         pass
     where = f"{path}:{number}"
-    try:
-        return json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InvalidRequestError(f"{where}: not valid UTF-8: {exc.reason}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{where}: not valid JSON: {exc.msg}") from None
+    return parse_line(decode_line(line, where, first=number == 1), where)
 
 
 _LOADS = _loads()
