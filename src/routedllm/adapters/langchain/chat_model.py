@@ -261,7 +261,7 @@ class RoutedChatModel(BaseChatOpenAI):
         request, policy, _ = self._request(messages, tags, metadata or {}, kwargs)
         unavailable = self.breaker.unavailable() if self.breaker is not None else {}
         learned = self._learned.unavailable(request.require | policy.require)
-        return self._decide(replace(request, unavailable={**unavailable, **learned}), policy)
+        return self._decide(_skipping(request, {**unavailable, **learned}), policy)
 
     def _request(
         self,
@@ -363,12 +363,12 @@ class RoutedChatModel(BaseChatOpenAI):
             return self._decide(request, call.policy)
         cooling = self.breaker.unavailable() if self.breaker is not None else {}
         try:
-            return self._decide(replace(request, unavailable={**cooling, **learned}), call.policy)
+            return self._decide(_skipping(request, {**cooling, **learned}), call.policy)
         except NoEligibleModelError:
             if not cooling:
                 raise
             try:  # would it route once the cooling models are back?
-                later = self._decide(replace(request, unavailable=learned), call.policy)
+                later = self._decide(_skipping(request, learned), call.policy)
             except NoEligibleModelError:
                 raise
             assert self.breaker is not None
@@ -1262,3 +1262,11 @@ def _reasoning(message: Any) -> str | None:
 
 
 __all__ = ["AUTO", "RoutedChatModel", "default_breaker"]
+
+
+def _skipping(request: Request, unavailable: Mapping[str, str]) -> Request:
+    """``request`` with ``unavailable`` as the models to skip; the same object when that
+    changes nothing (the usual case), so a call does not rebuild and revalidate it."""
+    if unavailable == request.unavailable:
+        return request
+    return replace(request, unavailable=unavailable)
