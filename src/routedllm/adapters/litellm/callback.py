@@ -318,8 +318,7 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        record = self.record(kwargs, response_obj, start_time, end_time)
-        deliver(self.sinks, [self._numbered(record)])
+        self._success(kwargs, response_obj, start_time, end_time)
 
     def log_failure_event(
         self,
@@ -337,8 +336,7 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
-        deliver(self.sinks, [record])
+        record = self._success(kwargs, response_obj, start_time, end_time)
         if self.budgets is not None:
             hold = _str(_routed(kwargs).get("hold"))
             if hold is not None:
@@ -352,6 +350,14 @@ class LiteLLMHandler(CustomLogger):
         end_time: dt.datetime,
     ) -> None:
         self._failure(kwargs, response_obj, start_time, end_time)
+
+    def _success(
+        self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> CallRecord:
+        """Record a success event (the sync and async methods' shared part); the record."""
+        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
+        deliver(self.sinks, [record])
+        return record
 
     def _failure(
         self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any, end_time: Any
