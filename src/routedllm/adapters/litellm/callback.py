@@ -47,6 +47,7 @@ from routedllm.records.schema import (
 )
 from routedllm.records.schema import text_or_none as _str
 from routedllm.records.sinks import Sink, deliver, sinks_for
+from routedllm.reliability.secrets import Scrubber
 
 logger = logging.getLogger("routedllm")
 
@@ -291,7 +292,7 @@ class LiteLLMHandler(CustomLogger):
             baseline_model=self.baseline_model,
             run_id=_trace(data),
             outcome=outcome,
-            error=error_text(reason, gateway_key(self.catalog)),
+            error=self._error_text(reason, data),
             **_routing(meta, meta.get("tags"), None),
         )
         deliver(self.sinks, [record])
@@ -317,8 +318,7 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        record = self.record(kwargs, response_obj, start_time, end_time)
-        deliver(self.sinks, [self._numbered(record)])
+        self._success(kwargs, response_obj, start_time, end_time)
 
     def log_failure_event(
         self,
@@ -336,8 +336,7 @@ class LiteLLMHandler(CustomLogger):
         start_time: dt.datetime,
         end_time: dt.datetime,
     ) -> None:
-        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
-        deliver(self.sinks, [record])
+        record = self._success(kwargs, response_obj, start_time, end_time)
         if self.budgets is not None:
             hold = _str(_routed(kwargs).get("hold"))
             if hold is not None:
@@ -351,6 +350,14 @@ class LiteLLMHandler(CustomLogger):
         end_time: dt.datetime,
     ) -> None:
         self._failure(kwargs, response_obj, start_time, end_time)
+
+    def _success(
+        self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> CallRecord:
+        """Record a success event (the sync and async methods' shared part); the record."""
+        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
+        deliver(self.sinks, [record])
+        return record
 
     def _failure(
         self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -455,9 +462,7 @@ class LiteLLMHandler(CustomLogger):
                 or _str(info.get("error_class"))
                 or (type(error).__name__ if error is not None else "error")
             )
-            fields["error"] = error_text(
-                _str(slo.get("error_str")) or error, gateway_key(self.catalog)
-            )
+            fields["error"] = self._error_text(_str(slo.get("error_str")) or error, kwargs)
         ts = dt.datetime.fromtimestamp(started, dt.UTC) if started else dt.datetime.now(dt.UTC)
         return build_record(
             self.catalog,
@@ -493,9 +498,43 @@ class LiteLLMHandler(CustomLogger):
             baseline_model=self.baseline_model,
             run_id=_trace(request_data),
             outcome=type(exception).__name__,
-            error=error_text(exception, gateway_key(self.catalog)),
+            error=self._error_text(exception, request_data),
             **_routing(meta, meta.get("tags"), meta.get("model_group")),
         )
+
+    def _error_text(self, error: object, call: Mapping[str, Any]) -> str | None:
+        """A record's error text with every key the call knows scrubbed, in every encoding."""
+        if error is None:
+            return None
+        text = str(error) or type(error).__name__
+        return error_text(Scrubber(_call_secrets(call, gateway_key(self.catalog))).text(text), None)
+
+
+def _call_secrets(call: Mapping[str, Any], gateway: str | None) -> list[str]:
+    """Every key a LiteLLM call knows: the gateway's, the deployment's ``api_key`` (in the
+    kwargs, ``litellm_params``, the logging object's details and any ``model_list``), and
+    the bearer of an ``Authorization`` header."""
+    found: list[str] = [gateway] if gateway else []
+    details = _mapping(getattr(call.get("litellm_logging_obj"), "model_call_details", None))
+    places = [call, _mapping(call.get("litellm_params")), details]
+    places.append(_mapping(details.get("litellm_params")))
+    for place in list(places):
+        for entry in place.get("model_list") or ():
+            places.append(_mapping(_mapping(entry).get("litellm_params")))
+    for place in places:
+        key = place.get("api_key")
+        if isinstance(key, str):
+            found.append(key)
+        for name in ("headers", "extra_headers"):
+            for header, value in _mapping(place.get(name)).items():
+                if str(header).lower() in ("authorization", "api-key", "x-api-key"):
+                    if isinstance(value, str):
+                        found.extend((value, value.split(" ", 1)[-1]))
+    proxy = _mapping(_mapping(call.get("proxy_server_request")).get("headers"))
+    for header, value in proxy.items():
+        if str(header).lower() == "authorization" and isinstance(value, str):
+            found.extend((value, value.split(" ", 1)[-1]))
+    return found
 
 
 def policy_from(value: str | None) -> Policy:
