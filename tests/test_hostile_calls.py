@@ -36,6 +36,7 @@ from routedllm.core.requests import input_token_bound
 from routedllm.core.tags import message_features
 from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import RoutedCall, call_of
+from routedllm.records.schema import scrub
 from routedllm.reliability.budget import MAX_AMOUNT_USD, BudgetLimits
 from routedllm.reliability.secrets import Scrubber, encodings
 from routedllm.testing import ModelSpec, Upstream
@@ -429,6 +430,24 @@ def test_the_scrubber_covers_encodings_and_leaves_short_strings_alone() -> None:
     assert scrub.text("deepseek-v4-flash k") == "deepseek-v4-flash k"
     nested = {"a": [KEY, {"b": KEY.encode()}], "c": (1, KEY)}
     assert "sk-planted" not in repr(scrub.value(nested))
+
+
+@pytest.mark.parametrize("prefix", [b"", b"u:", b"user:", b'{"api_key": "'])
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_a_key_inside_a_longer_base64_blob_is_caught_at_any_offset(
+    prefix: bytes, encode: Callable[[bytes], bytes]
+) -> None:
+    """``Authorization: Basic base64(user:key)`` or a base64'd JSON body: the key's bytes
+    start at any offset mod 3 of the blob, and its characters there differ per offset."""
+    blob = encode(prefix + KEY.encode() + b'", "n": 1}').decode()
+    said = f"upstream echoed Basic {blob} back"
+    assert Scrubber([KEY]).holds_secret(said)
+    scrubbed = Scrubber([KEY]).text(said)
+    assert "[redacted]" in scrubbed and not Scrubber([KEY]).holds_secret(scrubbed)
+    assert scrub(said, KEY) == scrubbed  # records scrub the same forms
+    assert Scrubber([KEY]).text(f"Basic {encode(b'user:other-key-0000').decode()}").count(
+        "[redacted]"
+    ) == 0
 
 
 # == 3. usage that cannot be believed ===========================================================
