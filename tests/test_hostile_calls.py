@@ -445,9 +445,10 @@ def test_a_key_inside_a_longer_base64_blob_is_caught_at_any_offset(
     scrubbed = Scrubber([KEY]).text(said)
     assert "[redacted]" in scrubbed and not Scrubber([KEY]).holds_secret(scrubbed)
     assert scrub(said, KEY) == scrubbed  # records scrub the same forms
-    assert Scrubber([KEY]).text(f"Basic {encode(b'user:other-key-0000').decode()}").count(
-        "[redacted]"
-    ) == 0
+    assert (
+        Scrubber([KEY]).text(f"Basic {encode(b'user:other-key-0000').decode()}").count("[redacted]")
+        == 0
+    )
 
 
 # == 3. usage that cannot be believed ===========================================================
@@ -513,7 +514,12 @@ def test_a_settle_above_the_maximum_changes_nothing_and_says_so() -> None:
 # == 4. every attempt that reached the upstream is recorded =====================================
 @pytest.mark.loopback
 @pytest.mark.allow_hosts(["127.0.0.1"])
-def test_an_ainvoke_cancelled_after_sending_is_recorded_and_charged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("streaming", [False, True], ids=["plain", "streaming"])
+def test_an_ainvoke_cancelled_after_sending_is_recorded_and_charged(
+    streaming: bool, tmp_path: Path
+) -> None:
+    """A task cancelled while its request is out: one ``cancelled`` ledger line, charged the
+    estimate, the hold released; a model built with ``streaming=True`` alike."""
     first = ranking()[0]
     ledger = tmp_path / "ledger.jsonl"
     budget = LocalBudget(BudgetLimits(max_run_usd=10.0))
@@ -524,6 +530,7 @@ def test_an_ainvoke_cancelled_after_sending_is_recorded_and_charged(tmp_path: Pa
             api_key=KEY,
             catalog=CATALOG,
             budget=budget,
+            streaming=streaming,
             callbacks=[CostLatencyHandler(ledger_path=ledger, catalog=CATALOG)],
         )
         task = asyncio.create_task(llm.ainvoke(PROMPT))
