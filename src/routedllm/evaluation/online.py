@@ -25,6 +25,7 @@ from routedllm.core.decision import POLICY_KEY, PRESETS, Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.tags import TAGS_KEY
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
+from routedllm.evaluation.specs import spec_fields, spec_policy
 from routedllm.records.runs import RunCollector, summed_cost
 from routedllm.records.schema import DEFAULT_BASELINE, CallRecord
 from routedllm.records.sinks import Sink
@@ -34,7 +35,6 @@ from routedllm.workload import WorkloadRow
 
 NO_ANSWER = "(no answer)"
 """The model group of rows that got no answer (every attempt failed, or none eligible)."""
-_POLICY_ALIASES = {"gap": "quality_gap", "max_cost": "max_cost_usd"}
 
 
 @dataclass(frozen=True)
@@ -442,13 +442,7 @@ def online_policy(spec: str, catalog: Catalog) -> OnlinePolicy:
             f"policy {spec!r} does not route single calls; use {', '.join(PRESETS)} "
             "(with :field=value,...) or always:MODEL"
         )
-    fields: dict[str, Any] = {"preset": head}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise InvalidRequestError(f"policy {spec!r}: expected field=value, got {part!r}")
-        fields[_POLICY_ALIASES.get(key.strip(), key.strip())] = value.strip()
-    return OnlinePolicy(spec, policy=Policy.model_validate(fields))
+    return OnlinePolicy(spec, policy=spec_policy(head, spec_fields(rest, spec), spec))
 
 
 # -- text output ----------------------------------------------------------------------------
