@@ -29,7 +29,9 @@ as mean +- sd over --splits random splits.
 
 --online sends every row through RoutedChatModel once per --policy (presets with fields, or
 always:MODEL; default value), grades each answer with the row's grader and reports measured
-quality, cost and latency per model and tag. --replay-ledger LEDGER.jsonl --policy P prices
+quality, cost and latency per model and tag; --shadow MODEL also grades each answer's
+agreement with MODEL's and --shadow-rows FILE keeps them as training rows for
+`routedllm train --shadow FILE`. --replay-ledger LEDGER.jsonl --policy P prices
 a ledger's calls again under P, without calls.
 """
 
@@ -148,6 +150,24 @@ def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) ->
     online.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     online.add_argument(
         "--ledger", metavar="FILE.jsonl", help="append every attempt's record to this ledger"
+    )
+    online.add_argument(
+        "--shadow",
+        metavar="MODEL",
+        help="also mirror every answered row to MODEL and grade the answer's agreement with "
+        "it (exact match; a judge with --judge)",
+    )
+    online.add_argument(
+        "--shadow-rows",
+        metavar="FILE.jsonl",
+        help="append each graded mirror here as a training row (routedllm train --shadow)",
+    )
+    online.add_argument(
+        "--shadow-budget",
+        type=float,
+        default=1.0,
+        metavar="USD",
+        help="cap on what the mirrors may cost (default 1.0)",
     )
     online.add_argument(
         "--timeout",
@@ -301,6 +321,10 @@ def cmd_online(args: argparse.Namespace) -> int:
         raise InvalidRequestError(
             f"no API key for {models[0].openai_api_base}: set {catalog.info.gateway.api_key_env}"
         )
+    if args.shadow_rows and not args.shadow:
+        raise InvalidRequestError("--shadow-rows needs --shadow MODEL (the baseline to agree with)")
+    shadow = _shadow(args, catalog, connection, judge) if args.shadow else None
+    callbacks = [] if shadow is None else [shadow]
     reports = []
     for spec, model in zip(policies, models, strict=True):
         bar = _bar(len(rows), spec.name, enabled=not args.json and sys.stderr.isatty())
@@ -314,23 +338,63 @@ def cmd_online(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 ledger_path=args.ledger,
                 baseline_model=args.baseline or DEFAULT_BASELINE,
+                callbacks=callbacks,
                 on_row=None if bar is None else _advance(bar),
             )
         )
         if bar is not None:
             bar.close()
+    summary = None
+    if shadow is not None:
+        shadow.close()
+        summary = shadow.summary()
     source = args.dataset or "the sample workload"
     if args.json:
-        print(
-            json.dumps(
-                {"source": str(source), "policies": [r.to_json() for r in reports]},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        out: dict[str, Any] = {"source": str(source), "policies": [r.to_json() for r in reports]}
+        if summary is not None:
+            out["shadow"] = {**summary, "rows_path": args.shadow_rows}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
-        print(online.render(reports, str(source)))
+        text = online.render(reports, str(source))
+        if summary is not None:
+            text += "\n" + _shadow_line(summary, args.shadow_rows)
+        print(text)
     return 0
+
+
+def _shadow(
+    args: argparse.Namespace, catalog: Catalog, connection: dict[str, Any], judge: Any
+) -> Any:
+    """The ShadowHandler of ``--shadow``: every answered row mirrored, within the budget."""
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from routedllm.evaluation.graders import LLMJudge
+    from routedllm.evaluation.shadow import ShadowHandler
+    from routedllm.records.ledger import JsonlLedger
+
+    model = catalog.get(args.shadow).id
+    return ShadowHandler(
+        RoutedChatModel(model=model, **connection),
+        baseline_model=model,
+        budget_usd=args.shadow_budget,
+        share=1.0,
+        catalog=catalog,
+        agreement=None if judge is None else LLMJudge(judge),
+        sinks=[JsonlLedger(args.ledger)] if args.ledger else [],
+        rows_path=args.shadow_rows,
+        seed=args.seed,
+    )
+
+
+def _shadow_line(summary: dict[str, Any], rows_path: str | None) -> str:
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary["skipped"].items())) or "none"
+    agreement = "-" if summary["agreement"] is None else f"{summary['agreement']:.3f}"
+    return (
+        f"shadow {summary['baseline_model']}: {summary['shadowed']} mirrored, "
+        f"{summary['graded']} graded, agreement {agreement}, {summary['errors']} errors, "
+        f"skipped: {skipped}; spent {_usd(summary['spent_usd'])} of "
+        f"{_usd(summary['budget_usd'])}"
+        + (f"; training rows appended to {rows_path}" if rows_path else "")
+    )
 
 
 def cmd_replay_ledger(args: argparse.Namespace) -> int:

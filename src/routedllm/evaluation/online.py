@@ -234,6 +234,10 @@ def _grouped(rows: Iterable[RowResult], keys: Callable[[RowResult], list[str]]) 
 
 
 # -- running rows ---------------------------------------------------------------------------
+ROW_KEY = "routedllm_row_id"
+"""Config-metadata key naming the workload row a call answers (a shadow row's id)."""
+
+
 def row_config(
     row: WorkloadRow, run_id: uuid.UUID, callbacks: Sequence[Any], label: str = ""
 ) -> dict[str, Any]:
@@ -243,7 +247,7 @@ def row_config(
     handler for any model); the row's expected output length goes in as the per-call
     policy's ``default_output_tokens``, so routing sees it without capping the answer.
     """
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {ROW_KEY: row.id}
     if row.tags:
         metadata[TAGS_KEY] = list(row.tags)
     if row.expected_output_tokens:
