@@ -587,6 +587,14 @@ def _baselines(ev: Any) -> str:
             f"frontier area (RouterBench AIQ, up to ${ev.frontier['max_cost_usd']:.6f})"
             f": all {area:.4f}; by kind: {kinds}"
         )
+    aiq = ev.frontier.get("aiq")
+    if aiq is not None:
+        low, high = aiq["cost_range_usd"]
+        kinds = ", ".join(f"{k} {v:.4f}" for k, v in aiq["by_kind"].items())
+        lines.append(
+            f"AIQ over one cost range for every kind (${low:.6f}-${high:.6f}, mean quality of "
+            f"each frontier, 0 below its cheapest point): all {aiq['all']:.4f}; by kind: {kinds}"
+        )
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import Calibration, learn, split, threshold_sweep, value_router
 from routedllm.evaluation.dataset import EvalSet
-from routedllm.evaluation.metrics import apgr, two_model_figures
+from routedllm.evaluation.metrics import oracle_curve, two_model_figures
 from routedllm.evaluation.policies import (
     DEFAULT_GAPS,
     Always,
@@ -210,7 +210,9 @@ def _two_model(
         and not (s_only.uncosted or w_only.uncosted)
     ):
         random_cost = share * s_only.cost_usd + (1 - share) * w_only.cost_usd
-    oracle_curve = _oracle_curve(data, space, strong, weak)
+    s, w = data.column(strong), data.column(weak)
+    both = np.isfinite(data.scores[:, s]) & np.isfinite(data.scores[:, w])
+    best = oracle_curve(data.scores[both, s], data.scores[both, w])
     return {
         "strong": strong,
         "weak": weak,
@@ -220,28 +222,13 @@ def _two_model(
             **two_model_figures(curve, qw, qs),
             "curve": [{"strong_share": x, "quality": y} for x, y in sorted(curve)],
         },
-        "oracle": {**entry(evaluation.get("oracle")), "apgr": apgr(oracle_curve, qw, qs)},
+        "oracle": {**entry(evaluation.get("oracle")), **two_model_figures(best, qw, qs)},
         "random": {
             "quality": share * qs + (1 - share) * qw,
             "cost_usd": random_cost,
             "strong_share": share,
-            "apgr": 0.5,
+            **two_model_figures([(0.0, qw), (1.0, qs)], qw, qs),
         },
         "strong_only": entry(s_only),
         "weak_only": entry(w_only),
     }
-
-
-def _oracle_curve(
-    data: EvalSet, space: ModelSpace, strong: str, weak: str
-) -> list[tuple[float, float]]:
-    """Best quality at each strong share: strong calls go where they gain most first
-    (RouteLLM's ``get_optimal_accuracy``), at every 1% of the rows."""
-    s, w = data.column(strong), data.column(weak)
-    both = np.isfinite(data.scores[:, s]) & np.isfinite(data.scores[:, w])
-    gain = np.sort(data.scores[both, s] - data.scores[both, w])[::-1]
-    base = float(data.scores[both, w].mean())
-    n = len(gain)
-    cum = np.concatenate([[0.0], np.cumsum(np.maximum(gain, 0.0))]) / n
-    shares = np.linspace(0, 1, 101)
-    return [(float(x), base + float(cum[int(round(x * n))])) for x in shares]

@@ -33,7 +33,7 @@ import numpy as np
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import learn, split
 from routedllm.evaluation.dataset import EvalSet
-from routedllm.evaluation.metrics import two_model_figures
+from routedllm.evaluation.metrics import advantage_curve, oracle_curve, two_model_figures
 from routedllm.learning.train import (
     TrainSettings,
     featurize,
@@ -48,15 +48,9 @@ FIGURES = ("apgr", "cpt50", "cpt80", "strong_share_at_95")
 
 
 def curve(advantage: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> list[tuple[float, float]]:
-    """(strong share, mean quality) sending the rows of highest advantage to the strong
-    model first, one point per block of tied advantages, from share 0 to 1."""
-    n = len(advantage)
-    adv = np.round(advantage, 9)
-    order = np.lexsort((np.arange(n), -adv))
-    gain = np.cumsum((strong - weak)[order])
-    ends = np.flatnonzero(np.diff(adv[order]) != 0).tolist() + [n - 1]
-    base = float(weak.sum())
-    return [(0.0, base / n)] + [((k + 1) / n, (base + float(gain[k])) / n) for k in ends]
+    """(strong share, mean quality), highest advantage first (see
+    :func:`routedllm.evaluation.metrics.advantage_curve`)."""
+    return advantage_curve(advantage, strong, weak)
 
 
 def split_figures(
@@ -108,8 +102,7 @@ def split_figures(
             test_means = means[grouped.group_index[te]]
             adv = test_means[:, s] - test_means[:, w]
             per[key].append(_entry(adv, test_means, point, ys, yw, [w, s], target))
-        best = np.maximum(ys, yw)  # the oracle never sends a row where strong does worse
-        per["oracle"].append(two_model_figures(curve(ys - yw, best, yw), qw, qs))
+        per["oracle"].append(two_model_figures(oracle_curve(ys, yw), qw, qs))
         if progress is not None:
             progress(i + 1)
     out: dict[str, Any] = {
