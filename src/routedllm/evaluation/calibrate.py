@@ -154,8 +154,9 @@ def _sums(
     k = filled.shape[1]
     total = np.zeros((size, k))
     count = np.zeros((size, k))
-    np.add.at(total, index, filled)
-    np.add.at(count, index, known)
+    for col in range(k):  # bincount: an order of magnitude faster than np.add.at
+        total[:, col] = np.bincount(index, weights=filled[:, col], minlength=size)
+        count[:, col] = np.bincount(index, weights=known[:, col], minlength=size)
     return total, count
 
 

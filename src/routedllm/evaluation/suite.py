@@ -25,10 +25,12 @@ from routedllm.evaluation.policies import (
     Always,
     EvalPolicy,
     Oracle,
+    always_candidates,
     parse_policies,
 )
 from routedllm.evaluation.replay import Evaluation, Progress, Result, evaluate, replay
 from routedllm.evaluation.space import ModelSpace
+from routedllm.evaluation.splits import over_splits
 
 EXPECTED_DEFAULT = ("value", "quality", "cheapest", "sweep", "random")
 MEASURED_DEFAULT = ("random", "oracle")
@@ -50,6 +52,7 @@ class Settings:
     seed: int = 0
     prior_rows: float = 10.0
     gap: float = Policy().quality_gap  # the tag router's operating point, benchmark points
+    splits: int = 20  # with outcomes: every figure also as mean and sd over this many splits
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Report:
     calibration: Calibration | None
     two_model: dict[str, Any] | None
     notes: list[str]
+    over_splits: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -80,6 +84,8 @@ class Report:
             out["two_model"] = self.two_model
         if self.calibration is not None:
             out["calibration"] = self.calibration.to_json()
+        if self.over_splits is not None:
+            out["over_splits"] = self.over_splits
         return out
 
 
@@ -105,6 +111,8 @@ def run(
         )
         return Report(evaluation, len(data), len(data), 0, (), None, None, notes)
 
+    if settings.splits < 1:
+        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
     pair = (settings.strong, settings.weak) if settings.strong and settings.weak else None
     if pair is not None:
         for model in pair:
@@ -150,7 +158,31 @@ def run(
         f"figure is measured on the {len(test)} held-out rows"
     )
     two = _two_model(evaluation, held_out, space, pair, order) if pair else None
-    return Report(evaluation, len(data), len(test), len(train), data.models, cal, two, notes)
+    singles = [Always(m) for m in always_candidates(held_out, space)]
+    if settings.baseline is not None:
+        singles.append(Always(space.ids[space.index(settings.baseline)]))
+    spread = over_splits(
+        data,
+        space,
+        [*singles, *policies],
+        baseline=evaluation.baseline,
+        order=order,
+        pair=pair,
+        splits=settings.splits,
+        seed=settings.seed,
+        train_fraction=settings.train_fraction,
+        prior_rows=settings.prior_rows,
+        gap=settings.gap,
+        tag_router=TAG_ROUTER,
+    )
+    notes.append(
+        f"over_splits: every figure again as mean and sd over {settings.splits} random splits "
+        f"(seeds {settings.seed}-{settings.seed + settings.splits - 1}); the first is the "
+        "split shown above"
+    )
+    return Report(
+        evaluation, len(data), len(test), len(train), data.models, cal, two, notes, spread
+    )
 
 
 def _parse(
