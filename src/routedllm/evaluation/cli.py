@@ -19,13 +19,14 @@ from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 
 EPILOG = """\
-policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01),
-sweep[:0,1,2,4] (value preset over quality gaps), always[:MODEL], random[:seed=N], oracle.
+policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01,
+gap.code=0.5 for one tag's gap), sweep[:0,1,2,4] (value preset over quality gaps),
+always[:MODEL], random[:seed=N], oracle.
 Always-X for every model is always evaluated: it gives the baselines.
 With outcome rows a tag router is calibrated on a training split and every figure is
-measured on the held-out rows. --learned (with --strong/--weak) also trains a learned router
-from the prompts (docs/learned-router.md) and reports it, the tag router, oracle and random
-as mean +- sd over --splits random splits.
+measured on the held-out rows, as mean +- sd over --splits random splits (default 20).
+--learned (with --strong/--weak) also trains a learned router from the prompts
+(docs/learned-router.md) and reports it, the tag router, oracle and random on the same splits.
 
 --online sends every row through RoutedChatModel once per --policy (presets with fields, or
 always:MODEL; default value), grades each answer with the row's grader and reports measured
@@ -119,7 +120,13 @@ def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) ->
         help="also train and measure a learned router (needs --strong/--weak): "
         "two_model.learned, mean and sd over --splits splits",
     )
-    p.add_argument("--splits", type=int, default=20, metavar="N", help="for --learned (20)")
+    p.add_argument(
+        "--splits",
+        type=int,
+        default=20,
+        metavar="N",
+        help="with outcomes: figures as mean +- sd over N random splits, seeds --seed.. (20)",
+    )
     p.add_argument(
         "--target",
         type=float,
@@ -249,6 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction,
         seed=args.seed,
         prior_rows=args.prior_rows,
+        splits=args.splits,
         **({"gap": args.gap} if args.gap is not None else {}),
     )
     report = suite.run(data, catalog, settings, progress=track)
@@ -490,6 +498,7 @@ def _progress(enabled: bool) -> Any:
 def render(report: Any, source: str) -> str:
     """The report as tables: policies, per tag, baselines, frontier, two-model figures."""
     ev = report.evaluation
+    spread = report.over_splits
     out = [
         f"{source}: {report.dataset_rows} rows; quality {ev.mode}"
         + (
@@ -500,6 +509,13 @@ def render(report: Any, source: str) -> str:
         + f"; baseline {ev.baseline}",
         "",
     ]
+    if spread is not None:
+        out[-1:] = [
+            f"mean +- sd over {spread['splits']} random splits (seeds {spread['seeds'][0]}-"
+            f"{spread['seeds'][1]}); row counts and top model: the first split",
+            "",
+        ]
+    figs = _Figures(spread)
     shown = [r for r in ev.results if r.kind != "calibrated sweep"]
     header = (
         "policy",
@@ -519,11 +535,11 @@ def render(report: Any, source: str) -> str:
             _n(r.no_eligible),
             _n(r.unmeasured),
             _n(r.uncosted),
-            _usd(r.cost_usd),
-            _pct(r.cost_ratio),
-            _q(r.quality),
-            _pct(r.quality_retained),
-            _q(r.random_same_cost),
+            figs.policy(r, "cost_usd", _usd),
+            figs.policy(r, "cost_ratio", _pct),
+            figs.policy(r, "quality", _q),
+            figs.policy(r, "quality_retained", _pct),
+            figs.policy(r, "random_same_cost", _q),
             _top(r.model_share),
         )
         for r in shown
@@ -539,8 +555,8 @@ def render(report: Any, source: str) -> str:
             (
                 r.name,
                 _n(r.per_tag[tag]["no_eligible"]),
-                _usd(r.per_tag[tag]["cost_usd"]),
-                _q(r.per_tag[tag]["quality"]),
+                figs.tag(r, tag, "cost_usd", _usd),
+                figs.tag(r, tag, "quality", _q),
             )
             for r in shown
             if tag in r.per_tag and (r.kind not in ("always", "sweep") or r.name in keep)
@@ -551,9 +567,9 @@ def render(report: Any, source: str) -> str:
             _table(("policy", "no model", "cost USD", "quality"), rows),
             "",
         ]
-    out.append(_baselines(ev))
+    out.append(_baselines(ev, figs))
     if report.two_model:
-        out += ["", _two_model(report.two_model)]
+        out += ["", _two_model(report.two_model, figs)]
     for r in shown:
         for tags_, why in r.why_none.items():
             why = why if len(why) <= 240 else why[:240] + "... (see --json)"
@@ -564,12 +580,45 @@ def render(report: Any, source: str) -> str:
     return "\n".join(out).rstrip()
 
 
-def _baselines(ev: Any) -> str:
+class _Figures:
+    """A figure as text: mean +- sd over the splits when the report has them, else as is."""
+
+    def __init__(self, spread: dict[str, Any] | None) -> None:
+        self.spread = spread
+
+    @staticmethod
+    def pm(stats: dict[str, Any], fmt: Callable[[Any], str]) -> str:
+        if stats["mean"] is None:
+            return "-"
+        if stats["sd"] is None:
+            return fmt(stats["mean"])
+        return f"{fmt(stats['mean'])} +- {fmt(stats['sd'])}"
+
+    def policy(self, r: Any, key: str, fmt: Callable[[Any], str]) -> str:
+        stats = (self.spread or {}).get("policies", {}).get(r.name, {}).get(key)
+        return fmt(getattr(r, key)) if stats is None else self.pm(stats, fmt)
+
+    def tag(self, r: Any, tag: str, key: str, fmt: Callable[[Any], str]) -> str:
+        stats = (self.spread or {}).get("per_tag", {}).get(r.name, {}).get(tag, {}).get(key)
+        return fmt(r.per_tag[tag][key]) if stats is None else self.pm(stats, fmt)
+
+    def two(self, key: str, fig: str, value: Any, fmt: Callable[[Any], str]) -> str:
+        stats = (self.spread or {}).get("two_model", {}).get(key, {}).get(fig)
+        return fmt(value) if stats is None else self.pm(stats, fmt)
+
+    def frontier(self, key: str, value: Any, kind: str | None = None) -> str:
+        f = (self.spread or {}).get("frontier", {})
+        stats = f.get(key) if kind is None else f.get("aiq_by_kind", {}).get(kind)
+        return f"{value:.4f}" if stats is None else self.pm(stats, lambda v: f"{v:.4f}")
+
+
+def _baselines(ev: Any, figs: _Figures) -> str:
     lines = []
     if ev.best_single:
         r = ev.get(ev.best_single)
         lines.append(
-            f"best single model: {ev.best_single} (quality {_q(r.quality)}, {_usd(r.cost_usd)})"
+            f"best single model: {ev.best_single} (quality {figs.policy(r, 'quality', _q)}, "
+            f"{figs.policy(r, 'cost_usd', _usd)})"
         )
     if ev.floor is not None:
         lines.append(
@@ -585,20 +634,24 @@ def _baselines(ev: Any) -> str:
         kinds = ", ".join(f"{k} {v:.4f}" for k, v in ev.frontier["area_by_kind"].items())
         lines.append(
             f"frontier area (RouterBench AIQ, up to ${ev.frontier['max_cost_usd']:.6f})"
-            f": all {area:.4f}; by kind: {kinds}"
+            f": all {figs.frontier('area', area)}" + ("" if figs.spread else f"; by kind: {kinds}")
         )
     aiq = ev.frontier.get("aiq")
     if aiq is not None:
         low, high = aiq["cost_range_usd"]
-        kinds = ", ".join(f"{k} {v:.4f}" for k, v in aiq["by_kind"].items())
+        kinds = ", ".join(
+            f"{k} {figs.frontier('aiq', v, kind=k)}" for k, v in aiq["by_kind"].items()
+        )
         lines.append(
-            f"AIQ over one cost range for every kind (${low:.6f}-${high:.6f}, mean quality of "
-            f"each frontier, 0 below its cheapest point): all {aiq['all']:.4f}; by kind: {kinds}"
+            "AIQ over one cost range for every kind (cheapest to dearest complete result"
+            + ("" if figs.spread else f", ${low:.6f}-${high:.6f}")
+            + f"; mean quality of each frontier, 0 below its cheapest point): all "
+            f"{figs.frontier('aiq', aiq['all'])}; by kind: {kinds}"
         )
     return "\n".join(lines)
 
 
-def _two_model(two: dict[str, Any]) -> str:
+def _two_model(two: dict[str, Any], figs: _Figures | None = None) -> str:
     header = (
         "",
         "quality",
@@ -612,16 +665,17 @@ def _two_model(two: dict[str, Any]) -> str:
     rows = []
     for key in ("tag_router", "oracle", "random", "strong_only", "weak_only"):
         e = two[key]
+        f = figs or _Figures(None)
         rows.append(
             (
                 key,
-                _q(e["quality"]),
-                _usd(e["cost_usd"]),
-                _pct(e["strong_share"]),
-                _f(e.get("apgr")),
-                _pct(e.get("cpt50")),
-                _pct(e.get("cpt80")),
-                _pct(e.get("strong_share_at_95")),
+                f.two(key, "quality", e["quality"], _q),
+                f.two(key, "cost_usd", e["cost_usd"], _usd),
+                f.two(key, "strong_share", e["strong_share"], _pct),
+                f.two(key, "apgr", e.get("apgr"), _f),
+                f.two(key, "cpt50", e.get("cpt50"), _pct),
+                f.two(key, "cpt80", e.get("cpt80"), _pct),
+                f.two(key, "strong_share_at_95", e.get("strong_share_at_95"), _pct),
             )
         )
     text = (

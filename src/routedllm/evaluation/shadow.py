@@ -302,9 +302,9 @@ class ShadowHandler(BaseCallbackHandler):
             self._spent += estimate if cost is None else cost  # unknown: charge the estimate
             self.results.append(result)
         if self.rows_path is not None:
-            self._write_row(pending, result)
+            self._write_row(self.rows_path, pending, result)
 
-    def _write_row(self, pending: _Pending, result: ShadowResult) -> None:
+    def _write_row(self, path: str, pending: _Pending, result: ShadowResult) -> None:
         """Append ``result`` as a training row when it was graded (see the module)."""
         score = None if result.grade is None else result.grade.score
         if score is None or result.live_model is None or result.shadow_model is None:
@@ -320,7 +320,7 @@ class ShadowHandler(BaseCallbackHandler):
             "shadow": {"run_id": result.run_id, "agreement": type(self.agreement).__name__},
         }
         line = json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
-        with self._rows_lock, open(self.rows_path, "a", encoding="utf-8") as f:
+        with self._rows_lock, open(path, "a", encoding="utf-8") as f:
             f.write(line)
 
     def _agree(self, pending: _Pending, run_id: str, live: str, baseline: str) -> Grade:

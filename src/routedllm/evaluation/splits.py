@@ -36,8 +36,15 @@ from routedllm.evaluation.policies import DEFAULT_GAPS, ByGroup, EvalPolicy, Rou
 from routedllm.evaluation.space import ModelSpace
 
 POLICY_FIGURES = ("cost_usd", "quality", "cost_ratio", "quality_retained", "random_same_cost")
-TWO_MODEL_FIGURES = ("quality", "cost_usd", "strong_share", "apgr", "cpt50", "cpt80")
-TWO_MODEL_FIGURES += ("strong_share_at_95",)
+TWO_MODEL_FIGURES = (
+    "quality",
+    "cost_usd",
+    "strong_share",
+    "apgr",
+    "cpt50",
+    "cpt80",
+    "strong_share_at_95",
+)
 RANDOM_ANCHORS = ("cheapest", "quality")
 
 
@@ -235,8 +242,8 @@ def over_splits(
         for t in totals:
             if t.kind == "calibrated sweep":
                 continue
-            fig = _policy_figures(t, base, anchors)
-            for key, value in fig.items():
+            figures = _policy_figures(t, base, anchors)
+            for key, value in figures.items():
                 per_policy.setdefault(t.name, {}).setdefault(key, []).append(value)
             for j, name in enumerate(names):
                 rows = tag == j
@@ -261,9 +268,9 @@ def over_splits(
             for kind, pts in kinds.items():
                 aiq_by_kind.setdefault(kind, []).append(aiq(pts, low, high))
         if pair:
-            for key, entry in _two_model(by_name, held, space, pair, tag_router).items():
+            for key, values in _two_model(by_name, held, space, pair, tag_router).items():
                 for fig in TWO_MODEL_FIGURES:
-                    two.setdefault(key, {}).setdefault(fig, []).append(entry.get(fig))
+                    two.setdefault(key, {}).setdefault(fig, []).append(values.get(fig))
     out: dict[str, Any] = {
         "splits": splits,
         "seeds": [seed, seed + splits - 1],

@@ -176,9 +176,9 @@ def run(
         tag_router=TAG_ROUTER,
     )
     notes.append(
-        f"over_splits: every figure again as mean and sd over {settings.splits} random splits "
-        f"(seeds {settings.seed}-{settings.seed + settings.splits - 1}); the first is the "
-        "split shown above"
+        f"over_splits: every figure as mean and sd over {settings.splits} random splits (seeds "
+        f"{settings.seed}-{settings.seed + settings.splits - 1}); each policy's own fields "
+        f"are those of the first (seed {settings.seed})"
     )
     return Report(
         evaluation, len(data), len(test), len(train), data.models, cal, two, notes, spread
