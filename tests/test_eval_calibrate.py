@@ -165,3 +165,21 @@ def test_learn_needs_outcomes(catalog: Catalog) -> None:
     data = EvalSet.from_rows([WorkloadRow.model_validate({"id": "a", "prompt": "q"})])
     with pytest.raises(InvalidRequestError, match="needs outcome rows"):
         learn(data)
+
+
+def test_threshold_sweep_moves_groups_tied_but_for_float_noise_together() -> None:
+    rows = [
+        WorkloadRow(
+            id=f"{g}{i}",
+            prompt="q",
+            category=g,
+            outcomes={STRONG: {"score": s}, WEAK: {"score": w}},
+        )
+        for g, s, w in (("a", 0.3, 0.0), ("b", 0.7, 0.4))  # advantages 0.3 and 0.29999...
+        for i in range(4)
+    ]
+    data = EvalSet.from_rows(rows)
+    cal = learn(data, prior_rows=0)
+    sweep = threshold_sweep(cal, STRONG, WEAK)
+    assert [r.choices["a"] == r.choices["b"] for r in sweep] == [True] * len(sweep)
+    assert len(sweep) == 2  # all weak, then both groups at once

@@ -69,8 +69,22 @@ def test_two_model_json_has_the_routellm_figures(capsys) -> None:
     assert router["strong_share_at_95"] == pytest.approx(0.0875)
     assert two["oracle"]["strong_share"] == pytest.approx(0.5)
     assert two["oracle"]["quality"] == pytest.approx(1.0)
+    # every column filled for the references: the oracle's exact curve (gains first:
+    # (0, .625) (.25, .875) (.5, 1) (1, 1)), random's straight line
+    oracle_auc = 0.25 * (0.625 + 0.875) / 2 + 0.25 * (0.875 + 1) / 2 + 0.5
+    assert two["oracle"]["apgr"] == pytest.approx((oracle_auc - 0.625) / 0.125)
+    assert two["oracle"]["cpt50"] == pytest.approx(0.0625)
+    assert two["oracle"]["strong_share_at_95"] == pytest.approx(0.0875)
     assert two["random"] == pytest.approx(
-        {"quality": 0.6875, "cost_usd": 0.044, "strong_share": 0.5, "apgr": 0.5}
+        {
+            "quality": 0.6875,
+            "cost_usd": 0.044,
+            "strong_share": 0.5,
+            "apgr": 0.5,
+            "cpt50": 0.5,
+            "cpt80": 0.8,
+            "strong_share_at_95": (0.95 * 0.75 - 0.625) / 0.125,
+        }
     )
 
 

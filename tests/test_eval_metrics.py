@@ -94,3 +94,29 @@ def test_bad_curves_raise() -> None:
         frontier([])
     with pytest.raises(ValueError, match="NaN"):
         apgr([(0, float("nan")), (1, 0.8)], WEAK, STRONG)
+
+
+def test_aiq_is_mean_quality_over_one_cost_range_for_every_router() -> None:
+    from routedllm.evaluation.metrics import aiq
+
+    cheap_start = [(1.0, 0.6), (3.0, 0.8)]
+    late_start = [(2.0, 0.9)]
+    # over [1, 3]: 0.6 -> 0.8 linearly = 0.7; the late router reaches nothing below 2
+    assert aiq(cheap_start, 1.0, 3.0) == pytest.approx(0.7)
+    assert aiq(late_start, 1.0, 3.0) == pytest.approx(0.9 * 1 / 2)
+    # a router flat over the whole range scores its quality
+    assert aiq([(1.0, 0.5)], 1.0, 3.0) == pytest.approx(0.5)
+    assert aiq([(1.0, 0.5)], 2.0, 2.0) == pytest.approx(0.5)
+    assert aiq([(1.0, 0.5)], 3.0, 2.0) is None
+
+
+def test_advantage_curves_move_float_noise_ties_as_one_block() -> None:
+    from routedllm.evaluation.metrics import advantage_curve, oracle_curve
+
+    adv = np.asarray([0.1 + 0.2, 0.3, 0.0])  # the first two are tied but for noise
+    strong, weak = np.asarray([1.0, 0.0, 1.0]), np.asarray([0.0, 0.0, 1.0])
+    curve = advantage_curve(adv, strong, weak)
+    assert [x for x, _ in curve] == pytest.approx([0.0, 2 / 3, 1.0])
+    # the oracle: rows where strong gains go first, never where it loses
+    best = oracle_curve(np.asarray([1.0, 0.0, 1.0]), np.asarray([0.0, 1.0, 1.0]))
+    assert best[-1][1] == pytest.approx(1.0)

@@ -154,8 +154,9 @@ def _sums(
     k = filled.shape[1]
     total = np.zeros((size, k))
     count = np.zeros((size, k))
-    np.add.at(total, index, filled)
-    np.add.at(count, index, known)
+    for col in range(k):  # bincount: an order of magnitude faster than np.add.at
+        total[:, col] = np.bincount(index, weights=filled[:, col], minlength=size)
+        count[:, col] = np.bincount(index, weights=known[:, col], minlength=size)
     return total, count
 
 
@@ -192,6 +193,8 @@ def threshold_sweep(cal: Calibration, strong: str, weak: str) -> list[ByGroup]:
     For a threshold ``t >= 0`` this is :func:`value_router` with a gap of ``100 * t``
     points; negative thresholds send groups where the weak model scored better to the
     strong one too, so the curve spans strong shares 0 to 1 as RouteLLM's routers do.
+    Advantages are rounded to 1e-9 first, so groups tied but for floating-point noise
+    (0.1 + 0.2 and 0.3) move together, in one step.
     """
     s, w = cal.models.index(strong), cal.models.index(weak)
     adv = {g: _advantage(cal.scores[i], s, w) for i, g in enumerate(cal.groups)}
@@ -210,7 +213,7 @@ def threshold_sweep(cal: Calibration, strong: str, weak: str) -> list[ByGroup]:
 
 def _advantage(scores: np.ndarray, strong: int, weak: int) -> float:
     diff = scores[strong] - scores[weak]
-    return float(diff) if np.isfinite(diff) else 0.0
+    return round(float(diff), 9) if np.isfinite(diff) else 0.0
 
 
 def override(cal: Calibration, catalog: Catalog) -> dict[str, Any]:

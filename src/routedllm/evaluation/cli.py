@@ -19,17 +19,20 @@ from routedllm.text import table as _table
 from routedllm.text import usd as _usd
 
 EPILOG = """\
-policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01),
-sweep[:0,1,2,4] (value preset over quality gaps), always[:MODEL], random[:seed=N], oracle.
+policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01,
+gap.code=0.5 for one tag's gap), sweep[:0,1,2,4] (value preset over quality gaps),
+always[:MODEL], random[:seed=N], oracle.
 Always-X for every model is always evaluated: it gives the baselines.
 With outcome rows a tag router is calibrated on a training split and every figure is
-measured on the held-out rows. --learned (with --strong/--weak) also trains a learned router
-from the prompts (docs/learned-router.md) and reports it, the tag router, oracle and random
-as mean +- sd over --splits random splits.
+measured on the held-out rows, as mean +- sd over --splits random splits (default 20).
+--learned (with --strong/--weak) also trains a learned router from the prompts
+(docs/learned-router.md) and reports it, the tag router, oracle and random on the same splits.
 
 --online sends every row through RoutedChatModel once per --policy (presets with fields, or
 always:MODEL; default value), grades each answer with the row's grader and reports measured
-quality, cost and latency per model and tag. --replay-ledger LEDGER.jsonl --policy P prices
+quality, cost and latency per model and tag; --shadow MODEL also grades each answer's
+agreement with MODEL's and --shadow-rows FILE keeps them as training rows for
+`routedllm train --shadow FILE`. --replay-ledger LEDGER.jsonl --policy P prices
 a ledger's calls again under P, without calls.
 """
 
@@ -117,7 +120,13 @@ def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) ->
         help="also train and measure a learned router (needs --strong/--weak): "
         "two_model.learned, mean and sd over --splits splits",
     )
-    p.add_argument("--splits", type=int, default=20, metavar="N", help="for --learned (20)")
+    p.add_argument(
+        "--splits",
+        type=int,
+        default=20,
+        metavar="N",
+        help="with outcomes: figures as mean +- sd over N random splits, seeds --seed.. (20)",
+    )
     p.add_argument(
         "--target",
         type=float,
@@ -148,6 +157,24 @@ def add_eval_command(subparsers: Any, common_parent: argparse.ArgumentParser) ->
     online.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     online.add_argument(
         "--ledger", metavar="FILE.jsonl", help="append every attempt's record to this ledger"
+    )
+    online.add_argument(
+        "--shadow",
+        metavar="MODEL",
+        help="also mirror every answered row to MODEL and grade the answer's agreement with "
+        "it (exact match; a judge with --judge)",
+    )
+    online.add_argument(
+        "--shadow-rows",
+        metavar="FILE.jsonl",
+        help="append each graded mirror here as a training row (routedllm train --shadow)",
+    )
+    online.add_argument(
+        "--shadow-budget",
+        type=float,
+        default=1.0,
+        metavar="USD",
+        help="cap on what the mirrors may cost (default 1.0)",
     )
     online.add_argument(
         "--timeout",
@@ -229,6 +256,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction,
         seed=args.seed,
         prior_rows=args.prior_rows,
+        splits=args.splits,
         **({"gap": args.gap} if args.gap is not None else {}),
     )
     report = suite.run(data, catalog, settings, progress=track)
@@ -301,6 +329,10 @@ def cmd_online(args: argparse.Namespace) -> int:
         raise InvalidRequestError(
             f"no API key for {models[0].openai_api_base}: set {catalog.info.gateway.api_key_env}"
         )
+    if args.shadow_rows and not args.shadow:
+        raise InvalidRequestError("--shadow-rows needs --shadow MODEL (the baseline to agree with)")
+    shadow = _shadow(args, catalog, connection, judge) if args.shadow else None
+    callbacks = [] if shadow is None else [shadow]
     reports = []
     for spec, model in zip(policies, models, strict=True):
         bar = _bar(len(rows), spec.name, enabled=not args.json and sys.stderr.isatty())
@@ -314,23 +346,63 @@ def cmd_online(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 ledger_path=args.ledger,
                 baseline_model=args.baseline or DEFAULT_BASELINE,
+                callbacks=callbacks,
                 on_row=None if bar is None else _advance(bar),
             )
         )
         if bar is not None:
             bar.close()
+    summary = None
+    if shadow is not None:
+        shadow.close()
+        summary = shadow.summary()
     source = args.dataset or "the sample workload"
     if args.json:
-        print(
-            json.dumps(
-                {"source": str(source), "policies": [r.to_json() for r in reports]},
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        out: dict[str, Any] = {"source": str(source), "policies": [r.to_json() for r in reports]}
+        if summary is not None:
+            out["shadow"] = {**summary, "rows_path": args.shadow_rows}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
-        print(online.render(reports, str(source)))
+        text = online.render(reports, str(source))
+        if summary is not None:
+            text += "\n" + _shadow_line(summary, args.shadow_rows)
+        print(text)
     return 0
+
+
+def _shadow(
+    args: argparse.Namespace, catalog: Catalog, connection: dict[str, Any], judge: Any
+) -> Any:
+    """The ShadowHandler of ``--shadow``: every answered row mirrored, within the budget."""
+    from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from routedllm.evaluation.graders import LLMJudge
+    from routedllm.evaluation.shadow import ShadowHandler
+    from routedllm.records.ledger import JsonlLedger
+
+    model = catalog.get(args.shadow).id
+    return ShadowHandler(
+        RoutedChatModel(model=model, **connection),
+        baseline_model=model,
+        budget_usd=args.shadow_budget,
+        share=1.0,
+        catalog=catalog,
+        agreement=None if judge is None else LLMJudge(judge),
+        sinks=[JsonlLedger(args.ledger)] if args.ledger else [],
+        rows_path=args.shadow_rows,
+        seed=args.seed,
+    )
+
+
+def _shadow_line(summary: dict[str, Any], rows_path: str | None) -> str:
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(summary["skipped"].items())) or "none"
+    agreement = "-" if summary["agreement"] is None else f"{summary['agreement']:.3f}"
+    return (
+        f"shadow {summary['baseline_model']}: {summary['shadowed']} mirrored, "
+        f"{summary['graded']} graded, agreement {agreement}, {summary['errors']} errors, "
+        f"skipped: {skipped}; spent {_usd(summary['spent_usd'])} of "
+        f"{_usd(summary['budget_usd'])}"
+        + (f"; training rows appended to {rows_path}" if rows_path else "")
+    )
 
 
 def cmd_replay_ledger(args: argparse.Namespace) -> int:
@@ -426,6 +498,7 @@ def _progress(enabled: bool) -> Any:
 def render(report: Any, source: str) -> str:
     """The report as tables: policies, per tag, baselines, frontier, two-model figures."""
     ev = report.evaluation
+    spread = report.over_splits
     out = [
         f"{source}: {report.dataset_rows} rows; quality {ev.mode}"
         + (
@@ -436,6 +509,13 @@ def render(report: Any, source: str) -> str:
         + f"; baseline {ev.baseline}",
         "",
     ]
+    if spread is not None:
+        out[-1:] = [
+            f"mean +- sd over {spread['splits']} random splits (seeds {spread['seeds'][0]}-"
+            f"{spread['seeds'][1]}); row counts and top model: the first split",
+            "",
+        ]
+    figs = _Figures(spread)
     shown = [r for r in ev.results if r.kind != "calibrated sweep"]
     header = (
         "policy",
@@ -455,11 +535,11 @@ def render(report: Any, source: str) -> str:
             _n(r.no_eligible),
             _n(r.unmeasured),
             _n(r.uncosted),
-            _usd(r.cost_usd),
-            _pct(r.cost_ratio),
-            _q(r.quality),
-            _pct(r.quality_retained),
-            _q(r.random_same_cost),
+            figs.policy(r, "cost_usd", _usd),
+            figs.policy(r, "cost_ratio", _pct),
+            figs.policy(r, "quality", _q),
+            figs.policy(r, "quality_retained", _pct),
+            figs.policy(r, "random_same_cost", _q),
             _top(r.model_share),
         )
         for r in shown
@@ -475,8 +555,8 @@ def render(report: Any, source: str) -> str:
             (
                 r.name,
                 _n(r.per_tag[tag]["no_eligible"]),
-                _usd(r.per_tag[tag]["cost_usd"]),
-                _q(r.per_tag[tag]["quality"]),
+                figs.tag(r, tag, "cost_usd", _usd),
+                figs.tag(r, tag, "quality", _q),
             )
             for r in shown
             if tag in r.per_tag and (r.kind not in ("always", "sweep") or r.name in keep)
@@ -487,9 +567,9 @@ def render(report: Any, source: str) -> str:
             _table(("policy", "no model", "cost USD", "quality"), rows),
             "",
         ]
-    out.append(_baselines(ev))
+    out.append(_baselines(ev, figs))
     if report.two_model:
-        out += ["", _two_model(report.two_model)]
+        out += ["", _two_model(report.two_model, figs)]
     for r in shown:
         for tags_, why in r.why_none.items():
             why = why if len(why) <= 240 else why[:240] + "... (see --json)"
@@ -500,12 +580,45 @@ def render(report: Any, source: str) -> str:
     return "\n".join(out).rstrip()
 
 
-def _baselines(ev: Any) -> str:
+class _Figures:
+    """A figure as text: mean +- sd over the splits when the report has them, else as is."""
+
+    def __init__(self, spread: dict[str, Any] | None) -> None:
+        self.spread = spread
+
+    @staticmethod
+    def pm(stats: dict[str, Any], fmt: Callable[[Any], str]) -> str:
+        if stats["mean"] is None:
+            return "-"
+        if stats["sd"] is None:
+            return fmt(stats["mean"])
+        return f"{fmt(stats['mean'])} +- {fmt(stats['sd'])}"
+
+    def policy(self, r: Any, key: str, fmt: Callable[[Any], str]) -> str:
+        stats = (self.spread or {}).get("policies", {}).get(r.name, {}).get(key)
+        return fmt(getattr(r, key)) if stats is None else self.pm(stats, fmt)
+
+    def tag(self, r: Any, tag: str, key: str, fmt: Callable[[Any], str]) -> str:
+        stats = (self.spread or {}).get("per_tag", {}).get(r.name, {}).get(tag, {}).get(key)
+        return fmt(r.per_tag[tag][key]) if stats is None else self.pm(stats, fmt)
+
+    def two(self, key: str, fig: str, value: Any, fmt: Callable[[Any], str]) -> str:
+        stats = (self.spread or {}).get("two_model", {}).get(key, {}).get(fig)
+        return fmt(value) if stats is None else self.pm(stats, fmt)
+
+    def frontier(self, key: str, value: Any, kind: str | None = None) -> str:
+        f = (self.spread or {}).get("frontier", {})
+        stats = f.get(key) if kind is None else f.get("aiq_by_kind", {}).get(kind)
+        return f"{value:.4f}" if stats is None else self.pm(stats, lambda v: f"{v:.4f}")
+
+
+def _baselines(ev: Any, figs: _Figures) -> str:
     lines = []
     if ev.best_single:
         r = ev.get(ev.best_single)
         lines.append(
-            f"best single model: {ev.best_single} (quality {_q(r.quality)}, {_usd(r.cost_usd)})"
+            f"best single model: {ev.best_single} (quality {figs.policy(r, 'quality', _q)}, "
+            f"{figs.policy(r, 'cost_usd', _usd)})"
         )
     if ev.floor is not None:
         lines.append(
@@ -521,12 +634,24 @@ def _baselines(ev: Any) -> str:
         kinds = ", ".join(f"{k} {v:.4f}" for k, v in ev.frontier["area_by_kind"].items())
         lines.append(
             f"frontier area (RouterBench AIQ, up to ${ev.frontier['max_cost_usd']:.6f})"
-            f": all {area:.4f}; by kind: {kinds}"
+            f": all {figs.frontier('area', area)}" + ("" if figs.spread else f"; by kind: {kinds}")
+        )
+    aiq = ev.frontier.get("aiq")
+    if aiq is not None:
+        low, high = aiq["cost_range_usd"]
+        kinds = ", ".join(
+            f"{k} {figs.frontier('aiq', v, kind=k)}" for k, v in aiq["by_kind"].items()
+        )
+        lines.append(
+            "AIQ over one cost range for every kind (cheapest to dearest complete result"
+            + ("" if figs.spread else f", ${low:.6f}-${high:.6f}")
+            + f"; mean quality of each frontier, 0 below its cheapest point): all "
+            f"{figs.frontier('aiq', aiq['all'])}; by kind: {kinds}"
         )
     return "\n".join(lines)
 
 
-def _two_model(two: dict[str, Any]) -> str:
+def _two_model(two: dict[str, Any], figs: _Figures | None = None) -> str:
     header = (
         "",
         "quality",
@@ -540,16 +665,17 @@ def _two_model(two: dict[str, Any]) -> str:
     rows = []
     for key in ("tag_router", "oracle", "random", "strong_only", "weak_only"):
         e = two[key]
+        f = figs or _Figures(None)
         rows.append(
             (
                 key,
-                _q(e["quality"]),
-                _usd(e["cost_usd"]),
-                _pct(e["strong_share"]),
-                _f(e.get("apgr")),
-                _pct(e.get("cpt50")),
-                _pct(e.get("cpt80")),
-                _pct(e.get("strong_share_at_95")),
+                f.two(key, "quality", e["quality"], _q),
+                f.two(key, "cost_usd", e["cost_usd"], _usd),
+                f.two(key, "strong_share", e["strong_share"], _pct),
+                f.two(key, "apgr", e.get("apgr"), _f),
+                f.two(key, "cpt50", e.get("cpt50"), _pct),
+                f.two(key, "cpt80", e.get("cpt80"), _pct),
+                f.two(key, "strong_share_at_95", e.get("strong_share_at_95"), _pct),
             )
         )
     text = (

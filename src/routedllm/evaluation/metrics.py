@@ -96,6 +96,29 @@ def strong_share_at(curve: Curve, strong: float, fraction: float = 0.95) -> floa
     return share_to_reach(curve, fraction * strong)
 
 
+def advantage_curve(
+    advantage: np.ndarray, strong: np.ndarray, weak: np.ndarray
+) -> list[tuple[float, float]]:
+    """(strong share, mean quality) sending the rows of highest ``advantage`` to the strong
+    model first, from share 0 to 1: one point per block of tied advantages (rounded to
+    1e-9, so floating-point noise never splits a tie or orders tied rows), within a block
+    in row order. ``strong`` and ``weak`` are each row's quality under either model."""
+    n = len(advantage)
+    adv = np.round(np.asarray(advantage, dtype=float), 9)
+    order = np.lexsort((np.arange(n), -adv))
+    gain = np.cumsum((np.asarray(strong) - np.asarray(weak))[order])
+    ends = np.flatnonzero(np.diff(adv[order]) != 0).tolist() + [n - 1]
+    base = float(np.sum(weak))
+    return [(0.0, base / n)] + [((k + 1) / n, (base + float(gain[k])) / n) for k in ends]
+
+
+def oracle_curve(strong: np.ndarray, weak: np.ndarray) -> list[tuple[float, float]]:
+    """The best quality at each strong share: strong calls go where they gain most first
+    and never where the strong model does worse (RouteLLM's ``get_optimal_accuracy``)."""
+    strong, weak = np.asarray(strong, dtype=float), np.asarray(weak, dtype=float)
+    return advantage_curve(strong - weak, np.maximum(strong, weak), weak)
+
+
 def two_model_figures(curve: Curve, weak: float, strong: float) -> dict[str, float | None]:
     """APGR, CPT(50%), CPT(80%) and the strong share at 95% of strong quality."""
     return {
@@ -153,3 +176,26 @@ def frontier_area(points: Curve, max_cost: float | None = None) -> float | None:
     x = np.append(hull[:, 0], top)
     y = np.append(hull[:, 1], hull[-1, 1])
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2)) / top
+
+
+def aiq(points: Curve, low: float, high: float) -> float | None:
+    """Mean quality of the frontier of ``points`` over the cost range ``[low, high]``.
+
+    RouterBench's AIQ as its paper defines it (the integral over ``[c_min, c_max]`` divided
+    by ``c_max - c_min``), over one range given for every router compared, so their AIQs
+    are comparable: below its cheapest point a router reaches no quality (0), past its
+    dearest it stays flat. With ``low == high`` it is the frontier's quality there. None
+    when ``high < low``.
+    """
+    if high < low:
+        return None
+    hull = frontier(points)
+    if high == low:
+        return frontier_at(hull, high) or 0.0
+    start = max(low, float(hull[0, 0]))
+    if start >= high:
+        return 0.0
+    inner = [x for x in hull[:, 0].tolist() if start < x < high]
+    xs = np.asarray([start, *inner, high])
+    ys = np.interp(xs, hull[:, 0], hull[:, 1])  # flat past the frontier's dearest point
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2)) / (high - low)

@@ -25,6 +25,7 @@ from routedllm.core.decision import POLICY_KEY, PRESETS, Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.tags import TAGS_KEY
 from routedllm.evaluation.graders import Grade, LLMJudge, grader_for
+from routedllm.evaluation.specs import spec_fields, spec_policy
 from routedllm.records.runs import RunCollector, summed_cost
 from routedllm.records.schema import DEFAULT_BASELINE, CallRecord
 from routedllm.records.sinks import Sink
@@ -34,7 +35,6 @@ from routedllm.workload import WorkloadRow
 
 NO_ANSWER = "(no answer)"
 """The model group of rows that got no answer (every attempt failed, or none eligible)."""
-_POLICY_ALIASES = {"gap": "quality_gap", "max_cost": "max_cost_usd"}
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,10 @@ def _grouped(rows: Iterable[RowResult], keys: Callable[[RowResult], list[str]]) 
 
 
 # -- running rows ---------------------------------------------------------------------------
+ROW_KEY = "routedllm_row_id"
+"""Config-metadata key naming the workload row a call answers (a shadow row's id)."""
+
+
 def row_config(
     row: WorkloadRow, run_id: uuid.UUID, callbacks: Sequence[Any], label: str = ""
 ) -> dict[str, Any]:
@@ -243,7 +247,7 @@ def row_config(
     handler for any model); the row's expected output length goes in as the per-call
     policy's ``default_output_tokens``, so routing sees it without capping the answer.
     """
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {ROW_KEY: row.id}
     if row.tags:
         metadata[TAGS_KEY] = list(row.tags)
     if row.expected_output_tokens:
@@ -442,13 +446,7 @@ def online_policy(spec: str, catalog: Catalog) -> OnlinePolicy:
             f"policy {spec!r} does not route single calls; use {', '.join(PRESETS)} "
             "(with :field=value,...) or always:MODEL"
         )
-    fields: dict[str, Any] = {"preset": head}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise InvalidRequestError(f"policy {spec!r}: expected field=value, got {part!r}")
-        fields[_POLICY_ALIASES.get(key.strip(), key.strip())] = value.strip()
-    return OnlinePolicy(spec, policy=Policy.model_validate(fields))
+    return OnlinePolicy(spec, policy=spec_policy(head, spec_fields(rest, spec), spec))
 
 
 # -- text output ----------------------------------------------------------------------------

@@ -26,19 +26,11 @@ from routedllm.core.decision import PRESETS, Policy, Request, Router
 from routedllm.core.errors import InvalidRequestError, NoEligibleModelError
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.space import MEASURED, ModelSpace
+from routedllm.evaluation.specs import number, spec_fields, spec_policy
 
 DEFAULT_GAPS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
 _EXACT_UP_TO, _STEPS = 64, 8  # size buckets: exact up to 64 tokens, then 8 per doubling
 _PLACEHOLDER = ({"role": "user", "content": "."},)  # sizes and tags are given explicitly
-_ALIASES = {"gap": "quality_gap", "max_cost": "max_cost_usd"}
-_FIELDS = (
-    "quality_gap",
-    "max_cost_usd",
-    "allow_unpriced",
-    "allow_unscored",
-    "allow_unknown_capabilities",
-    "default_output_tokens",
-)
 
 
 @dataclass(frozen=True)
@@ -297,20 +289,20 @@ def parse_policies(
     head, _, rest = spec.partition(":")
     head = head.strip()
     if head in PRESETS:
-        fields = _fields(rest, spec)
-        return [Routed(spec, _policy(head, fields, allowed))]
+        return [Routed(spec, _policy(head, spec_fields(rest, spec), allowed, spec))]
     if head == "sweep":
-        gaps = DEFAULT_GAPS if not rest else tuple(_number(g, spec) for g in rest.split(","))
+        gaps = DEFAULT_GAPS if not rest else tuple(number(g, spec, "gap") for g in rest.split(","))
         return [
-            Routed(f"value:gap={g:g}", _policy("value", {"quality_gap": g}, allowed), "sweep")
+            Routed(f"value:gap={g:g}", _policy("value", {"quality_gap": g}, allowed, spec), "sweep")
             for g in gaps
         ]
     if head == "always":
         models = [rest] if rest else always_candidates(data, space)
         return [Always(space.ids[space.index(m)]) for m in models]
     if head == "random":
-        seed = int(_fields(rest, spec).get("seed", 0))
-        return [RandomPick(seed, _policy("quality", {}, allowed))]
+        fields = spec_fields(rest, spec, extra=("seed",))
+        seed = int(number(fields.pop("seed", "0"), spec, "seed"))
+        return [RandomPick(seed, _policy("quality", fields, allowed, spec))]
     if head == "oracle":
         return [Oracle()]
     raise InvalidRequestError(
@@ -326,28 +318,9 @@ def always_candidates(data: EvalSet, space: ModelSpace) -> list[str]:
     return [card.id for card in space.catalog if card.priced]
 
 
-def _policy(preset: str, fields: dict[str, Any], allowed: frozenset[str] | None) -> Policy:
+def _policy(
+    preset: str, fields: dict[str, Any], allowed: frozenset[str] | None, spec: str
+) -> Policy:
     if allowed is not None:
         fields = {**fields, "allowed_models": allowed}
-    return Policy.model_validate({"preset": preset, **fields})
-
-
-def _fields(text: str, spec: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, eq, value = part.partition("=")
-        key = _ALIASES.get(key.strip(), key.strip())
-        if not eq or key not in (*_FIELDS, "seed"):
-            raise InvalidRequestError(
-                f"policy {spec!r}: expected field=value with a field among "
-                f"{', '.join((*_ALIASES, *_FIELDS))}, got {part!r}"
-            )
-        out[key] = value.strip()
-    return out
-
-
-def _number(text: str, spec: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidRequestError(f"policy {spec!r}: {text!r} is not a number") from None
+    return spec_policy(preset, fields, spec)

@@ -23,7 +23,7 @@ import numpy as np
 from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.dataset import EvalSet
-from routedllm.evaluation.metrics import frontier, frontier_area, frontier_at
+from routedllm.evaluation.metrics import aiq, frontier, frontier_area, frontier_at
 from routedllm.evaluation.policies import Always, Choice, EvalPolicy, always_candidates
 from routedllm.evaluation.space import ModelSpace
 
@@ -301,16 +301,20 @@ def _hull(results: Sequence[Result]) -> np.ndarray | None:
 
 
 def _frontier(results: Sequence[Result]) -> dict[str, Any]:
-    """RouterBench's frontier over all complete results, and the area (AIQ) per family."""
+    """RouterBench's frontier over all complete results; its area normalised as
+    RouterBench's code does (``area``, ``area_by_kind``: over 0 to the largest cost), and
+    the AIQ as its paper defines it, over one cost range for every kind and policy
+    (``aiq``: the cheapest to the dearest complete result)."""
     points = _points(results)
     if not points:
         return {
             "points": [],
             "area": None,
             "area_by_kind": {},
+            "aiq": None,
             "note": "no policy has a known cost and quality on every row",
         }
-    top = max(c for c, _ in points)
+    low, top = min(c for c, _ in points), max(c for c, _ in points)
     families: dict[str, list[Result]] = {}
     for r in results:
         families.setdefault(r.kind, []).append(r)
@@ -321,4 +325,12 @@ def _frontier(results: Sequence[Result]) -> dict[str, Any]:
             kind: frontier_area(p, top) for kind, rs in families.items() if (p := _points(rs))
         },
         "max_cost_usd": top,
+        "aiq": {
+            "cost_range_usd": [low, top],
+            "all": aiq(points, low, top),
+            "by_kind": {
+                kind: aiq(p, low, top) for kind, rs in families.items() if (p := _points(rs))
+            },
+            "by_policy": {r.name: aiq(p, low, top) for r in results if (p := _points([r]))},
+        },
     }

@@ -12,10 +12,18 @@ set to the live call's run id: CallRecord keeps no extra fields, and these two a
 say "sent by the shadow, for that call". Shadow records carry no baseline comparison
 (they are the baseline). Spend is capped by ``budget_usd``: a call is mirrored only when
 its estimated cost (the live call's tokens on the baseline's prices) fits in what is left.
+
+With ``rows_path`` every graded mirror is also appended there as a training row (the
+workload schema): the call's messages and tags, and as ``outcomes`` the live model's
+agreement grade and the baseline's 1.0 (its answer is the reference), each with its cost.
+``routedllm train --shadow FILE`` learns per-prompt scores from them. The ledger itself
+keeps no prompt text; the rows file does, so it is opt-in.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import threading
 import uuid
@@ -37,7 +45,7 @@ from routedllm.core.pricing import estimate_cost
 from routedllm.core.requests import select_tags
 from routedllm.core.tags import TAGS_KEY, message_features
 from routedllm.evaluation.graders import ExactMatch, Grade, Grader
-from routedllm.evaluation.online import message_text
+from routedllm.evaluation.online import ROW_KEY, message_text
 from routedllm.records.routed import RoutedCall
 from routedllm.records.runs import RunCollector, summed_cost
 from routedllm.records.schema import CallRecord, Usage, resolve_model
@@ -70,6 +78,8 @@ class ShadowResult:
 class _Pending:
     messages: list[BaseMessage]
     tags: tuple[str, ...]
+    row_id: str | None = None
+    live_cost: float | None = None
 
 
 class ShadowHandler(BaseCallbackHandler):
@@ -81,6 +91,7 @@ class ShadowHandler(BaseCallbackHandler):
     (default :class:`~routedllm.evaluation.graders.ExactMatch`; pass
     ``LLMJudge(judge_model)`` for a judge, whose own calls are not counted in the budget).
     Records of the mirrored calls go to ``sinks``; ``seed`` fixes the sampling.
+    ``rows_path`` appends each graded mirror as a training row (see the module).
 
     Calls already answered by the baseline model are not mirrored (``same_model``). At
     most ``max_pending`` mirrors wait at once; more are skipped (``queue_full``), so a
@@ -103,6 +114,7 @@ class ShadowHandler(BaseCallbackHandler):
         seed: int | None = None,
         max_workers: int = 2,
         max_pending: int = 64,
+        rows_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= share <= 1:
@@ -124,6 +136,8 @@ class ShadowHandler(BaseCallbackHandler):
         self.agreement: Grader = ExactMatch() if agreement is None else agreement
         self.sinks: tuple[Sink, ...] = tuple(sinks)
         self.max_pending = max_pending
+        self.rows_path = None if rows_path is None else os.fspath(rows_path)
+        self._rows_lock = threading.Lock()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Pending] = {}
@@ -172,7 +186,10 @@ class ShadowHandler(BaseCallbackHandler):
             if self._rng.random() >= self.share:
                 self._skipped["not_sampled"] += 1
                 return
-            self._runs[run_id] = _Pending(list(messages[0]), task_tags)
+            row_id = metadata.get(ROW_KEY)
+            self._runs[run_id] = _Pending(
+                list(messages[0]), task_tags, row_id if isinstance(row_id, str) else None
+            )
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
@@ -205,6 +222,8 @@ class ShadowHandler(BaseCallbackHandler):
         )
         output_tokens = usage.output_tokens if usage is not None else _DEFAULT_OUTPUT_TOKENS
         estimate = estimate_cost(self.card, input_tokens, output_tokens) or 0.0
+        if card is not None and usage is not None:  # what the live answer cost, for the rows
+            pending.live_cost = estimate_cost(card, usage.input_tokens, usage.output_tokens)
         with self._lock:
             reason = None
             if self._closed:
@@ -282,6 +301,27 @@ class ShadowHandler(BaseCallbackHandler):
             self._reserved -= estimate
             self._spent += estimate if cost is None else cost  # unknown: charge the estimate
             self.results.append(result)
+        if self.rows_path is not None:
+            self._write_row(self.rows_path, pending, result)
+
+    def _write_row(self, path: str, pending: _Pending, result: ShadowResult) -> None:
+        """Append ``result`` as a training row when it was graded (see the module)."""
+        score = None if result.grade is None else result.grade.score
+        if score is None or result.live_model is None or result.shadow_model is None:
+            return
+        row = {
+            "id": pending.row_id or result.run_id,
+            "messages": convert_to_openai_messages(pending.messages),
+            **({"tags": list(result.tags)} if result.tags else {}),
+            "outcomes": {
+                result.live_model: {"score": float(score), "cost_usd": pending.live_cost},
+                result.shadow_model: {"score": 1.0, "cost_usd": result.cost_usd},
+            },
+            "shadow": {"run_id": result.run_id, "agreement": type(self.agreement).__name__},
+        }
+        line = json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+        with self._rows_lock, open(path, "a", encoding="utf-8") as f:
+            f.write(line)
 
     def _agree(self, pending: _Pending, run_id: str, live: str, baseline: str) -> Grade:
         row = WorkloadRow(

@@ -19,16 +19,18 @@ from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import Calibration, learn, split, threshold_sweep, value_router
 from routedllm.evaluation.dataset import EvalSet
-from routedllm.evaluation.metrics import apgr, two_model_figures
+from routedllm.evaluation.metrics import oracle_curve, two_model_figures
 from routedllm.evaluation.policies import (
     DEFAULT_GAPS,
     Always,
     EvalPolicy,
     Oracle,
+    always_candidates,
     parse_policies,
 )
 from routedllm.evaluation.replay import Evaluation, Progress, Result, evaluate, replay
 from routedllm.evaluation.space import ModelSpace
+from routedllm.evaluation.splits import over_splits
 
 EXPECTED_DEFAULT = ("value", "quality", "cheapest", "sweep", "random")
 MEASURED_DEFAULT = ("random", "oracle")
@@ -50,6 +52,7 @@ class Settings:
     seed: int = 0
     prior_rows: float = 10.0
     gap: float = Policy().quality_gap  # the tag router's operating point, benchmark points
+    splits: int = 20  # with outcomes: every figure also as mean and sd over this many splits
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Report:
     calibration: Calibration | None
     two_model: dict[str, Any] | None
     notes: list[str]
+    over_splits: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -80,6 +84,8 @@ class Report:
             out["two_model"] = self.two_model
         if self.calibration is not None:
             out["calibration"] = self.calibration.to_json()
+        if self.over_splits is not None:
+            out["over_splits"] = self.over_splits
         return out
 
 
@@ -105,6 +111,8 @@ def run(
         )
         return Report(evaluation, len(data), len(data), 0, (), None, None, notes)
 
+    if settings.splits < 1:
+        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
     pair = (settings.strong, settings.weak) if settings.strong and settings.weak else None
     if pair is not None:
         for model in pair:
@@ -150,7 +158,31 @@ def run(
         f"figure is measured on the {len(test)} held-out rows"
     )
     two = _two_model(evaluation, held_out, space, pair, order) if pair else None
-    return Report(evaluation, len(data), len(test), len(train), data.models, cal, two, notes)
+    singles = [Always(m) for m in always_candidates(held_out, space)]
+    if settings.baseline is not None:
+        singles.append(Always(space.ids[space.index(settings.baseline)]))
+    spread = over_splits(
+        data,
+        space,
+        [*singles, *policies],
+        baseline=evaluation.baseline,
+        order=order,
+        pair=pair,
+        splits=settings.splits,
+        seed=settings.seed,
+        train_fraction=settings.train_fraction,
+        prior_rows=settings.prior_rows,
+        gap=settings.gap,
+        tag_router=TAG_ROUTER,
+    )
+    notes.append(
+        f"over_splits: every figure as mean and sd over {settings.splits} random splits (seeds "
+        f"{settings.seed}-{settings.seed + settings.splits - 1}); each policy's own fields "
+        f"are those of the first (seed {settings.seed})"
+    )
+    return Report(
+        evaluation, len(data), len(test), len(train), data.models, cal, two, notes, spread
+    )
 
 
 def _parse(
@@ -210,7 +242,9 @@ def _two_model(
         and not (s_only.uncosted or w_only.uncosted)
     ):
         random_cost = share * s_only.cost_usd + (1 - share) * w_only.cost_usd
-    oracle_curve = _oracle_curve(data, space, strong, weak)
+    s, w = data.column(strong), data.column(weak)
+    both = np.isfinite(data.scores[:, s]) & np.isfinite(data.scores[:, w])
+    best = oracle_curve(data.scores[both, s], data.scores[both, w])
     return {
         "strong": strong,
         "weak": weak,
@@ -220,28 +254,13 @@ def _two_model(
             **two_model_figures(curve, qw, qs),
             "curve": [{"strong_share": x, "quality": y} for x, y in sorted(curve)],
         },
-        "oracle": {**entry(evaluation.get("oracle")), "apgr": apgr(oracle_curve, qw, qs)},
+        "oracle": {**entry(evaluation.get("oracle")), **two_model_figures(best, qw, qs)},
         "random": {
             "quality": share * qs + (1 - share) * qw,
             "cost_usd": random_cost,
             "strong_share": share,
-            "apgr": 0.5,
+            **two_model_figures([(0.0, qw), (1.0, qs)], qw, qs),
         },
         "strong_only": entry(s_only),
         "weak_only": entry(w_only),
     }
-
-
-def _oracle_curve(
-    data: EvalSet, space: ModelSpace, strong: str, weak: str
-) -> list[tuple[float, float]]:
-    """Best quality at each strong share: strong calls go where they gain most first
-    (RouteLLM's ``get_optimal_accuracy``), at every 1% of the rows."""
-    s, w = data.column(strong), data.column(weak)
-    both = np.isfinite(data.scores[:, s]) & np.isfinite(data.scores[:, w])
-    gain = np.sort(data.scores[both, s] - data.scores[both, w])[::-1]
-    base = float(data.scores[both, w].mean())
-    n = len(gain)
-    cum = np.concatenate([[0.0], np.cumsum(np.maximum(gain, 0.0))]) / n
-    shares = np.linspace(0, 1, 101)
-    return [(float(x), base + float(cum[int(round(x * n))])) for x in shares]

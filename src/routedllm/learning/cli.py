@@ -1,20 +1,25 @@
 """The ``routedllm train`` command: fit a learned router on outcome rows, write its JSON.
 
 Rows come from a JSONL workload with ``outcomes``, RouteLLM's published tables
-(``--benchmark``), or a workload plus the graded answers of ``routedllm eval --online
+(``--benchmark``), a workload plus the graded answers of ``routedllm eval --online
 --json`` (``--graded``): each graded answer becomes the outcome of the model that gave it,
-so the router learns from scores measured on your own prompts. numpy loads only when the
+or the rows a :class:`~routedllm.evaluation.shadow.ShadowHandler` wrote from live traffic
+(``--shadow``: the live model's agreement with the baseline, and the baseline's 1.0), so
+the router learns from scores measured on your own prompts. numpy loads only when the
 command runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from routedllm import workload
+from routedllm.core import files
 from routedllm.core.errors import InvalidRequestError
 from routedllm.workload import WorkloadRow
 
@@ -25,6 +30,8 @@ examples:
   routedllm eval --online --policy always:deepseek-v4-flash --policy always:gpt-4o \\
       --json > graded.json
   routedllm train --graded graded.json -o router.json      # the sample workload's prompts
+  routedllm eval --online --policy value --shadow gpt-4o --shadow-rows shadow.jsonl
+  routedllm train --shadow shadow.jsonl -o router.json     # agreement with gpt-4o
 """
 
 
@@ -53,6 +60,13 @@ def add_train_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
         metavar="ONLINE.json",
         help="`routedllm eval --online --json` output: its graded answers become outcomes "
         "(repeatable)",
+    )
+    p.add_argument(
+        "--shadow",
+        action="append",
+        metavar="SHADOW.jsonl",
+        help="rows a ShadowHandler wrote (rows_path=, or `routedllm eval --online --shadow`): "
+        "agreement grades as outcomes, mirrors of one row averaged (repeatable)",
     )
     p.add_argument("--strong", metavar="ID", help="the dearer model of two")
     p.add_argument("--weak", metavar="ID", help="the cheaper model of two")
@@ -97,14 +111,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             ),
             f"{args.dataset} ({args.benchmark})",
         )
-    else:
+    elif args.dataset or not args.shadow:
         rows = dataset.load_rows(args.dataset)
+    else:
+        rows = []
+    if args.shadow:
+        rows = with_shadow(rows, args.shadow)
     if args.graded:
         rows = with_graded(rows, args.graded)
     data = dataset.EvalSet.from_rows(rows)
     if not data.has_outcomes:
         raise InvalidRequestError(
-            "no outcomes to learn from: give rows with 'outcomes', --benchmark, or --graded"
+            "no outcomes to learn from: give rows with 'outcomes', --benchmark, --graded "
+            "or --shadow"
         )
     order = _order(args, data, np)
     router = train(
@@ -223,3 +242,46 @@ def with_graded(rows: Sequence[WorkloadRow], paths: Sequence[str]) -> list[Workl
             WorkloadRow.model_validate({**row.model_dump(exclude_none=True), "outcomes": outcomes})
         )
     return out
+
+
+def with_shadow(rows: Sequence[WorkloadRow], paths: Sequence[str]) -> list[WorkloadRow]:
+    """``rows`` followed by the rows of the shadow files, rows of one id merged.
+
+    A model with several outcomes for one id (a row mirrored more than once, or graded in
+    ``rows`` too) gets the mean score, and the mean cost when every cost is known.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    scores: dict[str, dict[str, list[tuple[float, float | None]]]] = {}
+    for row in [*rows, *(r for path in paths for r in shadow_rows(path))]:
+        if row.id not in merged:
+            merged[row.id] = row.model_dump(exclude_none=True, exclude={"outcomes"})
+        for model, outcome in (row.outcomes or {}).items():
+            if outcome.score is not None:
+                scores.setdefault(row.id, {}).setdefault(model, []).append(
+                    (outcome.score, outcome.cost_usd)
+                )
+    out = []
+    for row_id, fields in merged.items():
+        outcomes = {}
+        for model, results in scores.get(row_id, {}).items():
+            costs = [c for _, c in results if c is not None]
+            outcomes[model] = {
+                "score": sum(s for s, _ in results) / len(results),
+                "cost_usd": sum(costs) / len(costs) if len(costs) == len(results) else None,
+            }
+        out.append(WorkloadRow.model_validate({**fields, "outcomes": outcomes or None}))
+    return out
+
+
+def shadow_rows(path: str) -> Iterator[WorkloadRow]:
+    """The rows of a shadow file (workload rows; one id may repeat, once per mirror)."""
+    try:
+        handle = files.open_regular(path, "shadow rows")
+    except files.FileProblem as exc:
+        raise InvalidRequestError(str(exc)) from None
+    origin = files.shown(path)
+    with io.BufferedReader(handle, 2**20) as buffered:
+        for number, line in enumerate(workload._lines(buffered, origin), 1):
+            if line.strip():
+                where = f"{origin}:{number}"
+                yield workload.row_of(workload.parse_line(line, where), where)

@@ -14,7 +14,7 @@ tag router's split), on the same held-out rows:
   **tag_router_tags** the same with each row's primary routedllm tag as its group;
 * **oracle**: the true per-row advantage, swept the same way, never sending a row to
   the strong model where it does worse (as the evaluation's oracle); **random**: the
-  straight line between the two models.
+  straight line between the two models on each split's held-out rows.
 
 Curves and figures are :mod:`routedllm.evaluation.metrics`'s. Rows tied on a router's
 advantage move together (one point per tie block), with advantages rounded to 1e-9 so
@@ -33,7 +33,7 @@ import numpy as np
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import learn, split
 from routedllm.evaluation.dataset import EvalSet
-from routedllm.evaluation.metrics import two_model_figures
+from routedllm.evaluation.metrics import advantage_curve, oracle_curve, two_model_figures
 from routedllm.learning.train import (
     TrainSettings,
     featurize,
@@ -48,15 +48,9 @@ FIGURES = ("apgr", "cpt50", "cpt80", "strong_share_at_95")
 
 
 def curve(advantage: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> list[tuple[float, float]]:
-    """(strong share, mean quality) sending the rows of highest advantage to the strong
-    model first, one point per block of tied advantages, from share 0 to 1."""
-    n = len(advantage)
-    adv = np.round(advantage, 9)
-    order = np.lexsort((np.arange(n), -adv))
-    gain = np.cumsum((strong - weak)[order])
-    ends = np.flatnonzero(np.diff(adv[order]) != 0).tolist() + [n - 1]
-    base = float(weak.sum())
-    return [(0.0, base / n)] + [((k + 1) / n, (base + float(gain[k])) / n) for k in ends]
+    """(strong share, mean quality), highest advantage first (see
+    :func:`routedllm.evaluation.metrics.advantage_curve`)."""
+    return advantage_curve(advantage, strong, weak)
 
 
 def split_figures(
@@ -86,7 +80,7 @@ def split_figures(
     feats = featurize(rows, data)
     by_tag = _grouped_by_tag(data)
     per: dict[str, list[dict[str, Any]]] = {
-        k: [] for k in ("learned", "tag_router", "tag_router_tags", "oracle")
+        k: [] for k in ("learned", "tag_router", "tag_router_tags", "oracle", "random")
     }
     for i in range(splits):
         tr, te = split(data, train_fraction, seed + i)
@@ -108,8 +102,8 @@ def split_figures(
             test_means = means[grouped.group_index[te]]
             adv = test_means[:, s] - test_means[:, w]
             per[key].append(_entry(adv, test_means, point, ys, yw, [w, s], target))
-        best = np.maximum(ys, yw)  # the oracle never sends a row where strong does worse
-        per["oracle"].append(two_model_figures(curve(ys - yw, best, yw), qw, qs))
+        per["oracle"].append(two_model_figures(oracle_curve(ys, yw), qw, qs))
+        per["random"].append(two_model_figures([(0.0, qw), (1.0, qs)], qw, qs))
         if progress is not None:
             progress(i + 1)
     out: dict[str, Any] = {
@@ -132,15 +126,9 @@ def split_figures(
                 "splits_meeting": sum(o["met"] for o in ops),
                 "splits": splits,
             }
-    qs_all, qw_all = float(data.scores[:, s].mean()), float(data.scores[:, w].mean())
-    out["random"] = {
-        "apgr": _stats([0.5]),
-        "cpt50": _stats([0.5]),
-        "cpt80": _stats([0.8]),
-        "strong_share_at_95": _stats([(0.95 * qs_all - qw_all) / (qs_all - qw_all)]),
-        "note": "a coin flip between the two models: straight line, so exact at any split "
-        "(strong share at 95% from the whole table's means)",
-    }
+    out["random"]["note"] = (
+        "a coin flip between the two models: the straight line between them on each split"
+    )
     return out
 
 

@@ -1,0 +1,80 @@
+"""`routedllm eval` with outcomes: every figure as mean +- sd over --splits random splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from routedllm.cli import main
+from routedllm.evaluation.calibrate import split
+from routedllm.evaluation.dataset import EvalSet
+from routedllm.workload import read_rows
+
+DATA = Path(__file__).parent / "data"
+ROWS = str(DATA / "learned_rows.jsonl")  # 240 rows, deepseek-v4-flash against gpt-4o
+PAIR = ("--strong", "gpt-4o", "--weak", "deepseek-v4-flash")
+
+
+def _eval(capsys, *argv: str) -> dict:
+    assert main(["eval", ROWS, *PAIR, "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_default_is_twenty_splits_with_a_spread_for_every_figure(capsys) -> None:
+    report = _eval(capsys)
+    spread = report["over_splits"]
+    assert spread["splits"] == 20 and spread["seeds"] == [0, 19]
+    names = {p["name"] for p in report["policies"] if p["kind"] != "calibrated sweep"}
+    assert names <= spread["policies"].keys()
+    for name in names:
+        for fig in ("cost_usd", "quality", "cost_ratio", "quality_retained"):
+            stats = spread["policies"][name][fig]
+            assert set(stats) == {"mean", "sd", "min", "max", "missing"}
+            assert stats["min"] - 1e-12 <= stats["mean"] <= stats["max"] + 1e-12
+    # held-out rows differ between splits, so the tag router's figures move
+    router = spread["two_model"]["tag_router"]
+    assert router["apgr"]["sd"] > 0 and router["apgr"]["max"] > router["apgr"]["min"]
+    for key in ("tag_router", "oracle", "random", "strong_only", "weak_only"):
+        assert spread["two_model"][key]["quality"]["missing"] == 0
+    for key in ("tag_router", "oracle", "random"):  # every column filled
+        for fig in ("apgr", "cpt50", "cpt80", "strong_share_at_95"):
+            assert spread["two_model"][key][fig]["mean"] is not None, (key, fig)
+    assert spread["frontier"]["aiq"]["mean"] > 0 and "oracle" in spread["frontier"]["aiq_by_kind"]
+    # the report's own fields stay those of the first split (backward compatible)
+    assert "apgr" in report["two_model"]["tag_router"]
+
+
+def test_the_spread_is_over_the_seeds_it_names(capsys) -> None:
+    """Split k of the spread is the one-split report with --seed k."""
+    spread = _eval(capsys, "--splits", "3", "--seed", "5")["over_splits"]
+    singles = [
+        _eval(capsys, "--splits", "1", "--seed", str(s))["two_model"]["tag_router"]["apgr"]
+        for s in (5, 6, 7)
+    ]
+    apgr = spread["two_model"]["tag_router"]["apgr"]
+    assert apgr["mean"] == pytest.approx(np.mean(singles))
+    assert apgr["sd"] == pytest.approx(np.std(singles, ddof=1))
+    assert (apgr["min"], apgr["max"]) == pytest.approx((min(singles), max(singles)))
+    one = _eval(capsys, "--splits", "1", "--seed", "5")
+    value = one["over_splits"]["policies"]["tag_router"]["quality"]
+    policy = next(p for p in one["policies"] if p["name"] == "tag_router")
+    assert value["mean"] == pytest.approx(policy["quality"]) and value["sd"] is None
+    data = EvalSet.from_rows(read_rows(ROWS))
+    assert split(data, 0.5, 5)[1].size == one["dataset"]["evaluated_rows"]
+
+
+def test_text_shows_mean_and_sd(capsys) -> None:
+    assert main(["eval", ROWS, *PAIR, "--splits", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "mean +- sd over 4 random splits (seeds 0-3)" in out
+    tag_router = next(line for line in out.splitlines() if line.startswith("tag_router "))
+    assert tag_router.count("+-") >= 4
+    assert "AIQ over one cost range for every kind" in out
+
+
+def test_splits_must_be_positive(capsys) -> None:
+    assert main(["eval", ROWS, "--splits", "0"]) != 0
+    assert "--splits must be at least 1, got 0" in capsys.readouterr().err
