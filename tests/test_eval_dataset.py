@@ -193,6 +193,15 @@ def test_from_jsonl_reads_as_from_rows(tmp_path: Path) -> None:
         '{"id": "a", "prompt": "x", "promt": "y"}',
         '{"id": "a", "prompt": "x", "expected_output_tokens": 0}',
         '{"id": "b", "prompt": "x"}\n{"id": "b", "prompt": "y"}',
+        '{"id": "b", "prompt": "x"}\n\n  \n{"id": "c", "prompt": "y"}\n{"id": "b", "prompt": "z"}',
+        '{"id": "a\\u0007", "prompt": "x", "tags": ["general"]}',  # a control character
+        '{"id": "  ", "prompt": "x", "tags": ["general"]}',
+        '{"id": "a", "prompt": "x", "tags": ["general"], "expected_output_tokens": 20000000}',
+        '{"id": "a", "prompt": "x", "tags": [{}]}',  # not a string (nor hashable)
+        '{"id": "a", "prompt": "x", "tags": ["code", ["general"]]}',
+        '{"id": "a", "messages": [{"content": "x"}], "tags": [["general"]]}',
+        '{"id": "a", "prompt": "x", "tags": ["general"], "outcomes": {"m": {"score": 1, '
+        '"cost_usd": 1e999}}}',
     ],
 )
 def test_from_jsonl_fails_as_read_rows(tmp_path: Path, line: str) -> None:
