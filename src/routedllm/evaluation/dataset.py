@@ -100,7 +100,7 @@ class EvalSet:
         """The rows at positions ``rows`` (an index array), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         return EvalSet(
-            ids=tuple(self.ids[i] for i in rows.tolist()),
+            ids=tuple(map(self.ids.__getitem__, rows.tolist())),
             tag_sets=self.tag_sets,
             tag_index=self.tag_index[rows],
             inferred=self.inferred[rows],
