@@ -276,16 +276,8 @@ class _Columns:
             kind = self._tag_kinds.get(key)
         except TypeError:  # a list or object among the tags
             return False
-        if kind is None:
-            if not key or not all(type(t) is str and t in VOCABULARY for t in key):
-                return False
-            found = validate_tags(key)
-            kind = self._kinds[False].get(found)
-            if kind is None:
-                kind = self._kinds[False][found] = self._kind(
-                    found, False, _group(row_id, {}, found, self.group_by)
-                )
-            self._tag_kinds[key] = kind
+        if kind is None and (not key or not all(type(t) is str and t in VOCABULARY for t in key)):
+            return False
         size = get("expected_output_tokens")
         if size is not None and (type(size) is not int or not 0 < size <= MAX_OUTPUT_TOKENS):
             return False
@@ -327,6 +319,14 @@ class _Columns:
                 return False
         elif outcomes is not None and outcomes != {}:
             return False
+        if kind is None:  # tags not seen yet; after the checks, as add() groups a good row
+            found = validate_tags(key)
+            kind = self._kinds[False].get(found)
+            if kind is None:
+                kind = self._kinds[False][found] = self._kind(
+                    found, False, _group(row_id, {}, found, self.group_by)
+                )
+            self._tag_kinds[key] = kind
         self.ids.append(row_id)
         self.kind_index.append(kind)
         chars = len(prompt)  # prompt_tokens(prompt), inlined
