@@ -1,6 +1,7 @@
 """Offline evaluation speed: replay of 1,000,000 rows, the outcome pipeline, reading JSONL.
 
-Figures, one run (``python benchmarks/eval_replay.py [ROWS] [--quick] [--json]``), printed
+Figures, one run (``python benchmarks/eval_replay.py [ROWS] [--quick] [--json]
+[--rounds N] [--against SRC] [--e2e-only]``), printed
 in the order 3, 4, 1, 2:
 
 1. catalog replay: ROWS synthetic rows (a mix of tag sets, log-normal prompt sizes) through
@@ -10,7 +11,8 @@ in the order 3, 4, 1, 2:
    (seeded split, calibration, the tag router's threshold sweep, oracle, random);
 3. ``routedllm eval FILE`` end to end on a JSONL file of ROWS rows (prompts of 20-400
    words, given tags, two outcomes each: 1.4 GB for a million), in a fresh interpreter:
-   wall time and peak resident memory;
+   wall time, CPU time and peak resident memory, over ``--rounds`` rounds, interleaved
+   with another checkout's ``--against SRC`` when given (``--e2e-only``: this figure alone);
 4. reading that file into an ``EvalSet`` against a plain ``json.loads`` of every line,
    side by side (best of 3 each): the ratio is what ``make bench-quick`` checks.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,20 +108,54 @@ def write_rows(path: Path, n: int) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def eval_end_to_end(path: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``routedllm eval PATH`` in a fresh interpreter."""
+def eval_end_to_end(path: Path, pythonpath: str | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of ``routedllm eval
+    PATH`` in a fresh interpreter (that child's own figures, from ``os.wait4``), with the
+    routedllm on ``pythonpath`` when given."""
+    env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "routedllm.cli", "eval", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise SystemExit(f"routedllm eval failed with exit code {proc.returncode}")
-    return elapsed, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    # ru_maxrss is in KiB on Linux
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def end_to_end_rounds(path: Path, rounds: int, against: str | None) -> None:
+    """Figure 3 over ``rounds`` rounds, interleaved with the routedllm under ``against``
+    (another checkout's src/) when given: each round's figures, then mean (min-max)."""
+    sources = {"this": None} | ({"against": _pythonpath(against)} if against else {})
+    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sources}
+    for i in range(rounds):
+        for name, pythonpath in sources.items():
+            wall, cpu, rss = eval_end_to_end(path, pythonpath)
+            figures[name].append((wall, cpu, rss))
+            print(f"round {i + 1} {name}: {wall:.2f} s wall, {cpu:.2f} s CPU, {rss:,.0f} MB")
+    for name, values in figures.items():
+        cells = [
+            f"{what} {statistics.fmean(v):.{d}f} ({min(v):.{d}f}-{max(v):.{d}f}) {unit}"
+            for what, unit, d, v in zip(
+                ("wall", "CPU", "peak"),
+                ("s", "s", "MB"),
+                (2, 2, 0),
+                zip(*values, strict=True),
+                strict=True,
+            )
+        ]
+        print(f"routedllm eval, {name}, {rounds} rounds: " + ", ".join(cells))
+
+
+def _pythonpath(src: str) -> str:
+    """PYTHONPATH with ``src`` in place of this checkout's sources."""
+    return os.pathsep.join([str(Path(src).resolve()), *sys.path[2:]])
 
 
 def json_pass(path: Path) -> None:
@@ -137,6 +174,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("rows", type=int, nargs="?", default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="reading 100,000 rows only")
     parser.add_argument("--json", action="store_true", help="print the ratio as JSON too")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of figure 3")
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="figure 3 also for the routedllm under SRC (another checkout's src/), "
+        "interleaved round by round",
+    )
+    parser.add_argument("--e2e-only", action="store_true", help="figure 3 alone")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.rows
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,11 +189,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         write_rows(path, n)
         size_mb = path.stat().st_size / 1e6
         if not args.quick:  # first: a child's peak RSS counts the pages it forked with
-            wall, rss = eval_end_to_end(path)
-            print(
-                f"routedllm eval on {n:,} rows ({size_mb:,.0f} MB): {wall:.2f} s, "
-                f"peak {rss:,.0f} MB"
-            )
+            print(f"routedllm eval on {n:,} rows ({size_mb:,.0f} MB):")
+            end_to_end_rounds(path, args.rounds, args.against)
+            if args.e2e_only:
+                return {}
         ours = best_of(lambda: EvalSet.from_jsonl(path))
         plain = best_of(lambda: json_pass(path))
     if not args.quick:

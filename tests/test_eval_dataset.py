@@ -193,6 +193,15 @@ def test_from_jsonl_reads_as_from_rows(tmp_path: Path) -> None:
         '{"id": "a", "prompt": "x", "promt": "y"}',
         '{"id": "a", "prompt": "x", "expected_output_tokens": 0}',
         '{"id": "b", "prompt": "x"}\n{"id": "b", "prompt": "y"}',
+        '{"id": "b", "prompt": "x"}\n\n  \n{"id": "c", "prompt": "y"}\n{"id": "b", "prompt": "z"}',
+        '{"id": "a\\u0007", "prompt": "x", "tags": ["general"]}',  # a control character
+        '{"id": "  ", "prompt": "x", "tags": ["general"]}',
+        '{"id": "a", "prompt": "x", "tags": ["general"], "expected_output_tokens": 20000000}',
+        '{"id": "a", "prompt": "x", "tags": [{}]}',  # not a string (nor hashable)
+        '{"id": "a", "prompt": "x", "tags": ["code", ["general"]]}',
+        '{"id": "a", "messages": [{"content": "x"}], "tags": [["general"]]}',
+        '{"id": "a", "prompt": "x", "tags": ["general"], "outcomes": {"m": {"score": 1, '
+        '"cost_usd": 1e999}}}',
     ],
 )
 def test_from_jsonl_fails_as_read_rows(tmp_path: Path, line: str) -> None:
@@ -232,3 +241,22 @@ def test_from_jsonl_without_orjson_reads_the_same(
     fast = EvalSet.from_jsonl(path)
     monkeypatch.setattr(dataset, "_LOADS", json.loads)
     _same(EvalSet.from_jsonl(path), fast)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"id": "a", "prompt": "x", "tags": ["code"]}',  # no field to group by
+        '{"id": "a", "prompt": "x", "tags": ["code"], "outcomes": {"m": {"score": 2}}}',
+        '{"id": "a", "prompt": "x", "tags": ["code"], "expected_output_tokens": -1}',
+    ],
+)
+def test_from_jsonl_groups_after_checking_as_from_rows(tmp_path: Path, line: str) -> None:
+    """A row that is bad and lacks the field to group by: the same first error."""
+    path = tmp_path / "w.jsonl"
+    path.write_text('{"id": "first", "prompt": "ok", "topic": "t"}\n' + line + "\n", "utf-8")
+    with pytest.raises(InvalidRequestError) as expected:
+        EvalSet.from_rows(read_rows(path), group_by="topic")
+    with pytest.raises(InvalidRequestError) as got:
+        EvalSet.from_jsonl(path, group_by="topic")
+    assert str(got.value) == str(expected.value)

@@ -13,9 +13,11 @@ import io
 import json
 import math
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from routedllm.core.tags import (
     validate_tags,
 )
 from routedllm.workload import (
+    MAX_OUTPUT_TOKENS,
     MAX_ROW_BYTES,
     WorkloadRow,
     decode_line,
@@ -97,7 +100,7 @@ class EvalSet:
         """The rows at positions ``rows`` (an index array), in that order."""
         rows = np.asarray(rows, dtype=np.int64)
         return EvalSet(
-            ids=tuple(self.ids[i] for i in rows.tolist()),
+            ids=tuple(map(self.ids.__getitem__, rows.tolist())),
             tag_sets=self.tag_sets,
             tag_index=self.tag_index[rows],
             inferred=self.inferred[rows],
@@ -165,18 +168,24 @@ class EvalSet:
             raise InvalidRequestError(str(exc)) from None
         handle = io.BufferedReader(raw, 1 << 20)  # 1 MiB reads: ~2x faster lines
         columns = _Columns(group_by, inference or Policy())
-        numbers = array("q")  # each row's line number
-        check = _FastCheck()
+        blanks = array("q")  # for each blank line, the number of rows before it
+        check, take, loads, ids = _FastCheck(), columns.take, _LOADS, columns.ids
         with handle:
             lines: Iterable[bytes] = handle if progress is None else progress(handle)
             for number, line in enumerate(lines, 1):
                 if line[:1] in _SPACE and not line.strip():
+                    blanks.append(len(ids))
                     continue
                 if len(line) > MAX_ROW_BYTES:
                     raise InvalidRequestError(
                         f"{path}:{number}: a row longer than {MAX_ROW_BYTES // 2**20} MiB"
                     )
-                data = _parse_line(line, path, number)
+                try:
+                    data = loads(line)
+                except ValueError:
+                    data = _parse_line(line, path, number)
+                if take(data):
+                    continue
                 args = check(data)
                 if args is None:
                     row = row_of(data, f"{path}:{number}")
@@ -193,13 +202,13 @@ class EvalSet:
                         },
                         row.model_extra or {},
                     )
-                numbers.append(number)
                 columns.add(*args)
         # Repeated ids are looked for once all rows are read: a set of a million ids at
         # once is several times faster than a lookup per row. The error is read_rows'.
-        if len(set(columns.ids)) != len(columns.ids):
+        if len(set(ids)) != len(ids):
             first: dict[str, int] = {}
-            for row_id, number in zip(columns.ids, numbers, strict=True):
+            for index, row_id in enumerate(ids):
+                number = index + 1 + bisect_right(blanks, index)  # its line's number
                 if first.setdefault(row_id, number) != number:
                     raise InvalidRequestError(
                         f"{path}:{number}: row id {row_id!r} repeats line {first[row_id]}"
@@ -229,6 +238,8 @@ class _Columns:
         self._valid_tags: dict[tuple[str, ...], tuple[str, ...]] = {}
         # a row without extra fields: its tags, given or inferred -> its kind
         self._kinds: tuple[dict[tuple[str, ...], int], ...] = ({}, {})
+        # rows of the common shape (see take): their tags as written -> their kind
+        self._tag_kinds: dict[tuple[Any, ...], int] = {}
 
     def given(self, row_id: str, tags: Sequence[str] | None) -> tuple[str, ...]:
         """A row's given tags, checked (``()`` for none: they are inferred)."""
@@ -242,6 +253,89 @@ class _Columns:
             except UnknownTagError as exc:
                 raise InvalidRequestError(f"row {row_id!r}: {exc}") from None
         return valid
+
+    def take(self, data: Any) -> bool:
+        """Count in parsed JSON that is a :class:`WorkloadRow` of the common shape as it
+        stands (a prompt, given tags, no extra field), checked in plain Python, and True;
+        False, with nothing counted, for anything else (:meth:`add` then takes it)."""
+        if type(data) is not dict or not data.keys() <= _FIELD_NAMES:
+            return False
+        get = data.get
+        row_id, prompt, tags = get("id"), get("prompt"), get("tags")
+        if (
+            type(row_id) is not str
+            or type(prompt) is not str
+            or type(tags) is not list
+            or get("messages") is not None
+            or not row_id.strip()
+            or not row_id.isprintable()
+        ):
+            return False
+        key = tuple(tags)
+        try:
+            kind = self._tag_kinds.get(key)
+        except TypeError:  # a list or object among the tags
+            return False
+        if kind is None and (not key or not all(type(t) is str and t in VOCABULARY for t in key)):
+            return False
+        size = get("expected_output_tokens")
+        if size is not None and (type(size) is not int or not 0 < size <= MAX_OUTPUT_TOKENS):
+            return False
+        reference, grader = get("reference"), get("grader")
+        if (reference is not None and type(reference) is not str) or (
+            grader is not None and type(grader) is not str
+        ):
+            return False
+        n = len(self.ids)
+        outcomes = get("outcomes")
+        if outcomes:  # counted now, taken back if one is not as it stands
+            if type(outcomes) is not dict:
+                return False
+            model_ids, o_score, o_cost = self.model_ids, self.o_score, self.o_cost
+            before = len(o_score)
+            for model, outcome in outcomes.items():
+                if type(outcome) is not dict:
+                    break
+                score, cost = outcome.get("score"), outcome.get("cost_usd")
+                if (type(score) is not float and type(score) is not int) or not 0 <= score <= 1:
+                    break
+                if cost is None:
+                    cost = math.nan
+                elif (type(cost) is not float and (type(cost) is not int or cost >= 2**63)) or (
+                    not 0 <= cost < math.inf
+                ):
+                    break
+                col = model_ids.get(model)
+                if col is None:
+                    col = model_ids[model] = len(model_ids)
+                o_score.append(score)
+                o_cost.append(cost)
+                self.o_col.append(col)
+            else:
+                self.o_row.extend(repeat(n, len(o_score) - before))
+                outcomes = None
+            if outcomes is not None:
+                del o_score[before:], o_cost[before:], self.o_col[before:]
+                return False
+        elif outcomes is not None and outcomes != {}:
+            return False
+        if kind is None:  # tags not seen yet; after the checks, as add() groups a good row
+            found = validate_tags(key)
+            kind = self._kinds[False].get(found)
+            if kind is None:
+                kind = self._kinds[False][found] = self._kind(
+                    found, False, _group(row_id, {}, found, self.group_by)
+                )
+            self._tag_kinds[key] = kind
+        self.ids.append(row_id)
+        self.kind_index.append(kind)
+        chars = len(prompt)  # prompt_tokens(prompt), inlined
+        if prompt.isascii():
+            self.in_tokens.append((chars + 3) // 4 + 4)
+        else:
+            self.in_tokens.append(prompt_tokens(prompt))
+        self.out_tokens.append(size or 0)
+        return True
 
     def add(
         self,
@@ -371,6 +465,24 @@ _SPACE = b" \t\r\n\f\v"
 _FIELD_NAMES = frozenset(WorkloadRow.model_fields)
 
 
+def _good_outcomes(outcomes: Iterable[Any]) -> bool:
+    """Whether parsed outcomes are :class:`~routedllm.workload.Outcome` values as they stand:
+    a score in [0, 1] and a finite cost >= 0 or none, of exact number types."""
+    for outcome in outcomes:
+        if type(outcome) is not dict:
+            return False
+        score: Any = outcome.get("score")
+        if (type(score) is not float and type(score) is not int) or not 0 <= score <= 1:
+            return False
+        cost: Any = outcome.get("cost_usd")
+        if cost is not None and (
+            (type(cost) is not float and (type(cost) is not int or cost >= 2**63))
+            or not 0 <= cost < math.inf  # NaN and 1e999 (read as inf by json) refused
+        ):
+            return False
+    return True
+
+
 class _FastCheck:
     """The arguments of :meth:`_Columns.add` for parsed JSON that is a :class:`WorkloadRow`
     as it stands, checked in plain Python; None for anything else.
@@ -389,7 +501,7 @@ class _FastCheck:
             return None
         get = data.get
         row_id = get("id")
-        if type(row_id) is not str or not row_id:
+        if type(row_id) is not str or not row_id.strip() or not row_id.isprintable():
             return None
         prompt, messages = get("prompt"), get("messages")
         if messages is None:
@@ -408,7 +520,7 @@ class _FastCheck:
         elif tags is not None and type(tags) is not list:
             return None
         size = get("expected_output_tokens")
-        if size is not None and (type(size) is not int or size <= 0):
+        if size is not None and (type(size) is not int or not 0 < size <= MAX_OUTPUT_TOKENS):
             return None
         reference, grader = get("reference"), get("grader")
         if (reference is not None and type(reference) is not str) or (
@@ -417,19 +529,8 @@ class _FastCheck:
             return None
         outcomes = get("outcomes")
         if outcomes is not None:
-            if type(outcomes) is not dict:
+            if type(outcomes) is not dict or not _good_outcomes(outcomes.values()):
                 return None
-            for outcome in outcomes.values():
-                if type(outcome) is not dict:
-                    return None
-                score: Any = outcome.get("score")
-                if (type(score) is not float and type(score) is not int) or not 0 <= score <= 1:
-                    return None
-                cost: Any = outcome.get("cost_usd")
-                if cost is not None and (
-                    (type(cost) is not float and type(cost) is not int) or not cost >= 0
-                ):
-                    return None
         extra: Mapping[str, Any] = {}
         if not data.keys() <= _FIELD_NAMES:
             extra = {k: v for k, v in data.items() if k not in _FIELD_NAMES}
@@ -440,8 +541,10 @@ class _FastCheck:
     def _given(self, tags: list[Any]) -> tuple[str, ...] | None:
         """The tags checked and deduplicated; None when one is not a known tag name."""
         key = tuple(tags)
+        if not all(type(t) is str for t in key):  # a list or object is not hashed
+            return None
         if key not in self._tags:
-            ok = all(type(t) is str and t in VOCABULARY for t in key)
+            ok = all(t in VOCABULARY for t in key)
             self._tags[key] = validate_tags(key) if ok else None
         return self._tags[key]
 
