@@ -7,8 +7,11 @@ every upstream attempt becomes one CallRecord under the model it called, priced 
 catalog and delivered to the same sinks as the LangChain handler: successes from LiteLLM's
 success events, failed attempts from its per-attempt deployment hook. A request refused
 before any model was called (by routedllm, a budget, or because every model of its chain
-is cooling down) is one record under its routed group, with the reason. This module
-imports litellm; ``routedllm.adapters.litellm`` loads it only when the handler is used.
+is cooling down) is one record under its routed group, with the reason. Each attempt is
+bounded by a total deadline (:mod:`routedllm.adapters.litellm.deadlines`), a stream cut
+short is recorded as ``truncated``, and the error a proxy client gets back is scrubbed of
+every key the call knows. This module imports litellm; ``routedllm.adapters.litellm``
+loads it only when the handler is used.
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ class LiteLLMHandler(CustomLogger):
     tokens and its error type as outcome), cost from the catalog (LiteLLM's 0.0 for an
     unpriced model is ignored), time to first token for streams only, the task tags,
     policy and the decision's first choice as ``requested_model``; error text without the
-    gateway key (the catalog's ``api_key_env``). Register it with
+    gateway key (the catalog's ``api_key_env``). ``deadlines=False`` leaves attempts to
+    LiteLLM's per-read timeouts alone. Register it with
     ``litellm.callbacks = [handler]``, or on the proxy with ``routedllm.adapters.litellm.handler``.
     """
 
@@ -341,6 +345,19 @@ class LiteLLMHandler(CustomLogger):
             )
 
     # -- logging ----------------------------------------------------------------------------
+    async def async_logging_hook(
+        self, kwargs: dict[str, Any], result: Any, call_type: str
+    ) -> tuple[dict[str, Any], Any]:
+        """LiteLLM's own loggers (spend logs, Langfuse, ...) see the routed group as the
+        ``model_group`` of a routed call's standard logging payload; ``model`` and
+        ``model_id`` stay the deployment that answered. Only the payload is changed: the
+        router's own bookkeeping (cooldowns, fallbacks) keeps the concrete group."""
+        group = _str(_routed(kwargs).get("group"))
+        slo = kwargs.get("standard_logging_object")
+        if group is not None and isinstance(slo, dict) and slo.get("model_group") != group:
+            kwargs["standard_logging_object"] = {**slo, "model_group": group}
+        return kwargs, result
+
     # LiteLLM passes these four by keyword: the parameter names must stay exactly these.
     def log_success_event(
         self,

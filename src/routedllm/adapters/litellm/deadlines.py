@@ -7,7 +7,10 @@ model (``attempt_timeout_s`` unset) applies instead: a plain attempt must have i
 response within ``timeout`` of being sent; a stream must have its first chunk with
 content (text, a tool call or a finish reason) within ``stream_timeout``; after that a
 started stream runs on (a long answer is not a fault; LiteLLM's per-read limit still
-applies). A passed deadline raises ``httpx.ReadTimeout``, which LiteLLM maps to its
+applies). The response head is bounded by a timer; the body is checked as each chunk
+arrives, so a body that stops sending altogether ends by LiteLLM's own read timeout (the
+bound: the deadline plus at most one read timeout). A passed deadline raises
+``httpx.ReadTimeout``, which LiteLLM maps to its
 ``Timeout``, so the router moves to the next model and the attempt is recorded as one.
 
 The bound is put in the request's ``client``: an ``openai.AsyncOpenAI`` whose transport
@@ -75,21 +78,13 @@ class _DeadlineBody(httpx.AsyncByteStream):
         self._tail = b""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        chunks = aiter(self._inner)
+        # Checked as each chunk arrives (no timer task per read, which would cost every
+        # request): a body that stops sending altogether is ended by LiteLLM's own read
+        # timeout, so the bound is the deadline plus at most one read timeout.
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if self._deadline is None:
-                    chunk = await anext(chunks)
-                else:
-                    left = self._deadline - loop.time()
-                    if left <= 0:
-                        raise TimeoutError
-                    chunk = await asyncio.wait_for(anext(chunks), left)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise _passed(self._request, self._budget, self._stream) from None
+        async for chunk in self._inner:
+            if self._deadline is not None and loop.time() > self._deadline:
+                raise _passed(self._request, self._budget, self._stream)
             if self._stream and self._deadline is not None:
                 window = self._tail + chunk
                 if _CONTENT.search(window):
