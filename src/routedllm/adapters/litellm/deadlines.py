@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -105,7 +106,10 @@ def _passed(request: httpx.Request, budget: float, stream: bool) -> httpx.ReadTi
     )
 
 
-_clients: dict[tuple[Any, ...], Any] = {}
+# one client per deployment and event loop (a client's connections belong to its loop)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 _clients_lock = threading.Lock()
 
 
@@ -125,8 +129,10 @@ def bounded_client(kwargs: Mapping[str, Any]) -> Any:
     stream_s = _seconds(kwargs.get("stream_timeout")) or timeout
     base_url, api_key = kwargs.get("api_base"), kwargs.get("api_key")
     key = (base_url, api_key, timeout, stream_s)
+    loop = asyncio.get_running_loop()
     with _clients_lock:
-        client = _clients.get(key)
+        clients = _clients.setdefault(loop, {})
+        client = clients.get(key)
         if client is None:
             import openai
 
@@ -138,7 +144,7 @@ def bounded_client(kwargs: Mapping[str, Any]) -> Any:
                 http_client=httpx.AsyncClient(transport=transport, timeout=timeout),  # type: ignore[arg-type]
                 max_retries=0,  # LiteLLM's router retries, and records each attempt
             )
-            _clients[key] = client
+            clients[key] = client
         return client
 
 
