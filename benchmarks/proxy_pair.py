@@ -13,7 +13,9 @@ In each round all three are loaded at the same time for ``SECONDS``, each with
 ``CONCURRENCY`` requests in flight (whose clients start first rotates), so all see the
 same background load. Per round: requests per second, and CPU milliseconds per request
 of each proxy's process group (from /proc), which background load moves far less than
-wall-clock throughput. Then the median, worst, mean and spread of the ratios.
+wall-clock throughput. Then the median, worst, mean and spread of the per-round ratios,
+and the ratios pooled over all rounds (total requests over total time, total CPU over
+total requests), which one unlucky round moves little.
 
 Run: ``python benchmarks/proxy_pair.py [ROUNDS] [SECONDS] [CONCURRENCY]``
 (Linux; needs ``routedllm[litellm-proxy]``; about three minutes with the defaults).
@@ -219,6 +221,7 @@ def main(rounds: int = 9, seconds: float = 8.0, concurrency: int = 10) -> None:
             "throughput r/p  CPU p/r  CPU l/r"
         )
         ratios: list[float] = []
+        totals = {side: [0, 0.0, 0.0] for side in procs}  # answered, seconds, CPU seconds
         cpu_ratios: list[float] = []
         cpu_vs_logger: list[float] = []
         for index in range(rounds):
@@ -230,6 +233,10 @@ def main(rounds: int = 9, seconds: float = 8.0, concurrency: int = 10) -> None:
                 for side, (_, pid) in procs.items()
             }
             routed_requests += answered["routed"][0]
+            for side, (done, took) in answered.items():
+                totals[side][0] += done
+                totals[side][1] += took
+                totals[side][2] += cpu[side] * done / 1000
             rate = {side: done / took for side, (done, took) in answered.items()}
             ratios.append(rate["routed"] / rate["plain"])
             cpu_ratios.append(cpu["plain"] / cpu["routed"])
@@ -251,6 +258,15 @@ def main(rounds: int = 9, seconds: float = 8.0, concurrency: int = 10) -> None:
     print(spread("throughput routed/plain", ratios))
     print(spread("CPU per request plain/routed", cpu_ratios))
     print(spread("CPU per request logger/routed", cpu_vs_logger))
+    # pooled over all rounds: one figure per side, which a single noisy round moves little
+    rate = {side: done / took for side, (done, took, _) in totals.items()}
+    cpu_ms = {side: 1000 * used / max(done, 1) for side, (done, _, used) in totals.items()}
+    print(
+        f"pooled over {rounds} rounds: throughput routed/plain "
+        f"{rate['routed'] / rate['plain']:.3f}, CPU per request plain/routed "
+        f"{cpu_ms['plain'] / cpu_ms['routed']:.3f}, logger/routed "
+        f"{cpu_ms['logger'] / cpu_ms['routed']:.3f}"
+    )
     print(f"{lines} ledger lines for {routed_requests} routed requests")
 
 

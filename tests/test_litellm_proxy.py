@@ -166,8 +166,8 @@ def start_proxy(
             LITELLM_TELEMETRY_DISABLED="true",
             LITELLM_DONT_SHOW_FEEDBACK_BOX="true",
             ROUTEDLLM_LEDGER=str(ledger),
-            **(env or {}),
         )
+        proxy_env.update(env or {})
         command = [
             str(_console_script()),
             "--config",

@@ -7,8 +7,11 @@ every upstream attempt becomes one CallRecord under the model it called, priced 
 catalog and delivered to the same sinks as the LangChain handler: successes from LiteLLM's
 success events, failed attempts from its per-attempt deployment hook. A request refused
 before any model was called (by routedllm, a budget, or because every model of its chain
-is cooling down) is one record under its routed group, with the reason. This module
-imports litellm; ``routedllm.adapters.litellm`` loads it only when the handler is used.
+is cooling down) is one record under its routed group, with the reason. Each attempt is
+bounded by a total deadline (:mod:`routedllm.adapters.litellm.deadlines`), a stream cut
+short is recorded as ``truncated``, and the error a proxy client gets back is scrubbed of
+every key the call knows. This module imports litellm; ``routedllm.adapters.litellm``
+loads it only when the handler is used.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sys
 import threading
 import uuid
 from collections import OrderedDict
@@ -47,6 +51,7 @@ from routedllm.records.schema import (
 )
 from routedllm.records.schema import text_or_none as _str
 from routedllm.records.sinks import Sink, deliver, sinks_for
+from routedllm.reliability.attempts import TRUNCATED
 from routedllm.reliability.secrets import Scrubber
 
 logger = logging.getLogger("routedllm")
@@ -65,6 +70,7 @@ _ENDPOINTS = {
     "responses": "the Responses API",
     "anthropic_messages": "/v1/messages",
 }
+_NO_FINISH = "Stream ended before a finish_reason was received"  # LiteLLM's words
 COOLDOWN = "cooldown"
 """The outcome of a request refused because every model of its chain was cooling down."""
 GROUP_HEADER = "x-litellm-model-group"
@@ -123,7 +129,8 @@ class LiteLLMHandler(CustomLogger):
     tokens and its error type as outcome), cost from the catalog (LiteLLM's 0.0 for an
     unpriced model is ignored), time to first token for streams only, the task tags,
     policy and the decision's first choice as ``requested_model``; error text without the
-    gateway key (the catalog's ``api_key_env``). Register it with
+    gateway key (the catalog's ``api_key_env``). ``deadlines=False`` leaves attempts to
+    LiteLLM's per-read timeouts alone. Register it with
     ``litellm.callbacks = [handler]``, or on the proxy with ``routedllm.adapters.litellm.handler``.
     """
 
@@ -138,8 +145,10 @@ class LiteLLMHandler(CustomLogger):
         memory: MemorySink | None = None,
         budgets: ProxyBudgets | None = None,
         learned_router: Any = None,
+        deadlines: bool = True,
     ) -> None:
         super().__init__()
+        self.deadlines = deadlines
         self.budgets = budgets
         self.catalog = Catalog.from_env() if catalog is None else catalog
         self.policy = Policy() if policy is None else policy
@@ -232,6 +241,22 @@ class LiteLLMHandler(CustomLogger):
             return f"routedllm: {exc}"
         return data
 
+    async def async_pre_call_deployment_hook(
+        self, kwargs: dict[str, Any], call_type: Any
+    ) -> dict[str, Any] | None:
+        """Bound the attempt about to be sent by a total deadline, not only per read: a
+        plain answer within its ``timeout``, a stream's first content within its
+        ``stream_timeout`` (:mod:`routedllm.adapters.litellm.deadlines`)."""
+        if not self.deadlines or str(getattr(call_type, "value", call_type)) != "acompletion":
+            return None
+        from routedllm.adapters.litellm.deadlines import bounded_client
+
+        client = bounded_client(kwargs)
+        if client is None:
+            return None
+        kwargs["client"] = client
+        return kwargs
+
     async def async_post_call_response_headers_hook(
         self,
         data: dict,
@@ -258,8 +283,18 @@ class LiteLLMHandler(CustomLogger):
         user_api_key_dict: Any,
         traceback_str: str | None = None,
     ) -> Any:
-        """A routed request failed: give its budget holds back, and record a request whose
-        whole chain was cooling down (no model was called, so no attempt says so)."""
+        """A request failed: scrub every key it knows from the error the client gets back;
+        for a routed request, give its budget holds back and record it when its whole chain
+        was cooling down (no model was called, so no attempt says so).
+
+        The proxy builds the client's error body (plain or a stream's error event) from this
+        same exception object after the hook, so scrubbing it in place is what the client
+        sees, with its status code, type and headers unchanged.
+        """
+        try:
+            self.scrub_exception(original_exception, request_data)
+        except Exception:  # never in the way of the proxy's answer
+            logger.exception("routedllm: could not scrub the error returned to the client")
         routed = _mapping(_mapping(request_data.get("metadata")).get(META_KEY))
         if not routed or routed.get("rejected"):
             return None
@@ -310,6 +345,19 @@ class LiteLLMHandler(CustomLogger):
             )
 
     # -- logging ----------------------------------------------------------------------------
+    async def async_logging_hook(
+        self, kwargs: dict[str, Any], result: Any, call_type: str
+    ) -> tuple[dict[str, Any], Any]:
+        """LiteLLM's own loggers (spend logs, Langfuse, ...) see the routed group as the
+        ``model_group`` of a routed call's standard logging payload; ``model`` and
+        ``model_id`` stay the deployment that answered. Only the payload is changed: the
+        router's own bookkeeping (cooldowns, fallbacks) keeps the concrete group."""
+        group = _str(_routed(kwargs).get("group"))
+        slo = kwargs.get("standard_logging_object")
+        if group is not None and isinstance(slo, dict) and slo.get("model_group") != group:
+            kwargs["standard_logging_object"] = {**slo, "model_group": group}
+        return kwargs, result
+
     # LiteLLM passes these four by keyword: the parameter names must stay exactly these.
     def log_success_event(
         self,
@@ -457,12 +505,14 @@ class LiteLLMHandler(CustomLogger):
             usage = None if streamed else NO_TOKENS
             error = kwargs.get("exception")
             info = _mapping(slo.get("error_information"))
+            text = _str(slo.get("error_str")) or (None if error is None else str(error))
             fields["outcome"] = (
                 _str(routed.get("rejected"))
+                or (TRUNCATED if _truncated(text) else None)
                 or _str(info.get("error_class"))
                 or (type(error).__name__ if error is not None else "error")
             )
-            fields["error"] = self._error_text(_str(slo.get("error_str")) or error, kwargs)
+            fields["error"] = self._error_text(text or error, kwargs)
         ts = dt.datetime.fromtimestamp(started, dt.UTC) if started else dt.datetime.now(dt.UTC)
         return build_record(
             self.catalog,
@@ -502,6 +552,22 @@ class LiteLLMHandler(CustomLogger):
             **_routing(meta, meta.get("tags"), meta.get("model_group")),
         )
 
+    def scrub_exception(self, exc: BaseException, call: Mapping[str, Any]) -> BaseException:
+        """``exc`` (and its cause chain) with every key ``call`` and the proxy's deployments
+        know replaced by ``[redacted]``, in every encoding; in place."""
+        scrubber = Scrubber([*_call_secrets(call, gateway_key(self.catalog)), *_deployment_keys()])
+        if not scrubber:
+            return exc
+        scrubber.exception(exc)
+        for error in _chain(exc):  # LiteLLM's own fields the proxy may show the client
+            for name in _LITELLM_ERROR_FIELDS:
+                if name in getattr(error, "__dict__", {}):
+                    try:
+                        setattr(error, name, scrubber.value(error.__dict__[name]))
+                    except (AttributeError, TypeError):
+                        pass
+        return exc
+
     def _error_text(self, error: object, call: Mapping[str, Any]) -> str | None:
         """A record's error text with every key the call knows scrubbed, in every encoding."""
         if error is None:
@@ -537,6 +603,36 @@ def _call_secrets(call: Mapping[str, Any], gateway: str | None) -> list[str]:
     return found
 
 
+_LITELLM_ERROR_FIELDS = ("litellm_debug_info", "provider_specific_fields", "original_message")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions of its cause/context chain (each once)."""
+    found: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found
+
+
+def _deployment_keys() -> list[str]:
+    """The ``api_key`` of every deployment of the running proxy's router (resolved from
+    ``os.environ/...``), so an upstream echoing another deployment's key is scrubbed too.
+    Empty outside the proxy (the proxy module is never imported for this)."""
+    server = sys.modules.get("litellm.proxy.proxy_server")
+    router = getattr(server, "llm_router", None)
+    keys = []
+    for entry in getattr(router, "model_list", None) or ():
+        key = _mapping(_mapping(entry).get("litellm_params")).get("api_key")
+        if isinstance(key, str) and not key.startswith("os.environ/"):
+            keys.append(key)
+    return keys
+
+
 def policy_from(value: str | None) -> Policy:
     """A policy from a preset name or a YAML file of Policy fields; None: the default."""
     if not value:
@@ -559,6 +655,7 @@ def policy_from(value: str | None) -> Policy:
 # -- helpers --------------------------------------------------------------------------------
 _PROXY_HOOKS = (
     "async_pre_call_hook",
+    "async_pre_call_deployment_hook",
     "async_post_call_response_headers_hook",
     "async_post_call_failure_hook",
 )
@@ -569,6 +666,12 @@ def _is_cooldown(error: Any) -> bool:
     return type(error).__name__ == "RouterRateLimitError" or (
         error is not None and "No deployments available" in str(error)[:300]
     )
+
+
+def _truncated(error: str | None) -> bool:
+    """True for LiteLLM's error for a stream that closed without a finish reason: cut short,
+    recorded as ``truncated`` (as the LangChain path records it), not as any other error."""
+    return error is not None and _NO_FINISH in error
 
 
 def _routed(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
