@@ -825,6 +825,19 @@ class RoutedChatModel(BaseChatOpenAI):
             generation_info=traced_as(None, attempt.model),
         )
 
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        """LangChain's rule, without testing routedllm's own RunContext handler against its
+        streaming-handler protocol (a costly runtime ``isinstance``): it never streams."""
+        if run_manager is not None and all(type(h) is RunContext for h in run_manager.handlers):
+            run_manager = None
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
     def _get_invocation_params(
         self, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
