@@ -903,7 +903,8 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatGenerationChunk | None:
         chunk, problem = _believable_usage(chunk)
         try:
-            chunk = self._tool_names.drop_repeats(chunk)
+            if _tool_deltas(chunk):  # the private attribute's lookup is not free per chunk
+                chunk = self._tool_names.drop_repeats(chunk)
             gen = super()._convert_chunk_to_generation_chunk(
                 chunk, default_chunk_class, base_generation_info
             )
@@ -1139,6 +1140,19 @@ def catalog_data(catalog: Catalog) -> dict[str, Any]:
         "catalog": catalog.info.model_dump(mode="json", exclude_defaults=True),
         "models": [card.model_dump(mode="json", exclude_defaults=True) for card in catalog],
     }
+
+
+def _tool_deltas(chunk: Any) -> bool:
+    """True when a streamed chunk's choices carry tool-call deltas (what
+    :meth:`_ToolNames.drop_repeats` reads)."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and delta.get("tool_calls"):
+            return True
+    return False
 
 
 def _index(value: Any, default: int) -> int:
