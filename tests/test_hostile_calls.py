@@ -36,6 +36,7 @@ from routedllm.core.requests import input_token_bound
 from routedllm.core.tags import message_features
 from routedllm.records.ledger import read_ledger
 from routedllm.records.routed import RoutedCall, call_of
+from routedllm.records.schema import scrub
 from routedllm.reliability.budget import MAX_AMOUNT_USD, BudgetLimits
 from routedllm.reliability.secrets import Scrubber, encodings
 from routedllm.testing import ModelSpec, Upstream
@@ -431,6 +432,25 @@ def test_the_scrubber_covers_encodings_and_leaves_short_strings_alone() -> None:
     assert "sk-planted" not in repr(scrub.value(nested))
 
 
+@pytest.mark.parametrize("prefix", [b"", b"u:", b"user:", b'{"api_key": "'])
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_a_key_inside_a_longer_base64_blob_is_caught_at_any_offset(
+    prefix: bytes, encode: Callable[[bytes], bytes]
+) -> None:
+    """``Authorization: Basic base64(user:key)`` or a base64'd JSON body: the key's bytes
+    start at any offset mod 3 of the blob, and its characters there differ per offset."""
+    blob = encode(prefix + KEY.encode() + b'", "n": 1}').decode()
+    said = f"upstream echoed Basic {blob} back"
+    assert Scrubber([KEY]).holds_secret(said)
+    scrubbed = Scrubber([KEY]).text(said)
+    assert "[redacted]" in scrubbed and not Scrubber([KEY]).holds_secret(scrubbed)
+    assert scrub(said, KEY) == scrubbed  # records scrub the same forms
+    assert (
+        Scrubber([KEY]).text(f"Basic {encode(b'user:other-key-0000').decode()}").count("[redacted]")
+        == 0
+    )
+
+
 # == 3. usage that cannot be believed ===========================================================
 BAD_USAGE = {
     "negative": {"prompt_tokens": -5, "completion_tokens": 3},
@@ -494,7 +514,12 @@ def test_a_settle_above_the_maximum_changes_nothing_and_says_so() -> None:
 # == 4. every attempt that reached the upstream is recorded =====================================
 @pytest.mark.loopback
 @pytest.mark.allow_hosts(["127.0.0.1"])
-def test_an_ainvoke_cancelled_after_sending_is_recorded_and_charged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("streaming", [False, True], ids=["plain", "streaming"])
+def test_an_ainvoke_cancelled_after_sending_is_recorded_and_charged(
+    streaming: bool, tmp_path: Path
+) -> None:
+    """A task cancelled while its request is out: one ``cancelled`` ledger line, charged the
+    estimate, the hold released; a model built with ``streaming=True`` alike."""
     first = ranking()[0]
     ledger = tmp_path / "ledger.jsonl"
     budget = LocalBudget(BudgetLimits(max_run_usd=10.0))
@@ -505,6 +530,7 @@ def test_an_ainvoke_cancelled_after_sending_is_recorded_and_charged(tmp_path: Pa
             api_key=KEY,
             catalog=CATALOG,
             budget=budget,
+            streaming=streaming,
             callbacks=[CostLatencyHandler(ledger_path=ledger, catalog=CATALOG)],
         )
         task = asyncio.create_task(llm.ainvoke(PROMPT))

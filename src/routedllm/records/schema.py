@@ -436,7 +436,21 @@ def encodings(secret: str) -> set[str]:
     for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
         text = encoded.decode("ascii")
         forms.update({text, text.rstrip("=")})
+    forms.update(_base64_inner(raw))
     return {form for form in forms if len(form) >= MIN_SECRET}
+
+
+def _base64_inner(raw: bytes) -> set[str]:
+    """The base64 characters that depend on ``raw`` alone wherever it starts in a longer
+    encoded blob (``Basic user:key``, a base64'd JSON body): one run per offset mod 3,
+    standard and URL-safe, without the edge characters its neighbours also shape."""
+    runs: set[str] = set()
+    for shift in range(3):
+        start = -(-8 * shift // 6)  # first character holding only bits of raw
+        end = 8 * (shift + len(raw)) // 6  # past the last such character
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            runs.add(encode(bytes(shift) + raw).decode("ascii")[start:end])
+    return runs
 
 
 def scrub(text: str, secret: str | None) -> str:

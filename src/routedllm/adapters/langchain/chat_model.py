@@ -33,6 +33,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, conv
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.tools import BaseTool
+from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
@@ -418,6 +419,22 @@ class RoutedChatModel(BaseChatOpenAI):
             await asyncio.sleep(routed)
         return self._loop(call, routed)
 
+    def _should_stream(
+        self,
+        *,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> bool:
+        """An invoke that should stream (``streaming=True``, ``stream=True``, a streaming
+        handler) is streamed by ``_generate`` / ``_agenerate`` instead of LangChain's
+        invoke path, which calls ``_astream`` without the run: holding the run, a cancelled
+        ``ainvoke`` closes it with ``on_llm_error``, so handlers record the attempt sent.
+        ``(a)stream()`` asks without a run manager and gets LangChain's answer."""
+        if run_manager is not None:
+            return False
+        return super()._should_stream(async_api=async_api, **kwargs)
+
     # -- the hooks ----------------------------------------------------------------------------
     # Each hook routes, then drives the attempt loop; what to do after a failed or cancelled
     # attempt is in _failed / _cancelled (and their async twins), the only I/O being the
@@ -430,8 +447,9 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming:  # the OpenAI base would stream through our _stream: do it here
-            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        if super()._should_stream(async_api=False, run_manager=run_manager, **kwargs):
+            streamed = generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+            return _with_run_id(streamed, run_manager)
         try:
             loop = self._routed(
                 self._begin(messages, run_manager, kwargs, streamed=False, is_async=False)
@@ -465,8 +483,18 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.streaming:
-            return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+        if super()._should_stream(async_api=True, run_manager=run_manager, **kwargs):
+            try:
+                streamed = await agenerate_from_stream(
+                    self._astream(messages, stop, run_manager, **kwargs)
+                )
+                return _with_run_id(streamed, run_manager)
+            except Exception:
+                raise
+            except BaseException as exc:  # cancelled: ainvoke()'s gather drops the run
+                if run_manager is not None:
+                    await _shielded(run_manager.on_llm_error(exc))
+                raise
         try:
             loop = await self._arouted(
                 self._begin(messages, run_manager, kwargs, streamed=False, is_async=True)
@@ -1170,6 +1198,18 @@ async def _aclose(stream: AsyncIterator[Any]) -> None:
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()
+
+
+def _with_run_id(
+    result: ChatResult, run: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+) -> ChatResult:
+    """A streamed invoke's message gets the id LangChain's own streamed invoke gives it
+    (``lc_run--<run id>``) when the upstream's chunks carried none."""
+    if run is not None:
+        for generation in result.generations:
+            if generation.message.id is None:
+                generation.message.id = f"{LC_ID_PREFIX}-{run.run_id}"
+    return result
 
 
 async def _shielded(awaitable: Any) -> None:
