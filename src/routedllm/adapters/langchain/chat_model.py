@@ -435,6 +435,19 @@ class RoutedChatModel(BaseChatOpenAI):
             return False
         return super()._should_stream(async_api=async_api, **kwargs)
 
+    def _streams_invoke(
+        self,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: Mapping[str, Any],
+    ) -> bool:
+        """LangChain's rule for an invoke, without testing routedllm's own RunContext
+        handler against its streaming-handler protocol (a costly runtime ``isinstance``
+        per call): it never streams."""
+        if run_manager is not None and all(type(h) is RunContext for h in run_manager.handlers):
+            run_manager = None
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
     # -- the hooks ----------------------------------------------------------------------------
     # Each hook routes, then drives the attempt loop; what to do after a failed or cancelled
     # attempt is in _failed / _cancelled (and their async twins), the only I/O being the
@@ -447,7 +460,7 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if super()._should_stream(async_api=False, run_manager=run_manager, **kwargs):
+        if self._streams_invoke(False, run_manager, kwargs):
             streamed = generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
             return _with_run_id(streamed, run_manager)
         try:
@@ -483,7 +496,7 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if super()._should_stream(async_api=True, run_manager=run_manager, **kwargs):
+        if self._streams_invoke(True, run_manager, kwargs):
             try:
                 streamed = await agenerate_from_stream(
                     self._astream(messages, stop, run_manager, **kwargs)
@@ -852,19 +865,6 @@ class RoutedChatModel(BaseChatOpenAI):
             ),
             generation_info=traced_as(None, attempt.model),
         )
-
-    def _should_stream(
-        self,
-        *,
-        async_api: bool,
-        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> bool:
-        """LangChain's rule, without testing routedllm's own RunContext handler against its
-        streaming-handler protocol (a costly runtime ``isinstance``): it never streams."""
-        if run_manager is not None and all(type(h) is RunContext for h in run_manager.handlers):
-            run_manager = None
-        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
 
     def _get_invocation_params(
         self, stop: list[str] | None = None, **kwargs: Any
