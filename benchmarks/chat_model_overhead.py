@@ -108,8 +108,9 @@ async def make_calls(base_url: str, ledger: Path) -> tuple[str, dict[tuple[str, 
     return model, {(v, m): call(r, m) for v, r in runnables.items() for m in MODES}
 
 
-async def batch(call: Call, calls: int, concurrency: int) -> tuple[float, list[float]]:
-    """Calls per second over ``calls`` calls ``concurrency`` at a time, and each latency."""
+async def batch(call: Call, calls: int, concurrency: int) -> tuple[float, list[float], float]:
+    """Calls per second over ``calls`` calls ``concurrency`` at a time, each latency, and
+    the client process's CPU time per call (seconds)."""
     latencies: list[float] = []
     queue = iter(range(calls))
 
@@ -120,9 +121,10 @@ async def batch(call: Call, calls: int, concurrency: int) -> tuple[float, list[f
             latencies.append(time.perf_counter() - t0)
 
     gc.collect()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return calls / (time.perf_counter() - started), latencies
+    cpu = (time.process_time() - cpu) / calls
+    return calls / (time.perf_counter() - started), latencies, cpu
 
 
 def spread(values: Sequence[float]) -> str:
@@ -143,8 +145,9 @@ async def measure(
                 figures = results.setdefault((c, mode), {})
                 order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]
                 for variant in order:
-                    rate, latencies = await batch(calls[variant, mode], per_batch[c], c)
+                    rate, latencies, cpu = await batch(calls[variant, mode], per_batch[c], c)
                     figures.setdefault(variant, []).append(rate)
+                    figures.setdefault(f"{variant} cpu", []).append(cpu * 1e6)
                     if c == 1:
                         ms = statistics.median(latencies) * 1000
                         figures.setdefault(f"{variant} ms", []).append(ms)
@@ -152,7 +155,7 @@ async def measure(
 
 
 def report(results: dict[tuple[int, str], dict[str, list[float]]]) -> dict[str, float]:
-    """Print the table; returns the median ratios by name (for the quick check)."""
+    """Print the tables; returns the median ratios by name (for the quick check)."""
     ratios: dict[str, float] = {}
     print(
         f"{'concurrency':>11} {'mode':<7}{'plain calls/s':>15}{'routed/plain':>16}"
@@ -173,7 +176,28 @@ def report(results: dict[tuple[int, str], dict[str, list[float]]]) -> dict[str, 
             f"{c:>11} {mode:<7}{statistics.fmean(plain):>15,.0f}{spread(routed):>16}"
             f"{spread(ledger):>16}{added:>18}"
         )
+    print(
+        "\nclient CPU per call (us), and the ratio plain / routed of it (what the calls per"
+        " second would be if CPU alone bounded them):"
+    )
+    print(
+        f"{'concurrency':>11} {'mode':<7}{'plain us':>10}{'routed +us':>14}{'+ledger +us':>14}"
+        f"{'CPU plain/routed':>18}{'plain/+ledger':>16}"
+    )
+    for (c, mode), fig in results.items():
+        plain = fig["plain cpu"]
+        added = {v: [a - b for a, b in zip(fig[f"{v} cpu"], plain, strict=True)] for v in VARIANTS}
+        cpu = {v: [b / a for a, b in zip(fig[f"{v} cpu"], plain, strict=True)] for v in VARIANTS}
+        print(
+            f"{c:>11} {mode:<7}{statistics.fmean(plain):>10.0f}"
+            f"{spread1(added['routed']):>14}{spread1(added['routed+ledger']):>14}"
+            f"{spread(cpu['routed']):>18}{spread(cpu['routed+ledger']):>16}"
+        )
     return ratios
+
+
+def spread1(values: Sequence[float]) -> str:
+    return f"{statistics.fmean(values):.0f} ±{(max(values) - min(values)) / 2:.0f}"
 
 
 async def profile(call: Call, calls: int, top: int) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from routedllm.core.catalog import CAPABILITIES
 from routedllm.core.errors import InvalidRequestError
-from routedllm.core.tags import TAG_NAMES, TAGS_KEY, VOCABULARY, message_features, validate_tags
+from routedllm.core.tags import TAG_NAMES, TAGS_KEY, VOCABULARY, has_image, validate_tags
 
 if TYPE_CHECKING:
     from routedllm.core.decision import Policy
@@ -210,7 +210,7 @@ def required_capabilities(
         need.add("structured_output")
     if _strict_schema(response_format):
         need.add("json_schema")
-    if message_features(messages, scan=False).has_image:
+    if has_image(messages):
         need.add("image_input")
     return frozenset(need)
 

@@ -402,6 +402,46 @@ def message_role(message: Any) -> str:
     return _ROLES.get(role, "other") if isinstance(role, str) else "other"
 
 
+_NO_MESSAGES = "the message list is empty: give at least one message"
+_IMAGE_PARTS = ("image_url", "image", "input_image")
+
+
+def has_image(messages: Sequence[Any]) -> bool:
+    """Whether the messages carry an image part: ``message_features(...).has_image``, with
+    the same checks, without collecting or measuring the text."""
+    if not messages:
+        raise InvalidRequestError(_NO_MESSAGES)
+    found = False
+    for index, message in enumerate(messages):
+        content = _content(index, message)
+        if isinstance(content, list):
+            if not found:
+                found = any(
+                    isinstance(part, dict) and part.get("type") in _IMAGE_PARTS for part in content
+                )
+        elif content is not None and not isinstance(content, str):
+            raise InvalidRequestError(_bad_content(content))
+    return found
+
+
+def _content(index: int, message: Any) -> Any:
+    """A message's content (dict, message object or bare string), or a clear error."""
+    if isinstance(message, dict):
+        return message.get("content")
+    if hasattr(message, "content"):
+        return message.content
+    if isinstance(message, str):
+        return message
+    raise InvalidRequestError(
+        f"message {index} must be a dict with 'content' or a message object, "
+        f"got {type(message).__name__}"
+    )
+
+
+def _bad_content(content: Any) -> str:
+    return f"message content must be a string or a list of parts, got {type(content).__name__}"
+
+
 def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
     """Size, script and content features of OpenAI-style dicts or LangChain messages.
 
@@ -415,22 +455,12 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
     approximated from the UTF-8 length, which is all the token estimate needs.
     """
     if not messages:
-        raise InvalidRequestError("the message list is empty: give at least one message")
+        raise InvalidRequestError(_NO_MESSAGES)
     texts: list[str] = []
     owners: list[int] = []  # the message each text comes from
     images = 0
     for index, message in enumerate(messages):
-        if isinstance(message, dict):
-            content = message.get("content")
-        elif hasattr(message, "content"):
-            content = message.content
-        elif isinstance(message, str):
-            content = message
-        else:
-            raise InvalidRequestError(
-                f"message {index} must be a dict with 'content' or a message object, "
-                f"got {type(message).__name__}"
-            )
+        content = _content(index, message)
         if isinstance(content, str):
             texts.append(content)
             owners.append(index)
@@ -444,12 +474,10 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
                     if kind == "text":
                         texts.append(str(part.get("text", "")))
                         owners.append(index)
-                    elif kind in ("image_url", "image", "input_image"):
+                    elif kind in _IMAGE_PARTS:
                         images += 1
         elif content is not None:
-            raise InvalidRequestError(
-                f"message content must be a string or a list of parts, got {type(content).__name__}"
-            )
+            raise InvalidRequestError(_bad_content(content))
     chars = sum(map(len, texts)) + max(len(texts) - 1, 0)
     if not scan:  # CJK is 3 bytes in UTF-8: count non-ASCII weight without a scan
         text = texts[0] if len(texts) == 1 else "\n".join(texts)

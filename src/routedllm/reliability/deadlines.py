@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from functools import cache
 from typing import Any
 
@@ -102,6 +102,17 @@ def resumed(current: Flight) -> Iterator[None]:
         yield
     finally:
         _FLIGHT.reset(token)
+
+
+def enter(current: Flight) -> Token[Flight | None]:
+    """:func:`resumed` without a context manager, for a loop over a stream's chunks:
+    reads until :func:`leave` keep ``current``'s deadline at the socket."""
+    return _FLIGHT.set(current)
+
+
+def leave(token: Token[Flight | None]) -> None:
+    """End what :func:`enter` began."""
+    _FLIGHT.reset(token)
 
 
 @contextmanager

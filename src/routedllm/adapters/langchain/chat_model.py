@@ -67,7 +67,7 @@ from routedllm.records.schema import (
 from routedllm.reliability.attempts import Attempt, AttemptLoop, CapabilityMemory, Conversation
 from routedllm.reliability.breaker import CircuitBreaker
 from routedllm.reliability.budget import Budget
-from routedllm.reliability.deadlines import Flight, flight, install, resumed
+from routedllm.reliability.deadlines import Flight, enter, flight, install, leave, resumed
 from routedllm.reliability.failures import MalformedResponseError, UpstreamErrorBody
 from routedllm.reliability.secrets import Scrubber
 
@@ -435,6 +435,19 @@ class RoutedChatModel(BaseChatOpenAI):
             return False
         return super()._should_stream(async_api=async_api, **kwargs)
 
+    def _streams_invoke(
+        self,
+        async_api: bool,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: Mapping[str, Any],
+    ) -> bool:
+        """LangChain's rule for an invoke, without testing routedllm's own RunContext
+        handler against its streaming-handler protocol (a costly runtime ``isinstance``
+        per call): it never streams."""
+        if run_manager is not None and all(type(h) is RunContext for h in run_manager.handlers):
+            run_manager = None
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
     # -- the hooks ----------------------------------------------------------------------------
     # Each hook routes, then drives the attempt loop; what to do after a failed or cancelled
     # attempt is in _failed / _cancelled (and their async twins), the only I/O being the
@@ -447,7 +460,7 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if super()._should_stream(async_api=False, run_manager=run_manager, **kwargs):
+        if self._streams_invoke(False, run_manager, kwargs):
             streamed = generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
             return _with_run_id(streamed, run_manager)
         try:
@@ -483,7 +496,7 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if super()._should_stream(async_api=True, run_manager=run_manager, **kwargs):
+        if self._streams_invoke(True, run_manager, kwargs):
             try:
                 streamed = await agenerate_from_stream(
                     self._astream(messages, stop, run_manager, **kwargs)
@@ -607,81 +620,79 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        inner = self._astreamed(messages, stop, run_manager, **kwargs)
+        # One generator over the SDK's (no inner layers): every chunk passes through here.
         try:
-            async for chunk in inner:
-                yield chunk
+            loop = await self._arouted(
+                self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
+            )
+            while (attempt := loop.next()) is not None:
+                if not await self._ahold(loop, attempt):
+                    continue
+                with self._flight(loop) as wire:
+                    inner = super()._astream(
+                        messages, stop=stop, run_manager=None, **_for(kwargs, attempt)
+                    )
+                    head: list[ChatGenerationChunk] = []
+                    try:
+                        async for chunk in inner:
+                            head.append(chunk)
+                            if _commits(chunk):
+                                break
+                        else:
+                            _check_ended(head, wire)
+                    except Exception as exc:
+                        await _shielded(_aclose(inner))
+                        await self._afailed(loop, attempt, exc, wire)
+                        continue
+                    except BaseException as exc:
+                        await _shielded(_aclose(inner))
+                        await self._acancelled(loop, attempt, exc)
+                        raise
+                break
+            else:
+                raise loop.exhausted() from loop.last_error
+            loop.first_chunk(attempt)
+            self._started(loop, attempt, wire)
+            seen = _Seen()
+            ended = False  # the SDK's stream ran out: nothing left to close
+            try:
+                for chunk in head:
+                    seen.observe(chunk)
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+                while True:
+                    token = enter(wire)  # each read under the attempt's deadline
+                    try:
+                        chunk = await anext(inner)
+                    except StopAsyncIteration:
+                        ended = True
+                        break
+                    finally:
+                        leave(token)
+                    seen.observe(chunk)
+                    if run_manager:
+                        await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+                end = self._end(loop, attempt, seen, wire)
+            except Exception as exc:
+                _synced(loop, attempt, wire)
+                raise loop.broke(attempt, exc, seen.usage_record()) from exc
+            except BaseException as exc:  # the caller closed the stream early
+                attach(exc, loop.cancelled(attempt, seen.usage_record()))
+                raise
+            finally:
+                if not ended:
+                    await _shielded(_aclose(inner))
+                await self._asettled(loop, attempt)
+            if isinstance(end, StreamInterruptedError):
+                raise end
+            if run_manager:
+                await run_manager.on_llm_new_token("", chunk=end)
+            yield end
         except BaseException as exc:
             self._scrub(exc)
             raise
-        finally:
-            await _shielded(_aclose(inner))
-
-    async def _astreamed(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        loop = await self._arouted(
-            self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
-        )
-        while (attempt := loop.next()) is not None:
-            if not await self._ahold(loop, attempt):
-                continue
-            with self._flight(loop) as wire:
-                inner = super()._astream(
-                    messages, stop=stop, run_manager=None, **_for(kwargs, attempt)
-                )
-                head: list[ChatGenerationChunk] = []
-                try:
-                    async for chunk in inner:
-                        head.append(chunk)
-                        if _commits(chunk):
-                            break
-                    else:
-                        _check_ended(head, wire)
-                except Exception as exc:
-                    await _shielded(_aclose(inner))
-                    await self._afailed(loop, attempt, exc, wire)
-                    continue
-                except BaseException as exc:
-                    await _shielded(_aclose(inner))
-                    await self._acancelled(loop, attempt, exc)
-                    raise
-            break
-        else:
-            raise loop.exhausted() from loop.last_error
-        loop.first_chunk(attempt)
-        self._started(loop, attempt, wire)
-        seen = _Seen()
-        try:
-            for chunk in head:
-                seen.observe(chunk)
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-            async for chunk in _awithin(inner, wire):
-                seen.observe(chunk)
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-            end = self._end(loop, attempt, seen, wire)
-        except Exception as exc:
-            _synced(loop, attempt, wire)
-            raise loop.broke(attempt, exc, seen.usage_record()) from exc
-        except BaseException as exc:
-            attach(exc, loop.cancelled(attempt, seen.usage_record()))
-            raise
-        finally:
-            await _shielded(_aclose(inner))
-            await _shielded(self._asettle(loop, attempt))
-        if isinstance(end, StreamInterruptedError):
-            raise end
-        if run_manager:
-            await run_manager.on_llm_new_token("", chunk=end)
-        yield end
 
     # -- after an attempt: the one place for failures and cancellations ------------------------
     def _failed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception, wire: Flight) -> None:
@@ -703,6 +714,14 @@ class RoutedChatModel(BaseChatOpenAI):
         if verdict.stop:
             raise loop.error_for(exc) from None
         await asyncio.sleep(verdict.delay_s)
+
+    async def _asettled(self, loop: AttemptLoop, attempt: Attempt) -> None:
+        """:meth:`_asettle`, finished even while being cancelled; without a budget hold
+        only the loop is told (no task to shield)."""
+        if attempt.hold is None:
+            loop.settlement(attempt)
+        else:
+            await _shielded(self._asettle(loop, attempt))
 
     def _cancelled(self, loop: AttemptLoop, attempt: Attempt, exc: BaseException) -> None:
         """The caller cancelled an attempt already sent: recorded, charged its estimate."""
@@ -912,7 +931,8 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> ChatGenerationChunk | None:
         chunk, problem = _believable_usage(chunk)
         try:
-            chunk = self._tool_names.drop_repeats(chunk)
+            if _tool_deltas(chunk):  # the private attribute's lookup is not free per chunk
+                chunk = self._tool_names.drop_repeats(chunk)
             gen = super()._convert_chunk_to_generation_chunk(
                 chunk, default_chunk_class, base_generation_info
             )
@@ -1150,6 +1170,19 @@ def catalog_data(catalog: Catalog) -> dict[str, Any]:
     }
 
 
+def _tool_deltas(chunk: Any) -> bool:
+    """True when a streamed chunk's choices carry tool-call deltas (what
+    :meth:`_ToolNames.drop_repeats` reads)."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and delta.get("tool_calls"):
+            return True
+    return False
+
+
 def _index(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -1216,19 +1249,6 @@ def _within(inner: Iterator[ChatGenerationChunk], wire: Flight) -> Iterator[Chat
             try:
                 chunk = next(inner)
             except StopIteration:
-                return
-        yield chunk
-
-
-async def _awithin(
-    inner: AsyncIterator[ChatGenerationChunk], wire: Flight
-) -> AsyncIterator[ChatGenerationChunk]:
-    """The async twin of :func:`_within`."""
-    while True:
-        with resumed(wire):
-            try:
-                chunk = await anext(inner)
-            except StopAsyncIteration:
                 return
         yield chunk
 

@@ -54,6 +54,11 @@ class RunContext(BaseCallbackHandler):
 
     run_inline = True
     raise_error = False
+    # The run's other events (a stream's every token among them) need nothing from it:
+    # LangChain skips an ignoring handler before its costlier dispatch.
+    ignore_llm = True
+    ignore_retry = True
+    ignore_custom_event = True
 
     def on_chat_model_start(
         self,
