@@ -9,7 +9,6 @@ errors carry it as ``.call``; handlers deliver its attempts to sinks as they are
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -104,12 +103,7 @@ class RoutedCall(BaseModel):
 
     def to_metadata(self) -> dict[str, Any]:
         """The JSON-ready form carried in ``response_metadata["routedllm"]``."""
-        data = self.model_dump(mode="json")
-        with _RECENT_LOCK:
-            _RECENT[id(data)] = (data, self)
-            if len(_RECENT) > _RECENT_SIZE:
-                del _RECENT[next(iter(_RECENT))]
-        return data
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_metadata(cls, value: Any) -> RoutedCall | None:
@@ -119,26 +113,6 @@ class RoutedCall(BaseModel):
         if isinstance(value, Mapping) and "decision" in value and "requested_model" in value:
             return cls.model_validate(value)
         return None
-
-
-# The typed records of the latest to_metadata() dicts, by identity (each dict is held, so
-# its id is not reused while here): the handler of the same run takes its record back
-# without validating the JSON form again; an older dict is validated as before.
-_RECENT: dict[int, tuple[dict[str, Any], RoutedCall]] = {}
-_RECENT_SIZE = 128
-_RECENT_LOCK = threading.Lock()
-
-
-def take_metadata(value: Any) -> RoutedCall | None:
-    """:meth:`RoutedCall.from_metadata`, once per dict, without validating again a dict
-    that :meth:`RoutedCall.to_metadata` made recently (its record is handed back)."""
-    if type(value) is dict:
-        with _RECENT_LOCK:
-            found = _RECENT.get(id(value))
-            if found is not None and found[0] is value:
-                del _RECENT[id(value)]
-                return found[1]
-    return RoutedCall.from_metadata(value)
 
 
 def total_cost(attempts: tuple[CallRecord, ...]) -> float | None:

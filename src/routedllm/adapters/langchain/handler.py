@@ -25,7 +25,7 @@ from routedllm.core.errors import RoutedLLMError, UnknownModelError
 from routedllm.core.requests import select_tags
 from routedllm.core.tags import TAGS_KEY
 from routedllm.records.memory import MemorySink
-from routedllm.records.routed import RoutedCall, call_of, take_metadata
+from routedllm.records.routed import RoutedCall, call_of
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
     NO_TOKENS,
@@ -177,7 +177,7 @@ class CostLatencyHandler(BaseCallbackHandler):
     ) -> list[CallRecord]:
         message = _first_message(response)
         meta = getattr(message, "response_metadata", None) or {}
-        routed = take_metadata(meta.get("routedllm"))
+        routed = RoutedCall.from_metadata(meta.get("routedllm"))
         reply = _reply_facts(meta)
         if routed is not None:
             return [
