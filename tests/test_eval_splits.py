@@ -78,3 +78,6 @@ def test_text_shows_mean_and_sd(capsys) -> None:
 def test_splits_must_be_positive(capsys) -> None:
     assert main(["eval", ROWS, "--splits", "0"]) != 0
     assert "--splits must be at least 1, got 0" in capsys.readouterr().err
+    # the sample workload has no outcomes: the typo is refused all the same
+    assert main(["eval", "--splits", "-1"]) != 0
+    assert "--splits must be at least 1, got -1" in capsys.readouterr().err

@@ -97,6 +97,8 @@ def run(
     notes: list[str] = []
     if (settings.strong is None) != (settings.weak is None):
         raise InvalidRequestError("give both --strong and --weak, or neither")
+    if settings.splits < 1:  # checked with or without outcomes: a typo is never ignored
+        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
     if not data.has_outcomes:
         if settings.strong is not None:
             raise InvalidRequestError("--strong/--weak need outcome rows (per-model scores)")
@@ -111,8 +113,6 @@ def run(
         )
         return Report(evaluation, len(data), len(data), 0, (), None, None, notes)
 
-    if settings.splits < 1:
-        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
     pair = (settings.strong, settings.weak) if settings.strong and settings.weak else None
     if pair is not None:
         for model in pair:
