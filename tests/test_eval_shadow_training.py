@@ -122,6 +122,14 @@ def test_a_bad_shadow_line_names_file_and_line(tmp_path: Path) -> None:
         with_shadow([], [str(path)])
 
 
+def test_an_empty_shadow_file_is_named(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "shadow.jsonl"
+    path.write_text("")
+    assert main(["train", "--shadow", str(path), "-o", str(tmp_path / "r.json")]) != 0
+    assert f"no rows to learn from in {path}" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_shadow_rows_need_a_shadow_model(capsys, monkeypatch) -> None:
     monkeypatch.setenv("GLOBAL_API_KEY", KEY)
     assert main(["eval", "--online", "--shadow-rows", "x.jsonl"]) != 0

@@ -119,6 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         rows = with_shadow(rows, args.shadow)
     if args.graded:
         rows = with_graded(rows, args.graded)
+    if not rows:
+        given = [*([args.dataset] if args.dataset else []), *(args.shadow or [])]
+        raise InvalidRequestError(f"no rows to learn from in {', '.join(given) or 'the input'}")
     data = dataset.EvalSet.from_rows(rows)
     if not data.has_outcomes:
         raise InvalidRequestError(
