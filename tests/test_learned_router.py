@@ -24,13 +24,14 @@ from routedllm.learning.train import (
     TrainSettings,
     _fit,
     _predict,
+    choose_penalty,
     featurize,
     operating_gap,
     rows_hash,
     train,
     value_choice,
 )
-from routedllm.workload import read_rows
+from routedllm.workload import WorkloadRow, read_rows
 
 ROWS = Path(__file__).parent / "data" / "learned_rows.jsonl"
 WEAK, STRONG = "deepseek-v4-flash", "gpt-4o"
@@ -88,9 +89,9 @@ def test_pure_python_prediction_matches_the_numpy_fit() -> None:
     data = EvalSet.from_rows(rows)
     feats = featurize(rows, data)
     idx = np.arange(len(rows))
-    fit = _fit(feats, data.scores, idx, TrainSettings())
-    expected = _predict(fit, feats, idx[:20])
     router = train(rows, data, [WEAK, STRONG])
+    fit = _fit(feats, data.scores, idx, TrainSettings(), router.meta["settings"]["l2"])
+    expected = _predict(fit, feats, idx[:20])
     for i in range(20):
         got = router.predict(
             rows[i].chat_messages(), data.tag_sets[data.tag_index[i]], int(data.input_tokens[i])
@@ -143,6 +144,65 @@ def test_the_operating_point_meets_its_target_on_the_rows_it_was_chosen_on() -> 
     assert scores[np.arange(4000), choice].mean() >= 0.95 * strong.mean()
     unreachable = operating_gap(predicted, np.column_stack([strong * 0, strong]), [0, 1], 1.0, 1)
     assert unreachable["gap_points"] is None or unreachable["strong_share"] == 1.0
+
+
+def _coin_flip_rows(n: int, seed: int = 0) -> list[WorkloadRow]:
+    """Prompts whose words say nothing: each model is right on a coin flip."""
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "bravo", "delta", "gamma", "kilo", "lima", "omega", "sigma"]
+    rows = []
+    for i in range(n):
+        prompt = " ".join(rng.choice(words, 6).tolist()) + f" item {i}?"
+        outcomes = {
+            m: {"score": float(rng.random() < 0.5), "cost_usd": c}
+            for m, c in ((WEAK, 0.0001), (STRONG, 0.002))
+        }
+        rows.append(
+            WorkloadRow.model_validate({"id": f"r{i}", "prompt": prompt, "outcomes": outcomes})
+        )
+    return rows
+
+
+def test_the_penalty_is_chosen_out_of_fold_by_how_well_the_scores_predict() -> None:
+    """Words that say nothing are penalised hard (predictions stay near the base rates,
+    so no prompt looks harder than another by more than noise); words that tell the
+    models apart keep a weak penalty."""
+    noise = _coin_flip_rows(60)
+    data = EvalSet.from_rows(noise)
+    w, s = data.column(WEAK), data.column(STRONG)
+    chosen = choose_penalty(featurize(noise, data), data, np.arange(60), w, s, TrainSettings())
+    assert chosen.l2 == max(TrainSettings().l2_grid)
+    assert set(chosen.tried) == set(TrainSettings().l2_grid)
+    assert chosen.oof.shape == (60, len(data.models))
+
+    rows = list(read_rows(ROWS))
+    data = EvalSet.from_rows(rows)
+    w, s = data.column(WEAK), data.column(STRONG)
+    signal = choose_penalty(
+        featurize(rows, data), data, np.arange(len(rows)), w, s, TrainSettings()
+    )
+    assert signal.l2 < 0.1
+    assert signal.tried[signal.l2] is not None and signal.tried[signal.l2] > 0.6  # random: 0.5
+
+
+def test_a_fixed_penalty_is_used_as_given_and_recorded() -> None:
+    rows = list(read_rows(ROWS))
+    data = EvalSet.from_rows(rows)
+    router = train(rows, data, [WEAK, STRONG], settings=TrainSettings(l2=0.5))
+    assert router.meta["settings"]["l2"] == 0.5
+    assert list(router.meta["l2_out_of_fold_apgr"]) == ["0.5"]
+    trained_default = train(rows, data, [WEAK, STRONG])
+    assert trained_default.meta["settings"]["l2"] in TrainSettings().l2_grid
+    assert len(trained_default.meta["l2_out_of_fold_apgr"]) == len(TrainSettings().l2_grid)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"l2": -1.0}, {"l2": float("nan")}, {"l2_grid": ()}, {"l2_grid": (1e-3, float("inf"))}],
+)
+def test_bad_penalties_are_refused(settings: dict) -> None:
+    with pytest.raises(InvalidRequestError, match="l2"):
+        TrainSettings(**settings)
 
 
 # -- the Router hook ------------------------------------------------------------------------
@@ -236,6 +296,19 @@ def test_train_then_route(tmp_path: Path, capsys: pytest.CaptureFixture[str], mo
     args += ["--gap", "5"]
     assert main([*args, "--learned", str(out), "--json", HARD[0]["content"]]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == STRONG
+
+
+def test_train_says_which_penalty_it_chose_or_was_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "router.json")
+    assert main(["train", str(ROWS), "-o", out]) == 0
+    assert "chosen out of fold (APGR per l2 tried: 0.0001: " in capsys.readouterr().out
+    assert main(["train", str(ROWS), "-o", out, "--l2", "0.3"]) == 0
+    assert "weight penalty: l2 0.3 (fixed by --l2)" in capsys.readouterr().out
+    assert json.loads(Path(out).read_text())["meta"]["settings"]["l2"] == 0.3
+    assert main(["train", str(ROWS), "-o", out, "--l2", "-1"]) != 0
+    assert "l2" in capsys.readouterr().err
 
 
 def test_train_reads_graded_online_reports(

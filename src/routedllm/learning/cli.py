@@ -84,6 +84,13 @@ def add_train_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
         "fold (e.g. 0.95); without it the policy's gap applies",
     )
     p.add_argument("--confidence", type=float, default=0.9, metavar="P")
+    p.add_argument(
+        "--l2",
+        type=float,
+        metavar="X",
+        help="fix the weight penalty (default: chosen out of fold from 1e-4, 1e-3, 1e-2, "
+        "1e-1 and 1)",
+    )
     p.add_argument("--json", action="store_true", help="print the artifact's metadata as JSON")
     p.set_defaults(run=cmd_train)
 
@@ -94,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import numpy as np
 
         from routedllm.evaluation import dataset, published
-        from routedllm.learning.train import train
+        from routedllm.learning.train import TrainSettings, train
     except ImportError as exc:
         raise InvalidRequestError(
             f"routedllm train needs the eval extra ({exc.name} is missing): "
@@ -102,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ) from None
     if args.target is not None and not 0 < args.target <= 1:
         raise InvalidRequestError(f"--target must be in (0, 1], got {args.target}")
+    settings = TrainSettings(l2=args.l2)
     if args.benchmark:
         if not args.dataset:
             raise InvalidRequestError("--benchmark reads RouteLLM's tables: give their folder")
@@ -135,6 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         order,
         target=args.target,
         confidence=args.confidence,
+        settings=settings,
         name=Path(args.output).stem,
     )
     router.save(args.output)
@@ -149,11 +158,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"trained on {meta['rows']} rows (sha256 {meta['data_sha256'][:16]}...)",
             "cheapest first: " + ", ".join(order),
             "terms with a weight: " + ", ".join(f"{m} {n}" for m, n in meta["terms"].items()),
+            _penalty_text(meta, fixed=args.l2 is not None),
         ]
         if point is not None:
             lines.append(_point_text(point))
         print("\n".join(lines))
     return 0
+
+
+def _penalty_text(meta: dict[str, Any], *, fixed: bool) -> str:
+    l2 = meta["settings"]["l2"]
+    if fixed:
+        return f"weight penalty: l2 {l2:g} (fixed by --l2)"
+    tried = ", ".join(
+        f"{k}: {'-' if v is None else f'{v:.3f}'}" for k, v in meta["l2_out_of_fold_apgr"].items()
+    )
+    return f"weight penalty: l2 {l2:g}, chosen out of fold (APGR per l2 tried: {tried})"
 
 
 def _point_text(point: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ min and max over the splits.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -36,9 +37,9 @@ from routedllm.evaluation.dataset import EvalSet
 from routedllm.evaluation.metrics import advantage_curve, oracle_curve, two_model_figures
 from routedllm.learning.train import (
     TrainSettings,
+    choose_penalty,
     featurize,
     operating_gap,
-    out_of_fold,
     predictions,
     value_choice,
 )
@@ -82,6 +83,7 @@ def split_figures(
     per: dict[str, list[dict[str, Any]]] = {
         k: [] for k in ("learned", "tag_router", "tag_router_tags", "oracle", "random")
     }
+    penalties: list[float] = []
     for i in range(splits):
         tr, te = split(data, train_fraction, seed + i)
         ys, yw = data.scores[te, s], data.scores[te, w]
@@ -89,9 +91,10 @@ def split_figures(
         if qs == qw:
             raise InvalidRequestError("the strong and weak models score the same on a split")
 
-        pred = predictions(feats, data, tr, te, settings)
-        oof = out_of_fold(feats, data, tr, settings, seed + i)
-        point = operating_gap(oof, data.scores[tr], [w, s], target, s, confidence)
+        penalty = choose_penalty(feats, data, tr, w, s, settings, seed + i)
+        pred = predictions(feats, data, tr, te, settings, penalty.l2)
+        point = operating_gap(penalty.oof, data.scores[tr], [w, s], target, s, confidence)
+        penalties.append(penalty.l2)
         per["learned"].append(_entry(pred[:, s] - pred[:, w], pred, point, ys, yw, [w, s], target))
 
         for key, grouped in (("tag_router", data), ("tag_router_tags", by_tag)):
@@ -126,6 +129,7 @@ def split_figures(
                 "splits_meeting": sum(o["met"] for o in ops),
                 "splits": splits,
             }
+    out["learned"]["l2_chosen"] = dict(Counter(f"{p:g}" for p in penalties))
     out["random"]["note"] = (
         "a coin flip between the two models: the straight line between them on each split"
     )
