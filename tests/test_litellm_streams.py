@@ -1,0 +1,100 @@
+"""A real LiteLLM proxy: a stream that breaks after an earlier attempt of its call failed.
+
+LiteLLM logs one failure event per proxied call, so a stream that starts on a retry or a
+fallback and then breaks (reset, cut short, or stalled past its deadline) would leave no
+record: the ledger must still hold one record per request the upstream received.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from routedllm.adapters.litellm import decide_for_body
+from routedllm.core.decision import Router
+from routedllm.records.ledger import read_ledger
+from routedllm.testing import ModelSpec
+from routedllm.testing.faults import broken_stream, empty_deltas_forever, no_finish
+from tests.test_litellm_proxy import CATALOG, CODE, POLICY, Proxy, start_proxy
+
+pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
+
+TIMEOUT_S = 1.5
+SPECS = {
+    # routed/code ranks deepseek-v4-flash, then gpt-4o: each call below uses up its scripts
+    "deepseek-v4-flash": ModelSpec(
+        script=["429", "429", "500", broken_stream(3), "500", "500", "500", "500"],
+        reply="def add(a, b):\n    return a + b\n",
+        chunk_delay_s=0.01,
+    ),
+    "gpt-4o": ModelSpec(
+        script=[broken_stream(3), no_finish(), empty_deltas_forever(0.2)],
+        reply="Done, with a longer answer than three chunks.",
+        chunk_delay_s=0.01,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    args = ["--timeout", str(TIMEOUT_S), "--stream-timeout", str(TIMEOUT_S), "--retries", "1"]
+    with start_proxy(tmp_path_factory.mktemp("litellm-streams"), SPECS, config_args=args) as p:
+        yield p
+
+
+def _stream(proxy: Proxy) -> tuple[str, list[str], Exception | None]:
+    """One streamed routed/code call read to its end: its trace, the models the upstream
+    received, and the error the client got (in the stream or before it)."""
+    trace, before = str(uuid.uuid4()), len(proxy.chat_requests())
+    error: Exception | None = None
+    try:
+        chunks = proxy.client().chat.completions.create(
+            model="routed/code",
+            messages=[{"role": "user", "content": CODE}],
+            stream=True,
+            extra_body={"litellm_trace_id": trace},
+        )
+        for _ in chunks:
+            pass
+    except openai.APIError as exc:
+        error = exc
+    return trace, [r.model for r in proxy.chat_requests()[before:]], error
+
+
+def test_a_stream_breaking_after_an_earlier_failure_is_recorded(proxy: Proxy) -> None:
+    decision = decide_for_body(
+        Router(CATALOG, POLICY),
+        {"model": "routed/code", "messages": [{"role": "user", "content": CODE}]},
+    )
+    assert decision.ranking[:2] == ("deepseek-v4-flash", "gpt-4o")
+    cases = [
+        # two 429s on the first model, then the fallback's stream resets mid-way
+        (["deepseek-v4-flash"] * 2 + ["gpt-4o"], ["RateLimitError"] * 2 + ["APIConnectionError"]),
+        # a 500, then the retry of the same model resets mid-way
+        (["deepseek-v4-flash"] * 2, ["InternalServerError", "APIConnectionError"]),
+        # the fallback's stream closes with no finish reason: cut short
+        (["deepseek-v4-flash"] * 2 + ["gpt-4o"], ["InternalServerError"] * 2 + ["truncated"]),
+        # the fallback's stream sends nothing but empty deltas: its deadline ends it
+        (["deepseek-v4-flash"] * 2 + ["gpt-4o"], ["InternalServerError"] * 2 + ["Timeout"]),
+    ]
+    total = 0
+    for reached_expected, outcomes in cases:
+        trace, reached, error = _stream(proxy)
+        assert error is not None and reached == reached_expected
+        records = proxy.records(trace, len(reached))
+        assert [r.model for r in records] == reached
+        assert [r.outcome for r in records] == outcomes
+        assert [r.attempt for r in records] == list(range(1, len(reached) + 1))
+        assert all(r.route == "routed/code" and r.error for r in records)
+        broken = records[-1]
+        # it started to answer: the provider may bill it, so its tokens and cost are unknown
+        assert broken.input_tokens is None and broken.cost_usd is None
+        assert broken.requested_model == "deepseek-v4-flash" and broken.tags == decision.tags
+        assert broken.latency_s is not None and 0 <= broken.latency_s < 3 * TIMEOUT_S
+        total += len(reached)
+    time.sleep(0.5)
+    assert len(read_ledger(proxy.ledger)) == total  # one record per request sent, no more
