@@ -1,4 +1,5 @@
-"""A real LiteLLM proxy: a stream that breaks after an earlier attempt of its call failed.
+"""A real LiteLLM proxy: a stream that breaks after an earlier attempt of its call failed;
+a client's request options (tools, tool_choice, n, stop, user, seed) through routing.
 
 LiteLLM logs one failure event per proxied call, so a stream that starts on a retry or a
 fallback and then breaks (reset, cut short, or stalled past its deadline) would leave no
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -19,7 +21,7 @@ from routedllm.core.decision import Router
 from routedllm.records.ledger import read_ledger
 from routedllm.testing import ModelSpec
 from routedllm.testing.faults import broken_stream, empty_deltas_forever, no_finish
-from tests.test_litellm_proxy import CATALOG, CODE, POLICY, Proxy, start_proxy
+from tests.test_litellm_proxy import CATALOG, CODE, POLICY, TOOLS, Proxy, start_proxy
 
 pytestmark = [pytest.mark.loopback, pytest.mark.allow_hosts(["127.0.0.1"])]
 
@@ -98,3 +100,52 @@ def test_a_stream_breaking_after_an_earlier_failure_is_recorded(proxy: Proxy) ->
         total += len(reached)
     time.sleep(0.5)
     assert len(read_ledger(proxy.ledger)) == total  # one record per request sent, no more
+
+
+@pytest.mark.parametrize("group", ["routed/auto", "routed/chinese"])
+def test_a_clients_request_options_reach_the_model_that_answers(proxy: Proxy, group: str) -> None:
+    """tool_choice, parallel_tool_calls, n, stop and seed pass through routing to
+    every attempt; the tool call comes back, plain and streamed, with the usage asked for.
+    (Neither group's chain includes the two scripted models.)"""
+    options: dict[str, Any] = {
+        "tools": TOOLS,
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": True,
+        "n": 2,
+        "stop": ["\n\n"],
+        "user": "user-7",
+        "seed": 11,
+    }
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    for stream in (False, True):
+        before, trace = len(proxy.chat_requests()), str(uuid.uuid4())
+        extra = {"stream_options": {"include_usage": True}} if stream else {}
+        response = proxy.client().chat.completions.create(
+            model=group,
+            messages=messages,  # type: ignore[arg-type]
+            stream=stream,
+            extra_body={"litellm_trace_id": trace},
+            **options,
+            **extra,
+        )
+        if stream:
+            chunks = list(response)  # type: ignore[arg-type]
+            calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices]
+            assert any(call and call[0].function.name == "get_weather" for call in calls)
+            usage = [c.usage for c in chunks if c.usage is not None]
+            assert len(usage) == 1 and usage[0].completion_tokens > 0
+        else:
+            [call] = response.choices[0].message.tool_calls  # type: ignore[union-attr]
+            assert call.function.name == "get_weather"
+            assert response.model == group  # type: ignore[union-attr]
+        reached = proxy.chat_requests()[before:]
+        assert reached and all(r.stream == stream for r in reached)
+        for request in reached:
+            # LiteLLM passes `user` to OpenAI's own models only (docs/litellm.md)
+            sent = {k: v for k, v in options.items() if k != "user"}
+            assert {k: request.body.get(k) for k in sent} == sent
+        records = proxy.records(trace, len(reached))
+        assert [r.model for r in records] == [r.model for r in reached]
+        assert records[-1].ok and records[-1].output_tokens == (
+            usage[0].completion_tokens if stream else response.usage.completion_tokens  # type: ignore[union-attr]
+        )
