@@ -1,5 +1,6 @@
 """A real LiteLLM proxy: a stream that breaks after an earlier attempt of its call failed;
-a client's request options (tools, tool_choice, n, stop, user, seed) through routing.
+a client's request options (tools, tool_choice, n, stop, user, seed) through routing; an
+in-memory budget on one team's tag that runs out.
 
 LiteLLM logs one failure event per proxied call, so a stream that starts on a retry or a
 fallback and then breaks (reset, cut short, or stalled past its deadline) would leave no
@@ -41,10 +42,18 @@ SPECS = {
 }
 
 
+CAP_USD = 0.002  # on requests tagged TEAM only: the other tests send no tags
+TEAM = "team-capped"
+
+
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     args = ["--timeout", str(TIMEOUT_S), "--stream-timeout", str(TIMEOUT_S), "--retries", "1"]
-    with start_proxy(tmp_path_factory.mktemp("litellm-streams"), SPECS, config_args=args) as p:
+    tmp = tmp_path_factory.mktemp("litellm-streams")
+    budget = tmp / "budget.yaml"
+    budget.write_text(f"max_run_usd: {CAP_USD}\nper: [tag]\n", "utf-8")
+    env = {"ROUTEDLLM_BUDGET": str(budget)}
+    with start_proxy(tmp, SPECS, config_args=args, env=env) as p:
         yield p
 
 
@@ -149,3 +158,39 @@ def test_a_clients_request_options_reach_the_model_that_answers(proxy: Proxy, gr
         assert records[-1].ok and records[-1].output_tokens == (
             usage[0].completion_tokens if stream else response.usage.completion_tokens  # type: ignore[union-attr]
         )
+
+
+def test_an_in_memory_budget_refuses_once_spent_with_a_record(proxy: Proxy) -> None:
+    client = proxy.client()
+    messages = [{"role": "user", "content": "Say hello to the team."}]
+    answered: list[tuple[str, float]] = []  # (trace, LiteLLM's cost header)
+    refusal: openai.BadRequestError | None = None
+    for _ in range(40):
+        trace, before = str(uuid.uuid4()), len(proxy.chat_requests())
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model="routed/auto",
+                messages=messages,  # type: ignore[arg-type]
+                extra_body={"litellm_trace_id": trace, "tags": [TEAM]},
+            )
+        except openai.BadRequestError as exc:
+            refusal = exc
+            assert proxy.chat_requests()[before:] == []  # refused before any model
+            break
+        answered.append((trace, float(raw.headers["x-litellm-response-cost"])))
+    assert refusal is not None and answered, "the cap was never reached"
+    message = str(refusal)
+    assert f"budget tag:{TEAM}: run spend cap ${CAP_USD:.6f} reached" in message
+    [record] = proxy.records(trace, 1)
+    assert record.outcome == "BudgetExceeded" and record.model == "routed/auto"
+    assert record.cost_usd is None and f"tag:{TEAM}" in (record.error or "")
+    spent = 0.0
+    for done, header in answered:
+        [ok] = proxy.records(done, 1)
+        assert ok.ok and ok.cost_usd == pytest.approx(header)  # LiteLLM's figure is the ledger's
+        spent += ok.cost_usd
+    assert f"${spent:.6f} spent" in message  # settled to the ledger's costs, nothing held
+    assert "$0.000000 held" in message
+    # the cap is the tag's alone: the same request without the tag is answered
+    untagged = client.chat.completions.create(model="routed/auto", messages=messages)  # type: ignore[arg-type]
+    assert untagged.choices[0].message.content
