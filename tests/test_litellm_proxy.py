@@ -476,6 +476,9 @@ def test_tagged_over_long_prompt_is_refused_naming_the_window(proxy: Proxy) -> N
     prompt = "def f(x):\n    return x\n" * 110_000  # ~675k tokens: past every listed window
     with pytest.raises(openai.BadRequestError, match=r"context window is 200000"):
         _ask(proxy, prompt, body_tags=["code"], trace=trace)
+    for stream in (False, True):  # untagged (tags inferred), plain and streamed: the same
+        with pytest.raises(openai.BadRequestError, match=r"context window is 200000"):
+            _ask(proxy, prompt, stream=stream)
     with pytest.raises(openai.BadRequestError, match="no eligible model"):
         _ask(proxy, "Write a sort.", body_tags=["code"], max_tokens=1_000_000)
     assert proxy.chat_requests()[before:] == []
