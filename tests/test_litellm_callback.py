@@ -473,3 +473,46 @@ async def test_a_failed_request_releases_its_hold_and_a_cooled_chain_is_recorded
     # the skips themselves are no attempt of any model
     await h.async_post_call_failure_deployment_hook({"model": "gpt-4o"}, error, "acompletion")
     assert len(sink.records) == 1
+
+
+async def test_a_stream_breaking_after_a_logged_failure_is_recorded_by_the_failure_hook(
+    catalog: Catalog,
+) -> None:
+    """LiteLLM logs one failure event per proxied call: a stream that starts after an
+    earlier attempt failed is noted as it starts, and its break recorded by the hook."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    sink = Collect()
+    h = LiteLLMHandler(catalog, sinks=[sink])
+    started = dt.datetime.now() - dt.timedelta(seconds=0.5)  # LiteLLM's naive local time
+
+    async def request(call: str, logged_failure: bool) -> dict:
+        details = {"current_attempt_api_call_start_time": started, "model": "gpt-4o"}
+        if logged_failure:
+            details["has_logged_async_failure"] = True
+        data = {"model": "routed/code", "messages": CODE, "litellm_trace_id": call}
+        data["metadata"] = {}
+        assert await h.async_pre_call_hook(None, None, data, "acompletion") is data
+        data.update(
+            stream=True,
+            litellm_call_id=call,
+            litellm_logging_obj=SimpleNamespace(model_call_details=details),
+            deployment=SimpleNamespace(model_name="gpt-4o"),
+        )
+        return data
+
+    first_failure = await request("c-1", logged_failure=True)
+    await h.async_post_call_response_headers_hook(first_failure, None, None)
+    await h.async_post_call_failure_hook(first_failure, ConnectionError("reset"), None)
+    await h.async_post_call_failure_hook(first_failure, ConnectionError("reset"), None)
+    [record] = sink.records  # once, under the model that streamed
+    assert (record.model, record.outcome, record.run_id) == ("gpt-4o", "ConnectionError", "c-1")
+    assert record.route == "routed/code" and record.input_tokens is None
+    assert record.cost_usd is None and record.latency_s is not None
+    assert 0.4 <= record.latency_s < 30
+    # LiteLLM's own failure event records a stream whose call had no earlier failure
+    only_one = await request("c-2", logged_failure=False)
+    await h.async_post_call_response_headers_hook(only_one, None, None)
+    await h.async_post_call_failure_hook(only_one, ConnectionError("reset"), None)
+    assert len(sink.records) == 1

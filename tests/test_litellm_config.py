@@ -174,7 +174,10 @@ def test_groups_without_an_eligible_model_are_left_out(catalog: Catalog) -> None
 
 def test_proxy_config_settings(catalog: Catalog) -> None:
     config = proxy_config(catalog, base_url="http://127.0.0.1:9/v1")
-    assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+    assert config["general_settings"] == {
+        "master_key": "os.environ/LITELLM_MASTER_KEY",
+        "trusted_proxy_ranges": [],  # clients connect directly: X-Forwarded-For not trusted
+    }
     assert config["litellm_settings"] == {
         "callbacks": [HANDLER],
         "request_timeout": DEFAULT_TIMEOUT_S,
@@ -326,10 +329,21 @@ def test_cli_timeouts_retries_and_unpriced_models(capsys) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("retries", -1, "retries must be 0 or more"), ("timeout_s", 0, "the timeout must be")],
+    [
+        ("retries", -1, "retries must be 0 or more"),
+        ("timeout_s", 0, "the timeout must be"),
+        ("timeout_s", float("inf"), "the timeout must be a positive, finite"),
+        ("stream_timeout_s", float("nan"), "the stream timeout must be"),
+    ],
 )
 def test_bad_operations_settings_are_refused(
     catalog: Catalog, option: str, value: float, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         proxy_config(catalog, **{option: value})
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-5"])
+def test_cli_refuses_a_timeout_that_never_ends(capsys, value: str) -> None:
+    assert main(["litellm-config", "--timeout", value, *NO_AGE_LIMIT]) == 2
+    assert "the timeout must be a positive, finite number of seconds" in capsys.readouterr().err

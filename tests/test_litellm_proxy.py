@@ -476,6 +476,9 @@ def test_tagged_over_long_prompt_is_refused_naming_the_window(proxy: Proxy) -> N
     prompt = "def f(x):\n    return x\n" * 110_000  # ~675k tokens: past every listed window
     with pytest.raises(openai.BadRequestError, match=r"context window is 200000"):
         _ask(proxy, prompt, body_tags=["code"], trace=trace)
+    for stream in (False, True):  # untagged (tags inferred), plain and streamed: the same
+        with pytest.raises(openai.BadRequestError, match=r"context window is 200000"):
+            _ask(proxy, prompt, stream=stream)
     with pytest.raises(openai.BadRequestError, match="no eligible model"):
         _ask(proxy, "Write a sort.", body_tags=["code"], max_tokens=1_000_000)
     assert proxy.chat_requests()[before:] == []
@@ -534,3 +537,38 @@ def test_litellms_cost_header_agrees_with_the_ledger(proxy: Proxy) -> None:
     [record] = proxy.records(trace, 1)
     assert record.cached_input_tokens == SPECS["gpt-4o"].cached_tokens > 0
     assert float(raw.headers["x-litellm-response-cost"]) == pytest.approx(record.cost_usd)
+
+
+def test_the_generated_config_loads_without_warnings(proxy: Proxy) -> None:
+    log = proxy.log.read_text("utf-8", "replace")
+    startup = log.split("Application startup complete", 1)[0].splitlines()
+    # LiteLLM always says how many objects gc.freeze pinned; nothing else may warn
+    warned = [line for line in startup if "WARNING" in line and "gc.freeze pinned" not in line]
+    assert warned == []
+    assert "routed/auto" in log  # it did load the config
+
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "weather",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
+            "required": ["city", "temp_c"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_a_strict_json_schema_routes_and_is_passed_on(proxy: Proxy) -> None:
+    for stream in (False, True):
+        before = len(proxy.chat_requests())
+        trace, text, body = _ask(
+            proxy, "The weather in Paris, as JSON.", stream=stream, response_format=SCHEMA
+        )
+        records = _check_call(proxy, trace, body, streamed=stream, before=before)
+        assert all(r.body["response_format"] == SCHEMA for r in proxy.chat_requests()[before:])
+        assert CATALOG.get(records[-1].model).capabilities.json_schema is True

@@ -117,6 +117,26 @@ class _AttemptCounter:
             return count
 
 
+class _Pending:
+    """Values by key for the last ``size`` keys, each taken at most once; thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def pop(self, key: str | None) -> Any:
+        with self._lock:
+            return None if key is None else self._items.pop(key, None)
+
+
 class LiteLLMHandler(CustomLogger):
     """Applies the routing decision on the LiteLLM proxy and records every attempt.
 
@@ -164,6 +184,7 @@ class LiteLLMHandler(CustomLogger):
         self._recorded = _RecentSet(_RECENT_ATTEMPTS)  # (call id, run id, attempt) of failures
         self._warned = _RecentSet(_WARNED_TAGS)
         self._attempts = _AttemptCounter(_RECENT_ATTEMPTS)
+        self._unlogged_streams = _Pending(_RECENT_ATTEMPTS)  # call id -> (model, started)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The proxy runs a proxy hook only when the instance's own class defines it.
@@ -265,7 +286,13 @@ class LiteLLMHandler(CustomLogger):
         request_headers: dict[str, str] | None = None,
         litellm_call_info: dict[str, Any] | None = None,
     ) -> dict[str, str] | None:
-        """The routed group as LiteLLM's model group, and the tag names that were ignored."""
+        """The routed group as LiteLLM's model group, and the tag names that were ignored.
+
+        A stream about to start after an earlier attempt of its call failed is remembered:
+        LiteLLM logs one failure event per call, so if this stream breaks, only the
+        failure hook hears of it (:meth:`async_post_call_failure_hook` records it).
+        """
+        self._note_unlogged_stream(data)
         routed = _mapping(_mapping(data.get("metadata")).get(META_KEY))
         group = _str(routed.get("group"))
         if group is None:
@@ -295,6 +322,7 @@ class LiteLLMHandler(CustomLogger):
             self.scrub_exception(original_exception, request_data)
         except Exception:  # never in the way of the proxy's answer
             logger.exception("routedllm: could not scrub the error returned to the client")
+        self._record_unlogged_stream(request_data, original_exception)
         routed = _mapping(_mapping(request_data.get("metadata")).get(META_KEY))
         if not routed or routed.get("rejected"):
             return None
@@ -309,6 +337,49 @@ class LiteLLMHandler(CustomLogger):
                 str(original_exception),
             )
         return None
+
+    def _note_unlogged_stream(self, data: Mapping[str, Any]) -> None:
+        """Remember a stream whose failure LiteLLM would not log: its call's logging object
+        has logged a failure already (an earlier attempt: a retry or a fallback)."""
+        if data.get("stream") is not True:
+            return
+        details = _mapping(getattr(data.get("litellm_logging_obj"), "model_call_details", None))
+        if not (details.get("has_logged_async_failure") or details.get("has_logged_sync_failure")):
+            return
+        deployment = data.get("deployment")
+        model = _str(getattr(deployment, "model_name", None)) or _str(
+            _mapping(deployment).get("model_name")
+        )
+        model = model or _str(details.get("model"))
+        started = details.get("current_attempt_api_call_start_time")
+        call = _str(data.get("litellm_call_id"))
+        if model is not None and call is not None:
+            when = started.timestamp() if isinstance(started, dt.datetime) else None
+            self._unlogged_streams.put(call, (model, when))
+
+    def _record_unlogged_stream(self, data: Mapping[str, Any], error: BaseException) -> None:
+        """Record the failure of a stream noted by :meth:`_note_unlogged_stream`: one failed
+        attempt under the model that streamed, tokens and cost unknown (it may be billed)."""
+        noted = self._unlogged_streams.pop(_str(data.get("litellm_call_id")))
+        if noted is None:
+            return
+        model, started = noted
+        meta = _mapping(data.get("metadata"))
+        text = str(error)
+        now = dt.datetime.now(dt.UTC)
+        record = build_record(
+            self.catalog,
+            model,
+            usage=None,
+            ts=dt.datetime.fromtimestamp(started, dt.UTC) if started else now,
+            latency_s=None if started is None else max(0.0, now.timestamp() - started),
+            baseline_model=self.baseline_model,
+            run_id=_trace(data),
+            outcome=TRUNCATED if _truncated(text) else type(error).__name__,
+            error=self._error_text(text or error, data),
+            **_routing(meta, meta.get("tags"), None),
+        )
+        deliver(self.sinks, [self._numbered(record)])
 
     def _refused(self, data: Mapping[str, Any], group: str, outcome: str, reason: str) -> None:
         """Record a request refused before any model answered: once, under its routed group."""

@@ -18,6 +18,7 @@ out unless asked for, so LiteLLM never charges $0 for them. No litellm import.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -176,8 +177,10 @@ def proxy_config(
     if retries < 0:
         raise ValueError(f"retries must be 0 or more, got {retries}")
     for label, value in (("timeout", timeout_s), ("stream timeout", stream_timeout_s)):
-        if not value > 0:
-            raise ValueError(f"the {label} must be a positive number of seconds, got {value}")
+        if not (value > 0 and math.isfinite(value)):  # inf: a hung upstream would hold for ever
+            raise ValueError(
+                f"the {label} must be a positive, finite number of seconds, got {value}"
+            )
     return {
         "model_list": model_list(
             catalog,
@@ -197,7 +200,9 @@ def proxy_config(
             ),
         },
         "litellm_settings": {"callbacks": [handler], "request_timeout": timeout_s},
-        "general_settings": {"master_key": MASTER_KEY},
+        # no proxy in front: X-Forwarded-For is not trusted, and LiteLLM does not warn
+        # that the setting is missing (set the ranges of a reverse proxy that fronts it)
+        "general_settings": {"master_key": MASTER_KEY, "trusted_proxy_ranges": []},
     }
 
 
