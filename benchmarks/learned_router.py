@@ -130,6 +130,12 @@ def show(results: dict[str, Any]) -> None:
                     else ""
                 )
             )
+        chosen = fig["learned"].get("l2_chosen")
+        if chosen:
+            picks = ", ".join(
+                f"{k} x{v}" for k, v in sorted(chosen.items(), key=lambda kv: float(kv[0]))
+            )
+            print(f"{bench:<10}learned: penalty chosen per split (l2 x splits): {picks}")
 
 
 def main() -> None:
