@@ -861,3 +861,345 @@ def test_a_plain_chat_models_error_record_is_scrubbed_of_every_encoding(
         plain.invoke(PROMPT)
     text = ledger.read_text()
     assert "[redacted]" in text and leaks(text) == []
+
+
+# == 9. a second round: new inputs in the same classes ===========================================
+def _pct(text: str, upper: bool = False, every: bool = False) -> str:
+    """``text`` percent-encoded: reserved characters (or ``every`` one), in lower-case hex
+    unless ``upper``."""
+    out = []
+    for c in text:
+        keep = not every and (c.isalnum() or c in "-_.~")
+        out.append(c if keep else ("%%%02X" if upper else "%%%02x") % ord(c))
+    return "".join(out)
+
+
+B64 = base64.b64encode(KEY.encode()).decode()
+RE_ESCAPED = {
+    "percent, lower-case hex": _pct(KEY),
+    "percent, every character": _pct(KEY, upper=True, every=True),
+    "percent-encoded twice": urllib.parse.quote(urllib.parse.quote(KEY, safe=""), safe=""),
+    "JSON \\u escapes": "".join(f"\\u{ord(c):04x}" for c in KEY),
+    "JSON \\/ escapes": KEY.replace("/", "\\/"),
+    "HTML character references": KEY.replace("+", "&#43;").replace("/", "&#x2F;"),
+    "split across lines": KEY[:14] + "\n" + KEY[14:],
+    "split by an escaped newline": KEY[:14] + "\\n" + KEY[14:],
+    "hex of its bytes": KEY.encode().hex(),
+    "base64 wrapped at 16 columns": "\n".join(B64[i : i + 16] for i in range(0, len(B64), 16)),
+}
+
+
+@pytest.mark.parametrize("form", list(RE_ESCAPED))
+def test_a_key_the_upstream_re_escapes_is_scrubbed_everywhere(
+    form: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """500 bodies quoting the key in a form the plain encodings miss: every model fails;
+    no exception in the chain, record or log holds it."""
+    echoed = RE_ESCAPED[form]
+    gateway = Gateway(
+        lambda m, b, n: httpx2.Response(
+            500, json={"error": {"message": f"upstream saw <{echoed}>", "code": 500}}
+        )
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(AllAttemptsFailedError) as caught:
+        routed(gateway).invoke(PROMPT)
+    said = everything_said(caught.value, caplog)
+    assert "<[redacted]>" in str(caught.value.__cause__)
+    assert echoed not in said and " ".join(echoed.split()) not in said
+    assert leaks(said) == []
+
+
+def test_the_scrubber_reaches_every_place_an_exception_keeps_text() -> None:
+    """Dict keys, sets, attributes of any name, built-in exceptions' own fields (OSError's
+    file name, JSONDecodeError's document, UnicodeError's object), HTTP requests and
+    responses passed as arguments, and values nested 100 deep."""
+    scrub = Scrubber([KEY])
+    request = httpx2.Request("POST", f"http://gw.test/v1?key={KEY}", headers={"x-echo": KEY})
+    response = httpx2.Response(500, content=f"saw {KEY}".encode(), request=request)
+    deep: Any = [KEY]
+    for _ in range(100):
+        deep = [deep]
+    custom = ValueError("x")
+    custom.detail_of_upstream = {"echo": KEY}  # type: ignore[attr-defined]
+    errors: list[BaseException] = [
+        ValueError({KEY: 1}),
+        ValueError({1, KEY}),
+        ValueError(frozenset([KEY])),
+        custom,
+        OSError(2, "No such file", KEY),
+        json.JSONDecodeError("bad", f"doc {KEY}", 0),
+        UnicodeDecodeError("utf-8", KEY.encode(), 0, 1, "bad"),
+        ValueError(request),
+        ValueError(response),
+        ValueError(deep),
+    ]
+    for exc in errors:
+        scrub.exception(exc)
+        shown = [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+        for name in ("filename", "doc", "object"):
+            shown.append(repr(getattr(exc, name, "")))
+        for arg in exc.args:
+            if isinstance(arg, httpx2.Request):
+                shown += [str(arg.url), repr(dict(arg.headers))]
+            if isinstance(arg, httpx2.Response):
+                shown += [arg.text, str(arg.request.url)]
+        assert leaks("\n".join(shown)) == [], repr(exc)
+
+
+def test_an_exception_that_cannot_be_scrubbed_in_place_is_replaced_in_the_chain() -> None:
+    """A pydantic ValidationError quoting an input computes its text from state no
+    attribute exposes: in a chain, it is replaced by a ScrubbedError with the text
+    scrubbed (its type named), and the rest of the chain kept."""
+    from pydantic import BaseModel
+
+    from routedllm.reliability.secrets import ScrubbedError
+
+    class Body(BaseModel):
+        content: str
+
+    root = OSError("connection reset")
+    try:
+        Body.model_validate({"content": {"echo": KEY}})
+    except Exception as invalid:
+        invalid.__cause__ = root
+        outer = RuntimeError("a stream chunk that is not a chat completion chunk")
+        outer.__cause__ = invalid
+    assert KEY in str(outer.__cause__)
+    Scrubber([KEY]).exception(outer)
+    replaced = outer.__cause__
+    assert isinstance(replaced, ScrubbedError) and "ValidationError" in str(replaced)
+    assert "[redacted]" in str(replaced) and leaks(f"{replaced} {replaced!r}") == []
+    assert replaced.__cause__ is root
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_key_echoed_in_a_malformed_chunk_after_text_never_leaves(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Text went out, then a chunk whose content is an object quoting the key: the
+    StreamInterruptedError's chain (a pydantic error quoting its input) holds no key."""
+    gateway = Gateway(
+        lambda m, b, n: stream_response(
+            chunk(m, {"role": "assistant", "content": "Hel"})
+            + chunk(m, {"content": {"k": KEY}}, "stop")  # short: pydantic quotes it whole
+            + "data: [DONE]\n\n"
+        )
+    )
+    with caplog.at_level(logging.DEBUG), pytest.raises(StreamInterruptedError) as caught:
+        run_mode(routed(gateway), mode)
+    assert leaks(everything_said(caught.value, caplog)) == []
+
+
+STRANGE_WAITS = {
+    "inf": "inf",
+    "1e400": "1e400",
+    "nan": "nan",
+    "negative": "-5",
+    "a date in the year 9999": "Fri, 31 Dec 9999 23:59:59 GMT",
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("wait", list(STRANGE_WAITS))
+def test_a_retry_after_that_is_no_finite_wait_still_falls_back(wait: str, mode: str) -> None:
+    """A 429 whose Retry-After is infinite, NaN, negative or centuries away: the attempt
+    is recorded (no pydantic error from a non-finite number) and the next model answers."""
+    header = STRANGE_WAITS[wait]
+    gateway = first_fails(
+        lambda m, b: httpx2.Response(429, headers={"retry-after": header}, json={})
+    )
+    call = run_mode(routed(gateway), mode)
+    first, answer = call.attempts
+    assert first.outcome == "RateLimitError" and answer.outcome == "ok"
+    assert first.retry_after_s is None or 0 <= first.retry_after_s <= 86_400
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_body_nested_past_the_json_decoder_falls_back(mode: str) -> None:
+    """A 200 body (or a stream chunk) of 100,000 nested arrays: a RecursionError while
+    decoding is a malformed body, so the next model answers."""
+    deep = "[" * 100_000 + "]" * 100_000
+    gateway = first_fails(
+        lambda m, b: (
+            stream_response("data: " + deep + "\n\n" + sse(m))
+            if b.get("stream")
+            else httpx2.Response(200, text=deep, headers={"content-type": "application/json"})
+        )
+    )
+    call = run_mode(routed(gateway), mode)
+    assert [a.outcome for a in call.attempts] == ["RecursionError", "ok"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("mode", ["invoke", "astream"])
+def test_a_redirect_is_an_upstream_fault_and_falls_back(status: int, mode: str) -> None:
+    """The SDK does not follow redirects; a 3xx is not the caller's error (no fallback
+    before: raised as APIStatusError at once)."""
+    gateway = first_fails(
+        lambda m, b: httpx2.Response(status, headers={"location": "http://elsewhere.test/"})
+    )
+    call = run_mode(routed(gateway), mode)
+    assert [a.status for a in call.attempts] == [status, None]
+    assert call.attempts[-1].outcome == "ok"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("role", ["user", "system", "tool", "model"])
+def test_a_reply_in_another_role_than_assistant_falls_back(role: str, mode: str) -> None:
+    """A 200 whose message (or first delta) has role ``user``/``system``/...: not an answer
+    (it reached the caller as a HumanMessage/SystemMessage with its usage dropped)."""
+    usage = {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}
+    body = completion("x")
+    body["choices"][0]["message"]["role"] = role
+    gateway = first_fails(
+        lambda m, b: (
+            stream_response(
+                chunk(m, {"role": role, "content": "hi"})
+                + chunk(m, {}, "stop")
+                + chunk(m, None, usage=usage)
+                + "data: [DONE]\n\n"
+            )
+            if b.get("stream")
+            else httpx2.Response(200, json={**body, "model": m})
+        )
+    )
+    call = run_mode(routed(gateway), mode)
+    assert [a.outcome for a in call.attempts] == ["MalformedResponseError", "ok"]
+    assert call.cost_usd is not None
+
+
+SERVED = {
+    "a number": (5, None),
+    "a list": (["gpt-4o"], None),
+    "an empty string": ("", None),
+    "terminal escapes and NUL": ("gpt\x1b[31m\n\x00", "gpt\\x1b[31m\\n\\x00"),
+    "10,000 characters": ("x" * 10_000, "x" * 197 + "..."),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("served", list(SERVED))
+def test_the_model_field_of_an_answer_is_recorded_safely_whatever_its_shape(
+    served: str, mode: str
+) -> None:
+    """The upstream's ``model`` field is the upstream's text: a non-string is no name (a
+    number lost a whole streamed answer to a TypeError), control characters are shown
+    escaped and a long one is clipped to 200 characters; the answer stands."""
+    value, expected = SERVED[served]
+
+    def body(m: str) -> dict[str, Any]:
+        return {**completion(m), "model": value}
+
+    def stream(m: str) -> str:
+        return (
+            "".join(
+                "data: " + json.dumps({**json.loads(part[6:]), "model": value}) + "\n\n"
+                for part in sse(m).split("\n\n")
+                if part.startswith("data: {")
+            )
+            + "data: [DONE]\n\n"
+        )
+
+    gateway = Gateway(
+        lambda m, b, n: (
+            stream_response(stream(m)) if b.get("stream") else httpx2.Response(200, json=body(m))
+        )
+    )
+    call = run_mode(routed(gateway), mode)
+    assert [a.outcome for a in call.attempts] == ["ok"]
+    assert call.served_model == expected and call.attempts[0].answering_model == expected
+    assert call.cost_usd is not None
+
+
+def _circular() -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": {}}
+    schema["properties"]["self"] = schema
+    return schema
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+UNSENDABLE: dict[str, tuple[Callable[[RoutedChatModel], Any], Any]] = {
+    "bytes in a content part": (
+        lambda llm: llm,
+        [HumanMessage(content=[{"type": "text", "text": "hi", "extra": b"\x00"}])],
+    ),
+    "temperature NaN": (lambda llm: llm.bind(temperature=math.nan), PROMPT),
+    "a circular tool schema": (
+        lambda llm: llm.bind_tools(
+            [{"type": "function", "function": {"name": "f", "parameters": _circular()}}]
+        ),
+        PROMPT,
+    ),
+    "a tool schema 5,000 levels deep": (
+        lambda llm: llm.bind_tools(
+            [{"type": "function", "function": {"name": "f", "parameters": _deep(5_000)}}]
+        ),
+        PROMPT,
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", list(UNSENDABLE))
+def test_a_request_json_cannot_carry_is_an_invalid_request_error(
+    case: str, mode: str, tmp_path: Path
+) -> None:
+    """A value the SDK cannot encode (bytes, NaN, a circular or too deep schema) was a
+    bare TypeError/ValueError/RecursionError recorded as a failed attempt: now an
+    InvalidRequestError naming the problem; nothing sent, recorded, held or charged."""
+    wrap, prompt = UNSENDABLE[case]
+    gateway = Gateway(lambda m, b, n: httpx2.Response(200, json=completion(m)))
+    budget = LocalBudget(BudgetLimits(max_run_usd=1.0))
+    ledger = tmp_path / "calls.jsonl"
+    llm = routed(
+        gateway, budget=budget, callbacks=[CostLatencyHandler(ledger_path=ledger, catalog=CATALOG)]
+    )
+    runnable = wrap(llm)
+    with pytest.raises(InvalidRequestError, match="cannot be sent as JSON"):
+        if mode == "invoke":
+            runnable.invoke(prompt)
+        elif mode == "ainvoke":
+            asyncio.run(runnable.ainvoke(prompt))
+        elif mode == "stream":
+            list(runnable.stream(prompt))
+        else:
+
+            async def drain() -> None:
+                async for _ in runnable.astream(prompt):
+                    pass
+
+            asyncio.run(drain())
+    assert gateway.models == []
+    status = budget.status()
+    assert status.reserved_usd == 0 and status.spent_usd == 0 and status.in_flight == 0
+    assert not ledger.exists() or [r for r in read_ledger(ledger) if r.outcome != "ok"] == []
+
+
+def test_a_policy_override_with_bad_values_is_an_invalid_request_error() -> None:
+    gateway = Gateway(lambda m, b, n: httpx2.Response(200, json=completion(m)))
+    with pytest.raises(InvalidRequestError, match="max_cost_usd"):
+        routed(gateway).invoke(PROMPT, routedllm_policy={"max_cost_usd": math.nan})
+    assert gateway.models == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("max_run_usd", math.inf, "finite"),
+        ("max_run_usd", 1e300, "less than or equal"),  # was OverflowError at reserve()
+        ("max_window_usd", True, "not a boolean"),  # was a $1 cap
+        ("max_call_usd", math.nan, "finite"),
+        ("window_s", math.inf, "finite"),
+    ],
+)
+def test_budget_limits_refuse_caps_that_are_no_amount(field: str, value: Any, words: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=words):
+        LocalBudget(BudgetLimits(**{field: value})).reserve(0.01)

@@ -622,6 +622,31 @@ CASES: list[tuple[str, Build, type[Exception], tuple[str, ...]]] = [
         LedgerError,
         ("/dev/zero: cannot write the ledger", "character device"),
     ),
+    # booleans where a number belongs (YAML reads true/yes/on as one)
+    (
+        "catalog price true",
+        catalog_text(model(input_usd_per_mtok="true")),
+        CatalogError,
+        ("override.yaml: models[0]", "input_usd_per_mtok", "not a boolean"),
+    ),
+    (
+        "catalog context window yes",
+        catalog_text(model(context_window="yes")),
+        CatalogError,
+        ("models[0]", "context_window", "not a boolean"),
+    ),
+    (
+        "catalog score true",
+        catalog_text(model(scores="{mmlu: true}")),
+        CatalogError,
+        ("models[0]", "scores", "not a boolean"),
+    ),
+    (
+        "catalog rating on",
+        catalog_text(model(ratings="{speed: on}")),
+        CatalogError,
+        ("models[0]", "ratings", "not a boolean"),
+    ),
 ]
 
 
@@ -893,6 +918,15 @@ def test_the_docs_table_names_real_cases() -> None:
     assert len(rows) >= 30 and len(set(rows)) == len(rows)
     assert [r for r in rows if r not in known] == []
     assert [c[0] for c in CASES if c[0] not in rows] == []
+
+
+def test_a_catalog_error_shows_a_key_with_terminal_escapes_escaped(tmp_path: Path) -> None:
+    """A key from the file that names no field (``scores: {"mm<ESC>[2J": 50}``) is quoted
+    in the error's field path; it was printed raw (a terminal escape in a CLI error)."""
+    text = model(scores='{"mm\\e[2J": 50}')
+    with pytest.raises(CatalogError) as info:
+        catalog_text(text)(tmp_path)
+    assert "\x1b" not in str(info.value) and "scores.'mm\\x1b[2J'" in str(info.value)
 
 
 def test_models_prints_no_terminal_escapes_even_from_an_unchecked_card(

@@ -109,6 +109,28 @@ class ModelCard(BaseModel):
     source: str | None = None
     notes: str | None = None
 
+    @field_validator(
+        "input_usd_per_mtok",
+        "output_usd_per_mtok",
+        "cached_input_usd_per_mtok",
+        "context_window",
+        "output_tokens_per_s",
+        "ttft_p99_s",
+        "scores",
+        "ratings",
+        mode="before",
+    )
+    @classmethod
+    def _no_bools(cls, value: Any) -> Any:
+        """``true`` is not a price, window or score (YAML reads ``yes``/``on`` as it too)."""
+        items = value.values() if isinstance(value, dict) else value
+        if isinstance(value, bool) or (
+            isinstance(items, list | tuple | type({}.values()))
+            and any(isinstance(v, bool) for v in items)
+        ):
+            raise ValueError("a number is needed, not a boolean (true/false/yes/no/on/off)")
+        return value
+
     @field_validator("id")
     @classmethod
     def _plain_id(cls, value: str) -> str:
@@ -560,9 +582,16 @@ def _card(entry: Any, origin: str, index: int | None) -> ModelCard:
 
 def _describe(exc: ValidationError, where: str, what: str) -> str:
     problems = "; ".join(
-        f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        f"field {'.'.join(_shown(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
     )
     return f"{where}: {what}: {problems}"
+
+
+def _shown(part: object) -> str:
+    """A part of a field's path (a key from the file) fit for a terminal: escaped when it
+    holds control characters."""
+    text = str(part)
+    return text if text.isprintable() else ascii(text)
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from routedllm.core.catalog import CAPABILITIES
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.tags import TAG_NAMES, TAGS_KEY, VOCABULARY, has_image, validate_tags
@@ -405,7 +407,14 @@ def call_policy(base: Policy, override: Any) -> Policy:
     if isinstance(override, type(base)):
         return override
     if isinstance(override, Mapping):
-        return type(base).model_validate({**base.model_dump(), **override})
+        try:
+            return type(base).model_validate({**base.model_dump(), **override})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}"
+                for e in exc.errors()[:5]
+            )
+            raise InvalidRequestError(f"{POLICY_KEY} is not a valid policy: {problems}") from None
     raise InvalidRequestError(
         f"{POLICY_KEY} must be a Policy or a mapping of Policy fields, "
         f"got {type(override).__name__}"

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import logging
 import math
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +219,19 @@ def usage_beyond_window(usage: Usage | None, card: ModelCard | None) -> str | No
 
 
 NO_TOKENS = Usage(0, 0)
+MODEL_NAME_LIMIT = 200
+"""Characters of an upstream's ``model`` field a record keeps."""
+
+
+def served_name(value: object) -> str | None:
+    """An upstream's ``model`` field as a record may hold it: None unless a non-empty
+    string; control and other unprintable characters shown escaped (``\\x1b``), clipped to
+    :data:`MODEL_NAME_LIMIT` characters. The upstream writes it: nothing in it is trusted."""
+    if not isinstance(value, str) or not value:
+        return None
+    if not value.isprintable():
+        value = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value)
+    return value if len(value) <= MODEL_NAME_LIMIT else value[: MODEL_NAME_LIMIT - 3] + "..."
 
 
 def resolve_model(catalog: Catalog, name: str | None) -> ModelCard | None:
@@ -288,6 +302,7 @@ def build_record(
         raise ValueError("ts must be timezone-aware (use datetime.now(timezone.utc))")
     card = resolve_model(catalog, model)
     base = resolve_model(catalog, baseline_model) if baseline_model else None
+    answering_model = served_name(answering_model)
     served = resolve_model(catalog, answering_model) if answering_model else None
     flags: list[str] = []
     if usage is not None and not cache_hit:
@@ -437,7 +452,69 @@ def encodings(secret: str) -> set[str]:
         text = encoded.decode("ascii")
         forms.update({text, text.rstrip("=")})
     forms.update(_base64_inner(raw))
+    forms.update({raw.hex(), raw.hex().upper()})
     return {form for form in forms if len(form) >= MIN_SECRET}
+
+
+def secret_pattern(secrets: Iterable[str | None]) -> re.Pattern[str] | None:
+    """One regex for the forms :func:`encodings` lists once text re-escapes them: any
+    character percent-encoded (either hex case, or twice), JSON ``\\uXXXX`` / ``\\/``,
+    an HTML character reference, and a line break (real or JSON-escaped) between any two
+    characters. None when no secret is long enough. The last few are kept compiled (one
+    costs ~40 ms)."""
+    return _secret_pattern(tuple(s for s in secrets if isinstance(s, str)))
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    forms: set[str] = set()
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= MIN_SECRET:
+            raw = secret.encode("utf-8", "surrogatepass")
+            plain = {secret, raw.hex()} | {f.decode("ascii") for f in _base64s(raw)}
+            forms |= {form.rstrip("=") for form in plain} | _base64_inner(raw)
+    forms = {form for form in forms if len(form) >= MIN_SECRET}
+    if not forms:
+        return None
+    alternatives = (
+        _BREAK.join(_char_pattern(c) for c in form) for form in sorted(forms, key=len, reverse=True)
+    )
+    padding = "(?:" + _BREAK + _char_pattern("=") + "){0,2}"  # forms are kept unpadded
+    return re.compile("(?:" + "|".join(alternatives) + ")" + padding)
+
+
+_BREAK = r"(?:\r?\n|(?:\\r)?\\n)?"  # a wrapped line, raw or JSON-escaped
+_ESCAPES = frozenset("%\\&\n\r")  # text without these can only hold the plain forms
+
+
+def _base64s(raw: bytes) -> tuple[bytes, ...]:
+    return base64.b64encode(raw), base64.urlsafe_b64encode(raw)
+
+
+def _hex_ci(value: int, digits: int) -> str:
+    """``value`` in hex, matching either case."""
+    return "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in f"{value:0{digits}x}")
+
+
+def _char_pattern(char: str) -> str:
+    """The ways one character of a secret appears in escaped text."""
+    alts = [re.escape(char)]
+    pct = "".join("%(?:25)?" + _hex_ci(b, 2) for b in char.encode("utf-8", "surrogatepass"))
+    alts.append(pct)
+    code = ord(char)
+    alts.append(r"\\u" + _hex_ci(code, 4) if code <= 0xFFFF else re.escape(char))
+    alts.append(f"&#0*{code};|&#[xX]0*{_hex_ci(code, 1)};")
+    if char == "/":
+        alts.append(r"\\/")
+    if char == " ":
+        alts.append(r"\+")
+    return "(?:" + "|".join(alts) + ")"
+
+
+def needs_pattern(text: str) -> bool:
+    """True when ``text`` holds an escape or a line break, so that a secret may hide in it
+    in a form only :func:`secret_pattern` finds."""
+    return not _ESCAPES.isdisjoint(text)
 
 
 def _base64_inner(raw: bytes) -> set[str]:
@@ -464,6 +541,9 @@ def scrub(text: str, secret: str | None) -> str:
         return text
     for form in sorted(encodings(secret), key=len, reverse=True):
         text = text.replace(form, "[redacted]")
+    if needs_pattern(text):
+        pattern = secret_pattern([secret])
+        text = text if pattern is None else pattern.sub("[redacted]", text)
     return text
 
 
@@ -473,12 +553,11 @@ def error_text(error: object, secret: str | None, *, limit: int = ERROR_TEXT_LIM
     None for None or empty text."""
     if error is None:
         return None
-    text = " ".join(str(error).split())
+    text = " ".join(scrub(str(error), secret).split())  # scrubbed before lines are joined
     if not text and not isinstance(error, str):
         text = type(error).__name__
     if not text:
         return None
-    text = scrub(text, secret)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

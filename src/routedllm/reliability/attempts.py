@@ -42,6 +42,7 @@ from routedllm.core.decision import Decision
 from routedllm.core.errors import (
     AllAttemptsFailedError,
     BudgetExceeded,
+    InvalidRequestError,
     RoutedLLMError,
     StreamInterruptedError,
 )
@@ -55,6 +56,7 @@ from routedllm.records.schema import (
     Usage,
     build_record,
     error_text,
+    served_name,
 )
 from routedllm.reliability.breaker import Admission, CircuitBreaker
 from routedllm.reliability.budget import Reservation
@@ -396,6 +398,18 @@ class AttemptLoop:
             return Verdict("raise", "a caller error: another model would fail the same way")
         return Verdict("fallback", "an upstream fault")
 
+    def unsendable(self, attempt: Attempt, exc: BaseException) -> InvalidRequestError:
+        """The request could not be built (a value JSON cannot carry: bytes, NaN, a
+        circular or too deeply nested schema): nothing was sent, so nothing is recorded
+        or charged, and every model would fail the same way. The error to raise."""
+        self._abandon(attempt)
+        return InvalidRequestError(
+            f"the request cannot be sent as JSON ({type(exc).__name__}: "
+            f"{error_text(self.scrubber.text(str(exc)), None, limit=200)}): a message, tool "
+            "schema or call argument holds bytes, NaN or infinity, a circular reference, "
+            "or nesting too deep; nothing was sent"
+        )
+
     def answered(
         self,
         attempt: Attempt,
@@ -405,7 +419,7 @@ class AttemptLoop:
     ) -> RoutedCall:
         """Record the attempt that answered; returns the call's record. ``usage_problem``
         says why the usage the upstream reported was not believed (it is then unknown)."""
-        self.served_model = served_model
+        self.served_model = served_name(served_model)
         record = self._record(
             attempt,
             usage=usage,
@@ -440,7 +454,7 @@ class AttemptLoop:
         """A stream that showed text ended cleanly but early (no finish_reason, no [DONE]):
         not an answer. Recorded as ``truncated``, charged its usage (else its estimate),
         and raised as :class:`StreamInterruptedError` (the caller has seen part of it)."""
-        self.served_model = served_model
+        self.served_model = served_name(served_model)
         record = self._record(
             attempt,
             usage=usage,

@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from routedllm.core.errors import BudgetExceeded, InvalidRequestError, RoutedLLMError
 
@@ -56,6 +56,9 @@ MAX_AMOUNT_USD = 1_000_000.0
 """The largest estimate or settlement one call may hold or be charged: 1e15 nano-dollars,
 so no sum a budget keeps can reach Redis's 64-bit integers within any real run."""
 _MAX_SPENT_UNITS = 9.0e18  # below 2^63: a settle that would pass it changes nothing
+MAX_CAP_USD = 1.0e9
+"""The largest cap a budget takes ($1e9, 1e18 nano-dollars, within Redis's integers);
+no limit is ``None``, not infinity."""
 
 
 class BudgetLimits(BaseModel):
@@ -68,15 +71,30 @@ class BudgetLimits(BaseModel):
     ``allow_unknown_cost``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    max_call_usd: float | None = Field(default=None, ge=0)
-    max_run_usd: float | None = Field(default=None, ge=0)
-    max_window_usd: float | None = Field(default=None, ge=0)
+    max_call_usd: float | None = Field(default=None, ge=0, le=MAX_CAP_USD)
+    max_run_usd: float | None = Field(default=None, ge=0, le=MAX_CAP_USD)
+    max_window_usd: float | None = Field(default=None, ge=0, le=MAX_CAP_USD)
     window_s: float = Field(default=3600.0, gt=0)
     window_slots: int = Field(default=60, ge=1, le=10_000)
     reservation_ttl_s: float = Field(default=600.0, gt=0)
     allow_unknown_cost: bool = False
+
+    @field_validator(
+        "max_call_usd",
+        "max_run_usd",
+        "max_window_usd",
+        "window_s",
+        "reservation_ttl_s",
+        mode="before",
+    )
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        """``True`` is not $1 (nor one second): a flag passed where a number belongs."""
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean (None: no limit)")
+        return value
 
     @property
     def slot_s(self) -> float:

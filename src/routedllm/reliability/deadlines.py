@@ -50,19 +50,21 @@ class Flight:
     ``done`` is None until a body is read through the hooks (None: not known, e.g. a
     client without them), then whether ``[DONE]`` arrived."""
 
-    __slots__ = ("budget_s", "call_deadline", "deadline", "done", "_tail", "_written")
+    __slots__ = ("budget_s", "call_deadline", "deadline", "done", "requested", "_tail", "_written")
 
     def __init__(self, budget_s: float | None = None, call_deadline: float | None = None) -> None:
         self.budget_s = budget_s
         self.call_deadline = call_deadline
         self.deadline = call_deadline
         self.done: bool | None = None
+        self.requested = False  # the HTTP client was handed a request
         self._tail = b""
         self._written = False
 
     def sent(self) -> None:
         """The request is handed to the HTTP client: its deadline starts (connecting and
         waiting for a pooled connection count)."""
+        self.requested = True
         self._start()
 
     def written(self) -> None:

@@ -1,11 +1,11 @@
 """What an upstream failure means for a call: fall back, move to a larger window, or stop.
 
-Upstream faults (rate limits, 5xx, timeouts, lost connections, a model the gateway does
-not serve, a 200 whose body is not a usable completion) fall back to the decision's next
-model; a context-length error falls back only to a model with a larger window; a 400 that
-says the model does not support a capability the call uses (tools, a response format,
-images) falls back to a model that may have it; other caller errors (400, 401, 403, 422)
-are raised at once.
+Upstream faults (rate limits, 5xx, redirects, timeouts, lost connections, a model the
+gateway does not serve, a 200 whose body is not a usable completion) fall back to the
+decision's next model; a context-length error falls back only to a model with a larger
+window; a 400 that says the model does not support a capability the call uses (tools, a
+response format, images) falls back to a model that may have it; other caller errors
+(400, 401, 403, 422) are raised at once.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import importlib
 import json
+import math
 import re
 import time
 from typing import Any, Literal
@@ -121,10 +122,14 @@ def classify(exc: BaseException) -> Action:
     )
     if isinstance(exc, upstream_fault) or _is_httpx(exc, "TransportError"):
         return "fallback"
+    if isinstance(exc, RecursionError) and "while decoding" in str(exc):
+        return "fallback"  # a body nested deeper than the JSON decoder goes: malformed
     if not isinstance(exc, openai.APIError):
         return "fatal"
     status = status_of(exc)
     if status is None:  # e.g. an error event inside a 200 stream: an upstream fault
+        return "fallback"
+    if 300 <= status < 400:  # a redirect the SDK does not follow: not the caller's error
         return "fallback"
     return "fallback" if status in _RETRYABLE_STATUS or status >= 500 else "fatal"
 
@@ -152,17 +157,30 @@ def retry_after_s(exc: BaseException) -> float | None:
         if value is None:
             continue
         try:
-            return max(0.0, float(value) / divisor)
+            seconds = float(value) / divisor
         except ValueError:
-            pass
+            continue
+        return _bounded(seconds)
     value = headers.get("retry-after")
     if value:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
-        return max(0.0, when.timestamp() - time.time())
+        return _bounded(when.timestamp() - time.time())
     return None
+
+
+MAX_RETRY_AFTER_S = 86_400.0
+"""A Retry-After beyond a day is read as a day: an upstream's ``inf`` or ``1e400`` must
+not reach a record (which holds only finite numbers) or a sleep."""
+
+
+def _bounded(seconds: float) -> float | None:
+    """A wait in [0, a day]; None for NaN (no usable value)."""
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def never_sent(exc: BaseException) -> bool:

@@ -698,6 +698,9 @@ class RoutedChatModel(BaseChatOpenAI):
     def _failed(self, loop: AttemptLoop, attempt: Attempt, exc: Exception, wire: Flight) -> None:
         """A failed attempt: record it, close its budget hold, then raise (a caller error)
         or wait what the verdict says before the loop tries the next model."""
+        if _unsendable(exc, wire):
+            self._settle(loop, attempt)
+            raise loop.unsendable(attempt, exc) from exc
         _synced(loop, attempt, wire)
         verdict = loop.failed(attempt, exc)
         self._settle(loop, attempt)
@@ -708,6 +711,9 @@ class RoutedChatModel(BaseChatOpenAI):
     async def _afailed(
         self, loop: AttemptLoop, attempt: Attempt, exc: Exception, wire: Flight
     ) -> None:
+        if _unsendable(exc, wire):
+            await _shielded(self._asettle(loop, attempt))
+            raise loop.unsendable(attempt, exc) from exc
         _synced(loop, attempt, wire)
         verdict = loop.failed(attempt, exc)
         await _shielded(self._asettle(loop, attempt))
@@ -906,6 +912,8 @@ class RoutedChatModel(BaseChatOpenAI):
         choices = _field(response, "choices")
         if not choices:
             raise MalformedResponseError("a 200 response without choices (no completion in it)")
+        for choice in choices if isinstance(choices, list) else ():
+            _check_role(_field(choice, "message"), "message")
         response, problem = _believable_usage(response)
         try:
             result = super()._create_chat_result(response, generation_info)
@@ -930,6 +938,8 @@ class RoutedChatModel(BaseChatOpenAI):
         self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
     ) -> ChatGenerationChunk | None:
         chunk, problem = _believable_usage(chunk)
+        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            _check_role(_field(choice, "delta"), "delta")
         try:
             if _tool_deltas(chunk):  # the private attribute's lookup is not free per chunk
                 chunk = self._tool_names.drop_repeats(chunk)
@@ -1295,6 +1305,22 @@ def _conversation_id(meta: Mapping[str, Any]) -> str | None:
 
 def _field(response: Any, name: str) -> Any:
     return response.get(name) if isinstance(response, dict) else getattr(response, name, None)
+
+
+def _unsendable(exc: Exception, wire: Flight) -> bool:
+    """The attempt failed building its request, before the HTTP client was handed it: a
+    value JSON cannot encode (the caller's; every model would fail the same way)."""
+    return not wire.requested and isinstance(exc, TypeError | ValueError | RecursionError)
+
+
+def _check_role(message: Any, where: str) -> None:
+    """An answer's role is ``assistant`` (a stream's later deltas may omit it): a reply
+    in another role would reach the caller as a Human/System message, its usage dropped."""
+    role = _field(message, "role")
+    if role is not None and role != "assistant":
+        raise MalformedResponseError(
+            f"a 200 whose {where} role is {str(role)[:40]!r}, not 'assistant' (no answer in it)"
+        )
 
 
 def _opt_in_hint(required: frozenset[str]) -> str:
