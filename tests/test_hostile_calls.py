@@ -1203,3 +1203,38 @@ def test_budget_limits_refuse_caps_that_are_no_amount(field: str, value: Any, wo
 
     with pytest.raises(ValidationError, match=words):
         LocalBudget(BudgetLimits(**{field: value})).reserve(0.01)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_body_without_end_is_cut_at_its_size_bound_and_falls_back(mode: str) -> None:
+    """A 200 whose body (plain: 65 MB of JSON; a stream: one 17 MB line) keeps coming at
+    full speed was read into memory until the deadline (700 MB in 3 s on loopback): now a
+    broken response past 64 MB (a stream line: 16 MB), and the next model answers."""
+    block = b"a" * 2**20
+
+    class Endless(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+        def __init__(self, plain: bool) -> None:
+            self.head = b'{"x": "' if plain else b'data: {"x": "'
+            self.blocks = 65 if plain else 17
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield self.head
+            yield from [block] * self.blocks
+
+        async def __aiter__(self) -> Any:
+            for part in [self.head, *[block] * self.blocks]:
+                yield part
+
+    gateway = first_fails(
+        lambda m, b: httpx2.Response(
+            200,
+            headers={
+                "content-type": "text/event-stream" if b.get("stream") else "application/json"
+            },
+            stream=Endless(plain=not b.get("stream")),
+        )
+    )
+    call = run_mode(routed(gateway), mode)
+    first, answer = call.attempts
+    assert first.outcome == "APIConnectionError" and "longer than" in (first.error or "")
+    assert answer.outcome == "ok"

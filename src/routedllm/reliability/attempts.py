@@ -591,7 +591,16 @@ class AttemptLoop:
         )
 
     def _error_text(self, exc: BaseException, kind: str) -> str:
-        text = error_text(self.scrubber.text(str(exc)), None, limit=_ERROR_LIMIT - len(kind) - 2)
+        said = str(exc)
+        cause = exc.__cause__
+        for _ in range(4):  # the SDK's connection error says only "Connection error."
+            if kind != "APIConnectionError" or cause is None:
+                break
+            if str(cause) not in said:
+                said = f"{said} ({type(cause).__name__}: {cause})"
+                break
+            cause = cause.__cause__
+        text = error_text(self.scrubber.text(said), None, limit=_ERROR_LIMIT - len(kind) - 2)
         return f"{kind}: {text or type(exc).__name__}"
 
     def _past(self, attempt: Attempt) -> bool:

@@ -18,7 +18,9 @@ time left when it was sent) when the client's sockets could not be wrapped.
 
 The same hooks watch an SSE body for its ``data: [DONE]`` line (:attr:`Flight.done`), which
 the SDK swallows: a stream that closes cleanly without it, and without a finish reason,
-was cut short.
+was cut short. They also bound what a body can make the client hold in memory: a plain
+body over :data:`MAX_BODY_BYTES`, or a stream line over :data:`MAX_LINE_BYTES`, is a
+broken response (the call falls back) rather than gigabytes read before the deadline.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from routedllm.reliability.failures import _http_module
 _TIMEOUTS = ("connect", "read", "write", "pool")
 _KEY = "routedllm_flight"  # request extension carrying the Flight to the response hook
 _DONE = b"data: [DONE]"
+MAX_BODY_BYTES = 64 * 2**20
+"""The largest plain (not streamed) response body read: a completion is far smaller."""
+MAX_LINE_BYTES = 16 * 2**20
+"""The longest line of a streamed body (an SSE event is one line of JSON)."""
 
 
 class DeadlinePassed(Exception):
@@ -50,7 +56,17 @@ class Flight:
     ``done`` is None until a body is read through the hooks (None: not known, e.g. a
     client without them), then whether ``[DONE]`` arrived."""
 
-    __slots__ = ("budget_s", "call_deadline", "deadline", "done", "requested", "_tail", "_written")
+    __slots__ = (
+        "budget_s",
+        "call_deadline",
+        "deadline",
+        "done",
+        "requested",
+        "streamed",
+        "_held",
+        "_tail",
+        "_written",
+    )
 
     def __init__(self, budget_s: float | None = None, call_deadline: float | None = None) -> None:
         self.budget_s = budget_s
@@ -58,6 +74,8 @@ class Flight:
         self.deadline = call_deadline
         self.done: bool | None = None
         self.requested = False  # the HTTP client was handed a request
+        self.streamed = False  # the body is an event stream (bounded per line, not in all)
+        self._held = 0  # bytes of the body (a stream: of its current line) read so far
         self._tail = b""
         self._written = False
 
@@ -83,6 +101,19 @@ class Flight:
     def left(self) -> float | None:
         """Seconds before the deadline (None: no deadline)."""
         return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def oversized(self, chunk: bytes) -> str | None:
+        """Why the body, with ``chunk``, is more than a response can be (else None)."""
+        if self.streamed:
+            end = chunk.rfind(b"\n")
+            self._held = len(chunk) - end - 1 if end >= 0 else self._held + len(chunk)
+            limit, what = MAX_LINE_BYTES, "a stream line"
+        else:
+            self._held += len(chunk)
+            limit, what = MAX_BODY_BYTES, "a response body"
+        if self._held <= limit:
+            return None
+        return f"{what} longer than {limit // 2**20} MB: not a chat completion"
 
     def saw(self, chunk: bytes) -> None:
         if self.done:
@@ -157,6 +188,7 @@ def _on_response(response: Any) -> None:
     if not isinstance(current, Flight):
         return
     current.done = False
+    current.streamed = "event-stream" in response.headers.get("content-type", "")
     content = getattr(response, "_content", None)  # a body already in memory (a mock)
     if isinstance(content, bytes):
         current.saw(content)
@@ -194,6 +226,9 @@ def _bounded_stream_class() -> type:
                 error = http.ReadTimeout(passed_message(deadline), request=self._request)
                 error.add_note(DeadlinePassed.__name__)
                 raise error
+            too_long = self._flight.oversized(chunk)
+            if too_long is not None:
+                raise http.RemoteProtocolError(too_long, request=self._request)
             self._flight.saw(chunk)
 
         def __iter__(self) -> Iterator[bytes]:
