@@ -1238,3 +1238,21 @@ def test_a_body_without_end_is_cut_at_its_size_bound_and_falls_back(mode: str) -
     first, answer = call.attempts
     assert first.outcome == "APIConnectionError" and "longer than" in (first.error or "")
     assert answer.outcome == "ok"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_body_that_is_not_utf8_falls_back(mode: str) -> None:
+    """Bytes 0xFF 0xFE inside the answer's JSON (a stream: inside a chunk): a malformed
+    body, so the next model answers (was: a bare UnicodeDecodeError to the caller)."""
+
+    def bad(m: str, b: dict[str, Any]) -> httpx2.Response:
+        if b.get("stream"):
+            body, kind = sse(m).encode(), "text/event-stream"
+        else:
+            body, kind = json.dumps(completion(m)).encode(), "application/json"
+        return httpx2.Response(
+            200, headers={"content-type": kind}, content=body.replace(b"fine", b"fi\xff\xfene")
+        )
+
+    call = run_mode(routed(first_fails(bad)), mode)
+    assert [a.outcome for a in call.attempts] == ["UnicodeDecodeError", "ok"]

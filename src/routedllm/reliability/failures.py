@@ -124,6 +124,8 @@ def classify(exc: BaseException) -> Action:
         return "fallback"
     if isinstance(exc, RecursionError) and "while decoding" in str(exc):
         return "fallback"  # a body nested deeper than the JSON decoder goes: malformed
+    if isinstance(exc, UnicodeDecodeError):
+        return "fallback"  # bytes the upstream sent that are not its declared text
     if not isinstance(exc, openai.APIError):
         return "fatal"
     status = status_of(exc)
