@@ -1256,3 +1256,17 @@ def test_a_body_that_is_not_utf8_falls_back(mode: str) -> None:
 
     call = run_mode(routed(first_fails(bad)), mode)
     assert [a.outcome for a in call.attempts] == ["UnicodeDecodeError", "ok"]
+
+
+def test_ignored_run_tags_are_bounded_and_escaped_in_the_record() -> None:
+    """A chain's own tags are the caller's text: 10,000 of them, one of 1 MB, one with a
+    terminal escape were copied whole into every record and trace (90 KB of metadata).
+    Now at most 32 are listed, each escaped and clipped to 64 characters, the rest
+    counted; vocabulary tags still route."""
+    gateway = Gateway(lambda m, b, n: httpx2.Response(200, json=completion(m)))
+    names = ["x" * 1_000_000, "mine\x1b[31m", *(f"t{i}" for i in range(10_000)), "code"]
+    call = record_of(routed(gateway).invoke(PROMPT, config={"tags": names}))
+    assert call.tags == ("code",)
+    assert len(call.ignored_tags) == 33 and call.ignored_tags[-1] == "(+9970 more)"
+    assert call.ignored_tags[0] == "x" * 61 + "..." and call.ignored_tags[1] == "mine\\x1b[31m"
+    assert all(t.isprintable() and len(t) <= 64 for t in call.ignored_tags)

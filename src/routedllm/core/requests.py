@@ -156,7 +156,7 @@ def select_tags(
     if given is not None and given != () and given != []:
         return TagSelection(tuple(dict.fromkeys((*lead, *validate_tags(_given_names(given))))))
     tags: list[str] = list(lead)
-    ignored: list[str] = []
+    ignored: dict[str, None] = {}
     for name in names:
         if not isinstance(name, str):
             continue
@@ -164,9 +164,24 @@ def select_tags(
         if name in VOCABULARY:
             if name not in tags:
                 tags.append(name)
-        elif name and name not in ignored:
-            ignored.append(name)
-    return TagSelection(tuple(tags), tuple(ignored))
+        elif name:
+            ignored[_shown_name(name)] = None
+    shown = list(ignored)
+    if len(shown) > IGNORED_KEPT:
+        shown[IGNORED_KEPT:] = [f"(+{len(shown) - IGNORED_KEPT} more)"]
+    return TagSelection(tuple(tags), tuple(shown))
+
+
+IGNORED_KEPT = 32
+"""How many ignored tag names a record lists (the rest are counted): a framework's tags
+are the caller's text and end up in records and traces."""
+
+
+def _shown_name(name: str, limit: int = 64) -> str:
+    """An ignored tag name fit for a record: control characters escaped, clipped."""
+    if not name.isprintable():
+        name = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+    return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
 def _given_names(value: Any) -> list[str]:
