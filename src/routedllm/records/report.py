@@ -95,6 +95,8 @@ _BATCH = 64  # lines validated in one call
 _row = itemgetter(*FIELDS)  # a LedgerLine (or a CallRecord, with attrgetter) as a tuple
 _record_row = attrgetter(*FIELDS)
 _key, _record_key = itemgetter("model", "tags"), attrgetter("model", "tags")  # its Group
+Row = tuple[Any, ...]
+"""A ledger line's FIELDS, in order."""
 
 
 class PlotPoint(NamedTuple):
@@ -170,10 +172,10 @@ def read_report(
         for lineno, line in enumerate(lines, start=first):
             if line is None:
                 why = f"longer than {MAX_LINE_BYTES} bytes"
-            elif not line or line.isspace():
+            elif line.isspace():
                 continue
             else:
-                row = _parse(line)
+                row = _parse(line[:-1])  # without its newline: the same error positions
                 if not isinstance(row, str):
                     tally.add(row)
                     continue
@@ -188,7 +190,7 @@ def read_report(
 
     try:
         with _gc_paused():
-            for first, block in iter_blocks(path):
+            for first, block in iter_blocks(path, newlines=True):
                 for start in range(0, len(block), _BATCH):
                     lines = block[start : start + _BATCH]
                     rows = _parse_batch(lines)
@@ -242,12 +244,15 @@ def _parse(line: bytes) -> LedgerLine | str:
 
 
 def _parse_batch(lines: list[bytes | None]) -> list[LedgerLine] | None:
-    """Many lines validated in one call (as one JSON array: much less overhead per line), or
-    None when any of them needs a look on its own (bad, blank, overlong, old)."""
+    """Many lines (each with its newline) validated in one call, as one JSON array: much
+    less overhead per line. None when any of them needs a look on its own (bad, blank,
+    overlong, old)."""
     if None in lines:
         return None
+    array: list[bytes | None] = [b","] * (2 * len(lines) + 1)  # "[", line, ",", ..., "]"
+    array[1::2], array[0], array[-1] = lines, b"[", b"]"  # joined: a single copy
     try:
-        rows = _LINES.validate_json(b"[" + b",".join(lines) + b"]")  # type: ignore[arg-type]
+        rows = _LINES.validate_json(b"".join(array))  # type: ignore[arg-type]
     except ValidationError:
         return None
     # a line holding two objects ("{...},{...}") would pass as two: checked by the count
@@ -274,13 +279,13 @@ def summarize(records: Iterable[CallRecord]) -> dict[str, Any]:
 class _Group:
     """One (model, tags) group of a report: its aggregate and the run ids of its lines."""
 
-    __slots__ = ("aggregate", "latency", "lines", "runs", "ttft", "unnamed")
+    __slots__ = ("aggregate", "latency", "rows", "runs", "ttft", "unnamed")
 
     def __init__(self) -> None:
         self.aggregate = Aggregate()  # its sketches get latency and ttft in result()
         self.latency: Buckets = Counter()
         self.ttft: Buckets = Counter()
-        self.lines: list[Any] = []  # LedgerLines (or CallRecords) not yet folded
+        self.rows: list[Row] = []  # not yet folded into the aggregate
         self.runs = array("q")  # hash of each run id (64 bits: collisions ~1e-8 at 1e6 ids)
         self.unnamed = 0  # lines without a run id, each a call of its own
 
@@ -294,7 +299,7 @@ class _Appenders(dict[Group, Callable[[Any], None]]):
 
     def __missing__(self, key: Group) -> Callable[[Any], None]:
         group = self.groups[key] = _Group()
-        append = self[key] = group.lines.append
+        append = self[key] = group.rows.append
         return append
 
 
@@ -337,10 +342,12 @@ class Tally:
             for line in lines:
                 self.add(line)
             return
-        # grouped by builtins (map) and a bare loop: this runs once per ledger line
+        # rows made while the lines are fresh in the CPU's cache; grouped by builtins (map)
+        # and a bare loop, which runs once per ledger line
+        rows = list(map(self._row, lines))
         appends = map(self._appenders.__getitem__, map(self._key, lines))
-        for append, line in zip(appends, lines, strict=True):
-            append(line)
+        for append, row in zip(appends, rows, strict=True):
+            append(row)
         self._pending += len(lines)
         if self._pending >= _FLUSH_ROWS:
             self._flush()
@@ -356,26 +363,26 @@ class Tally:
                 line["cached_input_tokens"],
                 line["cost_usd"],
             )
-        self._appenders[line["model"], line["tags"]](line)
+        self._appenders[line["model"], line["tags"]](_row(line))
         self._pending += 1
         if self._pending >= _FLUSH_ROWS:
             self._flush()
 
     def _flush(self) -> None:
         for group in self._groups.values():
-            if group.lines:
+            if group.rows:
                 self._fold(group)
-                group.lines.clear()
+                group.rows.clear()
         self._pending = 0
 
     def _fold(self, group: _Group) -> None:
         """Add a group's pending lines to its aggregate, a column at a time (summed, counted
         and filtered by builtins where they can: this is most of the work per line)."""
         (ts, model, run_id, _, outcome, tokens_in, cached, tokens_out, reasoning, cost) = (
-            columns := list(zip(*map(self._row, group.lines), strict=True))
+            columns := list(zip(*group.rows, strict=True))
         )[:10]
         base_model, base_cost, savings, as_of, latency, ttft = columns[10:]
-        agg, n = group.aggregate, len(group.lines)
+        agg, n = group.aggregate, len(group.rows)
         self.records += n
         ok_count = outcome.count(OK)
         agg.attempts += n
