@@ -94,7 +94,7 @@ _LINES: TypeAdapter[list[LedgerLine]] = TypeAdapter(list[LedgerLine])
 _BATCH = 64  # lines validated in one call
 _row = itemgetter(*FIELDS)  # a LedgerLine (or a CallRecord, with attrgetter) as a tuple
 _record_row = attrgetter(*FIELDS)
-_key, _record_key = itemgetter("model", "tags"), attrgetter("model", "tags")  # its Group
+_group_of = itemgetter(FIELDS.index("model"), FIELDS.index("tags"))  # a row's Group
 Row = tuple[Any, ...]
 """A ledger line's FIELDS, in order."""
 
@@ -327,7 +327,6 @@ class Tally:
         self.prices_as_of: set[str] = set()
         self._groups: dict[Group, _Group] = {}
         self._appenders = _Appenders(self._groups)
-        self._key: Callable[[Any], Group] = _record_key if records else _key
         self._row: Callable[[Any], tuple[Any, ...]] = _record_row if records else _row
         self._pending = 0
 
@@ -345,7 +344,7 @@ class Tally:
         # rows made while the lines are fresh in the CPU's cache; grouped by builtins (map)
         # and a bare loop, which runs once per ledger line
         rows = list(map(self._row, lines))
-        appends = map(self._appenders.__getitem__, map(self._key, lines))
+        appends = map(self._appenders.__getitem__, map(_group_of, rows))
         for append, row in zip(appends, rows, strict=True):
             append(row)
         self._pending += len(lines)
