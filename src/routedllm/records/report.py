@@ -468,14 +468,25 @@ def _runs_by_groups(groups: Iterable[tuple[int, array[int]]]) -> Counter[int]:
 
     A view (a model, a tag, the total) holds the runs whose mask meets its groups' bits;
     one pass over the run ids serves every view, instead of a set of run ids per view.
+    Most runs are in one group only: only those in several (a fallback to another model)
+    get a mask of their own, the others are counted by set sizes.
     """
-    masks: dict[int, int] = {}
-    for bit, runs in groups:
-        mine = dict.fromkeys(runs, bit)
-        for run in mine.keys() & masks.keys():  # in an earlier group too (e.g. a fallback)
-            mine[run] |= masks[run]
-        masks.update(mine)
-    return Counter(masks.values())
+    sets = [(bit, set(runs)) for bit, runs in groups]
+    seen: set[int] = set()
+    shared: set[int] = set()  # runs in more than one group
+    for _, mine in sets:
+        shared |= seen & mine
+        seen |= mine
+    del seen
+    masks: Counter[int] = Counter()
+    combined: defaultdict[int, int] = defaultdict(int)
+    for bit, mine in sets:
+        elsewhere = mine & shared
+        masks[bit] += len(mine) - len(elsewhere)
+        for run in elsewhere:
+            combined[run] |= bit
+    masks.update(combined.values())
+    return +masks  # without zero counts
 
 
 def finite(value: Any) -> Any:
