@@ -467,26 +467,33 @@ def _runs_by_groups(groups: Iterable[tuple[int, array[int]]]) -> Counter[int]:
     a bit mask (its group's bit for each group it has a line in) -> number of runs.
 
     A view (a model, a tag, the total) holds the runs whose mask meets its groups' bits;
-    one pass over the run ids serves every view, instead of a set of run ids per view.
+    two passes over the run ids serve every view, instead of a set of run ids per view.
     Most runs are in one group only: only those in several (a fallback to another model)
     get a mask of their own, the others are counted by set sizes.
     """
-    sets = [(bit, set(runs)) for bit, runs in groups]
-    seen: set[int] = set()
-    shared: set[int] = set()  # runs in more than one group
-    for _, mine in sets:
-        shared |= seen & mine
-        seen |= mine
-    del seen
+    groups = list(groups)
+    shared = _shared(runs for _, runs in groups)
     masks: Counter[int] = Counter()
     combined: defaultdict[int, int] = defaultdict(int)
-    for bit, mine in sets:
+    for bit, runs in groups:
+        mine = set(runs)
         elsewhere = mine & shared
         masks[bit] += len(mine) - len(elsewhere)
         for run in elsewhere:
             combined[run] |= bit
     masks.update(combined.values())
     return +masks  # without zero counts
+
+
+def _shared(groups: Iterable[array[int]]) -> set[int]:
+    """The run ids in more than one of ``groups`` (a group's set is made, used, dropped)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for runs in groups:
+        mine = set(runs)
+        shared |= seen & mine
+        seen |= mine
+    return shared
 
 
 def finite(value: Any) -> Any:
