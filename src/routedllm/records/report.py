@@ -218,7 +218,7 @@ def read_report(
 def _gc_paused() -> Iterator[None]:
     """The cyclic garbage collector paused (as it was after): a ledger's lines make millions
     of short-lived containers, none in a reference cycle, and the collections they trigger
-    would walk the rows held for folding again and again (~6% of a report's time)."""
+    would walk the rows held for folding again and again (a few % of a report's time)."""
     if not gc.isenabled():
         yield
         return
@@ -291,7 +291,7 @@ class _Group:
 
 
 class _Appenders(dict[Group, Callable[[Any], None]]):
-    """Each group's ``lines.append`` by (model, tags); a new key makes its group."""
+    """Each group's ``rows.append`` by (model, tags); a new key makes its group."""
 
     def __init__(self, groups: dict[Group, _Group]) -> None:
         super().__init__()
@@ -375,7 +375,7 @@ class Tally:
         self._pending = 0
 
     def _fold(self, group: _Group) -> None:
-        """Add a group's pending lines to its aggregate, a column at a time (summed, counted
+        """Add a group's pending rows to its aggregate, a column at a time (summed, counted
         and filtered by builtins where they can: this is most of the work per line)."""
         (ts, model, run_id, _, outcome, tokens_in, cached, tokens_out, reasoning, cost) = (
             columns := list(zip(*group.rows, strict=True))
