@@ -273,3 +273,39 @@ def test_the_streamed_report_equals_the_report_of_the_records(capsys, ledger: Pa
     expected = json.loads(json.dumps(summarize(read_ledger(ledger))))
     streamed.pop("ledger")
     assert streamed == expected
+
+
+def test_a_call_counts_once_per_view_however_many_groups_its_attempts_are_in(
+    capsys, tmp_path: Path, catalog
+) -> None:
+    path = tmp_path / "calls.jsonl"
+    sink = JsonlLedger(path)
+    attempts = [  # (model, tags, run id): r is retried on gpt-4o, then falls back
+        ("gpt-4o", ["code"], "r"),
+        ("gpt-4o", ["code"], "r"),
+        ("deepseek-v4-flash", ["code"], "r"),
+        ("deepseek-v4-flash", ["code", "math"], "s"),
+        ("gpt-4o", ["code"], "t"),
+        ("deepseek-v4-flash", ["code"], None),  # no run id: a call of its own
+    ]
+    for i, (model, tags, run_id) in enumerate(attempts):
+        sink.emit(
+            build_record(
+                catalog,
+                model,
+                usage=Usage(10, 5),
+                ts=T0,
+                latency_s=1.0,
+                tags=tags,
+                attempt=i + 1,
+                run_id=run_id,
+            )
+        )
+    sink.close()
+    code, out, _ = run(capsys, "report", str(path), "--json")
+    data = json.loads(out)
+    assert code == 0 and (data["records"], data["runs"]) == (6, 4)
+    calls = {name: view["calls"] for name, view in data["by_model"].items()}
+    assert calls == {"gpt-4o": 2, "deepseek-v4-flash": 3}
+    assert {name: view["calls"] for name, view in data["by_tag"].items()} == {"code": 4, "math": 1}
+    assert data["total"]["calls"] == 4

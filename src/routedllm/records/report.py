@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import math
 import os
 import warnings
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from itertools import accumulate
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import accumulate, compress
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
@@ -92,6 +94,7 @@ _LINES: TypeAdapter[list[LedgerLine]] = TypeAdapter(list[LedgerLine])
 _BATCH = 64  # lines validated in one call
 _row = itemgetter(*FIELDS)  # a LedgerLine (or a CallRecord, with attrgetter) as a tuple
 _record_row = attrgetter(*FIELDS)
+_group_of = itemgetter(FIELDS.index("model"), FIELDS.index("tags"))  # a row's Group
 Row = tuple[Any, ...]
 """A ledger line's FIELDS, in order."""
 
@@ -169,10 +172,10 @@ def read_report(
         for lineno, line in enumerate(lines, start=first):
             if line is None:
                 why = f"longer than {MAX_LINE_BYTES} bytes"
-            elif not line or line.isspace():
+            elif line.isspace():
                 continue
             else:
-                row = _parse(line)
+                row = _parse(line[:-1])  # without its newline: the same error positions
                 if not isinstance(row, str):
                     tally.add(row)
                     continue
@@ -186,14 +189,15 @@ def read_report(
                 )
 
     try:
-        for first, block in iter_blocks(path):
-            for start in range(0, len(block), _BATCH):
-                lines = block[start : start + _BATCH]
-                rows = _parse_batch(lines)
-                if rows is None:
-                    one_by_one(first + start, lines)
-                else:
-                    tally.add_lines(rows)
+        with _gc_paused():
+            for first, block in iter_blocks(path, newlines=True):
+                for start in range(0, len(block), _BATCH):
+                    lines = block[start : start + _BATCH]
+                    rows = _parse_batch(lines)
+                    if rows is None:
+                        one_by_one(first + start, lines)
+                    else:
+                        tally.add_lines(rows)
     except OSError as exc:
         raise LedgerError(f"{shown}: cannot read ledger: {exc.strerror}") from None
     if skipped > WARNED_LINES:
@@ -208,6 +212,21 @@ def read_report(
             f"{shown}: no line is a CallRecord ({skipped} skipped): not a routedllm ledger"
         )
     return tally
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (as it was after): a ledger's lines make millions
+    of short-lived containers, none in a reference cycle, and the collections they trigger
+    would walk the rows held for folding again and again (a few % of a report's time)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _parse(line: bytes) -> LedgerLine | str:
@@ -225,12 +244,15 @@ def _parse(line: bytes) -> LedgerLine | str:
 
 
 def _parse_batch(lines: list[bytes | None]) -> list[LedgerLine] | None:
-    """Many lines validated in one call (as one JSON array: much less overhead per line), or
-    None when any of them needs a look on its own (bad, blank, overlong, old)."""
+    """Many lines (each with its newline) validated in one call, as one JSON array: much
+    less overhead per line. None when any of them needs a look on its own (bad, blank,
+    overlong, old)."""
     if None in lines:
         return None
+    array: list[bytes | None] = [b","] * (2 * len(lines) + 1)  # "[", line, ",", ..., "]"
+    array[1::2], array[0], array[-1] = lines, b"[", b"]"  # joined: a single copy
     try:
-        rows = _LINES.validate_json(b"[" + b",".join(lines) + b"]")  # type: ignore[arg-type]
+        rows = _LINES.validate_json(b"".join(array))  # type: ignore[arg-type]
     except ValidationError:
         return None
     # a line holding two objects ("{...},{...}") would pass as two: checked by the count
@@ -243,9 +265,14 @@ def summarize(records: Iterable[CallRecord]) -> dict[str, Any]:
     Each group counts ``attempts`` (ledger lines) and ``calls`` (distinct run ids; a line
     without one is a call of its own); ``unpriced_attempts`` have an unknown cost.
     """
-    tally = Tally()
+    tally = Tally(records=True)
+    batch: list[Any] = []
     for record in records:
-        tally.add_row(_record_row(record))
+        batch.append(record)
+        if len(batch) == _FLUSH_ROWS:  # folded _FLUSH_ROWS at a time, as a ledger is
+            tally.add_lines(batch)
+            batch = []
+    tally.add_lines(batch)
     return tally.result()
 
 
@@ -263,12 +290,34 @@ class _Group:
         self.unnamed = 0  # lines without a run id, each a call of its own
 
 
-class Tally:
-    """A report being built: rows are added one by one and folded into per-(model, tags)
-    aggregates in batches, a column at a time, so memory does not grow with the number of
-    lines (run ids aside: 8 bytes each, to count distinct calls)."""
+class _Appenders(dict[Group, Callable[[Any], None]]):
+    """Each group's ``rows.append`` by (model, tags); a new key makes its group."""
 
-    def __init__(self, *, baseline: ModelCard | None = None, keep_points: bool = False) -> None:
+    def __init__(self, groups: dict[Group, _Group]) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def __missing__(self, key: Group) -> Callable[[Any], None]:
+        group = self.groups[key] = _Group()
+        append = self[key] = group.rows.append
+        return append
+
+
+class Tally:
+    """A report being built: lines are added in batches and folded into per-(model, tags)
+    aggregates every ``_FLUSH_ROWS`` lines, a column at a time, so memory does not grow
+    with the number of lines (run ids aside: 8 bytes each, to count distinct calls).
+
+    It takes LedgerLines (dicts), or CallRecords with ``records=True``.
+    """
+
+    def __init__(
+        self,
+        *,
+        baseline: ModelCard | None = None,
+        keep_points: bool = False,
+        records: bool = False,
+    ) -> None:
         self.baseline = baseline
         self.keep_points = keep_points
         self.points: list[PlotPoint] = []
@@ -277,7 +326,8 @@ class Tally:
         self.baseline_models: set[str] = set()
         self.prices_as_of: set[str] = set()
         self._groups: dict[Group, _Group] = {}
-        self._appenders: dict[Group, Callable[[Row], None]] = {}  # each group's rows.append
+        self._appenders = _Appenders(self._groups)
+        self._row: Callable[[Any], tuple[Any, ...]] = _record_row if records else _row
         self._pending = 0
 
     @property
@@ -285,20 +335,19 @@ class Tally:
         """Lines counted in so far."""
         return self.records + self._pending
 
-    def add_lines(self, lines: Iterable[LedgerLine]) -> None:
-        """Count ledger lines in (see :meth:`add`)."""
+    def add_lines(self, lines: list[Any]) -> None:
+        """Count ledger lines in (re-priced on the baseline when the tally has one)."""
         if self.baseline is not None:
             for line in lines:
                 self.add(line)
             return
-        rows = list(map(_row, lines))
-        appenders = self._appenders
-        for row in rows:  # add_row's work, inlined: this loop runs once per ledger line
-            append = appenders.get((row[1], row[3]))
-            if append is None:
-                append = self._group((row[1], row[3])).rows.append
+        # rows made while the lines are fresh in the CPU's cache; grouped by builtins (map)
+        # and a bare loop, which runs once per ledger line
+        rows = list(map(self._row, lines))
+        appends = map(self._appenders.__getitem__, map(_group_of, rows))
+        for append, row in zip(appends, rows, strict=True):
             append(row)
-        self._pending += len(rows)
+        self._pending += len(lines)
         if self._pending >= _FLUSH_ROWS:
             self._flush()
 
@@ -313,21 +362,10 @@ class Tally:
                 line["cached_input_tokens"],
                 line["cost_usd"],
             )
-        self.add_row(_row(line))
-
-    def add_row(self, row: Row) -> None:
-        """Count in one line given as its FIELDS in order (as recorded: not re-priced)."""
-        key = (row[1], row[3])
-        group = self._groups.get(key) or self._group(key)
-        group.rows.append(row)
+        self._appenders[line["model"], line["tags"]](_row(line))
         self._pending += 1
         if self._pending >= _FLUSH_ROWS:
             self._flush()
-
-    def _group(self, key: Group) -> _Group:
-        group = self._groups[key] = _Group()
-        self._appenders[key] = group.rows.append
-        return group
 
     def _flush(self) -> None:
         for group in self._groups.values():
@@ -337,40 +375,46 @@ class Tally:
         self._pending = 0
 
     def _fold(self, group: _Group) -> None:
-        """Add a group's pending rows to its aggregate, a column at a time."""
+        """Add a group's pending rows to its aggregate, a column at a time (summed, counted
+        and filtered by builtins where they can: this is most of the work per line)."""
         (ts, model, run_id, _, outcome, tokens_in, cached, tokens_out, reasoning, cost) = (
             columns := list(zip(*group.rows, strict=True))
         )[:10]
         base_model, base_cost, savings, as_of, latency, ttft = columns[10:]
         agg, n = group.aggregate, len(group.rows)
         self.records += n
-        oks = [o == OK for o in outcome]
+        ok_count = outcome.count(OK)
         agg.attempts += n
-        agg.errors += n - sum(oks)
+        agg.errors += n - ok_count
         agg.input_tokens += sum(filter(None, tokens_in))
         agg.cached_input_tokens += sum(filter(None, cached))
         agg.output_tokens += sum(filter(None, tokens_out))
         agg.reasoning_tokens += sum(filter(None, reasoning))
         agg.priced_attempts += n - cost.count(None)
         agg.cost_usd += sum(filter(None, cost))
-        compared = [
-            (b, s)
-            for b, s in zip(base_cost, savings, strict=True)
-            if b is not None and s is not None
-        ]
-        agg.compared_attempts += len(compared)
-        agg.baseline_cost_usd += sum(b for b, _ in compared)
-        agg.savings_usd += sum(s for _, s in compared)
+        compared = base_cost, savings  # the attempts where both are known
+        if None in base_cost or None in savings:
+            pairs = [
+                (b, s)
+                for b, s in zip(base_cost, savings, strict=True)
+                if b is not None and s is not None
+            ]
+            compared = tuple(map(itemgetter(0), pairs)), tuple(map(itemgetter(1), pairs))
+        agg.compared_attempts += len(compared[0])
+        agg.baseline_cost_usd += sum(compared[0])
+        agg.savings_usd += sum(compared[1])
+        oks = [o == OK for o in outcome] if ok_count < n or self.keep_points else None
         for buckets, values in ((group.latency, latency), (group.ttft, ttft)):
-            count_buckets(
-                [v for v, ok in zip(values, oks, strict=True) if ok and v is not None], buckets
-            )
+            known = values if oks is None else list(compress(values, oks))  # successful only
+            if None in known:
+                known = [v for v in known if v is not None]
+            count_buckets(known, buckets)
         before = len(group.runs)
         group.runs.extend(map(hash, filter(None, run_id)))
         group.unnamed += n - (len(group.runs) - before)
         self.baseline_models.update(base_model)
         self.prices_as_of.update(as_of)
-        if self.keep_points:
+        if oks is not None and self.keep_points:
             self.points.extend(
                 map(PlotPoint, ts, model, cost, base_model, base_cost, latency, ttft, oks)
             )
@@ -423,15 +467,33 @@ def _runs_by_groups(groups: Iterable[tuple[int, array[int]]]) -> Counter[int]:
     a bit mask (its group's bit for each group it has a line in) -> number of runs.
 
     A view (a model, a tag, the total) holds the runs whose mask meets its groups' bits;
-    one pass over the run ids serves every view, instead of a set of run ids per view.
+    two passes over the run ids serve every view, instead of a set of run ids per view.
+    Most runs are in one group only: only those in several (a fallback to another model)
+    get a mask of their own, the others are counted by set sizes.
     """
-    masks: dict[int, int] = {}
+    groups = list(groups)
+    shared = _shared(runs for _, runs in groups)
+    masks: Counter[int] = Counter()
+    combined: defaultdict[int, int] = defaultdict(int)
     for bit, runs in groups:
-        mine = dict.fromkeys(runs, bit)
-        for run in mine.keys() & masks.keys():  # in an earlier group too (e.g. a fallback)
-            mine[run] |= masks[run]
-        masks.update(mine)
-    return Counter(masks.values())
+        mine = set(runs)
+        elsewhere = mine & shared
+        masks[bit] += len(mine) - len(elsewhere)
+        for run in elsewhere:
+            combined[run] |= bit
+    masks.update(combined.values())
+    return +masks  # without zero counts
+
+
+def _shared(groups: Iterable[array[int]]) -> set[int]:
+    """The run ids in more than one of ``groups`` (a group's set is made, used, dropped)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for runs in groups:
+        mine = set(runs)
+        shared |= seen & mine
+        seen |= mine
+    return shared
 
 
 def finite(value: Any) -> Any:
