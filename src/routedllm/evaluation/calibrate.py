@@ -101,7 +101,7 @@ def held_out_masks(data: EvalSet, train_fraction: float, seeds: Sequence[int]) -
     grouped once for all of them."""
     if not 0 < train_fraction < 1:
         raise InvalidRequestError(f"train fraction must be between 0 and 1, got {train_fraction}")
-    order = np.argsort(data.group_index, kind="stable")
+    order = stable_order(data.group_index)
     bounds = np.flatnonzero(np.diff(data.group_index[order])) + 1
     groups = np.split(order, bounds)
     held = np.zeros((len(seeds), len(data)), dtype=bool)
@@ -115,6 +115,14 @@ def held_out_masks(data: EvalSet, train_fraction: float, seeds: Sequence[int]) -
                 k = min(max(k, 1), len(rows) - 1)
             held[i, rows[perm[k:]]] = True
     return held
+
+
+def stable_order(index: np.ndarray) -> np.ndarray:
+    """``np.argsort(index, kind="stable")`` of non-negative ints; below 2**16 as 16-bit
+    ints, which numpy sorts by radix, several times faster."""
+    if len(index) and 0 <= index.min() and index.max() < 2**16:
+        index = index.astype(np.uint16)
+    return np.argsort(index, kind="stable")
 
 
 def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.0) -> Calibration:

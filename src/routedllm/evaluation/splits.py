@@ -32,6 +32,7 @@ import numpy as np
 from routedllm.evaluation.calibrate import (
     from_sums,
     held_out_masks,
+    stable_order,
     threshold_sweep,
     value_router,
 )
@@ -132,13 +133,18 @@ class _Values:
         self.base = space.index(base.model), base.default_output_tokens
         self.strong = -2 if strong is None else strong  # -2: never a choice
 
-    def of(self, choice: np.ndarray, rows: np.ndarray, output_tokens: int) -> np.ndarray:
-        """(rows, FIELDS) values of ``choice`` (model positions on ``rows``; -1: none)."""
-        slot = self.slot[choice]
-        c_n, cost, q_n, quality = (t[slot, rows] for t in self._table(output_tokens))
+    def of(self, choice: np.ndarray | int, rows: np.ndarray, output_tokens: int) -> np.ndarray:
+        """(rows, FIELDS) values of ``choice`` (model positions on ``rows``, or one model
+        for all; -1: none)."""
+        if isinstance(choice, int):
+            slot = self.slot[choice]
+            c_n, cost, q_n, quality = (t[slot][rows] for t in self._table(output_tokens))
+        else:
+            at = self.slot[choice]
+            c_n, cost, q_n, quality = (t[at, rows] for t in self._table(output_tokens))
         base, base_tokens = self.base
         b_c_n, b_cost, b_q_n, b_quality = (
-            t[self.slot[base], rows] for t in self._table(base_tokens)
+            t[self.slot[base]][rows] for t in self._table(base_tokens)
         )
         out = np.empty((FIELDS, len(rows)))  # filled by field, used transposed
         out[SERVED] = choice >= 0
@@ -179,7 +185,7 @@ def _sums_by_cell(
     Rows are taken cell by cell in chunks; blocks sharing a weight function share one
     matrix product per cell and chunk.
     """
-    order = np.argsort(cell, kind="stable")
+    order = stable_order(cell)
     by_weight: dict[Weights, list[int]] = {}
     for i, (weights, _, _) in enumerate(blocks):
         by_weight.setdefault(weights, []).append(i)
@@ -275,8 +281,12 @@ def over_splits(
     names = tuple(dict.fromkeys(data.primary_tags))
     tag_of_set = np.asarray([names.index(t) for t in data.primary_tags])
     key = data.group_index.astype(np.int64) * len(names) + tag_of_set[data.tag_index]
-    cell_keys, cell = np.unique(key, return_inverse=True)
-    cell = cell.reshape(-1)
+    if len(data.group_names) * len(names) <= 4 * len(key):  # no sort: a lookup
+        present = np.bincount(key, minlength=len(data.group_names) * len(names)) > 0
+        cell_keys, cell = np.flatnonzero(present), (np.cumsum(present) - 1)[key]
+    else:
+        cell_keys, cell = np.unique(key, return_inverse=True)
+        cell = cell.reshape(-1)
     cell_group, cell_tag = cell_keys // len(names), cell_keys % len(names)
 
     # what is summed, with which weights: held-out rows, training rows, a policy's picks
@@ -329,12 +339,10 @@ def over_splits(
                 )
             )
     picked: dict[str, list[int]] = {}
-    for name, choice in per_split.items():
+    for name, (choice, models) in per_split.items():
         tokens = next(p for p in todo if p.name == name).default_output_tokens
         picked[name] = []
-        for m in np.unique(choice).tolist():
-            if m < 0:
-                continue
+        for m in models:
             picked[name].append(len(blocks))
             blocks.append(
                 (
@@ -452,7 +460,7 @@ def over_splits(
 
 
 def _model_values(values: _Values, model: int, tokens: int, rows: np.ndarray) -> np.ndarray:
-    return values.of(np.full(len(rows), model, np.int32), rows, tokens)
+    return values.of(model, rows, tokens)
 
 
 def _fixed_values(values: _Values, choice: np.ndarray, tokens: int, rows: np.ndarray) -> np.ndarray:
@@ -478,18 +486,25 @@ def _fixed_choices(
     return out
 
 
-def _split_choices(p: EvalPolicy, data: EvalSet, space: ModelSpace, held: np.ndarray) -> np.ndarray:
-    """(splits, rows) the policy's choice on each split's held-out rows; -1 elsewhere."""
+def _split_choices(
+    p: EvalPolicy, data: EvalSet, space: ModelSpace, held: np.ndarray
+) -> tuple[np.ndarray, list[int]]:
+    """(splits, rows) the policy's choice on each split's held-out rows, -1 elsewhere;
+    and the models it chose."""
     out = np.full(held.shape, -1, dtype=np.int16 if len(space.ids) < 2**15 else np.int32)
     scored = np.isfinite(data.scores).any(axis=1)
     fast = _random_pick(p, data, space) if isinstance(p, RandomPick) else None
+    models: set[int] = set()
     for s in range(len(held)):
         rows = np.flatnonzero(held[s])
         if fast is not None and scored[rows].any():  # the measured case of RandomPick
             out[s, rows] = fast(rows)
+            models.update(space.index(m) for m in data.models)
         else:
-            out[s, rows] = p.choose(data.subset(rows), space).model
-    return out
+            choice = p.choose(data.subset(rows), space).model
+            out[s, rows] = choice
+            models.update(int(m) for m in np.unique(choice).tolist() if m >= 0)
+    return out, sorted(models)
 
 
 def _random_pick(
