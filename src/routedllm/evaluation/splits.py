@@ -272,7 +272,7 @@ def over_splits(
         if p.name not in fixed and not isinstance(p, Always)
     }
     outcome_models = [space.index(m) for m in data.models]
-    routed = [c for p in todo if isinstance(p, Routed) for c in [fixed[p.name]]]
+    routed = [fixed[p.name] for p in todo if isinstance(p, Routed)]
     chosen = [int(m) for c in routed for m in np.unique(c).tolist() if m >= 0]
     values = _Values(
         data, space, [*outcome_models, *chosen], base, space.index(pair[0]) if pair else None
