@@ -75,6 +75,7 @@ SERVED, COST_N, COST, Q_N, Q, BOTH_COST, BASE_COST, BOTH_Q_N, BOTH_Q, BASE_Q, ST
 FIELDS = 11
 CHUNK = 1 << 15  # rows per pass of the sums: (splits x CHUNK) masks stay small
 MAX_PRODUCT = 1 << 18  # m x n x k of a matrix product OpenBLAS keeps on one thread
+MAX_SUMS = 1 << 28  # bytes of sums per cell at once; more cells: splits in batches
 MAX_BUCKETS = 64  # distinct oracle advantages summed per split; more: the curve per split
 
 
@@ -289,12 +290,15 @@ def over_splits(
         cell = cell.reshape(-1)
     cell_group, cell_tag = cell_keys // len(names), cell_keys % len(names)
 
-    # what is summed, with which weights: held-out rows, training rows, a policy's picks
+    # what is summed, with which weights: held-out rows, training rows, a policy's picks,
+    # for the splits summed now (all of them, or a batch when the cells are many)
+    now: dict[str | None, np.ndarray] = {None: held}
+
     def on_held(rows: np.ndarray) -> np.ndarray:
-        return held[:, rows].astype(float)
+        return now[None][:, rows].astype(float)
 
     def on_train(rows: np.ndarray) -> np.ndarray:
-        return (~held[:, rows]).astype(float)
+        return (~now[None][:, rows]).astype(float)
 
     scores = data.scores
     blocks: list[tuple[Weights, Features, int]] = [
@@ -339,14 +343,14 @@ def over_splits(
                 )
             )
     picked: dict[str, list[int]] = {}
-    for name, (choice, models) in per_split.items():
+    for name, (_, models) in per_split.items():
         tokens = next(p for p in todo if p.name == name).default_output_tokens
         picked[name] = []
         for m in models:
             picked[name].append(len(blocks))
             blocks.append(
                 (
-                    partial(_picks, choice, m),
+                    partial(_picks, now, name, m),
                     model_values(m, tokens),
                     FIELDS,
                 )
@@ -354,10 +358,8 @@ def over_splits(
     oracle = _OracleSums(data, pair, held) if pair else None
     if oracle is not None and oracle.buckets is not None:
         blocks.append((on_held, oracle.features, 3 * oracle.buckets))
-    sums = _sums_by_cell(cell, len(cell_keys), splits, blocks)
-    rows_per_cell = sums[0][:, :, 0]
-    group_sums = np.zeros((splits, len(data.group_names), 2 * len(data.models)))
-    np.add.at(group_sums.transpose(1, 0, 2), cell_group, sums[1].transpose(1, 0, 2))
+    width = sum(w for _, _, w in blocks)
+    batch = max(1, min(splits, MAX_SUMS // (8 * len(cell_keys) * width)))
     k, groups = len(data.models), data.group_names
 
     per_policy: dict[str, dict[str, list[float | None]]] = {}
@@ -366,9 +368,18 @@ def over_splits(
     aiq_by_kind: dict[str, list[float | None]] = {}
     two: dict[str, dict[str, list[float | None]]] = {}
     for i in range(splits):
+        if i % batch == 0:  # the sums of the next batch of splits
+            now[None] = held[i : i + batch]
+            for name, (choice, _) in per_split.items():
+                now[name] = choice[i : i + batch]
+            sums = _sums_by_cell(cell, len(cell_keys), len(now[None]), blocks)
+            rows_per_cell = sums[0][:, :, 0]
+            group_sums = np.zeros((len(now[None]), len(groups), 2 * k))
+            np.add.at(group_sums.transpose(1, 0, 2), cell_group, sums[1].transpose(1, 0, 2))
+        at = i % batch  # this split in the batch
         rows = int(n_held[i])
         cal = from_sums(
-            data, group_sums[i, :, :k], group_sums[i, :, k:], prior_rows, len(data) - rows
+            data, group_sums[at, :, :k], group_sums[at, :, k:], prior_rows, len(data) - rows
         )
         sweep = (
             threshold_sweep(cal, *pair)
@@ -391,22 +402,22 @@ def over_splits(
                 )[cell_group]
                 got = np.empty((len(cell_keys), FIELDS))
                 for b in np.unique(block).tolist():
-                    got[block == b] = sums[b][i][block == b]
+                    got[block == b] = sums[b][at][block == b]
             elif p.name in own:
-                got = sums[own[p.name]][i]
+                got = sums[own[p.name]][at]
             else:
-                got = sum((sums[b][i] for b in picked[p.name]), np.zeros((len(cell_keys), FIELDS)))
+                got = sum((sums[b][at] for b in picked[p.name]), np.zeros((len(cell_keys), FIELDS)))
             totals.append(_Totals(p.name, p.kind, got, rows))
         by_name = {t.name: t for t in totals}
         base_t = by_name[baseline]
         anchors = _hull([t for t in totals if t.kind == "always" or t.name in RANDOM_ANCHORS])
+        tag_rows = np.bincount(cell_tag, weights=rows_per_cell[at], minlength=len(names))
         for t in totals:
             if t.kind == "calibrated sweep":
                 continue
             figures = _policy_figures(t, base_t, anchors)
             for key_, value in figures.items():
                 per_policy.setdefault(t.name, {}).setdefault(key_, []).append(value)
-            tag_rows = np.bincount(cell_tag, weights=rows_per_cell[i], minlength=len(names))
             tag_sums = np.zeros((len(names), FIELDS))
             np.add.at(tag_sums, cell_tag, t.sums)
             for j, name in enumerate(names):
@@ -430,7 +441,7 @@ def over_splits(
             for kind, pts in kinds.items():
                 aiq_by_kind.setdefault(kind, []).append(aiq(pts, low, high))
         if pair and oracle is not None:
-            by_bucket = sums[-1][i] if oracle.buckets is not None else None
+            by_bucket = sums[-1][at] if oracle.buckets is not None else None
             best = lambda i=i, by_bucket=by_bucket: oracle.curve(i, by_bucket)  # noqa: E731
             for key_, figs in _two_model(by_name, best, pair, tag_router).items():
                 for fig in TWO_MODEL_FIGURES:
@@ -467,9 +478,11 @@ def _fixed_values(values: _Values, choice: np.ndarray, tokens: int, rows: np.nda
     return values.of(choice[rows], rows, tokens)
 
 
-def _picks(choice: np.ndarray, model: int, rows: np.ndarray) -> np.ndarray:
-    """Weights: 1 where a split's choice on the row is ``model``."""
-    return (choice[:, rows] == model).astype(float)
+def _picks(
+    now: dict[str | None, np.ndarray], name: str, model: int, rows: np.ndarray
+) -> np.ndarray:
+    """Weights: 1 where the policy's choice on the row in a split summed now is ``model``."""
+    return (now[name][:, rows] == model).astype(float)
 
 
 def _fixed_choices(
