@@ -75,7 +75,7 @@ SERVED, COST_N, COST, Q_N, Q, BOTH_COST, BASE_COST, BOTH_Q_N, BOTH_Q, BASE_Q, ST
 FIELDS = 11
 CHUNK = 1 << 15  # rows per pass of the sums: (splits x CHUNK) masks stay small
 MAX_PRODUCT = 1 << 18  # m x n x k of a matrix product OpenBLAS keeps on one thread
-MAX_SUMS = 1 << 28  # bytes of sums per cell at once; more cells: splits in batches
+MAX_SUMS = 1 << 26  # bytes of sums per cell at once; more cells: splits in batches
 MAX_BUCKETS = 64  # distinct oracle advantages summed per split; more: the curve per split
 
 
@@ -358,6 +358,12 @@ def over_splits(
     oracle = _OracleSums(data, pair, held) if pair else None
     if oracle is not None and oracle.buckets is not None:
         blocks.append((on_held, oracle.features, 3 * oracle.buckets))
+    by_model = sorted(set(each.values()))  # the blocks a group's model can come from
+    blocks_of: dict[int, dict[str, int]] = {}  # output tokens -> model -> its block
+    for (m, tokens), b in each.items():
+        blocks_of.setdefault(tokens, {})[space.ids[m]] = b
+    place = np.zeros(len(blocks), dtype=np.int64)
+    place[by_model] = np.arange(len(by_model))
     width = sum(w for _, _, w in blocks)
     batch = max(1, min(splits, MAX_SUMS // (8 * len(cell_keys) * width)))
     k, groups = len(data.models), data.group_names
@@ -377,6 +383,9 @@ def over_splits(
             group_sums = np.zeros((len(now[None]), len(groups), 2 * k))
             np.add.at(group_sums.transpose(1, 0, 2), cell_group, sums[1].transpose(1, 0, 2))
         at = i % batch  # this split in the batch
+        per_group = np.zeros((len(by_model), len(groups), FIELDS))  # each model's, per group
+        for j, b in enumerate(by_model):
+            np.add.at(per_group[j], cell_group, sums[b][at])
         rows = int(n_held[i])
         cal = from_sums(
             data, group_sums[at, :, :k], group_sums[at, :, k:], prior_rows, len(data) - rows
@@ -395,14 +404,19 @@ def over_splits(
             if p.name in seen:
                 continue
             seen.add(p.name)
-            if isinstance(p, ByGroup):  # each cell: the sums of its group's model
-                tokens = p.default_output_tokens
-                block = np.asarray(
-                    [each[(space.index(p.choices.get(g, p.default)), tokens)] for g in groups]
-                )[cell_group]
-                got = np.empty((len(cell_keys), FIELDS))
-                for b in np.unique(block).tolist():
-                    got[block == b] = sums[b][at][block == b]
+            if isinstance(p, ByGroup):  # each group: the sums of its model
+                block_of = blocks_of[p.default_output_tokens]
+                choices, default = p.choices, p.default
+                block = np.fromiter(
+                    (block_of[choices.get(g, default)] for g in groups), np.int64, len(groups)
+                )
+                if p.kind == "calibrated sweep":  # totals alone: one "cell"
+                    got = per_group[place[block], np.arange(len(groups))].sum(0, keepdims=True)
+                else:
+                    block = block[cell_group]
+                    got = np.empty((len(cell_keys), FIELDS))
+                    for b in np.unique(block).tolist():
+                        got[block == b] = sums[b][at][block == b]
             elif p.name in own:
                 got = sums[own[p.name]][at]
             else:
