@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from routedllm.cli import main
+from routedllm.evaluation import splits
 from routedllm.evaluation.calibrate import held_out_masks, split
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.workload import read_rows
@@ -160,3 +161,31 @@ def test_one_split_of_the_spread_gives_the_report_figures(capsys, tmp_path, cate
                     if fig in own:  # the report rounds shares to 6 places
                         got = spread["two_model"][key][fig]["mean"]
                         assert got == pytest.approx(own[fig], abs=1e-5), (key, fig)
+
+
+def test_many_groups_give_the_same_figures_summed_in_batches(capsys, tmp_path, monkeypatch):
+    """With many cells the splits are summed a few at a time: the figures are the same."""
+    path = tmp_path / "rows.jsonl"
+    _rows(path, 300)
+    argv = ["eval", str(path), *PAIR, "--json", "--splits", "5"]
+    assert main(argv) == 0
+    whole = json.loads(capsys.readouterr().out)["over_splits"]
+    monkeypatch.setattr(splits, "MAX_SUMS", 1)  # one split at a time
+    assert main(argv) == 0
+    _same_tree(json.loads(capsys.readouterr().out)["over_splits"], whole)
+
+
+def _same_tree(a: object, b: object) -> None:
+    """Equal JSON, numbers equal but for floating-point rounding."""
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and list(a) == list(b)
+        for key in b:
+            _same_tree(a[key], b[key])
+    elif isinstance(b, list):
+        assert isinstance(a, list) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same_tree(x, y)
+    elif isinstance(b, float):
+        assert isinstance(a, float | int) and _same(a, b)
+    else:
+        assert a == b
