@@ -1,7 +1,7 @@
 """Offline evaluation speed: replay of 1,000,000 rows, the outcome pipeline, reading JSONL.
 
 Figures, one run (``python benchmarks/eval_replay.py [ROWS] [--quick] [--json]
-[--rounds N] [--against SRC] [--e2e-only]``), printed
+[--rounds N] [--against SRC] [--e2e-only] [--splits N]``), printed
 in the order 3, 4, 1, 2:
 
 1. catalog replay: ROWS synthetic rows (a mix of tag sets, log-normal prompt sizes) through
@@ -12,7 +12,8 @@ in the order 3, 4, 1, 2:
 3. ``routedllm eval FILE`` end to end on a JSONL file of ROWS rows (prompts of 20-400
    words, given tags, two outcomes each: 1.4 GB for a million), in a fresh interpreter:
    wall time, CPU time and peak resident memory, over ``--rounds`` rounds, interleaved
-   with another checkout's ``--against SRC`` when given (``--e2e-only``: this figure alone);
+   with another checkout's ``--against SRC`` when given (``--e2e-only``: this figure alone;
+   ``--splits N``: ``routedllm eval FILE --splits N``, else the default 20 splits);
 4. reading that file into an ``EvalSet`` against a plain ``json.loads`` of every line,
    side by side (best of 3 each): the ratio is what ``make bench-quick`` checks.
 
@@ -108,14 +109,17 @@ def write_rows(path: Path, n: int) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def eval_end_to_end(path: Path, pythonpath: str | None = None) -> tuple[float, float, float]:
+def eval_end_to_end(
+    path: Path, pythonpath: str | None = None, splits: int | None = None
+) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds (user + system) and peak RSS (MB) of ``routedllm eval
-    PATH`` in a fresh interpreter (that child's own figures, from ``os.wait4``), with the
-    routedllm on ``pythonpath`` when given."""
+    PATH [--splits N]`` in a fresh interpreter (that child's own figures, from
+    ``os.wait4``), with the routedllm on ``pythonpath`` when given."""
     env = None if pythonpath is None else {**os.environ, "PYTHONPATH": pythonpath}
+    extra = [] if splits is None else ["--splits", str(splits)]
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "routedllm.cli", "eval", str(path)],
+        [sys.executable, "-m", "routedllm.cli", "eval", str(path), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -129,14 +133,16 @@ def eval_end_to_end(path: Path, pythonpath: str | None = None) -> tuple[float, f
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def end_to_end_rounds(path: Path, rounds: int, against: str | None) -> None:
+def end_to_end_rounds(
+    path: Path, rounds: int, against: str | None, splits: int | None = None
+) -> None:
     """Figure 3 over ``rounds`` rounds, interleaved with the routedllm under ``against``
     (another checkout's src/) when given: each round's figures, then mean (min-max)."""
     sources = {"this": None} | ({"against": _pythonpath(against)} if against else {})
     figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in sources}
     for i in range(rounds):
         for name, pythonpath in sources.items():
-            wall, cpu, rss = eval_end_to_end(path, pythonpath)
+            wall, cpu, rss = eval_end_to_end(path, pythonpath, splits)
             figures[name].append((wall, cpu, rss))
             print(f"round {i + 1} {name}: {wall:.2f} s wall, {cpu:.2f} s CPU, {rss:,.0f} MB")
     for name, values in figures.items():
@@ -182,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         "interleaved round by round",
     )
     parser.add_argument("--e2e-only", action="store_true", help="figure 3 alone")
+    parser.add_argument("--splits", type=int, help="figure 3 with routedllm eval --splits N")
     args = parser.parse_args(argv)
     n = 100_000 if args.quick else args.rows
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         size_mb = path.stat().st_size / 1e6
         if not args.quick:  # first: a child's peak RSS counts the pages it forked with
             print(f"routedllm eval on {n:,} rows ({size_mb:,.0f} MB):")
-            end_to_end_rounds(path, args.rounds, args.against)
+            end_to_end_rounds(path, args.rounds, args.against, args.splits)
             if args.e2e_only:
                 return {}
         ours = best_of(lambda: EvalSet.from_jsonl(path))

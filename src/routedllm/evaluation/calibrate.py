@@ -92,21 +92,37 @@ def split(
 
     Each group of two or more rows puts at least one row on each side.
     """
+    held = held_out_masks(data, train_fraction, [seed])[0]
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def held_out_masks(data: EvalSet, train_fraction: float, seeds: Sequence[int]) -> np.ndarray:
+    """(seeds, rows) booleans: the held-out rows of :func:`split` for each seed, the rows
+    grouped once for all of them."""
     if not 0 < train_fraction < 1:
         raise InvalidRequestError(f"train fraction must be between 0 and 1, got {train_fraction}")
-    rng = np.random.default_rng(seed)
-    train: list[np.ndarray] = []
-    test: list[np.ndarray] = []
-    order = np.argsort(data.group_index, kind="stable")
+    order = stable_order(data.group_index)
     bounds = np.flatnonzero(np.diff(data.group_index[order])) + 1
-    for rows in np.split(order, bounds):
-        rows = rng.permutation(rows)
-        k = int(round(len(rows) * train_fraction))
-        if len(rows) >= 2:
-            k = min(max(k, 1), len(rows) - 1)
-        train.append(rows[:k])
-        test.append(rows[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    groups = np.split(order, bounds)
+    held = np.zeros((len(seeds), len(data)), dtype=bool)
+    for i, seed in enumerate(seeds):
+        rng = np.random.default_rng(seed)
+        for rows in groups:
+            # the same draws as rng.permutation(rows): the shuffle depends on the length only
+            perm = rng.permutation(len(rows))
+            k = int(round(len(rows) * train_fraction))
+            if len(rows) >= 2:
+                k = min(max(k, 1), len(rows) - 1)
+            held[i, rows[perm[k:]]] = True
+    return held
+
+
+def stable_order(index: np.ndarray) -> np.ndarray:
+    """``np.argsort(index, kind="stable")`` of non-negative ints; below 2**16 as 16-bit
+    ints, which numpy sorts by radix, several times faster."""
+    if len(index) and 0 <= index.min() and index.max() < 2**16:
+        index = index.astype(np.uint16)
+    return np.argsort(index, kind="stable")
 
 
 def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.0) -> Calibration:
@@ -123,10 +139,7 @@ def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.
         overall = filled.sum(axis=0) / known.sum(axis=0)
     groups = data.group_index[rows]
     g_sum, g_cnt = _sums(groups, len(data.group_names), filled, known)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shrunk = (g_sum + prior_rows * overall) / (g_cnt + prior_rows)
-    shrunk = np.where(g_cnt > 0, shrunk, np.nan)
-    seen = g_cnt.max(axis=1) > 0
+    shrunk, seen = _shrunk(g_sum, g_cnt, overall, prior_rows)
     primaries = data.primary_tags
     tag_names = tuple(dict.fromkeys(primaries))
     tag_of_set = np.asarray([tag_names.index(t) for t in primaries])
@@ -146,6 +159,38 @@ def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.
         train_rows=len(rows),
         prior_rows=prior_rows,
     )
+
+
+def from_sums(
+    data: EvalSet, g_sum: np.ndarray, g_cnt: np.ndarray, prior_rows: float, train_rows: int
+) -> Calibration:
+    """The per-group part of :func:`learn` from (groups, models) score sums and counts over
+    the training rows (no per-tag scores): what routing needs, per split."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overall = g_sum.sum(axis=0) / g_cnt.sum(axis=0)
+    shrunk, seen = _shrunk(g_sum, g_cnt, overall, prior_rows)
+    empty = np.zeros((0, len(data.models)))
+    return Calibration(
+        models=data.models,
+        groups=tuple(g for g, s in zip(data.group_names, seen, strict=True) if s),
+        scores=shrunk[seen],
+        counts=g_cnt[seen],
+        overall=overall,
+        tags=(),
+        tag_scores=empty,
+        tag_counts=empty,
+        train_rows=train_rows,
+        prior_rows=prior_rows,
+    )
+
+
+def _shrunk(
+    g_sum: np.ndarray, g_cnt: np.ndarray, overall: np.ndarray, prior_rows: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Group means shrunk toward ``overall`` (NaN without outcomes), and the groups seen."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shrunk = (g_sum + prior_rows * overall) / (g_cnt + prior_rows)
+    return np.where(g_cnt > 0, shrunk, np.nan), g_cnt.max(axis=1) > 0
 
 
 def _sums(

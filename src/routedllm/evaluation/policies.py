@@ -250,6 +250,9 @@ class Oracle:
         rank = {m: i for i, m in enumerate(self.cheapest_first)}
         mean_cost = []
         for model in data.models:
+            if model in rank:  # ranked: the rank alone orders it
+                mean_cost.append(0.0)
+                continue
             idx = np.full(len(data), space.index(model), dtype=np.int32)
             costs = space.cost(data, idx, self.default_output_tokens)
             known = costs[np.isfinite(costs)]
