@@ -18,7 +18,7 @@ in the evaluation report.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,7 @@ def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.
     scores = data.scores[rows]
     known = np.isfinite(scores)
     filled = np.where(known, scores, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        overall = filled.sum(axis=0) / known.sum(axis=0)
-    groups = data.group_index[rows]
-    g_sum, g_cnt = _sums(groups, len(data.group_names), filled, known)
-    shrunk, seen = _shrunk(g_sum, g_cnt, overall, prior_rows)
+    g_sum, g_cnt = _sums(data.group_index[rows], len(data.group_names), filled, known)
     primaries = data.primary_tags
     tag_names = tuple(dict.fromkeys(primaries))
     tag_of_set = np.asarray([tag_names.index(t) for t in primaries])
@@ -147,17 +143,11 @@ def learn(data: EvalSet, rows: np.ndarray | None = None, prior_rows: float = 10.
     with np.errstate(invalid="ignore", divide="ignore"):
         t_mean = np.where(t_cnt > 0, t_sum / t_cnt, np.nan)
     t_seen = t_cnt.max(axis=1) > 0
-    return Calibration(
-        models=data.models,
-        groups=tuple(g for g, s in zip(data.group_names, seen, strict=True) if s),
-        scores=shrunk[seen],
-        counts=g_cnt[seen],
-        overall=overall,
+    return replace(
+        from_sums(data, g_sum, g_cnt, prior_rows, len(rows)),
         tags=tuple(t for t, s in zip(tag_names, t_seen, strict=True) if s),
         tag_scores=t_mean[t_seen],
         tag_counts=t_cnt[t_seen],
-        train_rows=len(rows),
-        prior_rows=prior_rows,
     )
 
 
