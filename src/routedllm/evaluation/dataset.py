@@ -216,9 +216,13 @@ class EvalSet:
                     for number, line in enumerate(block, done + 1):
                         one(line, number)
                 done += len(block)
-        # Repeated ids are looked for once all rows are read: a set of a million ids at
-        # once is several times faster than a lookup per row. The error is read_rows'.
-        if len(set(ids)) != len(ids):
+        # Repeated ids are looked for once all rows are read, as repeated hashes in a sorted
+        # array (a set of a million ids takes 4x the memory, fresh pages that cost more
+        # than the sort); only where two ids share a hash are the ids compared. The error
+        # is read_rows'.
+        hashes = np.fromiter(map(hash, ids), np.int64, len(ids))
+        hashes.sort()
+        if (hashes[1:] == hashes[:-1]).any() and len(set(ids)) != len(ids):
             first: dict[str, int] = {}
             for index, row_id in enumerate(ids):
                 number = index + 1 + bisect_right(blanks, index)  # its line's number
@@ -246,7 +250,7 @@ class _Columns:
         self.in_tokens = array("q")
         self.out_tokens = array("q")
         # outcomes: (row, model column, score, cost) as four columns
-        self.o_row, self.o_col = array("q"), array("q")
+        self.o_row, self.o_col = array("i"), array("i")
         self.o_score, self.o_cost = array("d"), array("d")
         self._valid_tags: dict[tuple[str, ...], tuple[str, ...]] = {}
         # a row without extra fields: its tags, given or inferred -> its kind
@@ -409,7 +413,7 @@ class _Columns:
                 for model in models:
                     model_ids.setdefault(model, len(model_ids))
                 cols = list(map(model_ids.__getitem__, models))
-            at = np.repeat(np.arange(start, start + n, dtype=np.int64), counts)
+            at = np.repeat(np.arange(start, start + n, dtype=np.int32), counts)
             self.o_row.frombytes(at.tobytes())
             self.o_col.extend(cols)
             self.o_score.frombytes(scores)
@@ -487,7 +491,7 @@ class _Columns:
         shape = (len(self.ids), len(self.model_ids))
         scores, costs = np.full(shape, np.nan), np.full(shape, np.nan)
         if self.o_row:
-            at = (np.frombuffer(self.o_row, dtype=np.int64), np.frombuffer(self.o_col, np.int64))
+            at = (np.frombuffer(self.o_row, dtype=np.int32), np.frombuffer(self.o_col, np.int32))
             scores[at] = np.frombuffer(self.o_score, dtype=np.float64)
             costs[at] = np.frombuffer(self.o_cost, dtype=np.float64)
         kinds = np.array(list(self.kind_ids), dtype=np.int32).reshape(-1, 3)
@@ -499,8 +503,8 @@ class _Columns:
             inferred=kinds[kind_index, 2].astype(bool),
             group_names=tuple(self.group_ids),
             group_index=kinds[kind_index, 1],
-            input_tokens=np.array(self.in_tokens, dtype=np.int64),
-            output_tokens=np.array(self.out_tokens, dtype=np.int64),
+            input_tokens=np.frombuffer(self.in_tokens, dtype=np.int64),  # no copy
+            output_tokens=np.frombuffer(self.out_tokens, dtype=np.int64),
             models=tuple(self.model_ids),
             scores=scores,
             costs=costs,
