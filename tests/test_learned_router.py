@@ -8,6 +8,7 @@ The RouteLLM figures (tests at the end) need ../shared/external and skip without
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,14 @@ from routedllm.core.decision import Policy, Request, Router
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.learning import LearnedRouter
-from routedllm.learning.features import STRUCTURE, ask_text, parse_term, term_name, terms
+from routedllm.learning.features import (
+    STRUCTURE,
+    ask_text,
+    parse_term,
+    structure,
+    term_name,
+    terms,
+)
 from routedllm.learning.train import (
     TrainSettings,
     _fit,
@@ -98,6 +106,44 @@ def test_pure_python_prediction_matches_the_numpy_fit() -> None:
         )
         # the artifact rounds weights to 5-6 decimals
         assert [got[m] for m in data.models] == pytest.approx(expected[i].tolist(), abs=1e-4)
+
+
+def _per_model(router: LearnedRouter, messages: list[dict], tags: tuple[str, ...]) -> list[float]:
+    """The prediction written out model by model: weights summed from each model's own
+    dict, the structure standardised, the logistic."""
+    text = ask_text(messages)
+    found = terms(text)
+    dense = structure(text, tags, 100, len(messages))
+    out = []
+    for k in range(len(router.models)):
+        weights = router.term_weights[k]
+        logit = sum(weights[t] for t in found if t in weights) / math.sqrt(len(found))
+        logit += sum(
+            w * (x - m) / s
+            for w, x, m, s in zip(
+                router.structure_weights[k], dense, router.mean, router.scale, strict=True
+            )
+        )
+        out.append(1 / (1 + math.exp(-logit)))
+    return out
+
+
+def test_a_prediction_sums_each_models_own_weights(trained: LearnedRouter) -> None:
+    """The shared term index gives each model the sum of its own weights, also where the
+    models weigh different terms (half of one model's dropped) and for unknown words."""
+    data = trained.to_json()
+    strong = data["terms"][STRONG]
+    dropped = sorted(strong)[::2]
+    data["terms"][STRONG] = {t: v for t, v in strong.items() if t not in dropped}
+    uneven = LearnedRouter.from_json(data)
+    ask = [{"role": "user", "content": f"{' '.join(dropped[:30])} zyzzyva quokka"}]
+    asks = [row.chat_messages() for row in list(read_rows(ROWS))[:40]] + [HARD, EASY, ask]
+    for router in (trained, uneven):
+        for messages in asks:
+            got = router.predict(messages, ("general",), 100)
+            expected = _per_model(router, messages, ("general",))
+            assert [got[m] for m in router.models] == pytest.approx(expected, rel=1e-12)
+    assert uneven.predict(ask, ("general",))[STRONG] != trained.predict(ask, ("general",))[STRONG]
 
 
 def test_the_artifact_round_trips_and_names_its_data(

@@ -4,8 +4,9 @@ A :class:`LearnedRouter` holds one logistic model per outcome model: a weight pe
 vocabulary term and per structure feature (:mod:`routedllm.learning.features`). Its
 prediction for a call is each model's expected score in [0, 1] (the share of prompts like
 this one the model got right, or its judge score / 10). Applying it is pure Python: a
-tokenisation, a set, and one dict lookup per term and model, so the base install loads and
-applies it with no numpy, no network and no embedding service.
+tokenisation, a set, one dict lookup per term in an index shared by all models and a list
+read per term and model, so the base install loads and applies it with no numpy, no
+network and no embedding service.
 
 :meth:`LearnedRouter.score` is the hook :class:`routedllm.core.decision.Router` calls: it
 returns the predictions in benchmark points (x100), which replace the catalog's scores of
@@ -84,14 +85,27 @@ class LearnedRouter:
         terms) + its structure weights . the standardised structure features.
         """
         norm = 1.0 / math.sqrt(len(term_set)) if term_set else 0.0
+        index, per_model = self._table
+        found = list(filter(None, map(index.get, term_set)))
         out = {}
         for model, weights, (folded, offset) in zip(
-            self.models, self.term_weights, self._folded, strict=True
+            self.models, per_model, self._folded, strict=True
         ):
-            logit = sum(filter(None, map(weights.get, term_set))) * norm
+            logit = sum(map(weights.__getitem__, found)) * norm
             logit += sum(map(operator.mul, folded, dense)) - offset
             out[model] = _sigmoid(logit)
         return out
+
+    @cached_property
+    def _table(self) -> tuple[dict[Term, int], tuple[list[float], ...]]:
+        """Every term some model weighs, numbered from 1, and by number each model's weight
+        (0: none): one lookup per term then serves every model, and adding 0 changes no sum."""
+        index: dict[Term, int] = {}
+        for weights in self.term_weights:
+            for t in weights:
+                index.setdefault(t, len(index) + 1)
+        per_model = tuple([0.0, *(w.get(t, 0.0) for t in index)] for w in self.term_weights)
+        return index, per_model
 
     @cached_property
     def _folded(self) -> tuple[tuple[tuple[float, ...], float], ...]:
