@@ -9,15 +9,21 @@ routedllm's own tags, the oracle and random: APGR, CPT(50%), CPT(80%), the stron
 
 Speed (always): ``Router.decide`` p50/p99 in microseconds on the ~2,000-token prompts of
 ``decide_speed.py``, with and without a learned router of 20,000 terms per model over
-three catalog models, interleaved in one run.
+three catalog models, interleaved in one run. ``--against FILE`` (another version's
+``routedllm/learning/model.py``) times the same router built by that version's class
+alongside, after checking both predict the same scores on every case, and also times the
+prediction alone (``predict_parts`` on each case's terms and structure).
 
 Run: ``python benchmarks/learned_router.py [--routellm ../shared/external/routellm]
-[--splits 20] [--json-out FILE] [--runs 5] [--n 5000]``.
+[--splits 20] [--json-out FILE] [--runs 5] [--n 5000] [--against FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import importlib.util
 import json
 import random
 import statistics
@@ -30,7 +36,7 @@ from decide_speed import cases, routed, sample  # same prompts and timing as dec
 from routedllm import Catalog, Policy
 from routedllm.core.decision import Router
 from routedllm.learning import LearnedRouter
-from routedllm.learning.features import STRUCTURE
+from routedllm.learning.features import STRUCTURE, ask_text, structure, terms
 
 BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -51,18 +57,49 @@ def synthetic_router(models: list[str], terms: int = 20_000, seed: int = 0) -> L
     )
 
 
-def speed(runs: int, n: int) -> None:
+def other_version(router: LearnedRouter, model_py: str) -> Any:
+    """The same router built by another version's ``LearnedRouter`` (its model.py)."""
+    spec = importlib.util.spec_from_file_location("_routedllm_model_against", model_py)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--against {model_py}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    cls = module.LearnedRouter
+    return cls(**{f.name: getattr(router, f.name) for f in dataclasses.fields(cls)})
+
+
+def speed(runs: int, n: int, against: str | None = None) -> None:
     catalog, policy = Catalog.default(), Policy()
     models = [card.id for card in catalog][:3]
     plain = Router(catalog, policy)
-    learned = Router(catalog, policy, synthetic_router(models))
+    scorer = synthetic_router(models)
+    kinds: dict[str, Any] = {"catalog": plain, "learned": Router(catalog, policy, scorer)}
+    parts: dict[str, Any] = {"learned": scorer}
+    if against:
+        other = other_version(scorer, against)
+        kinds["against"] = Router(catalog, policy, other)
+        parts["against"] = other
+        for name, (messages, tags) in cases().items():
+            given = tuple(tags or ("general",))
+            if scorer.predict(messages, given) != other.predict(messages, given):
+                raise SystemExit(f"--against {against}: other predictions on {name!r}")
+        print(f"against: {against} (the same predictions on every case, to the last bit)")
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    alone: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(runs):
         for name, (messages, tags) in cases().items():
-            for kind, router in (("catalog", plain), ("learned", learned)):
+            for kind, router in kinds.items():
                 results.setdefault((name, kind), []).append(
                     sample(routed(router, messages, tags), n)
                 )
+            if against:
+                text = ask_text(messages)
+                found, dense = terms(text), structure(text, tags or (), 2000, len(messages))
+                for kind, model in parts.items():
+                    alone.setdefault((name, kind), []).append(
+                        sample(functools.partial(model.predict_parts, found, dense), n)
+                    )
     print(
         f"Router.decide incl. the Request, catalog scores vs a learned router over "
         f"{', '.join(models)}; {runs} runs x {n:,} calls; mean ± half-range of each percentile"
@@ -74,10 +111,20 @@ def speed(runs: int, n: int) -> None:
         print(
             f"{name:<24}{kind:>9}{_mr(p50):>16}{_mr(p99):>16}{min(p99):>10.1f}",
         )
+    if against:
+        print("\nLearnedRouter.predict_parts alone (the case's terms and structure), us")
+        print(f"{'case':<24}{'terms':>6}{'learned p50':>16}{'against p50':>16}{'ratio':>15}")
+        for name, (messages, _) in cases().items():
+            mine = [v[0] for v in alone[(name, "learned")]]
+            theirs = [v[0] for v in alone[(name, "against")]]
+            ratio = [a / b for a, b in zip(mine, theirs, strict=True)]
+            count = len(terms(ask_text(messages)))
+            print(f"{name:<24}{count:>6}{_mr(mine):>16}{_mr(theirs):>16}{_mr(ratio, 2):>15}")
 
 
-def _mr(values: list[float]) -> str:
-    return f"{statistics.fmean(values):7.1f} ±{(max(values) - min(values)) / 2:5.1f}"
+def _mr(values: list[float], digits: int = 1) -> str:
+    spread = (max(values) - min(values)) / 2
+    return f"{statistics.fmean(values):7.{digits}f} ±{spread:5.{digits}f}"
 
 
 def quality(root: str, splits: int) -> dict[str, Any]:
@@ -146,9 +193,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument(
+        "--against", metavar="FILE", help="another version's learning/model.py, timed alongside"
+    )
     args = parser.parse_args()
     if not args.no_speed:
-        speed(args.runs, args.n)
+        speed(args.runs, args.n, args.against)
     if args.routellm:
         results = quality(args.routellm, args.splits)
         print()
