@@ -87,16 +87,19 @@ def speed(runs: int, n: int, against: str | None = None) -> None:
         print(f"against: {against} (the same predictions on every case, to the last bit)")
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     alone: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for _ in range(runs):
+    for run in range(runs):
+        order = list(kinds.items())
+        if run % 2:  # the two learned versions take turns going first
+            order = [order[0], *reversed(order[1:])]
         for name, (messages, tags) in cases().items():
-            for kind, router in kinds.items():
+            for kind, router in order:
                 results.setdefault((name, kind), []).append(
                     sample(routed(router, messages, tags), n)
                 )
             if against:
                 text = ask_text(messages)
                 found, dense = terms(text), structure(text, tags or (), 2000, len(messages))
-                for kind, model in parts.items():
+                for kind, model in sorted(parts.items(), reverse=bool(run % 2)):
                     alone.setdefault((name, kind), []).append(
                         sample(functools.partial(model.predict_parts, found, dense), n)
                     )
@@ -112,14 +115,27 @@ def speed(runs: int, n: int, against: str | None = None) -> None:
             f"{name:<24}{kind:>9}{_mr(p50):>16}{_mr(p99):>16}{min(p99):>10.1f}",
         )
     if against:
-        print("\nLearnedRouter.predict_parts alone (the case's terms and structure), us")
-        print(f"{'case':<24}{'terms':>6}{'learned p50':>16}{'against p50':>16}{'ratio':>15}")
+        print(
+            "\nLearnedRouter.predict_parts alone (the case's terms and structure), p50 us; "
+            "learned / against p50 ratios of each run, of it and of Router.decide"
+        )
+        print(
+            f"{'case':<24}{'terms':>6}{'learned':>16}{'against':>16}{'ratio':>15}"
+            f"{'decide ratio':>15}"
+        )
         for name, (messages, _) in cases().items():
             mine = [v[0] for v in alone[(name, "learned")]]
             theirs = [v[0] for v in alone[(name, "against")]]
             ratio = [a / b for a, b in zip(mine, theirs, strict=True)]
+            decide = [
+                a[0] / b[0]
+                for a, b in zip(results[(name, "learned")], results[(name, "against")], strict=True)
+            ]
             count = len(terms(ask_text(messages)))
-            print(f"{name:<24}{count:>6}{_mr(mine):>16}{_mr(theirs):>16}{_mr(ratio, 2):>15}")
+            print(
+                f"{name:<24}{count:>6}{_mr(mine):>16}{_mr(theirs):>16}{_mr(ratio, 2):>15}"
+                f"{_mr(decide, 3):>15}"
+            )
 
 
 def _mr(values: list[float], digits: int = 1) -> str:
