@@ -8,7 +8,7 @@ from the messages (see :func:`infer_tags`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -691,7 +691,8 @@ def shows_code(text: str) -> bool:
     in ``{``, a traceback header, a diff hunk); weaker shapes (``return x;``, ``x = f(y)``,
     an indented line with brackets, an inline code span) need two.
     """
-    if "```" in text or "~~~" in text:
+    # A one-character search (memchr) first: a three-character one is ~100x slower.
+    if ("`" in text and "```" in text) or ("~" in text and "~~~" in text):
         return True
     weak = 0
     if "`" in text:
@@ -703,7 +704,7 @@ def shows_code(text: str) -> bool:
                 weak += 1
         if weak >= 2:
             return True
-    for line in text.splitlines():
+    for line in _lines(text):
         s = line.strip()
         if len(s) < 2:
             continue
@@ -726,9 +727,23 @@ def shows_code(text: str) -> bool:
             weak += 1
             if weak >= 2:
                 return True
-    if ("Error" in text or "Exception" in text) and _NAMED_ERROR.search(text):
+    if "E" in text and ("Error" in text or "Exception" in text) and _NAMED_ERROR.search(text):
         return True
     return "=" in text and _SPREADSHEET_FORMULA.search(text) is not None
+
+
+def _lines(text: str, size: int = 2048) -> Iterator[str]:
+    """``text.splitlines()``, split a block of about ``size`` characters at a time, cut just
+    after a ``\n``: code shows in the first lines, so the rest often needs no splitting."""
+    start, end = 0, len(text)
+    while end - start > size:
+        cut = text.rfind("\n", start, start + size) + 1 or text.find("\n", start + size) + 1
+        if not cut:
+            break
+        yield from text[start:cut].splitlines()
+        start = cut
+    if start < end:
+        yield from text[start:].splitlines()
 
 
 def _strong_keyword_line(first: str, s: str) -> bool:
