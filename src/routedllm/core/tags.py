@@ -774,6 +774,8 @@ def _asks_for_code(words: list[bytes], seen: set[bytes]) -> bool:
     if not (objects or languages):
         return False
     verbs = not _CODE_VERBS_B.isdisjoint(seen)
+    if not verbs and not (objects and languages):  # no pair below can match: skip the walk
+        return False
     last = len(words) - 1
     for i, word in enumerate(words):
         if word in _LANGUAGES_B:

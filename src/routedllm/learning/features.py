@@ -34,6 +34,7 @@ _SPLIT = bytes(c if c in _WORD_BYTES or c >= 128 else 32 for c in range(256))
 _DIGITS = b"0123456789"
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _MATH = b"=+^\\$<>*/"
+_NON_ASCII = bytes(range(128, 256))
 STRUCTURE: tuple[str, ...] = (
     "bias",
     "log_chars",
@@ -100,20 +101,40 @@ def structure(text: str, tags: Iterable[str], input_tokens: int, messages: int) 
     n = len(text) or 1
     head = text[:HEAD_CHARS].encode("utf-8", "replace")
     h = len(head) or 1
-    digits = h - len(head.translate(None, _DIGITS))
-    upper = h - len(head.translate(None, _UPPER))
-    math_marks = h - len(head.translate(None, _MATH))
-    present = set(tags)
+    a = h  # a count is a - the bytes left when the marks are deleted (1 for an empty head)
+    if not head.isascii():  # the marks are ASCII: count them among the ASCII bytes alone
+        ascii_head = head.translate(None, _NON_ASCII)
+        a -= len(head) - len(ascii_head)
+        head = ascii_head
+    digits = a - len(head.translate(None, _DIGITS))
+    upper = a - len(head.translate(None, _UPPER))
+    math_marks = a - len(head.translate(None, _MATH))
+    # A one-character search (memchr) before counting or a three-character search: most
+    # prompts have no question mark or backquote, and searching is faster than counting.
     return [
         1.0,
         math.log1p(n),
-        math.log1p(text.count("\n")),
+        math.log1p(text.count("\n")) if "\n" in text else 0.0,
         math.log1p(input_tokens),
         digits / h,
         upper / h,
         math_marks / h,
-        math.log1p(text.count("?")),
-        1.0 if "```" in text else 0.0,
+        math.log1p(text.count("?")) if "?" in text else 0.0,
+        1.0 if "`" in text and "```" in text else 0.0,
         math.log(messages) if messages > 0 else 0.0,
-        *(1.0 if t in present else 0.0 for t in TAG_NAMES),
+        *_tag_flags(tags if isinstance(tags, tuple) else tuple(tags)),
     ]
+
+
+_TAG_FLAGS: dict[tuple[str, ...], tuple[float, ...]] = {}
+
+
+def _tag_flags(tags: tuple[str, ...]) -> tuple[float, ...]:
+    """One flag per :data:`TAG_NAMES` entry, 1.0 for the tags given; kept per tag tuple (a
+    few dozen occur: the inferred ones and the caller's)."""
+    flags = _TAG_FLAGS.get(tags)
+    if flags is None:
+        flags = tuple(1.0 if t in tags else 0.0 for t in TAG_NAMES)
+        if len(_TAG_FLAGS) < 1024:
+            _TAG_FLAGS[tags] = flags
+    return flags
