@@ -146,6 +146,8 @@ class UsageError(ValueError):
 
 
 def _count(name: str, value: Any, default: int | None = None) -> int:
+    if type(value) is int and 0 <= value <= MAX_USAGE_TOKENS:  # the usual case, at once
+        return value
     if value is None and default is not None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
