@@ -260,3 +260,97 @@ def test_from_jsonl_groups_after_checking_as_from_rows(tmp_path: Path, line: str
     with pytest.raises(InvalidRequestError) as got:
         EvalSet.from_jsonl(path, group_by="topic")
     assert str(got.value) == str(expected.value)
+
+
+def _common(i: int) -> dict:
+    """A row of the common shape: a prompt, given tags, outcomes."""
+    outcomes = {"m1": {"score": i % 2, "cost_usd": 0.001 * (i % 3)}, "m2": {"score": 0.5}}
+    return {"id": f"r{i}", "prompt": "word " * (i % 40), "tags": ["general"], "outcomes": outcomes}
+
+
+# One row each, read in the middle of a block of otherwise common rows: rows the block check
+# takes as they stand (the first nine), rows it leaves to the row-by-row path (values
+# pydantic converts, other shapes, new tags) and rows with an error.
+_V = '{"id": "v", "prompt": "x", "tags": ["general"]'
+BLOCK_VARIANTS = [
+    _V + ', "outcomes": {"m1": {"score": 1, "cost_usd": 0}}}',
+    _V + ', "outcomes": {"m3": {"score": 0.25}}}',
+    _V + ', "outcomes": {"m1": {"score": 1, "cost_usd": null}}}',
+    _V + ', "outcomes": {"m1": {"score": 1, "cost_usd": -0.0, "n": [1]}}}',
+    _V + ', "outcomes": {}}',
+    _V + ', "outcomes": null}',
+    _V + ', "expected_output_tokens": 9}',
+    _V + ', "reference": "y", "grader": "exact"}',
+    '{"id": "v", "prompt": "请总结这段文字。", "tags": ["general"]}',
+    '{"id": "v", "prompt": "x", "tags": ["general", "general"]}',
+    '{"id": "v", "prompt": "x", "tags": ["code"], "category": "law"}',
+    '{"id": "v", "prompt": "x", "tags": []}',
+    '{"id": "v", "prompt": "x", "messages": null, "tags": ["general"]}',
+    '{"id": "v", "messages": [{"content": "x"}], "tags": ["general"]}',
+    _V + ', "outcomes": {"m1": {"score": true}}}',
+    _V + ', "outcomes": {"m1": {"score": "1"}}}',
+    _V + ', "expected_output_tokens": 12.0}',
+    # errors
+    '{"id": "v", "prompt": "x", "tags": {"general": 1}}',
+    '{"id": "v", "prompt": "x", "tags": "general"}',
+    '{"id": "v", "prompt": "x", "tags": [["general"]]}',
+    '{"id": "v", "prompt": "x", "tags": ["poems"]}',
+    '{"id": "v", "prompt": 5, "tags": ["general"]}',
+    '{"id": 5, "prompt": "x", "tags": ["general"]}',
+    '{"id": "v\\u0007", "prompt": "x", "tags": ["general"]}',
+    '{"id": " ", "prompt": "x", "tags": ["general"]}',
+    '{"prompt": "x", "tags": ["general"]}',
+    '["id", "prompt", "tags"]',
+    '"id"',
+    "",
+    '{"id": "v", "prompt": "x"',
+    _V + '}, {"id": "w", "prompt": "y", "tags": ["general"]}',
+    _V + ', "outcomes": {"m1": {"score": 1.5}}}',
+    _V + ', "outcomes": {"m1": {"score": null}}}',
+    _V + ', "outcomes": {"m1": {"cost_usd": 0.1}}}',
+    _V + ', "outcomes": {"m1": {"score": 1, "cost_usd": -1}}}',
+    _V + ', "outcomes": {"m1": {"score": 1, "cost_usd": 1e999}}}',
+    _V + ', "outcomes": {"m1": 1}}',
+    _V + ', "outcomes": []}',
+    _V + ', "expected_output_tokens": 0}',
+    _V + ', "reference": 1}',
+    _V + ', "promt": "y"}',
+    '{"id": "r3", "prompt": "x", "tags": ["general"]}',  # repeats line 4
+]
+
+
+@pytest.mark.parametrize(("variant", "whole"), [(v, i < 9) for i, v in enumerate(BLOCK_VARIANTS)])
+def test_from_jsonl_reads_a_block_as_read_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str, whole: bool
+) -> None:
+    """A row among many of the common shape (read a block of lines at a time): the same
+    columns as from_rows, or the same error naming its line, with orjson or without."""
+    import routedllm.evaluation.dataset as dataset
+
+    path = tmp_path / "rows.jsonl"
+    rows = [json.dumps(_common(i)) for i in range(300)]
+    rows[200] = variant  # line 201: the second block, after a block of the same tags
+    path.write_text("\n".join(rows) + "\n", "utf-8")
+    taken = []
+    take_block = dataset._Columns.take_block
+    monkeypatch.setattr(
+        dataset._Columns,
+        "take_block",
+        lambda self, lines, loads: taken.append(take_block(self, lines, loads)) or taken[-1],
+    )
+    try:
+        expected = EvalSet.from_rows(read_rows(path))
+    except InvalidRequestError as exc:
+        for parser in (dataset._LOADS, json.loads):
+            monkeypatch.setattr(dataset, "_LOADS", parser)
+            with pytest.raises(InvalidRequestError) as got:
+                EvalSet.from_jsonl(path)
+            assert str(got.value) == str(exc)
+            assert str(got.value).startswith(f"{path}:201: ")
+        return
+    for parser in (dataset._LOADS, json.loads):
+        monkeypatch.setattr(dataset, "_LOADS", parser)
+        taken.clear()
+        _same(EvalSet.from_jsonl(path), expected)
+        # the first block has tags not seen yet; the one after the variant is read at once
+        assert taken == [False, whole, True]

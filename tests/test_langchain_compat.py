@@ -434,3 +434,69 @@ def test_constructor_max_tokens_bounds_the_estimate_like_a_call_kwarg() -> None:
 def test_constructor_max_tokens_is_checked_like_a_call_kwarg() -> None:
     with pytest.raises(ValueError, match="max_tokens must be a positive integer, got -5"):
         model(None, max_tokens=-5)
+
+
+# -- the model profile: what routing can serve, from the catalog ---------------------------
+class Weather(BaseModel):
+    """The weather in a city."""
+
+    city: str
+    summary: str
+
+
+def _reachable(catalog: Catalog) -> list[Any]:
+    return [c for c in catalog if c.priced and any(v is not None for v in c.scores.values())]
+
+
+def test_the_auto_profile_is_what_routing_can_serve() -> None:
+    catalog = Catalog.default()
+    profile = RoutedChatModel(api_key=KEY, catalog=catalog).profile
+    assert profile is not None
+    reachable = _reachable(catalog)
+    # the largest window of a model routing may choose, not of an unscored or unpriced one
+    assert profile["max_input_tokens"] == max(c.context_window for c in reachable)
+    assert profile["max_input_tokens"] < max(c.context_window or 0 for c in catalog)
+    assert profile["tool_calling"] is True and profile["image_inputs"] is True
+    assert "structured_output" not in profile  # agents use tool-call structured output
+
+
+def test_the_profile_follows_the_policy_and_a_pinned_model() -> None:
+    catalog = Catalog.default()
+    text_only = [c.id for c in _reachable(catalog) if c.capabilities.image_input is False]
+    narrow = Policy(allowed_models=frozenset(text_only))
+    profile = RoutedChatModel(api_key=KEY, catalog=catalog, policy=narrow).profile
+    assert profile is not None and profile["image_inputs"] is False
+    assert profile["max_input_tokens"] == max(catalog.get(m).context_window for m in text_only)
+    schema = next(c for c in catalog if c.capabilities.json_schema is True)
+    pinned = RoutedChatModel(api_key=KEY, catalog=catalog, model=schema.id).profile
+    assert pinned is not None and pinned["structured_output"] is True
+    assert pinned["max_input_tokens"] == schema.context_window
+    given = RoutedChatModel(api_key=KEY, catalog=catalog, profile={"max_input_tokens": 9})
+    assert given.profile == {"max_input_tokens": 9}
+
+
+def test_an_agent_with_a_response_format_returns_it_routed_or_pinned() -> None:
+    """create_agent's structured response: a tool call when routed, the model's JSON-schema
+    output when pinned to a model the catalog says has it."""
+    agents = pytest.importorskip("langchain.agents", reason="create_agent needs langchain")
+    catalog = Catalog.default()
+    schema = next(c for c in catalog if c.capabilities.json_schema is True)
+    for pinned in (None, schema.id):
+        gateway = FakeGateway()
+        params = {} if pinned is None else {"model": pinned}
+        llm = RoutedChatModel(api_key=KEY, catalog=catalog, **gateway.clients(), **params)
+        agent = agents.create_agent(llm, tools=[llm_version], response_format=Weather)
+        out = agent.invoke({"messages": [HumanMessage("What is the weather in Paris?")]})
+        assert isinstance(out["structured_response"], Weather)
+        last = gateway.requests[-1]
+        if pinned is None:
+            assert "Weather" in [t["function"]["name"] for t in last["tools"]]
+        else:
+            assert last["model"] == pinned
+            assert last["response_format"]["type"] == "json_schema"
+
+
+def test_summarization_by_fraction_of_the_window_accepts_the_model() -> None:
+    middleware = pytest.importorskip("langchain.agents.middleware")
+    llm = RoutedChatModel(api_key=KEY, catalog=Catalog.default())
+    middleware.SummarizationMiddleware(model=llm, trigger=("fraction", 0.8))

@@ -17,7 +17,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
-from itertools import repeat
+from itertools import chain, islice, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -170,42 +171,58 @@ class EvalSet:
         columns = _Columns(group_by, inference or Policy())
         blanks = array("q")  # for each blank line, the number of rows before it
         check, take, loads, ids = _FastCheck(), columns.take, _LOADS, columns.ids
+
+        def one(line: bytes, number: int) -> None:
+            """Count in one line, or raise naming it."""
+            if line[:1] in _SPACE and not line.strip():
+                blanks.append(len(ids))
+                return
+            if len(line) > MAX_ROW_BYTES:
+                raise InvalidRequestError(
+                    f"{path}:{number}: a row longer than {MAX_ROW_BYTES // 2**20} MiB"
+                )
+            try:
+                data = loads(line)
+            except ValueError:
+                data = _parse_line(line, path, number)
+            if take(data):
+                return
+            args = check(data)
+            if args is None:
+                row = row_of(data, f"{path}:{number}")
+                outcome_rows = row.outcomes or {}
+                args = (
+                    row.id,
+                    columns.given(row.id, row.tags),
+                    row.messages,
+                    row.prompt,
+                    row.expected_output_tokens,
+                    {
+                        m: {"score": o.score, "cost_usd": o.cost_usd}
+                        for m, o in outcome_rows.items()
+                    },
+                    row.model_extra or {},
+                )
+            columns.add(*args)
+
         with handle:
-            lines: Iterable[bytes] = handle if progress is None else progress(handle)
-            for number, line in enumerate(lines, 1):
-                if line[:1] in _SPACE and not line.strip():
-                    blanks.append(len(ids))
-                    continue
-                if len(line) > MAX_ROW_BYTES:
-                    raise InvalidRequestError(
-                        f"{path}:{number}: a row longer than {MAX_ROW_BYTES // 2**20} MiB"
-                    )
-                try:
-                    data = loads(line)
-                except ValueError:
-                    data = _parse_line(line, path, number)
-                if take(data):
-                    continue
-                args = check(data)
-                if args is None:
-                    row = row_of(data, f"{path}:{number}")
-                    outcome_rows = row.outcomes or {}
-                    args = (
-                        row.id,
-                        columns.given(row.id, row.tags),
-                        row.messages,
-                        row.prompt,
-                        row.expected_output_tokens,
-                        {
-                            m: {"score": o.score, "cost_usd": o.cost_usd}
-                            for m, o in outcome_rows.items()
-                        },
-                        row.model_extra or {},
-                    )
-                columns.add(*args)
-        # Repeated ids are looked for once all rows are read: a set of a million ids at
-        # once is several times faster than a lookup per row. The error is read_rows'.
-        if len(set(ids)) != len(ids):
+            lines = iter(handle if progress is None else progress(handle))
+            done = 0  # lines read before this block
+            # A block of lines is parsed and checked a column at a time (take_block); a
+            # block with anything else in it (a blank or bad line, a row of another shape,
+            # tags not seen yet) is read again a line at a time, for the same errors.
+            while block := list(islice(lines, _BLOCK)):
+                if not columns.take_block(block, loads):
+                    for number, line in enumerate(block, done + 1):
+                        one(line, number)
+                done += len(block)
+        # Repeated ids are looked for once all rows are read, as repeated hashes in a sorted
+        # array (a set of a million ids takes 4x the memory, fresh pages that cost more
+        # than the sort); only where two ids share a hash are the ids compared. The error
+        # is read_rows'.
+        hashes = np.fromiter(map(hash, ids), np.int64, len(ids))
+        hashes.sort()
+        if (hashes[1:] == hashes[:-1]).any() and len(set(ids)) != len(ids):
             first: dict[str, int] = {}
             for index, row_id in enumerate(ids):
                 number = index + 1 + bisect_right(blanks, index)  # its line's number
@@ -233,7 +250,7 @@ class _Columns:
         self.in_tokens = array("q")
         self.out_tokens = array("q")
         # outcomes: (row, model column, score, cost) as four columns
-        self.o_row, self.o_col = array("q"), array("q")
+        self.o_row, self.o_col = array("i"), array("i")
         self.o_score, self.o_cost = array("d"), array("d")
         self._valid_tags: dict[tuple[str, ...], tuple[str, ...]] = {}
         # a row without extra fields: its tags, given or inferred -> its kind
@@ -337,6 +354,76 @@ class _Columns:
         self.out_tokens.append(size or 0)
         return True
 
+    def take_block(self, lines: list[bytes], loads: Callable[[bytes], Any]) -> bool:
+        """:meth:`take` for a block of JSONL lines at once, a column at a time: True with
+        every row counted when each line is a row of the common shape with tags seen
+        before; False, with nothing counted, otherwise (the lines are then read one by one).
+
+        Each check is one pass over a column in C (``map``, ``set``, numpy), and accepts
+        exactly what :meth:`take` accepts, so the columns come out the same either way."""
+        try:
+            if max(map(len, lines)) > MAX_ROW_BYTES:
+                return False
+            rows = list(map(loads, lines))  # a blank line or bad JSON raises ValueError
+            # every key of every row (a row that is not an object fails at _ID below)
+            fields = set(chain.from_iterable(rows))
+            if not fields <= _BLOCK_FIELDS:
+                return False
+            n = len(rows)
+            ids = list(map(_ID, rows))  # KeyError: no id; TypeError: not an object
+            if not all(map(str.isprintable, ids)) or not all(map(str.strip, ids)):
+                return False  # TypeError above where an id is not a string
+            tags = list(map(_TAGS, rows))
+            if set(map(type, tags)) != _LIST:
+                return False
+            # TypeError where a tag is a list or an object
+            kinds: list[Any] = list(map(self._tag_kinds.get, map(tuple, tags)))
+            if None in kinds:  # tags not seen yet, or not tags: take() decides
+                return False
+            prompts = list(map(_PROMPT, rows))
+            if all(map(str.isascii, prompts)):  # prompt_tokens(), a block at a time
+                chars = np.fromiter(map(len, prompts), np.int64, n)
+                in_tokens = ((chars + 19) // 4).tobytes()  # (chars + 3) // 4 + 4
+            else:
+                in_tokens = np.array(list(map(prompt_tokens, prompts)), np.int64).tobytes()
+            out_tokens = bytes(8 * n)
+            if "expected_output_tokens" in fields:
+                sizes = list(map(dict.get, rows, repeat("expected_output_tokens")))
+                if not set(map(type, sizes)) <= _INT_OR_NONE or not all(
+                    0 < size <= MAX_OUTPUT_TOKENS for size in sizes if size is not None
+                ):
+                    return False
+                out_tokens = np.array([size or 0 for size in sizes], np.int64).tobytes()
+            for name in ("reference", "grader"):
+                if name in fields and not set(map(type, map(dict.get, rows, repeat(name)))) <= (
+                    _STR_OR_NONE
+                ):
+                    return False
+            outcomes = None
+            if "outcomes" in fields and (outcomes := _block_outcomes(rows)) is None:
+                return False
+        except (TypeError, ValueError, KeyError, OverflowError):
+            return False
+        start = len(self.ids)
+        if outcomes is not None:
+            counts, models, scores, costs = outcomes
+            model_ids = self.model_ids
+            cols: list[Any] = list(map(model_ids.get, models))
+            if None in cols:  # models not seen yet: numbered in the order rows give them
+                for model in models:
+                    model_ids.setdefault(model, len(model_ids))
+                cols = list(map(model_ids.__getitem__, models))
+            at = np.repeat(np.arange(start, start + n, dtype=np.int32), counts)
+            self.o_row.frombytes(at.tobytes())
+            self.o_col.extend(cols)
+            self.o_score.frombytes(scores)
+            self.o_cost.frombytes(costs)
+        self.ids.extend(ids)
+        self.kind_index.extend(kinds)
+        self.in_tokens.frombytes(in_tokens)
+        self.out_tokens.frombytes(out_tokens)
+        return True
+
     def add(
         self,
         row_id: str,
@@ -404,7 +491,7 @@ class _Columns:
         shape = (len(self.ids), len(self.model_ids))
         scores, costs = np.full(shape, np.nan), np.full(shape, np.nan)
         if self.o_row:
-            at = (np.frombuffer(self.o_row, dtype=np.int64), np.frombuffer(self.o_col, np.int64))
+            at = (np.frombuffer(self.o_row, dtype=np.int32), np.frombuffer(self.o_col, np.int32))
             scores[at] = np.frombuffer(self.o_score, dtype=np.float64)
             costs[at] = np.frombuffer(self.o_cost, dtype=np.float64)
         kinds = np.array(list(self.kind_ids), dtype=np.int32).reshape(-1, 3)
@@ -416,8 +503,8 @@ class _Columns:
             inferred=kinds[kind_index, 2].astype(bool),
             group_names=tuple(self.group_ids),
             group_index=kinds[kind_index, 1],
-            input_tokens=np.array(self.in_tokens, dtype=np.int64),
-            output_tokens=np.array(self.out_tokens, dtype=np.int64),
+            input_tokens=np.frombuffer(self.in_tokens, dtype=np.int64),  # no copy
+            output_tokens=np.frombuffer(self.out_tokens, dtype=np.int64),
             models=tuple(self.model_ids),
             scores=scores,
             costs=costs,
@@ -438,6 +525,42 @@ def _group(row_id: str, extra: Mapping[str, Any], tags: Sequence[str], group_by:
             f"use --group-by {GROUP_AUTO} or {GROUP_TAG}, or a field every row carries"
         )
     return value
+
+
+def _block_outcomes(rows: list[dict[str, Any]]) -> tuple[list[int], list[str], bytes, bytes] | None:
+    """A block's outcomes as columns: outcomes per row, then model, score and cost (float64
+    bytes, NaN for no cost) per outcome, rows in order; None where one is not as
+    :meth:`_Columns.take` takes it. Raises TypeError, KeyError or OverflowError for some."""
+    given: list[Any] = list(map(dict.get, rows, repeat("outcomes")))
+    if None in given:
+        given = [{} if outcomes is None else outcomes for outcomes in given]
+    # TypeError where outcomes or an outcome is not an object, KeyError with no score
+    outcomes = list(chain.from_iterable(map(dict.values, given)))
+    scores = list(map(_SCORE, outcomes))
+    costs = list(map(dict.get, outcomes, repeat("cost_usd")))
+    if not set(map(type, scores)) <= _NUMBER:
+        return None
+    score = np.array(scores, np.float64)  # OverflowError past float's range
+    if not ((score >= 0) & (score <= 1)).all():  # NaN (json.loads reads it) refused too
+        return None
+    cost_kinds = set(map(type, costs))
+    if not cost_kinds <= _NUMBER_OR_NONE:
+        return None
+    if int in cost_kinds and not all(cost < 2**63 for cost in costs if type(cost) is int):
+        return None
+    missing = costs.count(None) if type(None) in cost_kinds else 0
+    if missing:
+        costs = [math.nan if cost is None else cost for cost in costs]
+    cost = np.array(costs, np.float64)
+    # the costs out of [0, inf) are the missing ones (NaN) alone: no NaN nor inf given
+    if np.count_nonzero(~((cost >= 0) & (cost < math.inf))) != missing:
+        return None
+    return (
+        list(map(len, given)),
+        list(chain.from_iterable(given)),
+        score.tobytes(),
+        cost.tobytes(),
+    )
 
 
 def _loads() -> Callable[[bytes], Any]:
@@ -462,6 +585,16 @@ def _parse_line(line: bytes, path: Path, number: int) -> Any:
 
 _LOADS = _loads()
 _SPACE = b" \t\r\n\f\v"
+_BLOCK = 128  # lines a block: few enough that its parsed rows stay in the CPU cache
+_BLOCK_FIELDS = frozenset(WorkloadRow.model_fields) - {"messages"}
+_ID, _PROMPT, _TAGS = itemgetter("id"), itemgetter("prompt"), itemgetter("tags")
+_SCORE = itemgetter("score")
+_LIST = {list}
+_DICT_OR_NONE = {dict, type(None)}
+_INT_OR_NONE = {int, type(None)}
+_STR_OR_NONE = {str, type(None)}
+_NUMBER = {float, int}
+_NUMBER_OR_NONE = {float, int, type(None)}
 _FIELD_NAMES = frozenset(WorkloadRow.model_fields)
 
 

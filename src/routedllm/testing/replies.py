@@ -115,7 +115,9 @@ def _last(body: dict[str, Any]) -> dict[str, Any]:
 def _tool_call(body: dict[str, Any], last: dict[str, Any]) -> tuple[str, str] | None:
     tools = [t for t in body.get("tools") or () if isinstance(t, dict) and "function" in t]
     choice = body.get("tool_choice")
-    if not tools or choice == "none" or last.get("role") == "tool":
+    after_tool = last.get("role") == "tool"
+    forced = isinstance(choice, dict) or choice in ("required", "any")
+    if not tools or choice == "none" or (after_tool and not forced):
         return None
     prompt = _text(last.get("content"))
     if isinstance(choice, dict):
@@ -123,11 +125,24 @@ def _tool_call(body: dict[str, Any], last: dict[str, Any]) -> tuple[str, str] | 
         fn = next((t["function"] for t in tools if t["function"]["name"] == name), None)
         if fn is None:
             return None
+    elif after_tool:  # forced to call again: a tool not called yet (an agent's answer tool)
+        called = _called(body)
+        fn = ([t for t in tools if t["function"]["name"] not in called] or tools)[-1]["function"]
     else:
         named = [t["function"] for t in tools if t["function"]["name"] in prompt]
         fn = (named or [tools[0]["function"]])[0]
     args = _Example(prompt).value(fn.get("parameters") or {"type": "object"})
     return fn["name"], json.dumps(args, ensure_ascii=False)
+
+
+def _called(body: dict[str, Any]) -> set[str]:
+    """Names of the tools the conversation's assistant turns have called."""
+    names: set[str] = set()
+    for message in body.get("messages") or ():
+        for call in (message.get("tool_calls") or ()) if isinstance(message, dict) else ():
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                names.add(str(call["function"].get("name")))
+    return names
 
 
 def _content(body: dict[str, Any], last: dict[str, Any], text: str) -> str:

@@ -33,7 +33,9 @@ class ModelSpec:
     requests that get them; the shares add up to at most 1. ``script`` lists the faults
     (``None``: none) of the model's first requests, in order, before the shares apply.
     ``reply`` fixes the text (else the model calls a bound tool, fills a requested JSON
-    schema, or says a default line). ``canned`` responses are served in turn (preferring
+    schema, or says a default line; after a tool result it answers in text unless
+    ``tool_choice`` forces a call, then it calls a tool not called yet, as an agent's
+    structured-response tool expects). ``canned`` responses are served in turn (preferring
     ones whose streaming matches the request) instead of a generated reply.
     ``answer_model`` is the model name the response reports (default: the requested one).
     Token counts default to an estimate from the request; ``reasoning`` is reasoning text

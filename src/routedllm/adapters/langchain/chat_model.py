@@ -29,6 +29,7 @@ from typing import Any, Self
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, convert_to_messages
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -37,6 +38,7 @@ from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
+from routedllm.adapters.langchain.profile import routed_profile
 from routedllm.adapters.langchain.seams import RunContext, detach, take_run, traced_as
 from routedllm.adapters.langchain.tokens import count_message_tokens, estimate_text_tokens
 from routedllm.core.catalog import Catalog
@@ -188,6 +190,12 @@ class RoutedChatModel(BaseChatOpenAI):
     @property
     def _llm_type(self) -> str:
         return "routedllm-chat"
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """What routing can serve, from the catalog (:mod:`.profile`); a pinned model the
+        catalog lacks gets langchain-openai's profile for its name, if any."""
+        profile = routed_profile(self.catalog, self.policy, self.model_name, AUTO)
+        return profile if profile is not None else super()._resolve_model_profile()
 
     @model_validator(mode="after")
     def validate_environment(self) -> Self:
