@@ -36,7 +36,6 @@ from routedllm.core.tags import (
     primary_tag,
     validate_tags,
 )
-from routedllm.core.trusted import trusted
 
 Preset = Literal["value", "quality", "cheapest"]
 PRESETS: tuple[str, ...] = ("value", "quality", "cheapest")
@@ -397,9 +396,7 @@ class Router:
                 f"{', '.join(chosen.assumed)}; no model known to support it was eligible "
                 "(a gateway 400 saying it does not moves the call on)"
             )
-        # Every value is the router's own, from the validated catalog and policy: built
-        # without validating again (see core/trusted.py), but for a learned scorer's scores.
-        return (Decision if self.scorer is not None else _trusted_decision)(
+        return Decision(
             model=chosen.id,
             name=chosen.name,
             fallbacks=tuple(c.id for c, _ in ranked[1:]),
@@ -457,7 +454,7 @@ class Router:
                 note = f"{card.id} has no price in the catalog, so its cost is unknown"
             else:  # the same arithmetic as a routed call, so both price a model alike
                 cost = in_tokens * (pin / 1e6) + out_tokens * (pout / 1e6)
-        return _trusted_decision(
+        return Decision(
             model=name,
             name=name if card is None else card.name,
             fallbacks=(),
@@ -528,10 +525,6 @@ class Router:
             self._floor_rejections.clear()
         self._floor_rejections[(benchmark, c.id, c.score, best, gap)] = rejection
         return rejection
-
-
-def _trusted_decision(**fields: Any) -> Decision:
-    return trusted(Decision, **fields)
 
 
 def _rescored(

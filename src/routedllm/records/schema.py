@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from routedllm.core.catalog import Catalog, ModelCard
 from routedllm.core.pricing import Cost, call_cost
-from routedllm.core.trusted import trusted
 
 OK = "ok"
 DEFAULT_BASELINE = "gpt-4o"
@@ -288,7 +287,6 @@ def build_record(
     estimated_cost_usd: float | None = None,
     cache_hit: bool = False,
     usage_problem: str | None = None,
-    validate: bool = True,
 ) -> CallRecord:
     """Price one attempt with the catalog and compare it with ``baseline_model``.
 
@@ -304,10 +302,6 @@ def build_record(
     says another model answered), the record is flagged ``model_mismatch`` and priced at
     the dearer of the two (unknown when either is unpriced): the claim cannot be checked,
     and a cap must not be passed because an upstream said a cheaper model answered.
-
-    ``validate=False`` skips pydantic's validation of the record (see
-    :mod:`routedllm.core.trusted`): for a caller whose every argument is of the declared
-    type and range, as the attempt loop's are.
     """
     if ts.tzinfo is None:
         raise ValueError("ts must be timezone-aware (use datetime.now(timezone.utc))")
@@ -335,7 +329,7 @@ def build_record(
     base_cost = _total(base, usage)
     savings = None if cost is None or base_cost is None else base_cost - cost
     as_of = None if card is None else (card.as_of or catalog.info.as_of)
-    return (CallRecord if validate else functools.partial(trusted, CallRecord))(
+    return CallRecord(
         ts=ts.astimezone(dt.UTC),
         run_id=run_id,
         parent_run_id=parent_run_id,

@@ -47,7 +47,6 @@ from routedllm.core.errors import (
     StreamInterruptedError,
 )
 from routedllm.core.pricing import estimate_cost
-from routedllm.core.trusted import trusted
 from routedllm.records.routed import DecisionSummary, RoutedCall, Skip, Sticky, attach, total_cost
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
@@ -428,7 +427,6 @@ class AttemptLoop:
             answering_model=served_model,
             ttft_s=self._attempt_ttft(attempt),
             usage_problem=usage_problem,
-            validate=False,  # every value is the loop's own or read through schema.py
         )
         self._report(attempt, None)
         attempt.charge, attempt.cost_usd = True, record.cost_usd
@@ -503,13 +501,11 @@ class AttemptLoop:
         return exc
 
     def call(self, answered: CallRecord | None = None) -> RoutedCall:
-        """The call's record as it stands, built from the loop's own values (validated
-        already: the decision, the records, the skips), so not validated again."""
+        """The call's record as it stands."""
         d = self.decision
         attempts = tuple(self.records)
         model = answered.model if answered is not None else None
-        return trusted(
-            RoutedCall,
+        return RoutedCall(
             model=model,
             requested_model=d.model,
             served_model=self.served_model if answered is not None else None,
@@ -517,8 +513,7 @@ class AttemptLoop:
             tags=d.tags,
             ignored_tags=self.ignored_tags,
             policy=d.policy,
-            decision=trusted(
-                DecisionSummary,
+            decision=DecisionSummary(
                 model=d.model,
                 fallbacks=d.fallbacks,
                 benchmark=d.benchmark,
@@ -555,7 +550,6 @@ class AttemptLoop:
         answering_model: str | None = None,
         ttft_s: float | None = None,
         usage_problem: str | None = None,
-        validate: bool = True,
     ) -> CallRecord:
         now = self.clock()
         record = build_record(
@@ -579,7 +573,6 @@ class AttemptLoop:
             answering_model=answering_model,
             estimated_cost_usd=_usd(attempt.estimate_usd),
             usage_problem=usage_problem,
-            validate=validate,
         )
         self.records.append(record)
         return record
