@@ -10,9 +10,12 @@ import ast
 import asyncio
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 
 from routedllm import CostLatencyHandler, Policy, Request, decide
@@ -152,3 +155,44 @@ def test_a_pinned_alias_is_priced_the_same_in_every_place() -> None:
     assert record["pinned"] is True and reply.response_metadata["model_name"] == "openai/gpt-4o"
     assert record["cost_usd"] is not None and record["cost_usd"] == ledger.cost_usd
     assert ledger.model == "gpt-4o" and record["estimated_cost_usd"] is not None
+
+
+class Events(BaseCallbackHandler):
+    """Counts the LLM events a user's handler sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self.seen.append("start")
+
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self.seen.append("token")
+
+    def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+        self.seen.append("end")
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_hook_holding_the_run_drops_the_run_context_from_that_run_alone(
+    streaming: bool,
+) -> None:
+    """With the run manager in hand the hook needs no run context: it leaves the run's
+    handlers (so a run with no other handler skips LangChain's dispatch of its end and
+    tokens); the user's handlers stay, and the model keeps it for the next call."""
+    events = Events()
+    llm = routed(FakeGateway(), streaming=streaming)
+    handlers: list[BaseCallbackHandler] = [RunContext(), events]
+    run = CallbackManagerForLLMRun(run_id=uuid4(), handlers=handlers, inheritable_handlers=[])
+    llm._generate([HumanMessage("Hello")], run_manager=run)
+    assert run.handlers == [events] and len(handlers) == 2
+    assert sum(isinstance(h, RunContext) for h in llm.callbacks or ()) == 1  # type: ignore[union-attr]
+    events.seen.clear()
+    llm.invoke("Hello", config={"callbacks": [events], "tags": ["code"]})
+    assert events.seen[0] == "start" and events.seen[-1] == "end"
+    assert ("token" in events.seen) is streaming
+    chunks = list(llm.stream("Hello", config={"tags": ["code"]}))
+    [record] = [
+        c.response_metadata["routedllm"] for c in chunks if "routedllm" in c.response_metadata
+    ]
+    assert record["tags"] == ["code"]

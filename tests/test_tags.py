@@ -10,13 +10,16 @@ from langchain_core.messages import HumanMessage
 
 from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.core.tags import (
+    _CACHED_CHARS,
     CJK_RANGES,
     KANA_HANGUL_RANGES,
     VOCABULARY,
+    _read,
     count_cjk,
     count_kana_hangul,
     infer_tags,
     message_features,
+    read_ask,
     validate_tags,
 )
 from tests.conftest import user
@@ -125,3 +128,20 @@ def test_count_kana_hangul_counts_exactly_its_ranges() -> None:
     samples += ["".join(chr(rng.choice(pool)) for _ in range(200)) for _ in range(50)]
     for text in samples:
         assert count_kana_hangul(text) == len(ranges.findall(text)), text
+
+
+def test_an_ask_read_again_gives_the_first_reading() -> None:
+    """read_ask keeps its last few hundred readings (an agent asks the same text at each
+    step): a text read again, or past the cached length, reads as it does uncached."""
+    asks = [
+        "Write a Python function that parses ISO dates",
+        "Summarise this report in three bullet points",
+        "请用Python写一个函数, 解析日期",
+        "Classify each review as positive or negative",
+        "def f(x):\n    return x + 1\n\nWhat does this do? " * 900,  # past the cached length
+    ]
+    for ask in asks:
+        first = read_ask(ask)
+        assert read_ask(ask) == first == _read(ask)
+        assert read_ask(ask + " ") == _read(ask + " ")
+    assert len(asks[-1]) > _CACHED_CHARS

@@ -7,6 +7,7 @@ from the messages (see :func:`infer_tags`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -649,6 +650,22 @@ def read_ask(text: str) -> tuple[bool, tuple[str, ...]]:
     query"). A language name alone is not code. Task words are looked for in the first
     2,000 and last 1,000 characters, where instructions sit.
     """
+    return _read_cached(text) if len(text) <= _CACHED_CHARS else _read(text)
+
+
+_CACHED_CHARS = 16_000
+"""Asks up to this long are read once for the last few hundred asked: an agent's every
+step, a retry, a shared system prompt ask the same text again. (A pure function of the
+text; at most ~4 MB of text kept.)"""
+
+
+@functools.lru_cache(maxsize=256)
+def _read_cached(text: str) -> tuple[bool, tuple[str, ...]]:
+    return _read(text)
+
+
+def _read(text: str) -> tuple[bool, tuple[str, ...]]:
+    """:func:`read_ask`, uncached."""
     window = (
         text if len(text) <= _WINDOW else text[: _WINDOW * 2 // 3] + "\n" + text[-_WINDOW // 3 :]
     )

@@ -145,6 +145,8 @@ class UsageError(ValueError):
 
 
 def _count(name: str, value: Any, default: int | None = None) -> int:
+    if type(value) is int and 0 <= value <= MAX_USAGE_TOKENS:  # the usual case, at once
+        return value
     if value is None and default is not None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -244,6 +246,9 @@ def resolve_model(catalog: Catalog, name: str | None) -> ModelCard | None:
     """
     if not name:
         return None
+    exact = catalog.find(name)
+    if exact is not None:  # the usual case, without building the other candidates
+        return exact
     candidates = [name]
     if "/" in name:
         candidates.append(name.rsplit("/", 1)[1])

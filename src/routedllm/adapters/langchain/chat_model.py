@@ -39,7 +39,7 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routedllm.adapters.langchain.profile import routed_profile
-from routedllm.adapters.langchain.seams import RunContext, take_run, traced_as
+from routedllm.adapters.langchain.seams import RunContext, detach, take_run, traced_as
 from routedllm.adapters.langchain.tokens import count_message_tokens, estimate_text_tokens
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Decision, Policy, Router, decide
@@ -339,6 +339,7 @@ class RoutedChatModel(BaseChatOpenAI):
             tags, metadata = run_manager.tags, run_manager.metadata
             run_id, parent_id = run_manager.run_id, run_manager.parent_run_id
             take_run()  # the run manager says it all: drop what the run context kept
+            detach(run_manager)
         elif (run := take_run()) is not None:  # stream(), astream(): see seams.py
             tags, metadata = list(run.tags), run.metadata
         else:  # a hook called directly, outside any run
@@ -1290,8 +1291,7 @@ def _believable_usage(body: Any) -> tuple[Any, str | None]:
     if usage is None:
         return body, None
     if not isinstance(usage, Mapping):
-        dump = getattr(usage, "model_dump", None)
-        usage = dump() if callable(dump) else None
+        usage = _usage_counts(usage)
     problem = (
         read_openai_usage(usage)[1] if isinstance(usage, Mapping) else "usage is not an object"
     )
@@ -1300,6 +1300,29 @@ def _believable_usage(body: Any) -> tuple[Any, str | None]:
     if not isinstance(body, dict):
         body = body.model_dump() if hasattr(body, "model_dump") else dict(body)
     return {k: v for k, v in body.items() if k != "usage"}, problem
+
+
+_DETAILS = (
+    ("prompt_tokens_details", "cached_tokens"),
+    ("completion_tokens_details", "reasoning_tokens"),
+)
+
+
+def _usage_counts(usage: Any) -> dict[str, Any] | None:
+    """What :func:`read_openai_usage` reads of an SDK usage object, taken off its
+    attributes (its ``model_dump`` per response cost more than the check); None when it
+    is not a model."""
+    if not callable(getattr(usage, "model_dump", None)):
+        return None
+    counts: dict[str, Any] = {
+        "prompt_tokens": getattr(usage, "prompt_tokens", None),
+        "completion_tokens": getattr(usage, "completion_tokens", None),
+    }
+    for name, key in _DETAILS:
+        details = getattr(usage, name, None)
+        dumped = callable(getattr(details, "model_dump", None))
+        counts[name] = {key: getattr(details, key, None)} if dumped else details
+    return counts
 
 
 def _conversation_id(meta: Mapping[str, Any]) -> str | None:

@@ -16,6 +16,10 @@ fails loudly instead of routing silently on less information.
    LangChain's contract for a gateway that resolves the model: its tracers promote it to
    the run's ``ls_model_name`` when the run ends and keep it out of ``response_metadata``
    (:func:`traced_as`).
+
+Once a hook holds the run manager, :func:`detach` drops RunContext from that run's
+handlers: it needs none of the run's later events, and a run left with no handler skips
+LangChain's dispatch of each one (its end, every streamed token).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks.manager import BaseRunManager
 
 GATEWAY_METADATA = "lc_gateway_metadata"
 """LangChain's generation_info key for the model a gateway resolved for the run."""
@@ -83,6 +88,14 @@ def take_run() -> RunInfo | None:
     if info is not None:
         _CURRENT.set(None)
     return info
+
+
+def detach(run: BaseRunManager) -> None:
+    """Drop RunContext from the handlers of a run the hook already holds (the run alone:
+    the model's callbacks keep it for the next call)."""
+    handlers = run.handlers
+    if any(type(h) is RunContext for h in handlers):
+        run.handlers = [h for h in handlers if type(h) is not RunContext]
 
 
 def traced_as(info: dict[str, Any] | None, model: str) -> dict[str, Any]:
