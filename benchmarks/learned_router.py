@@ -24,16 +24,18 @@ import argparse
 import dataclasses
 import functools
 import importlib.util
+import itertools
 import json
+import os
 import random
 import statistics
 import sys
 import time
 from typing import Any
 
-from decide_speed import cases, routed, sample  # same prompts and timing as decide_speed
+from decide_speed import cases, sample  # same prompts and timing as decide_speed
 
-from routedllm import Catalog, Policy
+from routedllm import Catalog, Policy, Request
 from routedllm.core.decision import Router
 from routedllm.learning import LearnedRouter
 from routedllm.learning.features import STRUCTURE, ask_text, structure, terms
@@ -57,6 +59,34 @@ def synthetic_router(models: list[str], terms: int = 20_000, seed: int = 0) -> L
     )
 
 
+def other_package(src: str) -> dict[str, Any]:
+    """Another version's whole ``routedllm`` package (``src`` holds its folder), imported
+    beside this one: its Catalog, Policy, Router and LearnedRouter."""
+    if not os.path.isfile(os.path.join(src, "routedllm", "__init__.py")):
+        raise SystemExit(f"--against {src}: no routedllm package in it")
+    mine = {k: m for k, m in sys.modules.items() if k.partition(".")[0] == "routedllm"}
+    for k in mine:
+        del sys.modules[k]
+    sys.path.insert(0, src)
+    try:
+        pkg = importlib.import_module("routedllm")
+        decision = importlib.import_module("routedllm.core.decision")
+        learning = importlib.import_module("routedllm.learning")
+        return {
+            "Catalog": pkg.Catalog,
+            "Policy": pkg.Policy,
+            "Request": pkg.Request,
+            "Router": decision.Router,
+            "LearnedRouter": learning.LearnedRouter,
+            "file": pkg.__file__,
+        }
+    finally:
+        sys.path.remove(src)
+        for k in [k for k in sys.modules if k.partition(".")[0] == "routedllm"]:
+            del sys.modules[k]
+        sys.modules.update(mine)
+
+
 def other_version(router: LearnedRouter, model_py: str) -> Any:
     """The same router built by another version's ``LearnedRouter`` (its model.py)."""
     spec = importlib.util.spec_from_file_location("_routedllm_model_against", model_py)
@@ -69,17 +99,36 @@ def other_version(router: LearnedRouter, model_py: str) -> Any:
     return cls(**{f.name: getattr(router, f.name) for f in dataclasses.fields(cls)})
 
 
-def speed(runs: int, n: int, against: str | None = None) -> None:
+def speed(runs: int, n: int, against: str | None = None, fresh: bool = False) -> None:
     catalog, policy = Catalog.default(), Policy()
     models = [card.id for card in catalog][:3]
     plain = Router(catalog, policy)
     scorer = synthetic_router(models)
     kinds: dict[str, Any] = {"catalog": plain, "learned": Router(catalog, policy, scorer)}
     parts: dict[str, Any] = {"learned": scorer}
-    if against:
+    builds: dict[str, Any] = {}  # the Request class of each kind: this version's by default
+    if against and os.path.isdir(against):  # a whole other version: tags, features, model
+        pkg = other_package(against)
+        other = pkg["LearnedRouter"](
+            **{f.name: getattr(scorer, f.name) for f in dataclasses.fields(scorer)}
+        )
+        other_catalog, other_policy = pkg["Catalog"].default(), pkg["Policy"]()
+        kinds["against"] = pkg["Router"](other_catalog, other_policy, other)
+        parts["against"] = other
+        plain_other = pkg["Router"](other_catalog, other_policy)
+        builds["against"] = pkg["Request"]
+        for name, (messages, tags) in cases().items():
+            for a, b in ((plain, plain_other), (kinds["learned"], kinds["against"])):
+                mine = a.decide(Request(messages=messages, tags=tags))
+                theirs = b.decide(pkg["Request"](messages=messages, tags=tags))
+                if mine.model_dump() != theirs.model_dump():
+                    raise SystemExit(f"--against {against}: another decision on {name!r}")
+        print(f"against: {pkg['file']} (the same decisions on every case)")
+    elif against:
         other = other_version(scorer, against)
         kinds["against"] = Router(catalog, policy, other)
         parts["against"] = other
+    if against:
         for name, (messages, tags) in cases().items():
             given = tuple(tags or ("general",))
             if scorer.predict(messages, given) != other.predict(messages, given):
@@ -94,7 +143,7 @@ def speed(runs: int, n: int, against: str | None = None) -> None:
         for name, (messages, tags) in cases().items():
             for kind, router in order:
                 results.setdefault((name, kind), []).append(
-                    sample(routed(router, messages, tags), n)
+                    sample(_call(router, builds.get(kind, Request), messages, tags, fresh), n)
                 )
             if against:
                 text = ask_text(messages)
@@ -136,6 +185,27 @@ def speed(runs: int, n: int, against: str | None = None) -> None:
                 f"{name:<24}{count:>6}{_mr(mine):>16}{_mr(theirs):>16}{_mr(ratio, 2):>15}"
                 f"{_mr(decide, 3):>15}"
             )
+
+
+def _call(router: Any, build: Any, messages: Any, tags: Any, fresh: bool = False) -> Any:
+    """One call as an adapter makes it (decide_speed's ``routed``), with the Request class
+    of the router's version; ``fresh``: each call's prompt another of 300 (a number put
+    first), more than any per-text cache keeps, so none is read from one."""
+    if not fresh:
+        return lambda: router.decide(build(messages=messages, tags=tags))
+    pool = itertools.cycle([_numbered(messages, k) for k in range(300)])
+    return lambda: router.decide(build(messages=next(pool), tags=tags))
+
+
+def _numbered(messages: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The messages with ``k`` put before the first text of the last one."""
+    *before, last = messages
+    content = last["content"]
+    if isinstance(content, str):
+        return [*before, {**last, "content": f"{k} {content}"}]
+    first = next(i for i, p in enumerate(content) if p.get("type") == "text")
+    part = {**content[first], "text": f"{k} {content[first]['text']}"}
+    return [*before, {**last, "content": [*content[:first], part, *content[first + 1 :]]}]
 
 
 def _mr(values: list[float], digits: int = 1) -> str:
@@ -210,11 +280,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument(
+        "--fresh", action="store_true", help="another prompt each call (no per-text cache hit)"
+    )
+    parser.add_argument(
         "--against", metavar="FILE", help="another version's learning/model.py, timed alongside"
     )
     args = parser.parse_args()
     if not args.no_speed:
-        speed(args.runs, args.n, args.against)
+        speed(args.runs, args.n, args.against, args.fresh)
     if args.routellm:
         results = quality(args.routellm, args.splits)
         print()

@@ -20,8 +20,10 @@ read for terms, which bounds the decision time; sizes still count the whole call
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from routedllm.core.tags import TAG_NAMES, message_role
@@ -76,13 +78,39 @@ Term = str | tuple[str, str]
 
 def terms(text: str) -> set[Term]:
     """The distinct words and word bigrams of the text's head and tail, lower-cased."""
-    if len(text) > HEAD_CHARS + TAIL_CHARS:
-        text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
-    raw = text.lower().encode("utf-8", "surrogatepass").translate(_SPLIT)
-    words = raw.decode("utf-8", "surrogatepass").split()
+    words = _words(text)
     found: set[Term] = set(words)
     found.update(zip(words, words[1:], strict=False))
     return found
+
+
+def _words(text: str) -> list[str]:
+    """The lower-cased words of the text's head and tail, in order."""
+    if len(text) > HEAD_CHARS + TAIL_CHARS:
+        text = text[:HEAD_CHARS] + " " + text[-TAIL_CHARS:]
+    raw = text.lower().encode("utf-8", "surrogatepass").translate(_SPLIT)
+    return raw.decode("utf-8", "surrogatepass").split()
+
+
+def ask_features(text: str) -> tuple[frozenset[Term], tuple[float, ...]]:
+    """:func:`terms` and the part of :func:`structure` read off the text alone (see
+    :func:`call_structure`), kept for the last 128 asks up to 16,000 characters long, as
+    :func:`routedllm.core.tags.read_ask` keeps its reading: an agent's every step, a retry,
+    a shared prompt ask the same text again. (A pure function of the text.)"""
+    return _ask_cached(text) if len(text) <= _CACHED_CHARS else _ask_features(text)
+
+
+_CACHED_CHARS = 16_000
+
+
+@functools.lru_cache(maxsize=128)
+def _ask_cached(text: str) -> tuple[frozenset[Term], tuple[float, ...]]:
+    return _ask_features(text)
+
+
+def _ask_features(text: str) -> tuple[frozenset[Term], tuple[float, ...]]:
+    words = _words(text)
+    return frozenset(chain(words, zip(words, words[1:], strict=False))), text_structure(text)
 
 
 def term_name(term: Term) -> str:
@@ -98,6 +126,32 @@ def parse_term(name: str) -> Term:
 
 def structure(text: str, tags: Iterable[str], input_tokens: int, messages: int) -> list[float]:
     """The structure features of an ask, named by :data:`STRUCTURE` (bias first)."""
+    return call_structure(text_structure(text), tags, input_tokens, messages)
+
+
+def call_structure(
+    of_text: Sequence[float], tags: Iterable[str], input_tokens: int, messages: int
+) -> list[float]:
+    """:func:`structure` from :func:`text_structure` and what the call adds."""
+    log_chars, log_lines, digits, upper, math_marks, questions, fence = of_text
+    return [
+        1.0,
+        log_chars,
+        log_lines,
+        math.log1p(input_tokens),
+        digits,
+        upper,
+        math_marks,
+        questions,
+        fence,
+        math.log(messages) if messages > 0 else 0.0,
+        *_tag_flags(tags if isinstance(tags, tuple) else tuple(tags)),
+    ]
+
+
+def text_structure(text: str) -> tuple[float, ...]:
+    """The structure features read off the text alone: log characters, log lines, shares
+    of digits, capitals and math marks, log question marks, a code fence."""
     n = len(text) or 1
     head = text[:HEAD_CHARS].encode("utf-8", "replace")
     h = len(head) or 1
@@ -111,19 +165,15 @@ def structure(text: str, tags: Iterable[str], input_tokens: int, messages: int) 
     math_marks = a - len(head.translate(None, _MATH))
     # A one-character search (memchr) before counting or a three-character search: most
     # prompts have no question mark or backquote, and searching is faster than counting.
-    return [
-        1.0,
+    return (
         math.log1p(n),
         math.log1p(text.count("\n")) if "\n" in text else 0.0,
-        math.log1p(input_tokens),
         digits / h,
         upper / h,
         math_marks / h,
         math.log1p(text.count("?")) if "?" in text else 0.0,
         1.0 if "`" in text and "```" in text else 0.0,
-        math.log(messages) if messages > 0 else 0.0,
-        *_tag_flags(tags if isinstance(tags, tuple) else tuple(tags)),
-    ]
+    )
 
 
 _TAG_FLAGS: dict[tuple[str, ...], tuple[float, ...]] = {}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,11 +37,11 @@ from routedllm.core.tags import message_features
 from routedllm.learning.features import (
     STRUCTURE,
     Term,
+    ask_features,
     ask_text,
+    call_structure,
     parse_term,
-    structure,
     term_name,
-    terms,
 )
 
 FORMAT = "routedllm-learned-router"
@@ -76,9 +76,10 @@ class LearnedRouter:
         text = ask_text(messages)
         if input_tokens is None:
             input_tokens = message_features(messages, scan=False).input_tokens
-        return self.predict_parts(terms(text), structure(text, tags, input_tokens, len(messages)))
+        found, of_text = ask_features(text)
+        return self.predict_parts(found, call_structure(of_text, tags, input_tokens, len(messages)))
 
-    def predict_parts(self, term_set: set[Term], dense: Sequence[float]) -> dict[str, float]:
+    def predict_parts(self, term_set: Set[Term], dense: Sequence[float]) -> dict[str, float]:
         """Predictions from already computed features (the distinct terms, the structure).
 
         Per model: the logistic of (the sum of its known terms' weights) / sqrt(distinct
