@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,15 @@ from routedllm.cli import main
 from routedllm.core.catalog import Catalog
 from routedllm.core.decision import Policy, Request, Router
 from routedllm.core.errors import InvalidRequestError
+from routedllm.core.tags import TAG_NAMES
 from routedllm.evaluation.dataset import EvalSet
 from routedllm.learning import LearnedRouter
 from routedllm.learning.features import (
+    HEAD_CHARS,
     STRUCTURE,
+    ask_features,
     ask_text,
+    call_structure,
     parse_term,
     structure,
     term_name,
@@ -82,6 +87,87 @@ def test_the_ask_is_the_latest_user_turn() -> None:
         {"role": "user", "content": [{"type": "text", "text": "second question"}]},
     ]
     assert ask_text(messages) == "second question"
+
+
+_PIECES = (
+    "Prove that x^2 = 4*y + 3 <= 10 for all n in N? ",
+    "def f(x):\n    return x / 2  # `f`\n",
+    "```python\nprint(1)\n```",
+    "`` ~ ` ",
+    "\r\n\n",
+    "请证明这个等式成立？",
+    "日本語のテキストです。",
+    "Ünïcode WÖRDS İstanbul \u00a0\u3000 ",
+    "\ud800 \udfff 😀 ",
+    "ABC 0123456789 ",
+)
+
+
+def _texts(seed: int, count: int) -> list[str]:
+    """Random asks from pieces: ASCII, CJK, accented and special-cased letters, Unicode
+    spaces, lone surrogates, empty."""
+    rng = random.Random(seed)
+    out = [""]
+    for _ in range(count):
+        parts = (rng.choice(_PIECES)[: rng.randint(0, 60)] for _ in range(rng.randint(1, 60)))
+        out.append("".join(parts))
+    return out
+
+
+def test_structure_features_are_as_defined() -> None:
+    """The text's features are read with shortcuts (a one-character search before a count,
+    the ASCII marks counted among the ASCII bytes alone): the values are the plain ones."""
+    rng = random.Random(3)
+    for text in _texts(3, 400):
+        tags = rng.sample(TAG_NAMES, rng.randint(0, 3))
+        tokens, messages = rng.randint(0, 9000), rng.randint(0, 3)
+        head = text[:HEAD_CHARS].encode("utf-8", "replace")
+        h = len(head) or 1
+        expected = [
+            1.0,
+            math.log1p(len(text) or 1),
+            math.log1p(text.count("\n")),
+            math.log1p(tokens),
+            *((h - len(head.translate(None, marks))) / h for marks in MARKS),
+            math.log1p(text.count("?")),
+            1.0 if "```" in text else 0.0,
+            math.log(messages) if messages > 0 else 0.0,
+            *(1.0 if t in tags else 0.0 for t in TAG_NAMES),
+        ]
+        assert structure(text, tags, tokens, messages) == expected, text
+        assert structure(text, tuple(tags), tokens, messages) == expected, text
+
+
+MARKS = (b"0123456789", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"=+^\\$<>*/")
+
+
+def test_an_ask_read_again_predicts_as_one_read_afresh() -> None:
+    """predict keeps an ask's terms and text structure (the last 128 asks): a prediction,
+    first or again, equals predict_parts on terms() and structure() to the last bit, with
+    most of the ask's terms known (sums in the same order)."""
+    rng = random.Random(4)
+    texts = _texts(4, 150)
+    texts.append("Prove that x^2 = 4*y " * 1000)  # past the cached length
+    vocab = sorted(set().union(*map(terms, _PIECES)), key=repr)
+    models = ("a", "b")
+    router = LearnedRouter(
+        models=models,
+        term_weights=tuple(
+            {t: rng.gauss(0, 1) for t in vocab if rng.random() < 0.8} for _ in models
+        ),
+        structure_weights=tuple(tuple(rng.gauss(0, 0.1) for _ in STRUCTURE) for _ in models),
+        mean=tuple(rng.random() for _ in STRUCTURE),
+        scale=tuple(1 + rng.random() for _ in STRUCTURE),
+    )
+    for text in texts:
+        messages = [{"role": "user", "content": text}]
+        tags = ("code", "general")
+        expected = router.predict_parts(terms(text), structure(text, tags, 700, 1))
+        assert router.predict(messages, tags, 700) == expected, text
+        assert router.predict(messages, tags, 700) == expected, text
+        found, of_text = ask_features(text)
+        assert found == terms(text)
+        assert call_structure(of_text, tags, 700, 1) == structure(text, tags, 700, 1)
 
 
 # -- training and prediction ----------------------------------------------------------------

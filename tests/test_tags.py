@@ -14,12 +14,14 @@ from routedllm.core.tags import (
     CJK_RANGES,
     KANA_HANGUL_RANGES,
     VOCABULARY,
+    _lines,
     _read,
     count_cjk,
     count_kana_hangul,
     infer_tags,
     message_features,
     read_ask,
+    shows_code,
     validate_tags,
 )
 from tests.conftest import user
@@ -145,3 +147,30 @@ def test_an_ask_read_again_gives_the_first_reading() -> None:
         assert read_ask(ask) == first == _read(ask)
         assert read_ask(ask + " ") == _read(ask + " ")
     assert len(asks[-1]) > _CACHED_CHARS
+
+
+def test_lines_are_split_a_block_at_a_time_as_splitlines() -> None:
+    """shows_code splits a long text's lines a block at a time (code shows early): the
+    lines are those of str.splitlines, whatever the line breaks and the block size."""
+    rng = random.Random(6)
+    pieces = [
+        "def f(x):",
+        "  return x",
+        "\n",
+        "\r\n",
+        "\r",
+        "\x0b",
+        "\x1c",
+        "\u2028",
+        "\x85",
+        "text ",
+    ]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 200)))
+        assert list(_lines(text, rng.randint(1, 64))) == text.splitlines(), repr(text)
+
+
+def test_fences_and_named_errors_are_found_past_the_one_character_search() -> None:
+    assert shows_code("see below\n```\nx\n```") and shows_code("~~~\nx\n~~~")
+    assert not shows_code("a ` lone backquote, a ~ tilde, and an ~~ pair")
+    assert shows_code("it failed: KeyError: 'id'") and not shows_code("an Error, in English")
