@@ -189,12 +189,13 @@ def speed(runs: int, n: int, against: str | None = None, fresh: bool = False) ->
 
 def _call(router: Any, build: Any, messages: Any, tags: Any, fresh: bool = False) -> Any:
     """One call as an adapter makes it (decide_speed's ``routed``), with the Request class
-    of the router's version; ``fresh``: each call's prompt another of 300 (a number put
-    first), more than any per-text cache keeps, so none is read from one."""
+    of the router's version; ``fresh``: each call's prompt a new text (a number that never
+    repeats put first, built in the call as a request's text is), so no per-text cache
+    holds it."""
     if not fresh:
         return lambda: router.decide(build(messages=messages, tags=tags))
-    pool = itertools.cycle([_numbered(messages, k) for k in range(300)])
-    return lambda: router.decide(build(messages=next(pool), tags=tags))
+    numbers = itertools.count()
+    return lambda: router.decide(build(messages=_numbered(messages, next(numbers)), tags=tags))
 
 
 def _numbered(messages: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:

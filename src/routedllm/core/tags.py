@@ -505,7 +505,7 @@ def message_features(messages: Sequence[Any], *, scan: bool = True) -> Features:
             ask_cjk += n_cjk
             ask_other += n_other
     ask_text = ask_parts[0] if len(ask_parts) == 1 else "\n".join(ask_parts)
-    if ask_cjk and "```" in ask_text:  # the share is of the prose: fenced code left out
+    if ask_cjk and "`" in ask_text and "```" in ask_text:  # prose, not fenced code
         ask_chars -= sum(map(len, ask_text.split("```")[1::2]))
     has_code, tasks = read_ask(ask_text)
     if not has_code and not tasks:
