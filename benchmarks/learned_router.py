@@ -12,10 +12,14 @@ Speed (always): ``Router.decide`` p50/p99 in microseconds on the ~2,000-token pr
 three catalog models, interleaved in one run. ``--against FILE`` (another version's
 ``routedllm/learning/model.py``) times the same router built by that version's class
 alongside, after checking both predict the same scores on every case, and also times the
-prediction alone (``predict_parts`` on each case's terms and structure).
+prediction alone (``predict_parts`` on each case's terms and structure); ``--against DIR``
+(a folder holding another version's ``routedllm`` package, e.g. ``git archive main src``
+unpacked) imports that whole version beside this one (its tag inference, features and
+model) and checks it makes the same decisions. ``--fresh``: a new prompt text each call,
+so no per-text cache (``read_ask``'s, ``ask_features``') holds it.
 
 Run: ``python benchmarks/learned_router.py [--routellm ../shared/external/routellm]
-[--splits 20] [--json-out FILE] [--runs 5] [--n 5000] [--against FILE]``.
+[--splits 20] [--json-out FILE] [--runs 5] [--n 5000] [--against FILE|DIR] [--fresh]``.
 """
 
 from __future__ import annotations
