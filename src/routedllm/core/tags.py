@@ -751,7 +751,7 @@ def shows_code(text: str) -> bool:
 
 def _lines(text: str, size: int = 2048) -> Iterator[str]:
     """``text.splitlines()``, split a block of about ``size`` characters at a time, cut just
-    after a ``\n``: code shows in the first lines, so the rest often needs no splitting."""
+    after a newline: code shows in the first lines, so the rest often needs no splitting."""
     start, end = 0, len(text)
     while end - start > size:
         cut = text.rfind("\n", start, start + size) + 1 or text.find("\n", start + size) + 1
