@@ -500,3 +500,12 @@ def test_summarization_by_fraction_of_the_window_accepts_the_model() -> None:
     middleware = pytest.importorskip("langchain.agents.middleware")
     llm = RoutedChatModel(api_key=KEY, catalog=Catalog.default())
     middleware.SummarizationMiddleware(model=llm, trigger=("fraction", 0.8))
+
+
+def test_a_pinned_model_keeps_langchain_openais_profile_under_the_catalog_facts() -> None:
+    catalog = Catalog.default().merged({"models": [{"id": "gpt-4o", "context_window": 64000}]})
+    profile = RoutedChatModel(api_key=KEY, catalog=catalog, model="gpt-4o").profile
+    assert profile is not None
+    assert profile["max_input_tokens"] == 64000  # the catalog's figure wins
+    assert profile.get("tool_choice") is True  # langchain-openai's fact kept
+    assert RoutedChatModel(api_key=KEY, catalog=catalog, model="not-listed-x").profile is None

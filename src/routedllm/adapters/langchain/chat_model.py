@@ -192,10 +192,13 @@ class RoutedChatModel(BaseChatOpenAI):
         return "routedllm-chat"
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        """What routing can serve, from the catalog (:mod:`.profile`); a pinned model the
-        catalog lacks gets langchain-openai's profile for its name, if any."""
+        """What routing can serve, from the catalog (:mod:`.profile`), over
+        langchain-openai's profile for a pinned model's name (if it has one)."""
         profile = routed_profile(self.catalog, self.policy, self.model_name, AUTO)
-        return profile if profile is not None else super()._resolve_model_profile()
+        if self.model_name == AUTO:
+            return profile
+        known = super()._resolve_model_profile()
+        return {**(known or {}), **(profile or {})} or None
 
     @model_validator(mode="after")
     def validate_environment(self) -> Self:
