@@ -259,10 +259,12 @@ def build_request(
     model: str | None = None,
     unavailable: Mapping[str, str] | None = None,
     sticky_model: str | None = None,
+    payloads: Sequence[Any] | None = None,
 ) -> Request:
-    """A :class:`Request` from the parts every framework has; values checked here."""
+    """A :class:`Request` from the parts every framework has; values checked here.
+    ``payloads``: the messages' :func:`message_payloads`, when the caller has them."""
     selection = tags or TagSelection(())
-    check_text(messages)
+    check_text(messages, payloads)
     return Request(
         messages=messages,
         tags=selection.tags or None,
@@ -286,10 +288,12 @@ def request_from_call(
     model: str | None = None,
     unavailable: Mapping[str, str] | None = None,
     sticky_model: str | None = None,
+    payloads: Sequence[Any] | None = None,
 ) -> Request:
     """The request of a LangChain-style call: messages, run tags and metadata, and the
     keyword arguments the model was called with (tools, response_format, max_tokens,
-    ``routedllm_tags``). Messages may be LangChain messages or OpenAI dicts."""
+    ``routedllm_tags``). Messages may be LangChain messages or OpenAI dicts; ``payloads``
+    are their :func:`message_payloads`, when the caller has them."""
     kwargs = call_kwargs or {}
     meta = metadata or {}
     given = kwargs.get(TAGS_KEY)
@@ -304,6 +308,7 @@ def request_from_call(
         model=model,
         unavailable=unavailable,
         sticky_model=sticky_model,
+        payloads=payloads,
     )
 
 
@@ -332,18 +337,26 @@ providers count images by their own rules, so calls with images are outside the 
 upper-bound guarantee (see docs/reliability.md)."""
 
 
-def input_token_bound(messages: Sequence[Any], tools: Any = None) -> int:
+def input_token_bound(
+    messages: Sequence[Any], tools: Any = None, *, payloads: Sequence[Any] | None = None
+) -> int:
     """An upper bound on the call's input tokens, for any script: the UTF-8 bytes of what
     is sent (every byte-level BPE token covers at least one byte), plus a few tokens per
     message and :data:`IMAGE_TOKEN_BOUND` per image (text only is a true bound). The
     decision's estimate (~4 characters per token) is typical and can undercount emoji or
-    CJK several times."""
+    CJK several times. ``payloads``: the messages' :func:`message_payloads`, when known."""
     total = 0
-    for message in messages:
-        total += _PER_MESSAGE + _bytes_and_images(_message_payload(message))
+    for payload in map(_message_payload, messages) if payloads is None else payloads:
+        total += _PER_MESSAGE + _bytes_and_images(payload)
     if tools:
         total += _bytes_and_images(tools)
     return total
+
+
+def message_payloads(messages: Sequence[Any]) -> list[Any]:
+    """What each message sends (its content, tool calls, extra kwargs, name): read once
+    per call for both :func:`check_text` and :func:`input_token_bound`."""
+    return [_message_payload(message) for message in messages]
 
 
 def _message_payload(message: Any) -> Any:
@@ -362,8 +375,8 @@ def _bytes_and_images(node: Any, depth: int = 0) -> int:
     :data:`IMAGE_TOKEN_BOUND` each (their bytes are not text the model reads)."""
     if depth > 50:
         return 0
-    if isinstance(node, str):
-        return len(node.encode("utf-8", "surrogatepass")) + 1
+    if isinstance(node, str):  # ASCII: one byte a character
+        return (len(node) if node.isascii() else len(node.encode("utf-8", "surrogatepass"))) + 1
     if isinstance(node, Mapping):
         if node.get("type") in ("image_url", "image", "input_image"):
             return IMAGE_TOKEN_BOUND
@@ -379,12 +392,17 @@ def _bytes_and_images(node: Any, depth: int = 0) -> int:
     return _bytes_and_images(dump() if callable(dump) else str(node), depth + 1)
 
 
-def check_text(messages: Sequence[Any]) -> None:
+def check_text(messages: Sequence[Any], payloads: Sequence[Any] | None = None) -> None:
     """Raise :class:`InvalidRequestError` for text that cannot be sent as UTF-8 (a lone
     surrogate such as ``"\\ud800"``, left by a bad decode or a split emoji), naming the
-    message and position, instead of a ``UnicodeEncodeError`` from deep in the HTTP client."""
-    for number, message in enumerate(messages, 1):
-        for text in _texts(_message_payload(message)):
+    message and position, instead of a ``UnicodeEncodeError`` from deep in the HTTP client.
+    ``payloads``: the messages' :func:`message_payloads`, when known."""
+    for number, payload in enumerate(
+        map(_message_payload, messages) if payloads is None else payloads, 1
+    ):
+        for text in _texts(payload):
+            if text.isascii():  # no surrogate in it
+                continue
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError as exc:

@@ -56,6 +56,7 @@ from routedllm.core.requests import (
     Request,
     call_policy,
     input_token_bound,
+    message_payloads,
     output_limit,
     request_from_call,
 )
@@ -270,7 +271,7 @@ class RoutedChatModel(BaseChatOpenAI):
         **kwargs: Any,
     ) -> Decision:
         """The decision this model would make for a call now, without sending anything."""
-        request, policy, _ = self._request(messages, tags, metadata or {}, kwargs)
+        request, policy, _, _ = self._request(messages, tags, metadata or {}, kwargs)
         unavailable = self.breaker.unavailable() if self.breaker is not None else {}
         learned = self._learned.unavailable(request.require | policy.require)
         return self._decide(_skipping(request, {**unavailable, **learned}), policy)
@@ -281,7 +282,9 @@ class RoutedChatModel(BaseChatOpenAI):
         tags: Sequence[str],
         metadata: Mapping[str, Any],
         kwargs: Mapping[str, Any],
-    ) -> tuple[Request, Policy, Conversation | None]:
+    ) -> tuple[Request, Policy, Conversation | None, list[Any]]:
+        """The call's request and policy, its conversation, and its messages' payloads
+        (read once, for the text check and the input-token bound)."""
         pin = kwargs.get("model")
         if not isinstance(pin, str) or pin == AUTO:
             pin = None if self.model_name == AUTO else self.model_name
@@ -291,6 +294,7 @@ class RoutedChatModel(BaseChatOpenAI):
             if key is not None:
                 conversation = Conversation(key, self._sticky_model(key))
         policy = call_policy(self.policy, kwargs.get(POLICY_KEY, metadata.get(POLICY_KEY)))
+        payloads = message_payloads(messages)
         request = request_from_call(
             messages,
             tags=(*tags, *(self.tags or ())),
@@ -300,8 +304,9 @@ class RoutedChatModel(BaseChatOpenAI):
             else {"max_tokens": self.max_tokens, **kwargs},
             model=pin,
             sticky_model=_sticky_model(kwargs.get(STICKY_KEY), pin, conversation, self.catalog),
+            payloads=payloads,
         )
-        return request, policy, conversation
+        return request, policy, conversation, payloads
 
     def _decide(self, request: Request, policy: Policy) -> Decision:
         try:
@@ -347,7 +352,7 @@ class RoutedChatModel(BaseChatOpenAI):
             tags, metadata = list(run.tags), run.metadata
         else:  # a hook called directly, outside any run
             tags, metadata = list(self.tags or ()), dict(self.metadata or {})
-        request, policy, conversation = self._request(messages, tags, metadata, kwargs)
+        request, policy, conversation, payloads = self._request(messages, tags, metadata, kwargs)
         for key in _ROUTING_KWARGS:
             kwargs.pop(key, None)
         if (self.async_client if is_async else self.client) is None:
@@ -363,7 +368,7 @@ class RoutedChatModel(BaseChatOpenAI):
             streamed,
             None if run_id is None else str(run_id),
             None if parent_id is None else str(parent_id),
-            input_token_bound(messages, kwargs.get("tools")),
+            input_token_bound(messages, kwargs.get("tools"), payloads=payloads),
         )
 
     def _route_now(self, call: _Call) -> Decision | float:
