@@ -36,7 +36,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routedllm.adapters.langchain.profile import routed_profile
 from routedllm.adapters.langchain.seams import RunContext, detach, take_run, traced_as
@@ -273,7 +273,7 @@ class RoutedChatModel(BaseChatOpenAI):
         """The decision this model would make for a call now, without sending anything."""
         request, policy, _, _ = self._request(messages, tags, metadata or {}, kwargs)
         unavailable = self.breaker.unavailable() if self.breaker is not None else {}
-        learned = self._learned.unavailable(request.require | policy.require)
+        learned = self._memory().unavailable(request.require | policy.require)
         return self._decide(_skipping(request, {**unavailable, **learned}), policy)
 
     def _request(
@@ -311,7 +311,7 @@ class RoutedChatModel(BaseChatOpenAI):
     def _decide(self, request: Request, policy: Policy) -> Decision:
         try:
             if policy is self.policy:
-                router = self._router
+                router: Router = _private(self, "_router")
                 if (
                     router.policy is not policy
                     or router.catalog is not self.catalog
@@ -376,7 +376,7 @@ class RoutedChatModel(BaseChatOpenAI):
         when every model that could take the call is cooling down and will be back within
         the call's ``max_wait_s``: a burst of 429s is waited out, not turned into errors."""
         request = call.request
-        learned = self._learned.unavailable(request.require | call.policy.require)
+        learned = self._memory().unavailable(request.require | call.policy.require)
         if request.model is not None:
             return self._decide(request, call.policy)
         cooling = self.breaker.unavailable() if self.breaker is not None else {}
@@ -408,7 +408,7 @@ class RoutedChatModel(BaseChatOpenAI):
             secrets=self._secrets(),
             conversation=call.conversation,
             ignored_tags=call.request.ignored_tags,
-            memory=self._learned,
+            memory=self._memory(),
             rate_limit_retries=self.rate_limit_retries,
             max_wait_s=self.max_wait_s,
             waited_s=call.waited_s,
@@ -419,6 +419,11 @@ class RoutedChatModel(BaseChatOpenAI):
             input_token_bound=call.input_bound,
             max_output_tokens=call.request.max_output_tokens,
         )
+
+    def _memory(self) -> CapabilityMemory:
+        """The capabilities models were seen to lack (``_learned``, read directly)."""
+        memory: CapabilityMemory = _private(self, "_learned")
+        return memory
 
     def _attempt_timeout(self) -> float | None:
         if self.attempt_timeout_s is not None:
@@ -1172,6 +1177,13 @@ class _ToolNames:
             while len(self._names) > self._size:
                 self._names.popitem(last=False)
             return False
+
+
+def _private(model: BaseModel, name: str) -> Any:
+    """``model``'s private attribute ``name`` read from pydantic's store: pydantic's own
+    lookup tests the attribute's default for ``__get__`` first, an AttributeError raised
+    and caught on every read (~2 us, several times a call)."""
+    return model.__pydantic_private__[name]  # type: ignore[index]
 
 
 def _sticky_model(
