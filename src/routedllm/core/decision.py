@@ -631,9 +631,8 @@ def _binding(
 _NOT_BOUND = {"quality": "highest score", "cheapest": "cheapest scored model"}
 
 
-def _static_reason(
-    card: ModelCard, policy: Policy, benchmark: str, required: Iterable[str]
-) -> tuple[str, str] | None:
+def listed_reason(card: ModelCard, policy: Policy) -> tuple[str, str] | None:
+    """Why the policy's model lists or origins keep ``card`` out (kind, text), or None."""
     if card.id in policy.denied_models:
         return "denied", "in denied_models"
     if policy.allowed_models is not None and card.id not in policy.allowed_models:
@@ -641,18 +640,35 @@ def _static_reason(
     if policy.allowed_origins is not None and card.origin not in policy.allowed_origins:
         where = card.origin or "unknown"
         return "origin", f"origin {where} not in allowed origins {sorted(policy.allowed_origins)}"
+    return None
+
+
+def capability_reason(card: ModelCard, policy: Policy, capability: str) -> str | None:
+    """Why ``card`` cannot serve ``capability`` under the policy, or None: known support,
+    or unknown support the policy assumes (unknown is not "no")."""
+    has = getattr(card.capabilities, capability)
+    if has is False:
+        return f"no {capability}"
+    if has is None and not policy.allow_unknown_capabilities:
+        if capability in ASSUMABLE and not policy.strict_capabilities:
+            return None  # assumed, ranked after known support
+        return (
+            f"{capability} unknown in the catalog (set it in an override file, "
+            "or allow_unknown_capabilities)"
+        )
+    return None
+
+
+def _static_reason(
+    card: ModelCard, policy: Policy, benchmark: str, required: Iterable[str]
+) -> tuple[str, str] | None:
+    listed = listed_reason(card, policy)
+    if listed is not None:
+        return listed
     for cap in sorted(required):
-        has = getattr(card.capabilities, cap)
-        if has is False:
-            return "capability", f"no {cap}"
-        if has is None and not policy.allow_unknown_capabilities:
-            if cap in ASSUMABLE and not policy.strict_capabilities:
-                continue  # unknown is not "no": assumed, ranked after known support
-            return (
-                "capability",
-                f"{cap} unknown in the catalog (set it in an override file, "
-                "or allow_unknown_capabilities)",
-            )
+        why = capability_reason(card, policy, cap)
+        if why is not None:
+            return "capability", why
     if not card.priced and not policy.allow_unpriced:
         missing = "input" if card.input_usd_per_mtok is None else "output"
         return "unpriced", f"no {missing} price in the catalog (allow_unpriced to use it)"

@@ -5,8 +5,8 @@ native structured output when ``structured_output`` is set (else a tool call), a
 summarization middleware sizes fractional limits from ``max_input_tokens``. A routed
 model is many models, so its profile is what routing can serve: a capability when at
 least one model the policy may choose has it (routing then keeps to those models), and
-the largest known context window among them. Capabilities the catalog leaves unknown count as the
-decision counts them (:data:`~routedllm.core.decision.ASSUMABLE`).
+the largest known context window among them. A capability the catalog leaves unknown
+counts as the decision counts it (:func:`~routedllm.core.decision.capability_reason`).
 
 Native structured output is claimed only for a pinned model whose catalog entry says it
 supports JSON-schema output: for ``auto``, an agent's tool-call structured output keeps
@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from langchain_core.language_models.model_profile import ModelProfile
 
 from routedllm.core.catalog import Catalog, ModelCard
-from routedllm.core.decision import ASSUMABLE, Policy
+from routedllm.core.decision import Policy, capability_reason, listed_reason
 
 
 def routed_profile(catalog: Catalog, policy: Policy, model: str, auto: str) -> ModelProfile | None:
@@ -51,11 +51,7 @@ def _allowed(card: ModelCard, policy: Policy) -> bool:
     """A model routing may choose for some call: the policy's model lists and origins, a
     price and at least one score unless the policy allows without (per-call checks come
     later)."""
-    if card.id in policy.denied_models:
-        return False
-    if policy.allowed_models is not None and card.id not in policy.allowed_models:
-        return False
-    if policy.allowed_origins is not None and card.origin not in policy.allowed_origins:
+    if listed_reason(card, policy) is not None:
         return False
     if not card.priced and not policy.allow_unpriced:
         return False
@@ -64,10 +60,4 @@ def _allowed(card: ModelCard, policy: Policy) -> bool:
 
 def _any(cards: Iterable[ModelCard], capability: str, policy: Policy) -> bool:
     """True when routing may serve ``capability`` with one of ``cards``."""
-    for card in cards:
-        has = getattr(card.capabilities, capability)
-        if has is True or (has is None and policy.allow_unknown_capabilities):
-            return True
-        if has is None and capability in ASSUMABLE and not policy.strict_capabilities:
-            return True
-    return False
+    return any(capability_reason(card, policy, capability) is None for card in cards)
