@@ -107,13 +107,14 @@ def held_out_masks(data: EvalSet, train_fraction: float, seeds: Sequence[int]) -
     held = np.zeros((len(seeds), len(data)), dtype=bool)
     for i, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
+        mask = held[i]  # a view: one row's scatter, not a 2-d one
         for rows in groups:
             # the same draws as rng.permutation(rows): the shuffle depends on the length only
             perm = rng.permutation(len(rows))
             k = int(round(len(rows) * train_fraction))
             if len(rows) >= 2:
                 k = min(max(k, 1), len(rows) - 1)
-            held[i, rows[perm[k:]]] = True
+            mask[rows[perm[k:]]] = True
     return held
 
 

@@ -80,7 +80,11 @@ class EvalSet:
 
     @property
     def has_outcomes(self) -> bool:
-        return bool(self.models) and bool(np.isfinite(self.scores).any())
+        known = self.memo.get("has_outcomes")
+        if known is None:
+            known = bool(self.models) and bool(np.isfinite(self.scores).any())
+            self.memo["has_outcomes"] = known
+        return known
 
     @property
     def primary_tags(self) -> tuple[str, ...]:

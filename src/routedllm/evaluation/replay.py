@@ -117,8 +117,8 @@ def summarize(
         no_eligible=len(data) - n_served,
         unmeasured=int((served & ~q_known).sum()),
         uncosted=int((served & ~c_known).sum()),
-        cost_usd=float(rep.cost[c_known].sum()) if c_known.any() else None,
-        quality=float(rep.quality[q_known].mean()) if q_known.any() else None,
+        cost_usd=_known(rep.cost, c_known, np.sum),
+        quality=_known(rep.quality, q_known, np.mean),
         model_share=share,
         per_tag=_per_tag(rep, data),
         why_none=rep.why_none,
@@ -133,21 +133,35 @@ def summarize(
     return result
 
 
+def _known(values: np.ndarray, known: np.ndarray, total: Callable[..., Any]) -> float | None:
+    """``total`` (sum or mean) of the known values; None when none is known. Every value is
+    known in most replays: they are then taken as they are, without a masked copy."""
+    if known.all():
+        return float(total(values)) if len(values) else None
+    return float(total(values[known])) if known.any() else None
+
+
 def _per_tag(rep: Replay, data: EvalSet) -> dict[str, dict[str, Any]]:
     memo = data.memo.get("primary_tag_index")
     if memo is None:
         names = tuple(dict.fromkeys(data.primary_tags))
-        of_set = np.asarray([names.index(t) for t in data.primary_tags])
-        memo = data.memo["primary_tag_index"] = names, of_set[data.tag_index]
-    names, tag = memo
+        of_set = np.asarray([names.index(t) for t in data.primary_tags], dtype=np.intp)
+        tag = of_set[data.tag_index]
+        memo = data.memo["primary_tag_index"] = names, tag, np.bincount(tag, minlength=len(names))
+    names, tag, rows = memo
     size = len(names)
-    rows = np.bincount(tag, minlength=size)
-    served = np.bincount(tag[rep.choice >= 0], minlength=size)
+
+    def count(mask: np.ndarray) -> np.ndarray:  # rows per tag where mask holds
+        return rows if mask.all() else np.bincount(tag, weights=mask, minlength=size)
+
+    # sums over whole columns, unknown values as 0 (bincount adds in row order, so the
+    # sums are those of the known values alone, bit for bit, without masked copies)
+    served = count(rep.choice >= 0)
     c_ok, q_ok = np.isfinite(rep.cost), np.isfinite(rep.quality)
-    cost = np.bincount(tag[c_ok], weights=rep.cost[c_ok], minlength=size)
-    c_n = np.bincount(tag[c_ok], minlength=size)
-    q_sum = np.bincount(tag[q_ok], weights=rep.quality[q_ok], minlength=size)
-    q_n = np.bincount(tag[q_ok], minlength=size)
+    cost = np.bincount(tag, weights=np.where(c_ok, rep.cost, 0.0), minlength=size)
+    c_n = count(c_ok)
+    q_sum = np.bincount(tag, weights=np.where(q_ok, rep.quality, 0.0), minlength=size)
+    q_n = count(q_ok)
     return {
         name: {
             "rows": int(rows[i]),

@@ -86,6 +86,18 @@ class ModelSpace:
         """USD of each row's call to its chosen model; NaN when unknown or nothing chosen."""
         served = choice >= 0
         pick = np.where(served, choice, 0)
+        row_cost = _outcome_of(data.costs, self.column[pick]) if data.models else None
+        if row_cost is None or np.isnan(row_cost).any():  # rows priced by the catalog
+            cost = self._priced(data, pick, default_output_tokens)
+            if row_cost is not None:
+                cost = np.where(np.isnan(row_cost), cost, row_cost)
+        else:  # every row's outcome gives its cost
+            cost = row_cost
+        cost[~served] = np.nan
+        return cost
+
+    def _priced(self, data: EvalSet, pick: np.ndarray, default_output_tokens: int) -> np.ndarray:
+        """Each row's cost from a per-call price given, else from the catalog's prices."""
         out = data.memo.get(("output_tokens", default_output_tokens))
         if out is None:
             out = np.where(data.output_tokens > 0, data.output_tokens, default_output_tokens)
@@ -94,31 +106,33 @@ class ModelSpace:
         if not np.isnan(self.per_call).all():
             given = self.per_call[pick]
             cost = np.where(np.isnan(given), cost, given)
-        if data.models:
-            col = self.column[pick]
-            has = np.flatnonzero(col >= 0)
-            row_cost = data.costs[has, col[has]]
-            known = ~np.isnan(row_cost)
-            cost[has[known]] = row_cost[known]
-        cost[~served] = np.nan
         return cost
 
     def quality(self, data: EvalSet, choice: np.ndarray) -> np.ndarray:
         """Each row's score in [0, 1] for its chosen model; NaN when unknown."""
         served = choice >= 0
         pick = np.where(served, choice, 0)
-        out = np.full(len(choice), np.nan)
         if self.quality_mode(data) == MEASURED:
-            col = self.column[pick]
-            has = served & (col >= 0)
-            out[has] = data.scores[np.flatnonzero(has), col[has]]
-            return out
-        bench = benchmark_index(data)
-        out[served] = self.bench_scores[pick[served], bench[served]]
+            out = _outcome_of(data.scores, self.column[pick])
+        else:
+            out = self.bench_scores[pick, benchmark_index(data)]
+        out[~served] = np.nan
         return out
+
+
+def _outcome_of(table: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Each row's value in its column ``col`` of a (rows, models) outcome table, NaN where
+    ``col`` is -1 (a model without outcomes): a gather along the rows, no index arrays."""
+    values = np.take_along_axis(table, np.maximum(col, 0)[:, None], axis=1)[:, 0]
+    if (col < 0).any():
+        values[col < 0] = np.nan
+    return values
 
 
 def benchmark_index(data: EvalSet) -> np.ndarray:
     """Each row's benchmark as a position in :data:`routedllm.core.catalog.BENCHMARKS`."""
-    per_set = np.asarray([BENCHMARKS.index(benchmark_of(t)) for t in data.tag_sets])
-    return per_set[data.tag_index]
+    index = data.memo.get("benchmark_index")
+    if index is None:
+        per_set = np.asarray([BENCHMARKS.index(benchmark_of(t)) for t in data.tag_sets])
+        index = data.memo["benchmark_index"] = per_set[data.tag_index]
+    return index
