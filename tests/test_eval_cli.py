@@ -191,6 +191,18 @@ def test_importing_the_cli_loads_no_numpy_or_matplotlib() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_cli_and_import_routedllm_load_no_langchain() -> None:
+    """routedllm eval/report never touch LangChain; its adapters load on first use."""
+    code = (
+        "import sys, routedllm, routedllm.cli; "
+        "bad = [m for m in sys.modules if m.startswith(('langchain', 'openai'))]; "
+        "assert not bad, bad; "
+        "handler = routedllm.CostLatencyHandler; "
+        "assert 'langchain_core' in sys.modules and handler.__name__ == 'CostLatencyHandler'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_evaluation_package_names_resolve() -> None:
     import routedllm.evaluation as evaluation
 
