@@ -30,8 +30,8 @@ from routedllm.reliability.breaker import CircuitBreaker
 from routedllm.reliability.budget import LocalBudget, RedisBudget
 
 if TYPE_CHECKING:
-    from routedllm.adapters.langchain.handler import CostLatencyHandler
     from routedllm.adapters.langchain.chat_model import RoutedChatModel
+    from routedllm.adapters.langchain.handler import CostLatencyHandler
     from routedllm.adapters.langchain.middleware import RoutingMiddleware
 
 try:
