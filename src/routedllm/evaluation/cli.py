@@ -506,6 +506,11 @@ def render(report: Any, source: str) -> str:
             if ev.mode == "expected"
             else f" (outcome scores; {report.evaluated_rows} held-out rows)"
         )
+        + (
+            f"; {report.left_out_rows} rows left out (no score for both --strong and --weak)"
+            if report.left_out_rows
+            else ""
+        )
         + f"; baseline {ev.baseline}",
         "",
     ]
@@ -586,13 +591,15 @@ class _Figures:
     def __init__(self, spread: dict[str, Any] | None) -> None:
         self.spread = spread
 
-    @staticmethod
-    def pm(stats: dict[str, Any], fmt: Callable[[Any], str]) -> str:
+    def pm(self, stats: dict[str, Any], fmt: Callable[[Any], str]) -> str:
         if stats["mean"] is None:
             return "-"
+        known = ""
+        if stats["missing"] and self.spread:  # a figure some splits lack says so
+            known = f" ({self.spread['splits'] - stats['missing']}/{self.spread['splits']} splits)"
         if stats["sd"] is None:
-            return fmt(stats["mean"])
-        return f"{fmt(stats['mean'])} +- {fmt(stats['sd'])}"
+            return fmt(stats["mean"]) + known
+        return f"{fmt(stats['mean'])} +- {fmt(stats['sd'])}{known}"
 
     def policy(self, r: Any, key: str, fmt: Callable[[Any], str]) -> str:
         stats = (self.spread or {}).get("policies", {}).get(r.name, {}).get(key)

@@ -68,6 +68,7 @@ class Report:
     two_model: dict[str, Any] | None
     notes: list[str]
     over_splits: dict[str, Any] | None = None
+    left_out_rows: int = 0  # rows without a score for both --strong and --weak
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -75,6 +76,7 @@ class Report:
                 "rows": self.dataset_rows,
                 "evaluated_rows": self.evaluated_rows,
                 "train_rows": self.train_rows,
+                "left_out_rows": self.left_out_rows,
                 "outcome_models": list(self.models),
             },
             **self.evaluation.to_json(),
@@ -119,6 +121,14 @@ def run(
             data.column(model)
         if pair[0] == pair[1]:
             raise InvalidRequestError("--strong and --weak must be two different models")
+    rows_read = len(data)
+    if pair is not None:
+        data = scored_by_both(data, pair)
+        if len(data) < rows_read:
+            notes.append(
+                f"{rows_read - len(data)} of {rows_read} rows left out: they have no score "
+                f"for both {pair[0]} and {pair[1]}, and every figure compares the same rows"
+            )
     train, test = split(data, settings.train_fraction, settings.seed)
     cal = learn(data, train, settings.prior_rows)
     held_out = data.subset(test)
@@ -181,8 +191,34 @@ def run(
         f"are those of the first (seed {settings.seed})"
     )
     return Report(
-        evaluation, len(data), len(test), len(train), data.models, cal, two, notes, spread
+        evaluation,
+        rows_read,
+        len(test),
+        len(train),
+        data.models,
+        cal,
+        two,
+        notes,
+        spread,
+        rows_read - len(data),
     )
+
+
+def scored_by_both(data: EvalSet, pair: tuple[str, str]) -> EvalSet:
+    """The rows with a score for both models of ``pair`` (``data`` itself when every row
+    has them): two-model figures (PGR, APGR) compare the two models on the same rows, so a
+    row one of them lacks is left out rather than averaged over a different set."""
+    both = np.isfinite(data.scores[:, data.column(pair[0])]) & np.isfinite(
+        data.scores[:, data.column(pair[1])]
+    )
+    if both.all():
+        return data
+    if not both.any():
+        raise InvalidRequestError(
+            f"no row has a score for both {pair[0]} and {pair[1]}; "
+            "--strong/--weak compare two models on the rows that score both"
+        )
+    return data.subset(np.flatnonzero(both))
 
 
 def _parse(
