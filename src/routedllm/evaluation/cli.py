@@ -240,6 +240,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from routedllm.workload import read_rows
 
         rows = list(track(read_rows(args.dataset), None, "reading"))
+        if not rows:
+            raise InvalidRequestError(f"{args.dataset}: no rows (the file is empty or blank)")
     else:
         rows = dataset.load_rows(None)
     if rows is not None:
