@@ -240,3 +240,35 @@ def test_not_jsonl_says_what_it_looks_like(tmp_path: Path, text: str, message: s
         with pytest.raises(InvalidRequestError) as got:
             read(path)
         assert str(got.value) == f"{path}:1: {message}"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--seed", "-1"], "--seed must be 0 or more, got -1"),
+        (["--floor", "2"], "--floor is a quality in [0, 1], got 2.0"),
+        (["--gap", "-1"], "--gap must be within 0-100 points, got -1.0"),
+        (["--policy", "random:seed=1.5"],
+         "policy 'random:seed=1.5': seed '1.5' is not a whole number of 0 or more"),
+        (["--policy", "random:seed=-2"],
+         "policy 'random:seed=-2': seed '-2' is not a whole number of 0 or more"),
+    ],
+)  # fmt: skip
+def test_settings_out_of_range_are_named(capsys, option: list[str], message: str) -> None:
+    """With and without outcomes; a negative seed was numpy's unnamed error, a floor of 2
+    or a gap of -1 went through."""
+    code, _, err = run(capsys, *option)
+    assert code == 2
+    assert f"routedllm: error: {message}\n" in err
+
+
+@pytest.mark.parametrize("option", ["--save-rows", "--write-override", "--plot"])
+def test_an_output_that_cannot_be_written_is_named_first(
+    capsys, tmp_path: Path, option: str
+) -> None:
+    rows = write(tmp_path / "rows.jsonl", _outcome_rows(10))
+    for target, why in ((tmp_path, "it is a folder"), (tmp_path / "no" / "x", "no folder")):
+        code, out, err = run(capsys, str(rows), "--splits", "1", option, str(target))
+        assert code == 2
+        assert f"routedllm: error: {target}: cannot write " in err and why in err
+        assert "Traceback" not in err and out == ""  # refused before the evaluation

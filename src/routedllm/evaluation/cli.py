@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ) from None
     catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
     catalog.check_freshness(args.max_price_age_days)
+    for out, what in ((args.save_rows, "rows"), (args.write_override, "a catalog override"),
+                      (args.plot, "a plot")):  # fmt: skip
+        if out:  # before a long evaluation, not after it
+            _can_write(out, what)
     track = _progress(enabled=not args.json and sys.stderr.isatty())
     if args.benchmark:
         if not args.dataset:
@@ -246,7 +251,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rows = dataset.load_rows(None)
     if rows is not None:
         if args.save_rows:
-            dataset.write_rows(rows, args.save_rows)
+            with _writing(args.save_rows, "rows"):
+                dataset.write_rows(rows, args.save_rows)
         data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
     settings = suite.Settings(
         policies=args.policy,
@@ -271,17 +277,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InvalidRequestError("--write-override needs outcome rows to calibrate on")
         from routedllm.evaluation.calibrate import write_override
 
-        write_override(report.calibration, catalog, args.write_override, str(source))
+        with _writing(args.write_override, "a catalog override"):
+            write_override(report.calibration, catalog, args.write_override, str(source))
     if args.plot:
         from routedllm.evaluation.plot import plot
 
         name = Path(str(source)).name + (f" ({args.benchmark})" if args.benchmark else "")
-        plot(report, args.plot, title=f"{name}: cost against quality")
+        with _writing(args.plot, "a plot"):
+            plot(report, args.plot, title=f"{name}: cost against quality")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=_jsonable))
     else:
         print(render(report, str(source)))
     return 0
+
+
+def _can_write(path: str, what: str) -> None:
+    """Refuse an output path that cannot be written, naming it: a folder, or a file in a
+    folder that does not exist."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidRequestError(f"{path}: cannot write {what}: it is a folder")
+    if not target.parent.is_dir():
+        raise InvalidRequestError(f"{path}: cannot write {what}: no folder {target.parent}")
+
+
+@contextmanager
+def _writing(path: str, what: str) -> Iterator[None]:
+    """An OS error while writing ``path`` as an error naming it (no traceback)."""
+    try:
+        yield
+    except OSError as exc:
+        raise InvalidRequestError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
 
 
 def _add_learned(report: Any, rows: list[Any], data: Any, args: argparse.Namespace) -> None:

@@ -99,8 +99,7 @@ def run(
     notes: list[str] = []
     if (settings.strong is None) != (settings.weak is None):
         raise InvalidRequestError("give both --strong and --weak, or neither")
-    if settings.splits < 1:  # checked with or without outcomes: a typo is never ignored
-        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
+    _check(settings)
     if not data.has_outcomes:
         if settings.strong is not None:
             raise InvalidRequestError("--strong/--weak need outcome rows (per-model scores)")
@@ -219,6 +218,19 @@ def scored_by_both(data: EvalSet, pair: tuple[str, str]) -> EvalSet:
             "--strong/--weak compare two models on the rows that score both"
         )
     return data.subset(np.flatnonzero(both))
+
+
+def _check(settings: Settings) -> None:
+    """Settings out of range, refused with or without outcomes: a typo is never ignored
+    (numpy's own error for a negative seed names no option)."""
+    if settings.splits < 1:
+        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
+    if settings.seed < 0:
+        raise InvalidRequestError(f"--seed must be 0 or more, got {settings.seed}")
+    if settings.floor is not None and not 0 <= settings.floor <= 1:
+        raise InvalidRequestError(f"--floor is a quality in [0, 1], got {settings.floor}")
+    if not 0 <= settings.gap <= 100:
+        raise InvalidRequestError(f"--gap must be within 0-100 points, got {settings.gap}")
 
 
 def _parse(
