@@ -272,3 +272,131 @@ def test_an_output_that_cannot_be_written_is_named_first(
         assert code == 2
         assert f"routedllm: error: {target}: cannot write " in err and why in err
         assert "Traceback" not in err and out == ""  # refused before the evaluation
+
+
+def _skill_rows(prefix: str, n: int, extra_model: bool = False) -> list[dict[str, Any]]:
+    """Proofs only the strong model gets right, greetings both do: a router can learn it."""
+    rows = []
+    for i in range(n):
+        hard = i % 2 == 0
+        prompt = (
+            f"prove the theorem about primes number {i} rigorously"
+            if hard
+            else f"say hello to my friend number {i} politely"
+        )
+        outcomes = {
+            "strong": {"score": 1.0, "cost_usd": 0.01},
+            "weak": {"score": 0.0 if hard else 1.0, "cost_usd": 0.001},
+        }
+        if extra_model:
+            outcomes["other"] = {"score": 0.5, "cost_usd": 0.005}
+        rows.append({"id": f"{prefix}{i}", "prompt": prompt, "outcomes": outcomes})
+    return rows
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> Path:
+    rows = write(tmp_path / "train.jsonl", _skill_rows("t", 80))
+    router = tmp_path / "router.json"
+    assert main(["train", str(rows), "-o", str(router), "--max-price-age-days", "100000"]) == 0
+    return router
+
+
+def test_a_trained_router_is_measured_on_other_rows(capsys, tmp_path: Path, trained: Path) -> None:
+    """Trained on one file, measured on another with other ids, a model it never saw
+    (never chosen) and a missing model of its own (named): proofs go to the strong model."""
+    capsys.readouterr()
+    held = write(tmp_path / "held.jsonl", _skill_rows("h", 40, extra_model=True))
+    spec = f"learned:{trained}"
+    code, out, err = run(capsys, str(held), "--policy", spec, "--splits", "3", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    result = next(p for p in report["policies"] if p["name"] == spec)
+    assert result["kind"] == "learned"
+    assert set(result["model_share"]) <= {"strong", "weak"}
+    assert 0 < result["model_share"]["strong"] < 1
+    assert result["quality"] == 1.0  # each row on a model that gets it right
+    assert result["cost_usd"] < next(
+        p["cost_usd"] for p in report["policies"] if p["name"] == "always:strong"
+    )
+    assert report["over_splits"]["policies"][spec]["quality"]["mean"] == 1.0
+
+    less = write(tmp_path / "less.jsonl", [
+        {**r, "outcomes": {"strong": r["outcomes"]["strong"], "other": r["outcomes"]["other"]}}
+        for r in _skill_rows("x", 10, extra_model=True)
+    ])  # fmt: skip
+    code, out, err = run(capsys, str(less), "--policy", spec, "--splits", "1", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert any(f"{spec}: weak not in the table's outcomes" in n for n in report["notes"])
+
+
+def test_a_trained_router_through_the_python_api(tmp_path: Path, trained: Path) -> None:
+    from routedllm import Catalog
+    from routedllm.evaluation import Settings
+    from routedllm.evaluation import run as run_eval
+
+    path = write(tmp_path / "held.jsonl", _skill_rows("h", 20))
+    rows = list(read_rows(path))
+    spec = f"learned:{trained}"
+    report = run_eval(
+        EvalSet.from_rows(rows), Catalog.default(), Settings(policies=[spec], rows=rows, splits=2)
+    )
+    assert report.evaluation.get(spec).quality == 1.0
+    with pytest.raises(InvalidRequestError, match="reads each row's prompt"):
+        run_eval(EvalSet.from_rows(rows), Catalog.default(), Settings(policies=[spec]))
+
+
+@pytest.mark.parametrize(
+    ("artifact", "message"),
+    [
+        ("[]", "not a learned router (a JSON object written by routedllm train)"),
+        ('{"format": "routedllm-learned-router", "ver', "not JSON"),
+        ('{"format": "x"}', "not a learned router (format 'x'"),
+    ],
+)
+def test_a_bad_artifact_is_named(capsys, tmp_path: Path, artifact: str, message: str) -> None:
+    router = tmp_path / "router.json"
+    router.write_text(artifact, "utf-8")
+    held = write(tmp_path / "held.jsonl", _skill_rows("h", 6))
+    code, _, err = run(capsys, str(held), "--policy", f"learned:{router}")
+    assert code == 2
+    assert f"routedllm: error: {router}: {message}" in err
+    assert "Traceback" not in err
+
+
+def test_a_broken_artifact_is_named(capsys, tmp_path: Path, trained: Path) -> None:
+    """Loadable, but weights of the wrong shape or not numbers: named, not a zip() error
+    or a silent choice on NaN."""
+    capsys.readouterr()
+    held = write(tmp_path / "held.jsonl", _skill_rows("h", 6))
+    data = json.loads(trained.read_text("utf-8"))
+    data["structure"]["mean"] = []
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(data), "utf-8")
+    data = json.loads(trained.read_text("utf-8"))
+    for model in data["models"]:
+        data["structure"]["weights"][model][0] = float("nan")
+    nan = tmp_path / "nan.json"
+    nan.write_text(json.dumps(data), "utf-8")  # NaN: json.loads reads it
+    for path in (short, nan):
+        code, _, err = run(capsys, str(held), "--policy", f"learned:{path}")
+        assert code == 2
+        assert f"routedllm: error: {path}: malformed learned router (" in err
+
+
+def test_a_trained_router_needs_its_models_and_outcomes(
+    capsys, tmp_path: Path, trained: Path
+) -> None:
+    capsys.readouterr()
+    other = write(tmp_path / "other.jsonl", [
+        {"id": "a", "prompt": "x", "outcomes": {"m1": {"score": 1.0}, "m2": {"score": 0.0}}},
+        {"id": "b", "prompt": "y", "outcomes": {"m1": {"score": 0.0}, "m2": {"score": 1.0}}},
+    ])  # fmt: skip
+    spec = f"learned:{trained}"
+    code, _, err = run(capsys, str(other), "--policy", spec)
+    assert code == 2
+    assert "the router scores strong, weak, and none has outcomes here" in err
+    code, _, err = run(capsys, "--policy", spec)  # the sample: no outcomes
+    assert code == 2
+    assert f"policy '{spec}' measures a trained router on outcome rows" in err

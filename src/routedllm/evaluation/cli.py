@@ -226,6 +226,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if out:  # before a long evaluation, not after it
             _can_write(out, what)
     track = _progress(enabled=not args.json and sys.stderr.isatty())
+    # the learned router trains on the rows, learned:PATH predicts from their prompts
+    prompts = args.learned or any(spec.startswith("learned:") for spec in args.policy or ())
     if args.benchmark:
         if not args.dataset:
             raise InvalidRequestError("--benchmark reads RouteLLM's tables: give their folder")
@@ -235,8 +237,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ),
             f"{args.dataset} ({args.benchmark})",
         )
-    elif args.dataset and not args.save_rows and not args.learned:
-        # read as a stream: no row kept in memory (the learned router trains on the rows)
+    elif args.dataset and not args.save_rows and not prompts:
+        # read as a stream: no row kept in memory
         rows = None
         data = dataset.EvalSet.from_jsonl(
             args.dataset, group_by=args.group_by, progress=lambda lines: track(lines, None, "rows")
@@ -265,6 +267,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         prior_rows=args.prior_rows,
         splits=args.splits,
+        rows=rows,
         **({"gap": args.gap} if args.gap is not None else {}),
     )
     report = suite.run(data, catalog, settings, progress=track)

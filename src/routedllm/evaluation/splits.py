@@ -511,8 +511,10 @@ def _fixed_choices(
     catalog routing decides per row, and an oracle whose order ranks every model."""
     out: dict[str, np.ndarray] = {}
     for p in policies:
-        if isinstance(p, Routed) or (
-            isinstance(p, Oracle) and set(data.models) <= set(p.cheapest_first)
+        if (
+            isinstance(p, Routed)
+            or getattr(p, "fixed", False)  # a trained router's choice (learned:PATH)
+            or (isinstance(p, Oracle) and set(data.models) <= set(p.cheapest_first))
         ):
             out[p.name] = p.choose(data, space).model
     return out

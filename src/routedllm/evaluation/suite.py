@@ -19,6 +19,7 @@ from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import Calibration, learn, split, threshold_sweep, value_router
 from routedllm.evaluation.dataset import EvalSet
+from routedllm.evaluation.learned import is_learned, learned_policy
 from routedllm.evaluation.metrics import oracle_curve, two_model_figures
 from routedllm.evaluation.policies import (
     DEFAULT_GAPS,
@@ -31,6 +32,7 @@ from routedllm.evaluation.policies import (
 from routedllm.evaluation.replay import Evaluation, Progress, Result, evaluate, replay
 from routedllm.evaluation.space import ModelSpace
 from routedllm.evaluation.splits import over_splits
+from routedllm.workload import WorkloadRow
 
 EXPECTED_DEFAULT = ("value", "quality", "cheapest", "sweep", "random")
 MEASURED_DEFAULT = ("random", "oracle")
@@ -53,6 +55,7 @@ class Settings:
     prior_rows: float = 10.0
     gap: float = Policy().quality_gap  # the tag router's operating point, benchmark points
     splits: int = 20  # with outcomes: every figure also as mean and sd over this many splits
+    rows: Sequence[WorkloadRow] | None = None  # the rows data was read from: learned:PATH
 
 
 @dataclass
@@ -103,6 +106,12 @@ def run(
     if not data.has_outcomes:
         if settings.strong is not None:
             raise InvalidRequestError("--strong/--weak need outcome rows (per-model scores)")
+        for spec in settings.policies or ():
+            if is_learned(spec):
+                raise InvalidRequestError(
+                    f"policy {spec!r} measures a trained router on outcome rows (per-model "
+                    "scores), and these rows have none"
+                )
         policies = _parse(settings.policies or EXPECTED_DEFAULT, data, space, None)
         evaluation = evaluate(
             data,
@@ -141,7 +150,12 @@ def run(
             "catalog policies route among catalog models, and no model with outcomes here is "
             "in the catalog; add them with --catalog FILE, or use always/random/oracle"
         )
-    policies = _parse(specs, data, space, in_catalog or None)
+    policies = _parse([s for s in specs if not is_learned(s)], data, space, in_catalog or None)
+    policies += [
+        learned_policy(s, data, settings.rows, order, settings.gap, notes)
+        for s in dict.fromkeys(specs)
+        if is_learned(s)
+    ]
     policies = [p for p in policies if not isinstance(p, Oracle)]
     if pair or any(s.partition(":")[0] == "oracle" for s in specs):
         policies.append(Oracle(order))
