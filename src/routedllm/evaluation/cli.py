@@ -22,7 +22,8 @@ from routedllm.text import usd as _usd
 EPILOG = """\
 policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01,
 gap.code=0.5 for one tag's gap), sweep[:0,1,2,4] (value preset over quality gaps),
-always[:MODEL], random[:seed=N], oracle.
+always[:MODEL], random[:seed=N], oracle, learned:ROUTER.json (a trained router, on
+outcome rows).
 Always-X for every model is always evaluated: it gives the baselines.
 With outcome rows a tag router is calibrated on a training split and every figure is
 measured on the held-out rows, as mean +- sd over --splits random splits (default 20).
