@@ -27,8 +27,8 @@ from pydantic import (
 )
 
 from routedllm.core import files
-from routedllm.core.errors import InvalidRequestError
-from routedllm.core.tags import validate_tags
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
+from routedllm.core.tags import TAG_NAMES, validate_tags
 
 MAX_ROW_BYTES = 32 * 2**20
 """The longest row read (a row with images inlined as data URLs can run to megabytes)."""
@@ -77,6 +77,19 @@ class WorkloadRow(BaseModel):
     def _no_bool_size(cls, value: Any) -> Any:
         return _not_bool(value, "a number of tokens")
 
+    @field_validator("tags")
+    @classmethod
+    def _known_tags(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            try:
+                validate_tags(value)
+            except UnknownTagError as exc:
+                near = get_close_matches(exc.tag.lower(), TAG_NAMES, n=1, cutoff=0.6)
+                raise ValueError(
+                    f"{exc}{f' (did you mean {near[0]!r}?)' if near else ''}"
+                ) from None
+        return value
+
     @field_validator("id")
     @classmethod
     def _plain_id(cls, value: str) -> str:
@@ -94,8 +107,6 @@ class WorkloadRow(BaseModel):
             raise ValueError("give 'prompt' or 'messages', not both")
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' is empty")
-        if self.tags is not None:
-            validate_tags(self.tags)
         for extra in self.model_extra or {}:
             near = get_close_matches(extra, _FIELDS, n=1, cutoff=0.75)
             if near:
@@ -199,10 +210,16 @@ def row_of(data: Any, where: str) -> WorkloadRow:
         return WorkloadRow.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {e['msg']}"
+            f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {_message(e)}"
             for e in exc.errors()
         )
         raise InvalidRequestError(f"{where}: {problems}") from None
+
+
+def _message(error: Any) -> str:
+    """A pydantic error's message, without the ``Value error, `` of a validator's own."""
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ") if error["type"] == "value_error" else message
 
 
 _FIELDS = tuple(WorkloadRow.model_fields)
