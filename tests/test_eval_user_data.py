@@ -400,3 +400,17 @@ def test_a_trained_router_needs_its_models_and_outcomes(
     code, _, err = run(capsys, "--policy", spec)  # the sample: no outcomes
     assert code == 2
     assert f"policy '{spec}' measures a trained router on outcome rows" in err
+
+
+def test_a_byte_order_mark_past_the_first_line_is_named(tmp_path: Path) -> None:
+    """`cat a.jsonl b.jsonl` where b was saved with a BOM: the mark is named."""
+    path = tmp_path / "rows.jsonl"
+    row = '{"id": "%s", "prompt": "x"}\n'
+    path.write_text("\ufeff" + row % "a" + "\ufeff" + row % "b", "utf-8")
+    for read in (EvalSet.from_jsonl, lambda p: list(read_rows(p))):
+        with pytest.raises(InvalidRequestError) as got:
+            read(path)
+        assert str(got.value) == (
+            f"{path}:2: not valid JSON: Expecting value (it starts with a byte-order mark: "
+            "two files joined? remove the mark)"
+        )

@@ -253,6 +253,8 @@ def parse_line(text: str, where: str) -> Any:
         hint = ""
         if text.strip() in ("{", "["):  # the first line of an indented JSON document
             hint = " (a pretty-printed JSON file? a workload is JSONL: one object per line)"
+        elif text.startswith("\ufeff"):  # a byte-order mark past the first line
+            hint = " (it starts with a byte-order mark: two files joined? remove the mark)"
         raise InvalidRequestError(f"{where}: not valid JSON: {exc.msg}{hint}") from None
     except ValueError as exc:  # NaN or Infinity
         raise InvalidRequestError(f"{where}: {exc}") from None
