@@ -497,7 +497,7 @@ CASES: list[tuple[str, Callable[[Path], Any], type[BaseException], Message]] = [
         "row not an object",
         rows("[1, 2]\n"),
         InvalidRequestError,
-        "w.jsonl:1: field (row):",
+        "w.jsonl:1: a row is a JSON object, got an array",
     ),
     (
         "workload file missing",
@@ -552,7 +552,7 @@ CASES: list[tuple[str, Callable[[Path], Any], type[BaseException], Message]] = [
         "row tag not in the vocabulary",
         rows('{"id": "r1", "prompt": "x", "tags": ["coding"]}\n'),
         InvalidRequestError,
-        ("w.jsonl:1: field (row):", "unknown tag 'coding'"),
+        ("w.jsonl:1: field tags:", "unknown tag 'coding'", "(did you mean 'code'?)"),
     ),
     (
         "row field typo",

@@ -6,10 +6,13 @@ workloads and published per-prompt outcome tables (see README, "Workload rows").
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from difflib import get_close_matches
 from importlib import resources
 from typing import Any
@@ -24,13 +27,21 @@ from pydantic import (
 )
 
 from routedllm.core import files
-from routedllm.core.errors import InvalidRequestError
-from routedllm.core.tags import validate_tags
+from routedllm.core.errors import InvalidRequestError, UnknownTagError
+from routedllm.core.tags import TAG_NAMES, validate_tags
 
 MAX_ROW_BYTES = 32 * 2**20
 """The longest row read (a row with images inlined as data URLs can run to megabytes)."""
 MAX_OUTPUT_TOKENS = 10_000_000
 """An ``expected_output_tokens`` above this is taken for a typo (no model writes near it)."""
+
+
+def _not_bool(value: Any, what: str) -> Any:
+    """``value`` unless it is true or false, which pydantic would read as 1 or 0: a score
+    may be correct/incorrect, but ``"cost_usd": true`` is no price (it would read as $1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"give {what}, not {str(value).lower()}")
+    return value
 
 
 class Outcome(BaseModel):
@@ -40,6 +51,11 @@ class Outcome(BaseModel):
 
     score: float = Field(ge=0, le=1)
     cost_usd: float | None = Field(default=None, ge=0)
+
+    @field_validator("cost_usd", mode="before")
+    @classmethod
+    def _no_bool_cost(cls, value: Any) -> Any:
+        return _not_bool(value, "a cost in USD")
 
 
 class WorkloadRow(BaseModel):
@@ -55,6 +71,24 @@ class WorkloadRow(BaseModel):
     reference: str | None = None
     grader: str | None = None
     outcomes: dict[str, Outcome] | None = None
+
+    @field_validator("expected_output_tokens", mode="before")
+    @classmethod
+    def _no_bool_size(cls, value: Any) -> Any:
+        return _not_bool(value, "a number of tokens")
+
+    @field_validator("tags")
+    @classmethod
+    def _known_tags(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            try:
+                validate_tags(value)
+            except UnknownTagError as exc:
+                near = get_close_matches(exc.tag.lower(), TAG_NAMES, n=1, cutoff=0.6)
+                raise ValueError(
+                    f"{exc}{f' (did you mean {near[0]!r}?)' if near else ''}"
+                ) from None
+        return value
 
     @field_validator("id")
     @classmethod
@@ -73,8 +107,6 @@ class WorkloadRow(BaseModel):
             raise ValueError("give 'prompt' or 'messages', not both")
         if self.messages is not None and not self.messages:
             raise ValueError("'messages' is empty")
-        if self.tags is not None:
-            validate_tags(self.tags)
         for extra in self.model_extra or {}:
             near = get_close_matches(extra, _FIELDS, n=1, cutoff=0.75)
             if near:
@@ -95,12 +127,35 @@ def read_rows(path: str | os.PathLike[str]) -> Iterator[WorkloadRow]:
     a line longer than :data:`MAX_ROW_BYTES`, NaN or Infinity, and nesting deeper than
     Python's JSON parser takes are refused with the line's number.
     """
+    with open_workload(path) as handle:
+        yield from _parse(_lines(handle, files.shown(path)), files.shown(path))
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@contextmanager
+def open_workload(path: str | os.PathLike[str], buffer: int = 2**20) -> Iterator[io.BufferedIOBase]:
+    """A workload file's bytes: a regular file only (a FIFO or device is refused before
+    reading), decompressed when it is gzip (known by its first bytes, whatever its name),
+    so ``rows.jsonl.gz`` reads as ``rows.jsonl``. A damaged gzip stream is refused naming
+    the file."""
     try:
-        handle = files.open_regular(path, "workload")
+        raw = files.open_regular(path, "workload")
     except files.FileProblem as exc:
         raise InvalidRequestError(str(exc)) from None
-    with io.BufferedReader(handle, 2**20) as buffered:
-        yield from _parse(_lines(buffered, files.shown(path)), files.shown(path))
+    with io.BufferedReader(raw, buffer) as handle:
+        if handle.peek(2)[:2] != GZIP_MAGIC:
+            yield handle
+            return
+        try:
+            with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
+                yield unzipped
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise InvalidRequestError(
+                f"{files.shown(path)}: a damaged gzip file ({exc}); "
+                "check it with gzip -t, or give the rows uncompressed"
+            ) from None
 
 
 def _lines(handle: Any, origin: str) -> Iterator[str]:
@@ -147,17 +202,35 @@ def _parse(lines: Iterable[str], origin: str) -> Iterator[WorkloadRow]:
 def row_of(data: Any, where: str) -> WorkloadRow:
     """One row from its parsed JSON; a bad one raises naming ``where`` (file:line) and
     each field at fault."""
+    if not isinstance(data, dict):
+        kind = _JSON_KINDS.get(type(data), type(data).__name__)
+        hint = " (a JSON array of rows? give one object per line)" if kind == "an array" else ""
+        raise InvalidRequestError(f"{where}: a row is a JSON object, got {kind}{hint}")
     try:
         return WorkloadRow.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {e['msg']}"
+            f"field {'.'.join(str(p) for p in e['loc']) or '(row)'}: {_message(e)}"
             for e in exc.errors()
         )
         raise InvalidRequestError(f"{where}: {problems}") from None
 
 
+def _message(error: Any) -> str:
+    """A pydantic error's message, without the ``Value error, `` of a validator's own."""
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ") if error["type"] == "value_error" else message
+
+
 _FIELDS = tuple(WorkloadRow.model_fields)
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
 def decode_line(line: bytes, where: str, *, first: bool = False) -> str:
@@ -177,7 +250,12 @@ def parse_line(text: str, where: str) -> Any:
     try:
         return _loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{where}: not valid JSON: {exc.msg}") from None
+        hint = ""
+        if text.strip() in ("{", "["):  # the first line of an indented JSON document
+            hint = " (a pretty-printed JSON file? a workload is JSONL: one object per line)"
+        elif text.startswith("\ufeff"):  # a byte-order mark past the first line
+            hint = " (it starts with a byte-order mark: two files joined? remove the mark)"
+        raise InvalidRequestError(f"{where}: not valid JSON: {exc.msg}{hint}") from None
     except ValueError as exc:  # NaN or Infinity
         raise InvalidRequestError(f"{where}: {exc}") from None
     except RecursionError:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from routedllm.text import usd as _usd
 EPILOG = """\
 policies (--policy, repeatable): value, quality, cheapest (add fields: value:gap=4,max_cost=0.01,
 gap.code=0.5 for one tag's gap), sweep[:0,1,2,4] (value preset over quality gaps),
-always[:MODEL], random[:seed=N], oracle.
+always[:MODEL], random[:seed=N], oracle, learned:ROUTER.json (a trained router, on
+outcome rows).
 Always-X for every model is always evaluated: it gives the baselines.
 With outcome rows a tag router is calibrated on a training split and every figure is
 measured on the held-out rows, as mean +- sd over --splits random splits (default 20).
@@ -220,7 +222,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ) from None
     catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
     catalog.check_freshness(args.max_price_age_days)
+    for out, what in ((args.save_rows, "rows"), (args.write_override, "a catalog override"),
+                      (args.plot, "a plot")):  # fmt: skip
+        if out:  # before a long evaluation, not after it
+            _can_write(out, what)
     track = _progress(enabled=not args.json and sys.stderr.isatty())
+    # the learned router trains on the rows, learned:PATH predicts from their prompts
+    prompts = args.learned or any(spec.startswith("learned:") for spec in args.policy or ())
     if args.benchmark:
         if not args.dataset:
             raise InvalidRequestError("--benchmark reads RouteLLM's tables: give their folder")
@@ -230,8 +238,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             ),
             f"{args.dataset} ({args.benchmark})",
         )
-    elif args.dataset and not args.save_rows and not args.learned:
-        # read as a stream: no row kept in memory (the learned router trains on the rows)
+    elif args.dataset and not args.save_rows and not prompts:
+        # read as a stream: no row kept in memory
         rows = None
         data = dataset.EvalSet.from_jsonl(
             args.dataset, group_by=args.group_by, progress=lambda lines: track(lines, None, "rows")
@@ -240,11 +248,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from routedllm.workload import read_rows
 
         rows = list(track(read_rows(args.dataset), None, "reading"))
+        if not rows:
+            raise InvalidRequestError(f"{args.dataset}: no rows (the file is empty or blank)")
     else:
         rows = dataset.load_rows(None)
     if rows is not None:
         if args.save_rows:
-            dataset.write_rows(rows, args.save_rows)
+            with _writing(args.save_rows, "rows"):
+                dataset.write_rows(rows, args.save_rows)
         data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
     settings = suite.Settings(
         policies=args.policy,
@@ -257,6 +268,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         prior_rows=args.prior_rows,
         splits=args.splits,
+        rows=rows,
         **({"gap": args.gap} if args.gap is not None else {}),
     )
     report = suite.run(data, catalog, settings, progress=track)
@@ -269,17 +281,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InvalidRequestError("--write-override needs outcome rows to calibrate on")
         from routedllm.evaluation.calibrate import write_override
 
-        write_override(report.calibration, catalog, args.write_override, str(source))
+        with _writing(args.write_override, "a catalog override"):
+            write_override(report.calibration, catalog, args.write_override, str(source))
     if args.plot:
         from routedllm.evaluation.plot import plot
 
         name = Path(str(source)).name + (f" ({args.benchmark})" if args.benchmark else "")
-        plot(report, args.plot, title=f"{name}: cost against quality")
+        with _writing(args.plot, "a plot"):
+            plot(report, args.plot, title=f"{name}: cost against quality")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=_jsonable))
     else:
         print(render(report, str(source)))
     return 0
+
+
+def _can_write(path: str, what: str) -> None:
+    """Refuse an output path that cannot be written, naming it: a folder, or a file in a
+    folder that does not exist."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidRequestError(f"{path}: cannot write {what}: it is a folder")
+    if not target.parent.is_dir():
+        raise InvalidRequestError(f"{path}: cannot write {what}: no folder {target.parent}")
+
+
+@contextmanager
+def _writing(path: str, what: str) -> Iterator[None]:
+    """An OS error while writing ``path`` as an error naming it (no traceback)."""
+    try:
+        yield
+    except OSError as exc:
+        raise InvalidRequestError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
 
 
 def _add_learned(report: Any, rows: list[Any], data: Any, args: argparse.Namespace) -> None:
@@ -506,6 +539,11 @@ def render(report: Any, source: str) -> str:
             if ev.mode == "expected"
             else f" (outcome scores; {report.evaluated_rows} held-out rows)"
         )
+        + (
+            f"; {report.left_out_rows} rows left out (no score for both --strong and --weak)"
+            if report.left_out_rows
+            else ""
+        )
         + f"; baseline {ev.baseline}",
         "",
     ]
@@ -586,13 +624,15 @@ class _Figures:
     def __init__(self, spread: dict[str, Any] | None) -> None:
         self.spread = spread
 
-    @staticmethod
-    def pm(stats: dict[str, Any], fmt: Callable[[Any], str]) -> str:
+    def pm(self, stats: dict[str, Any], fmt: Callable[[Any], str]) -> str:
         if stats["mean"] is None:
             return "-"
+        known = ""
+        if stats["missing"] and self.spread:  # a figure some splits lack says so
+            known = f" ({self.spread['splits'] - stats['missing']}/{self.spread['splits']} splits)"
         if stats["sd"] is None:
-            return fmt(stats["mean"])
-        return f"{fmt(stats['mean'])} +- {fmt(stats['sd'])}"
+            return fmt(stats["mean"]) + known
+        return f"{fmt(stats['mean'])} +- {fmt(stats['sd'])}{known}"
 
     def policy(self, r: Any, key: str, fmt: Callable[[Any], str]) -> str:
         stats = (self.spread or {}).get("policies", {}).get(r.name, {}).get(key)

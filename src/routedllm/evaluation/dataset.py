@@ -9,7 +9,6 @@ defaults).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from array import array
@@ -25,7 +24,6 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from routedllm.core import files
 from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError, UnknownTagError
 from routedllm.core.tags import (
@@ -41,6 +39,7 @@ from routedllm.workload import (
     MAX_ROW_BYTES,
     WorkloadRow,
     decode_line,
+    open_workload,
     parse_line,
     read_rows,
     row_of,
@@ -167,11 +166,6 @@ class EvalSet:
         of the common shapes are checked in plain Python, any other goes through
         :class:`WorkloadRow`. ``progress`` wraps the file's lines (a progress bar)."""
         path = Path(path)
-        try:  # a FIFO or device is refused before reading, as read_rows refuses it
-            raw = files.open_regular(path, "workload")
-        except files.FileProblem as exc:
-            raise InvalidRequestError(str(exc)) from None
-        handle = io.BufferedReader(raw, 1 << 20)  # 1 MiB reads: ~2x faster lines
         columns = _Columns(group_by, inference or Policy())
         blanks = array("q")  # for each blank line, the number of rows before it
         check, take, loads, ids = _FastCheck(), columns.take, _LOADS, columns.ids
@@ -189,11 +183,20 @@ class EvalSet:
                 data = loads(line)
             except ValueError:
                 data = _parse_line(line, path, number)
+            try:
+                counted(data, number)
+            except _Named:
+                raise
+            except InvalidRequestError as exc:  # a row's content, checked past its schema
+                raise InvalidRequestError(f"{path}:{number}: {exc}") from None
+
+        def counted(data: Any, number: int) -> None:
+            """Count in one parsed line (a message or group problem raises unnamed)."""
             if take(data):
                 return
             args = check(data)
             if args is None:
-                row = row_of(data, f"{path}:{number}")
+                row = _row(data, f"{path}:{number}")
                 outcome_rows = row.outcomes or {}
                 args = (
                     row.id,
@@ -209,7 +212,8 @@ class EvalSet:
                 )
             columns.add(*args)
 
-        with handle:
+        # as read_rows opens it: a regular file, gzip read decompressed; 1 MiB reads
+        with open_workload(path, 1 << 20) as handle:
             lines = iter(handle if progress is None else progress(handle))
             done = 0  # lines read before this block
             # A block of lines is parsed and checked a column at a time (take_block); a
@@ -234,6 +238,8 @@ class EvalSet:
                     raise InvalidRequestError(
                         f"{path}:{number}: row id {row_id!r} repeats line {first[row_id]}"
                     )
+        if not ids:
+            raise InvalidRequestError(f"{path}: no rows (the file is empty or blank)")
         return columns.build()
 
 
@@ -521,7 +527,12 @@ def _group(row_id: str, extra: Mapping[str, Any], tags: Sequence[str], group_by:
         return primary_tag(tags)
     if group_by == GROUP_AUTO:
         category = extra.get("category")
-        return category if isinstance(category, str) and category else primary_tag(tags)
+        if category is not None and not isinstance(category, str):
+            raise InvalidRequestError(
+                f"row {row_id!r}: field category: give a string (the row's calibration "
+                f"group), got {type(category).__name__}"
+            )
+        return category or primary_tag(tags)
     value = extra.get(group_by)
     if not isinstance(value, str) or not value:
         raise InvalidRequestError(
@@ -565,6 +576,18 @@ def _block_outcomes(rows: list[dict[str, Any]]) -> tuple[list[int], list[str], b
         score.tobytes(),
         cost.tobytes(),
     )
+
+
+class _Named(InvalidRequestError):
+    """A row error that already names its file and line (not prefixed again)."""
+
+
+def _row(data: Any, where: str) -> WorkloadRow:
+    """:func:`~routedllm.workload.row_of`, its error marked as naming ``where``."""
+    try:
+        return row_of(data, where)
+    except InvalidRequestError as exc:
+        raise _Named(str(exc)) from None
 
 
 def _loads() -> Callable[[bytes], Any]:

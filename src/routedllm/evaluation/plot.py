@@ -21,6 +21,7 @@ _COLORS = {
     "oracle": "#2ca02c",
     "calibrated": "#d62728",
     "calibrated sweep": "#d62728",
+    "learned": "#ff7f0e",
 }
 
 

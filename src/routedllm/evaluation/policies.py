@@ -304,7 +304,13 @@ def parse_policies(
         return [Always(space.ids[space.index(m)]) for m in models]
     if head == "random":
         fields = spec_fields(rest, spec, extra=("seed",))
-        seed = int(number(fields.pop("seed", "0"), spec, "seed"))
+        seed_text = fields.pop("seed", "0")
+        seed = number(seed_text, spec, "seed")
+        if seed < 0 or seed != int(seed):
+            raise InvalidRequestError(
+                f"policy {spec!r}: seed {seed_text!r} is not a whole number of 0 or more"
+            )
+        seed = int(seed)
         return [RandomPick(seed, _policy("quality", fields, allowed, spec))]
     if head == "oracle":
         return [Oracle()]

@@ -223,18 +223,22 @@ def _sums_by_cell(
     return out
 
 
-def spread(values: Sequence[float | None]) -> dict[str, float | int | None]:
+def spread(
+    values: Sequence[float | None], splits: int | None = None
+) -> dict[str, float | int | None]:
     """Mean, sd (n - 1; None for one value), min and max of the known values; ``missing``
-    counts the splits without the figure."""
+    counts the splits without the figure: the Nones, and the splits of ``splits`` (default:
+    one per value) that gave no value at all (a tag with no held-out row in a split)."""
     known = np.asarray([v for v in values if v is not None], dtype=float)
+    missing = (len(values) if splits is None else splits) - len(known)
     if not len(known):
-        return {"mean": None, "sd": None, "min": None, "max": None, "missing": len(values)}
+        return {"mean": None, "sd": None, "min": None, "max": None, "missing": missing}
     return {
         "mean": float(known.mean()),
         "sd": float(known.std(ddof=1)) if len(known) > 1 else None,
         "min": float(known.min()),
         "max": float(known.max()),
-        "missing": len(values) - len(known),
+        "missing": missing,
     }
 
 
@@ -465,21 +469,22 @@ def over_splits(
         "seeds": [seed, seed + splits - 1],
         "train_fraction": train_fraction,
         "policies": {
-            name: {k_: spread(v) for k_, v in figs.items()} for name, figs in per_policy.items()
+            name: {k_: spread(v, splits) for k_, v in figs.items()}
+            for name, figs in per_policy.items()
         },
         "per_tag": {
-            name: {t: {k_: spread(v) for k_, v in e.items()} for t, e in tags.items()}
+            name: {t: {k_: spread(v, splits) for k_, v in e.items()} for t, e in tags.items()}
             for name, tags in per_tag.items()
         },
         "frontier": {
-            "area": spread(frontier_runs["area"]),
-            "aiq": spread(frontier_runs["aiq"]),
-            "aiq_by_kind": {k_: spread(v) for k_, v in aiq_by_kind.items()},
+            "area": spread(frontier_runs["area"], splits),
+            "aiq": spread(frontier_runs["aiq"], splits),
+            "aiq_by_kind": {k_: spread(v, splits) for k_, v in aiq_by_kind.items()},
         },
     }
     if pair:
         out["two_model"] = {
-            key_: {k_: spread(v) for k_, v in figs.items()} for key_, figs in two.items()
+            key_: {k_: spread(v, splits) for k_, v in figs.items()} for key_, figs in two.items()
         }
     return out
 
@@ -506,8 +511,10 @@ def _fixed_choices(
     catalog routing decides per row, and an oracle whose order ranks every model."""
     out: dict[str, np.ndarray] = {}
     for p in policies:
-        if isinstance(p, Routed) or (
-            isinstance(p, Oracle) and set(data.models) <= set(p.cheapest_first)
+        if (
+            isinstance(p, Routed)
+            or getattr(p, "fixed", False)  # a trained router's choice (learned:PATH)
+            or (isinstance(p, Oracle) and set(data.models) <= set(p.cheapest_first))
         ):
             out[p.name] = p.choose(data, space).model
     return out

@@ -19,6 +19,7 @@ from routedllm.core.decision import Policy
 from routedllm.core.errors import InvalidRequestError
 from routedllm.evaluation.calibrate import Calibration, learn, split, threshold_sweep, value_router
 from routedllm.evaluation.dataset import EvalSet
+from routedllm.evaluation.learned import is_learned, learned_policy
 from routedllm.evaluation.metrics import oracle_curve, two_model_figures
 from routedllm.evaluation.policies import (
     DEFAULT_GAPS,
@@ -31,6 +32,7 @@ from routedllm.evaluation.policies import (
 from routedllm.evaluation.replay import Evaluation, Progress, Result, evaluate, replay
 from routedllm.evaluation.space import ModelSpace
 from routedllm.evaluation.splits import over_splits
+from routedllm.workload import WorkloadRow
 
 EXPECTED_DEFAULT = ("value", "quality", "cheapest", "sweep", "random")
 MEASURED_DEFAULT = ("random", "oracle")
@@ -53,6 +55,7 @@ class Settings:
     prior_rows: float = 10.0
     gap: float = Policy().quality_gap  # the tag router's operating point, benchmark points
     splits: int = 20  # with outcomes: every figure also as mean and sd over this many splits
+    rows: Sequence[WorkloadRow] | None = None  # the rows data was read from: learned:PATH
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Report:
     two_model: dict[str, Any] | None
     notes: list[str]
     over_splits: dict[str, Any] | None = None
+    left_out_rows: int = 0  # rows without a score for both --strong and --weak
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -75,6 +79,7 @@ class Report:
                 "rows": self.dataset_rows,
                 "evaluated_rows": self.evaluated_rows,
                 "train_rows": self.train_rows,
+                "left_out_rows": self.left_out_rows,
                 "outcome_models": list(self.models),
             },
             **self.evaluation.to_json(),
@@ -97,11 +102,16 @@ def run(
     notes: list[str] = []
     if (settings.strong is None) != (settings.weak is None):
         raise InvalidRequestError("give both --strong and --weak, or neither")
-    if settings.splits < 1:  # checked with or without outcomes: a typo is never ignored
-        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
+    _check(settings)
     if not data.has_outcomes:
         if settings.strong is not None:
             raise InvalidRequestError("--strong/--weak need outcome rows (per-model scores)")
+        for spec in settings.policies or ():
+            if is_learned(spec):
+                raise InvalidRequestError(
+                    f"policy {spec!r} measures a trained router on outcome rows (per-model "
+                    "scores), and these rows have none"
+                )
         policies = _parse(settings.policies or EXPECTED_DEFAULT, data, space, None)
         evaluation = evaluate(
             data,
@@ -119,6 +129,14 @@ def run(
             data.column(model)
         if pair[0] == pair[1]:
             raise InvalidRequestError("--strong and --weak must be two different models")
+    rows_read = len(data)
+    if pair is not None:
+        data = scored_by_both(data, pair)
+        if len(data) < rows_read:
+            notes.append(
+                f"{rows_read - len(data)} of {rows_read} rows left out: they have no score "
+                f"for both {pair[0]} and {pair[1]}, and every figure compares the same rows"
+            )
     train, test = split(data, settings.train_fraction, settings.seed)
     cal = learn(data, train, settings.prior_rows)
     held_out = data.subset(test)
@@ -132,7 +150,12 @@ def run(
             "catalog policies route among catalog models, and no model with outcomes here is "
             "in the catalog; add them with --catalog FILE, or use always/random/oracle"
         )
-    policies = _parse(specs, data, space, in_catalog or None)
+    policies = _parse([s for s in specs if not is_learned(s)], data, space, in_catalog or None)
+    policies += [
+        learned_policy(s, data, settings.rows, order, settings.gap, notes)
+        for s in dict.fromkeys(specs)
+        if is_learned(s)
+    ]
     policies = [p for p in policies if not isinstance(p, Oracle)]
     if pair or any(s.partition(":")[0] == "oracle" for s in specs):
         policies.append(Oracle(order))
@@ -181,8 +204,47 @@ def run(
         f"are those of the first (seed {settings.seed})"
     )
     return Report(
-        evaluation, len(data), len(test), len(train), data.models, cal, two, notes, spread
+        evaluation,
+        rows_read,
+        len(test),
+        len(train),
+        data.models,
+        cal,
+        two,
+        notes,
+        spread,
+        rows_read - len(data),
     )
+
+
+def scored_by_both(data: EvalSet, pair: tuple[str, str]) -> EvalSet:
+    """The rows with a score for both models of ``pair`` (``data`` itself when every row
+    has them): two-model figures (PGR, APGR) compare the two models on the same rows, so a
+    row one of them lacks is left out rather than averaged over a different set."""
+    both = np.isfinite(data.scores[:, data.column(pair[0])]) & np.isfinite(
+        data.scores[:, data.column(pair[1])]
+    )
+    if both.all():
+        return data
+    if not both.any():
+        raise InvalidRequestError(
+            f"no row has a score for both {pair[0]} and {pair[1]}; "
+            "--strong/--weak compare two models on the rows that score both"
+        )
+    return data.subset(np.flatnonzero(both))
+
+
+def _check(settings: Settings) -> None:
+    """Settings out of range, refused with or without outcomes: a typo is never ignored
+    (numpy's own error for a negative seed names no option)."""
+    if settings.splits < 1:
+        raise InvalidRequestError(f"--splits must be at least 1, got {settings.splits}")
+    if settings.seed < 0:
+        raise InvalidRequestError(f"--seed must be 0 or more, got {settings.seed}")
+    if settings.floor is not None and not 0 <= settings.floor <= 1:
+        raise InvalidRequestError(f"--floor is a quality in [0, 1], got {settings.floor}")
+    if not 0 <= settings.gap <= 100:
+        raise InvalidRequestError(f"--gap must be within 0-100 points, got {settings.gap}")
 
 
 def _parse(
