@@ -36,6 +36,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_openai.chat_models.base import BaseChatOpenAI
+from openai.types.chat import ChatCompletionChunk
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routedllm.adapters.langchain.profile import routed_profile
@@ -239,11 +240,11 @@ class RoutedChatModel(BaseChatOpenAI):
         # gets them added, else the SDK's default client is built with them.
         if self.client is None:
             http = self.http_client or openai.DefaultHttpxClient()
-            self.root_client = openai.OpenAI(**params, http_client=install(http, is_async=False))
+            self.root_client = _GatewayClient(**params, http_client=install(http, is_async=False))
             self.client = self.root_client.chat.completions
         if self.async_client is None:
             ahttp = self.http_async_client or openai.DefaultAsyncHttpxClient()
-            self.root_async_client = openai.AsyncOpenAI(
+            self.root_async_client = _AsyncGatewayClient(
                 **params, http_client=install(ahttp, is_async=True)
             )
             self.async_client = self.root_async_client.chat.completions
@@ -1063,6 +1064,32 @@ class RoutedChatModel(BaseChatOpenAI):
         if self.breaker is None:
             attributes["breaker"] = None
         return attributes
+
+
+def _check_event(data: object, cast_to: Any) -> None:
+    """A stream event must be a JSON object: ``data: null`` or ``data: [1]`` reached
+    langchain-openai as a value without ``model_dump`` (a raw AttributeError, no
+    fallback); it is a malformed response, an upstream fault."""
+    if cast_to is ChatCompletionChunk and not isinstance(data, Mapping):
+        raise MalformedResponseError(
+            f"a stream event that is not a JSON object (a {type(data).__name__})"
+        )
+
+
+class _GatewayClient(openai.OpenAI):
+    """The SDK client, with every stream event checked to be a chunk (see _check_event)."""
+
+    def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
+        _check_event(data, cast_to)
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
+
+
+class _AsyncGatewayClient(openai.AsyncOpenAI):
+    """The async twin of :class:`_GatewayClient`."""
+
+    def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
+        _check_event(data, cast_to)
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
 
 
 @dataclass(slots=True)
