@@ -36,7 +36,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routedllm.adapters.langchain.profile import routed_profile
@@ -1066,21 +1066,37 @@ class RoutedChatModel(BaseChatOpenAI):
         return attributes
 
 
-def _check_event(data: object, cast_to: Any) -> None:
-    """A stream event must be a JSON object: ``data: null`` or ``data: [1]`` reached
-    langchain-openai as a value without ``model_dump`` (a raw AttributeError, no
-    fallback); it is a malformed response, an upstream fault."""
-    if cast_to is ChatCompletionChunk and not isinstance(data, Mapping):
-        raise MalformedResponseError(
-            f"a stream event that is not a JSON object (a {type(data).__name__})"
-        )
+def _check_body(data: object, cast_to: Any, response: Any) -> None:
+    """What the SDK hands langchain-openai must be a completion or a chunk, or the call
+    falls back: a stream event that is no JSON object (``data: null``) reached it as a
+    value without ``model_dump``, and a 200 error body or a body without choices broke
+    the SDK's own parsing (``with_structured_output(method="json_schema")``) with a raw
+    AttributeError or TypeError, read as the caller's error."""
+    if cast_to is ChatCompletionChunk:
+        if not isinstance(data, Mapping):
+            raise MalformedResponseError(
+                f"a stream event that is not a JSON object (a {type(data).__name__})"
+            )
+        return
+    if cast_to is not ChatCompletion:
+        return
+    if not isinstance(data, Mapping):
+        raise MalformedResponseError(f"a 200 response that is not a JSON object ({data!r:.40})")
+    if data.get("error"):
+        request = getattr(response, "request", None)
+        raise UpstreamErrorBody(data["error"], str(getattr(request, "url", "")) or None)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponseError("a 200 response without choices (no completion in it)")
+    if not all(isinstance(c, Mapping) and isinstance(c.get("message"), Mapping) for c in choices):
+        raise MalformedResponseError("a 200 response whose choices carry no message")
 
 
 class _GatewayClient(openai.OpenAI):
-    """The SDK client, with every stream event checked to be a chunk (see _check_event)."""
+    """The SDK client, with every completion and chunk checked (see :func:`_check_body`)."""
 
     def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
-        _check_event(data, cast_to)
+        _check_body(data, cast_to, response)
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)
 
 
@@ -1088,7 +1104,7 @@ class _AsyncGatewayClient(openai.AsyncOpenAI):
     """The async twin of :class:`_GatewayClient`."""
 
     def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
-        _check_event(data, cast_to)
+        _check_body(data, cast_to, response)
         return super()._process_response_data(data=data, cast_to=cast_to, response=response)
 
 
