@@ -190,7 +190,8 @@ def close_stream(run_id: str) -> RoutedCall | None:
         if stream is None:
             return None
         if stream.closed is None:
-            stream.closed = stream.close()
+            stream.closed = closed = stream.close()
+            stream.close = lambda: closed  # the attempt loop is no longer held
             _open_streams.move_to_end(run_id)
             _trim()
         return stream.closed
