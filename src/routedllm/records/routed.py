@@ -9,7 +9,9 @@ errors carry it as ``.call``; handlers deliver its attempts to sinks as they are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -143,3 +145,60 @@ def call_of(exc: BaseException) -> RoutedCall | None:
         return exc.call
     found = getattr(exc, "routedllm_call", None)
     return found if isinstance(found, RoutedCall) else None
+
+
+# -- streams the caller may stop reading ------------------------------------------------------
+# A caller that stops reading a stream (``break`` out of ``stream()``, ``aclose()``) ends
+# the LangChain run with ``on_llm_error(GeneratorExit)``, an exception that is not the one
+# the chat model's own generator saw (or, async, before that generator is closed), so it
+# carries no record. The chat model registers each stream that reached the caller under
+# its run id; whichever comes first, the generator's close or a handler, records the
+# attempt stopped, and every later reader gets the same record. Closed streams are kept
+# for handlers (the most recent :data:`KEEP_CLOSED`); one that ends on its own is dropped.
+KEEP_CLOSED = 1024
+_open_streams: OrderedDict[str, _OpenStream] = OrderedDict()
+_open_lock = threading.Lock()
+
+
+class _OpenStream:
+    """A stream that reached the caller: how to record it stopped, and that record."""
+
+    __slots__ = ("close", "closed")
+
+    def __init__(self, close: Callable[[], RoutedCall]) -> None:
+        self.close = close
+        self.closed: RoutedCall | None = None
+
+
+def stream_opened(run_id: str, close: Callable[[], RoutedCall]) -> None:
+    """A routed stream reached the caller: ``close()`` records it stopped by the caller."""
+    with _open_lock:
+        _open_streams[run_id] = _OpenStream(close)
+
+
+def stream_ended(run_id: str) -> None:
+    """The stream ended or broke on its own: nothing to record as stopped."""
+    with _open_lock:
+        _open_streams.pop(run_id, None)
+
+
+def close_stream(run_id: str) -> RoutedCall | None:
+    """The record of the run's routed stream, closed as stopped by the caller (recorded
+    once, the same record for every reader); None when the run has no routed stream."""
+    with _open_lock:
+        stream = _open_streams.get(run_id)
+        if stream is None:
+            return None
+        if stream.closed is None:
+            stream.closed = closed = stream.close()
+            stream.close = lambda: closed  # the attempt loop is no longer held
+            _open_streams.move_to_end(run_id)
+            _trim()
+        return stream.closed
+
+
+def _trim() -> None:
+    """Forget the oldest closed streams beyond :data:`KEEP_CLOSED` (open ones stay)."""
+    closed = [key for key, stream in _open_streams.items() if stream.closed is not None]
+    for key in closed[: max(0, len(closed) - KEEP_CLOSED)]:
+        del _open_streams[key]

@@ -471,7 +471,11 @@ class AttemptLoop:
         """The caller cancelled the attempt after it was sent: recorded, charged its
         usage (else its estimate), and the breaker's slot freed without a verdict."""
         record = self._record(
-            attempt, usage=usage, outcome=CANCELLED, error="cancelled by the caller"
+            attempt,
+            usage=usage,
+            outcome=CANCELLED,
+            error="cancelled by the caller",
+            ttft_s=self._attempt_ttft(attempt),  # a stream stopped after it started
         )
         self._abandon(attempt)
         attempt.charge, attempt.cost_usd = True, record.cost_usd

@@ -25,6 +25,7 @@ broken response (the call falls back) rather than gigabytes read before the dead
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -295,10 +296,23 @@ class _DeadlineNetworkStream:
 
 
 class _AsyncDeadlineNetworkStream:
-    """The asyncio twin of :class:`_DeadlineNetworkStream`."""
+    """The asyncio twin of :class:`_DeadlineNetworkStream`, tied to the event loop that
+    opened it.
 
-    def __init__(self, inner: Any) -> None:
+    A pooled connection outlives the event loop that opened it (``asyncio.run`` twice,
+    a test framework's loop per test), and using or closing it from another loop raised
+    ``RuntimeError: Event loop is closed``. From another loop it reads as closed by the
+    server (``is_readable``), so the pool drops it and opens a new one; its socket is
+    closed without the old loop.
+    """
+
+    def __init__(self, inner: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._inner = inner
+        self._loop = _running_loop() if loop is None else loop
+
+    def _foreign(self) -> bool:
+        """True when running on another event loop than the one that opened the stream."""
+        return self._loop is not None and _running_loop() is not self._loop
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, _capped(timeout))
@@ -308,16 +322,47 @@ class _AsyncDeadlineNetworkStream:
         await self._inner.write(buffer, _capped(timeout))
 
     async def aclose(self) -> None:
+        if self._loop is not None and self._foreign():
+            _abandon(self._inner, self._loop)
+            return
         await self._inner.aclose()
 
     async def start_tls(
         self, ssl_context: Any, server_hostname: str | None = None, timeout: Any = None
     ) -> Any:
         inner = await self._inner.start_tls(ssl_context, server_hostname, _capped(timeout))
-        return _AsyncDeadlineNetworkStream(inner)
+        return _AsyncDeadlineNetworkStream(inner, self._loop)
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._foreign():
+            return True  # the pool closes an idle connection the server closed
         return self._inner.get_extra_info(info)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop; None outside one (or under another async library)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _abandon(stream: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a stream of another event loop: on that loop while it runs (another thread),
+    else (closed, or no longer running) by closing its socket."""
+    if loop.is_running() and not loop.is_closed():
+        try:
+            asyncio.run_coroutine_threadsafe(stream.aclose(), loop)
+            return
+        except RuntimeError:  # closed meanwhile
+            pass
+    sock = stream.get_extra_info("socket")
+    close = getattr(getattr(sock, "_sock", sock), "close", None)  # asyncio's TransportSocket
+    if close is not None:
+        try:
+            close()
+        except OSError:  # pragma: no cover - already closed
+            pass
 
 
 class _AsyncDeadlineBackend:

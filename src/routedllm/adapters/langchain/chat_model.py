@@ -36,6 +36,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.tools import BaseTool
 from langchain_core.utils.utils import LC_ID_PREFIX
 from langchain_openai.chat_models.base import BaseChatOpenAI
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from routedllm.adapters.langchain.profile import routed_profile
@@ -60,7 +61,13 @@ from routedllm.core.requests import (
     output_limit,
     request_from_call,
 )
-from routedllm.records.routed import RoutedCall, attach
+from routedllm.records.routed import (
+    RoutedCall,
+    attach,
+    close_stream,
+    stream_ended,
+    stream_opened,
+)
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
     Usage,
@@ -239,11 +246,11 @@ class RoutedChatModel(BaseChatOpenAI):
         # gets them added, else the SDK's default client is built with them.
         if self.client is None:
             http = self.http_client or openai.DefaultHttpxClient()
-            self.root_client = openai.OpenAI(**params, http_client=install(http, is_async=False))
+            self.root_client = _GatewayClient(**params, http_client=install(http, is_async=False))
             self.client = self.root_client.chat.completions
         if self.async_client is None:
             ahttp = self.http_async_client or openai.DefaultAsyncHttpxClient()
-            self.root_async_client = openai.AsyncOpenAI(
+            self.root_async_client = _AsyncGatewayClient(
                 **params, http_client=install(ahttp, is_async=True)
             )
             self.async_client = self.root_async_client.chat.completions
@@ -340,7 +347,7 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> _Call:
         """Translate the call once; routing keywords leave ``kwargs``."""
         started = time.perf_counter()
-        run_id = parent_id = None
+        run_id = parent_id = stream_key = None
         tags: Sequence[str]
         metadata: Mapping[str, Any]
         if run_manager is not None:
@@ -350,6 +357,7 @@ class RoutedChatModel(BaseChatOpenAI):
             detach(run_manager)
         elif (run := take_run()) is not None:  # stream(), astream(): see seams.py
             tags, metadata = list(run.tags), run.metadata
+            stream_key = None if run.run_id is None else str(run.run_id)
         else:  # a hook called directly, outside any run
             tags, metadata = list(self.tags or ()), dict(self.metadata or {})
         request, policy, conversation, payloads = self._request(messages, tags, metadata, kwargs)
@@ -369,6 +377,7 @@ class RoutedChatModel(BaseChatOpenAI):
             None if run_id is None else str(run_id),
             None if parent_id is None else str(parent_id),
             input_token_bound(messages, kwargs.get("tools"), payloads=payloads),
+            stream_key=stream_key,
         )
 
     def _route_now(self, call: _Call) -> Decision | float:
@@ -580,9 +589,8 @@ class RoutedChatModel(BaseChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        loop = self._routed(
-            self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
-        )
+        call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=False)
+        loop = self._routed(call)
         # Fall back only until a chunk the caller would see (a committing chunk) arrives.
         while (attempt := loop.next()) is not None:
             if not self._hold(loop, attempt):
@@ -613,18 +621,21 @@ class RoutedChatModel(BaseChatOpenAI):
         loop.first_chunk(attempt)
         self._started(loop, attempt, wire)
         seen = _Seen()
+        key = _open(call, loop, attempt, seen)
         try:
             for chunk in itertools.chain(head, _within(inner, wire)):
                 seen.observe(chunk)
                 if run_manager:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
+            _ended(key)
             end = self._end(loop, attempt, seen, wire)
         except Exception as exc:
+            _ended(key)
             _synced(loop, attempt, wire)
             raise loop.broke(attempt, exc, seen.usage_record()) from exc
         except BaseException as exc:  # the caller closed the stream early
-            attach(exc, loop.cancelled(attempt, seen.usage_record()))
+            attach(exc, _stopped(key, loop, attempt, seen))
             raise
         finally:
             _close(inner)
@@ -644,9 +655,8 @@ class RoutedChatModel(BaseChatOpenAI):
     ) -> AsyncIterator[ChatGenerationChunk]:
         # One generator over the SDK's (no inner layers): every chunk passes through here.
         try:
-            loop = await self._arouted(
-                self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
-            )
+            call = self._begin(messages, run_manager, kwargs, streamed=True, is_async=True)
+            loop = await self._arouted(call)
             while (attempt := loop.next()) is not None:
                 if not await self._ahold(loop, attempt):
                     continue
@@ -677,6 +687,7 @@ class RoutedChatModel(BaseChatOpenAI):
             self._started(loop, attempt, wire)
             seen = _Seen()
             ended = False  # the SDK's stream ran out: nothing left to close
+            key = _open(call, loop, attempt, seen)
             try:
                 for chunk in head:
                     seen.observe(chunk)
@@ -696,12 +707,14 @@ class RoutedChatModel(BaseChatOpenAI):
                     if run_manager:
                         await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                     yield chunk
+                _ended(key)
                 end = self._end(loop, attempt, seen, wire)
             except Exception as exc:
+                _ended(key)
                 _synced(loop, attempt, wire)
                 raise loop.broke(attempt, exc, seen.usage_record()) from exc
             except BaseException as exc:  # the caller closed the stream early
-                attach(exc, loop.cancelled(attempt, seen.usage_record()))
+                attach(exc, _stopped(key, loop, attempt, seen))
                 raise
             finally:
                 if not ended:
@@ -1065,6 +1078,48 @@ class RoutedChatModel(BaseChatOpenAI):
         return attributes
 
 
+def _check_body(data: object, cast_to: Any, response: Any) -> None:
+    """What the SDK hands langchain-openai must be a completion or a chunk, or the call
+    falls back: a stream event that is no JSON object (``data: null``) reached it as a
+    value without ``model_dump``, and a 200 error body or a body without choices broke
+    the SDK's own parsing (``with_structured_output(method="json_schema")``) with a raw
+    AttributeError or TypeError, read as the caller's error."""
+    if cast_to is ChatCompletionChunk:
+        if not isinstance(data, Mapping):
+            raise MalformedResponseError(
+                f"a stream event that is not a JSON object (a {type(data).__name__})"
+            )
+        return
+    if cast_to is not ChatCompletion:
+        return
+    if not isinstance(data, Mapping):
+        raise MalformedResponseError(f"a 200 response that is not a JSON object ({data!r:.40})")
+    if data.get("error"):
+        request = getattr(response, "request", None)
+        raise UpstreamErrorBody(data["error"], str(getattr(request, "url", "")) or None)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponseError("a 200 response without choices (no completion in it)")
+    if not all(isinstance(c, Mapping) and isinstance(c.get("message"), Mapping) for c in choices):
+        raise MalformedResponseError("a 200 response whose choices carry no message")
+
+
+class _GatewayClient(openai.OpenAI):
+    """The SDK client, with every completion and chunk checked (see :func:`_check_body`)."""
+
+    def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
+        _check_body(data, cast_to, response)
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
+
+
+class _AsyncGatewayClient(openai.AsyncOpenAI):
+    """The async twin of :class:`_GatewayClient`."""
+
+    def _process_response_data(self, *, data: object, cast_to: Any, response: Any) -> Any:
+        _check_body(data, cast_to, response)
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
+
+
 @dataclass(slots=True)
 class _Call:
     """One call, translated once: what routing (and re-routing after a wait) needs."""
@@ -1078,6 +1133,8 @@ class _Call:
     parent_run_id: str | None
     input_bound: int | None = None
     waited_s: float = 0.0
+    stream_key: str | None = None
+    """The run id a stream() run is known by before the hook sees its run manager."""
 
 
 class _Seen:
@@ -1279,6 +1336,29 @@ def _check_ended(head: Sequence[ChatGenerationChunk], wire: Flight) -> None:
     finished = any((chunk.generation_info or {}).get("finish_reason") for chunk in head)
     if not finished and wire.done is False:
         raise MalformedResponseError("a 200 stream that ended without a finish_reason or [DONE]")
+
+
+def _open(call: _Call, loop: AttemptLoop, attempt: Attempt, seen: _Seen) -> str | None:
+    """Register a stream that reached the caller of ``stream()``/``astream()``, so that a
+    handler told the caller stopped reading can record the attempt (see records.routed);
+    its key, None when the run is not known (the hook called outside a run)."""
+    key = call.stream_key
+    if key is not None:
+        stream_opened(key, lambda: loop.cancelled(attempt, seen.usage_record()))
+    return key
+
+
+def _ended(key: str | None) -> None:
+    """The stream ended or broke on its own (not stopped by the caller)."""
+    if key is not None:
+        stream_ended(key)
+
+
+def _stopped(key: str | None, loop: AttemptLoop, attempt: Attempt, seen: _Seen) -> RoutedCall:
+    """The call's record once the caller stopped reading: recorded once, whether a
+    handler (see records.routed) or the generator's close comes first."""
+    call = None if key is None else close_stream(key)
+    return loop.cancelled(attempt, seen.usage_record()) if call is None else call
 
 
 def _within(inner: Iterator[ChatGenerationChunk], wire: Flight) -> Iterator[ChatGenerationChunk]:

@@ -7,6 +7,7 @@ team can measure what it spends today before switching. Records go to the sinks.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import threading
@@ -25,7 +26,7 @@ from routedllm.core.errors import RoutedLLMError, UnknownModelError
 from routedllm.core.requests import select_tags
 from routedllm.core.tags import TAGS_KEY
 from routedllm.records.memory import MemorySink
-from routedllm.records.routed import RoutedCall, call_of
+from routedllm.records.routed import RoutedCall, call_of, close_stream
 from routedllm.records.schema import (
     DEFAULT_BASELINE,
     NO_TOKENS,
@@ -245,6 +246,8 @@ class CostLatencyHandler(BaseCallbackHandler):
         # A RoutedChatModel's errors carry the call's record (``.call`` on routedllm's own
         # errors, ``.routedllm_call`` on a caller error that keeps its openai type).
         routed = call_of(error)
+        if routed is None and isinstance(error, GeneratorExit | asyncio.CancelledError):
+            routed = close_stream(str(run_id))  # the caller stopped reading a routed stream
         if routed is not None:
             return [self._attributed(a, run, run_id) for a in routed.attempts]
         if isinstance(error, RoutedLLMError):  # refused by the router: no request, no record
