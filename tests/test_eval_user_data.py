@@ -350,8 +350,8 @@ def test_a_trained_router_through_the_python_api(tmp_path: Path, trained: Path) 
 @pytest.mark.parametrize(
     ("artifact", "message"),
     [
-        ("[]", "not a learned router (a JSON object written by routedllm train)"),
-        ('{"format": "routedllm-learned-router", "ver', "not JSON"),
+        ("[]", "not a learned router (a JSON list, not the object routedllm train writes)"),
+        ('{"format": "routedllm-learned-router", "ver', "not valid JSON"),
         ('{"format": "x"}', "not a learned router (format 'x'"),
     ],
 )
@@ -379,10 +379,10 @@ def test_a_broken_artifact_is_named(capsys, tmp_path: Path, trained: Path) -> No
         data["structure"]["weights"][model][0] = float("nan")
     nan = tmp_path / "nan.json"
     nan.write_text(json.dumps(data), "utf-8")  # NaN: json.loads reads it
-    for path in (short, nan):
+    for path, message in ((short, "malformed learned router ("), (nan, "NaN is not a JSON number")):
         code, _, err = run(capsys, str(held), "--policy", f"learned:{path}")
         assert code == 2
-        assert f"routedllm: error: {path}: malformed learned router (" in err
+        assert f"routedllm: error: {path}: {message}" in err
 
 
 def test_a_trained_router_needs_its_models_and_outcomes(

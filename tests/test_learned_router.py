@@ -7,10 +7,14 @@ The RouteLLM figures (tests at the end) need ../shared/external and skip without
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -263,6 +267,52 @@ def test_a_wrong_artifact_says_what_is_wrong(
         LearnedRouter.load(path)
 
 
+def test_a_broken_artifact_is_refused_when_loaded_not_at_the_first_call(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    """A router that loads always predicts: a wrong shape, a weight that is no finite
+    number, a binary file or a JSON list are named at load, never a zip() or
+    AttributeError inside a later decision."""
+    good = trained.to_json()
+    model = good["models"][0]
+
+    def broken(edit: Callable[[dict[str, Any]], None]) -> str:
+        data = json.loads(json.dumps(good))
+        edit(data)
+        return json.dumps(data)
+
+    cases = {
+        "[]": "a JSON list",
+        broken(lambda d: d["structure"].update(mean=[])): "mean has 0 values",
+        broken(lambda d: d["structure"]["weights"][model].append(1.0)): f"weights of {model}",
+        broken(lambda d: d["structure"]["weights"][model].__setitem__(0, "1")): "finite",
+        broken(lambda d: d["structure"]["weights"][model].__setitem__(0, float("nan"))): "NaN",
+        broken(lambda d: d["terms"][model].update(x=float("inf"))): "Infinity",
+        broken(lambda d: d["structure"]["scale"].__setitem__(1, 0.0)): "scale",
+        broken(lambda d: d.update(models=[])): "give distinct ids",
+        broken(lambda d: d.update(gap_points=True)): "finite",
+    }
+    path = tmp_path / "router.json"
+    for text, message in cases.items():
+        path.write_text(text, "utf-8")
+        with pytest.raises(InvalidRequestError, match=re.escape(message)) as err:
+            LearnedRouter.load(path)
+        assert str(path) in str(err.value)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(InvalidRequestError, match="not UTF-8 text"):
+        LearnedRouter.load(path)
+
+
+def test_a_tiny_structure_spread_survives_the_artifact(
+    trained: LearnedRouter, tmp_path: Path
+) -> None:
+    """A near-constant feature's spread is written with its digits, not rounded to 0."""
+    tiny = dataclasses.replace(trained, scale=(trained.scale[0], 3e-8, *trained.scale[2:]))
+    loaded = LearnedRouter.load(tiny.save(tmp_path / "tiny.json"))
+    assert loaded.scale[1] == pytest.approx(3e-8)
+    assert loaded.scale[2:] == tiny.scale[2:] or loaded.scale[2:] == pytest.approx(tiny.scale[2:])
+
+
 def test_the_operating_point_meets_its_target_on_the_rows_it_was_chosen_on() -> None:
     rng = np.random.default_rng(0)
     adv = rng.random(4000)
@@ -441,6 +491,36 @@ def test_train_says_which_penalty_it_chose_or_was_given(
     assert json.loads(Path(out).read_text())["meta"]["settings"]["l2"] == 0.3
     assert main(["train", str(ROWS), "-o", out, "--l2", "-1"]) != 0
     assert "l2" in capsys.readouterr().err
+
+
+def test_train_refuses_an_output_it_cannot_write_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    import routedllm.learning.train as training
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("trained before checking the output path")
+
+    monkeypatch.setattr(training, "train", never)
+    for bad in (tmp_path / "missing" / "r.json", tmp_path):
+        assert main(["train", str(ROWS), "-o", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert f"{bad}: cannot write the learned router" in err and "Traceback" not in err
+
+
+def test_train_needs_two_scored_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "one.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "prompt": f"question {i}", "outcomes": {
+                "a": {"score": float(i % 2)}}}) + "\n"
+            for i in range(8)
+        )
+    )  # fmt: skip
+    assert main(["train", str(rows), "-o", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "the rows score a; give outcomes of two models or more" in err
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_train_reads_graded_online_reports(

@@ -159,6 +159,34 @@ def test_plot_writes_a_png(capsys, ledger: Path, tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
 
+def test_a_plot_path_that_cannot_be_written_is_refused_before_reading(
+    capsys, ledger: Path, tmp_path: Path
+) -> None:
+    for bad in (tmp_path / "missing" / "x.png", tmp_path):
+        code, _, err = run(capsys, "report", str(ledger), "--plot", str(bad))
+        assert code == 2 and f"{bad}: cannot write a plot" in err and "Traceback" not in err
+
+
+def test_a_byte_order_mark_keeps_the_first_record(capsys, ledger: Path, tmp_path: Path) -> None:
+    """An editor's save puts a BOM before the first line: the record is still counted."""
+    marked = tmp_path / "bom.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + ledger.read_bytes())
+    plain, marked_out = (
+        json.loads(run(capsys, "report", str(p), "--json")[1]) for p in (ledger, marked)
+    )
+    assert marked_out["total"]["attempts"] == plain["total"]["attempts"]
+    assert marked_out["skipped_lines"] == plain["skipped_lines"] == 0
+
+
+def test_a_compressed_ledger_says_to_decompress_it(capsys, ledger: Path, tmp_path: Path) -> None:
+    import gzip
+
+    packed = tmp_path / "calls.jsonl.gz"
+    packed.write_bytes(gzip.compress(ledger.read_bytes()))
+    code, _, err = run(capsys, "report", str(packed))
+    assert code == 2 and "gzip-compressed file: decompress it first" in err
+
+
 def _line(catalog, **fields) -> str:
     record = build_record(
         catalog, "gpt-4o-mini", usage=Usage(1000, 500), ts=T0, latency_s=1.0, run_id="ok"

@@ -13,6 +13,9 @@ import io
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -105,6 +108,25 @@ def decode(data: bytes, origin: str, what: str) -> str:
             f"{origin}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} "
             f"at offset {exc.start})"
         ) from None
+
+
+def check_writable(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse an output path that cannot be written, naming it, before the work that fills
+    it: a folder, or a file in a folder that does not exist."""
+    target = Path(path)
+    if target.is_dir():
+        raise FileProblem(f"{shown(path)}: cannot write {what}: it is a folder")
+    if not target.parent.is_dir():
+        raise FileProblem(f"{shown(path)}: cannot write {what}: no folder {shown(target.parent)}")
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """An OS error while writing ``path`` as a :class:`FileProblem` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise FileProblem(f"{shown(path)}: cannot write {what}: {exc.strerror or exc}") from None
 
 
 # -- JSON -------------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from routedllm.core import files
 from routedllm.core.catalog import Catalog
 from routedllm.core.errors import InvalidRequestError
 from routedllm.text import table as _table
@@ -225,7 +225,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for out, what in ((args.save_rows, "rows"), (args.write_override, "a catalog override"),
                       (args.plot, "a plot")):  # fmt: skip
         if out:  # before a long evaluation, not after it
-            _can_write(out, what)
+            files.check_writable(out, what)
     track = _progress(enabled=not args.json and sys.stderr.isatty())
     # the learned router trains on the rows, learned:PATH predicts from their prompts
     prompts = args.learned or any(spec.startswith("learned:") for spec in args.policy or ())
@@ -254,7 +254,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rows = dataset.load_rows(None)
     if rows is not None:
         if args.save_rows:
-            with _writing(args.save_rows, "rows"):
+            with files.writing(args.save_rows, "rows"):
                 dataset.write_rows(rows, args.save_rows)
         data = dataset.EvalSet.from_rows(track(rows, len(rows), "rows"), group_by=args.group_by)
     settings = suite.Settings(
@@ -281,38 +281,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InvalidRequestError("--write-override needs outcome rows to calibrate on")
         from routedllm.evaluation.calibrate import write_override
 
-        with _writing(args.write_override, "a catalog override"):
+        with files.writing(args.write_override, "a catalog override"):
             write_override(report.calibration, catalog, args.write_override, str(source))
     if args.plot:
         from routedllm.evaluation.plot import plot
 
         name = Path(str(source)).name + (f" ({args.benchmark})" if args.benchmark else "")
-        with _writing(args.plot, "a plot"):
+        with files.writing(args.plot, "a plot"):
             plot(report, args.plot, title=f"{name}: cost against quality")
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=_jsonable))
     else:
         print(render(report, str(source)))
     return 0
-
-
-def _can_write(path: str, what: str) -> None:
-    """Refuse an output path that cannot be written, naming it: a folder, or a file in a
-    folder that does not exist."""
-    target = Path(path)
-    if target.is_dir():
-        raise InvalidRequestError(f"{path}: cannot write {what}: it is a folder")
-    if not target.parent.is_dir():
-        raise InvalidRequestError(f"{path}: cannot write {what}: no folder {target.parent}")
-
-
-@contextmanager
-def _writing(path: str, what: str) -> Iterator[None]:
-    """An OS error while writing ``path`` as an error naming it (no traceback)."""
-    try:
-        yield
-    except OSError as exc:
-        raise InvalidRequestError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
 
 
 def _add_learned(report: Any, rows: list[Any], data: Any, args: argparse.Namespace) -> None:

@@ -110,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.target is not None and not 0 < args.target <= 1:
         raise InvalidRequestError(f"--target must be in (0, 1], got {args.target}")
     settings = TrainSettings(l2=args.l2)
+    files.check_writable(args.output, "the learned router")  # before training, not after
     if args.benchmark:
         if not args.dataset:
             raise InvalidRequestError("--benchmark reads RouteLLM's tables: give their folder")
@@ -136,6 +137,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             "no outcomes to learn from: give rows with 'outcomes', --benchmark, --graded "
             "or --shadow"
         )
+    scored = [m for i, m in enumerate(data.models) if np.isfinite(data.scores[:, i]).any()]
+    if len(scored) < 2:
+        raise InvalidRequestError(
+            "a learned router chooses between models: the rows score "
+            f"{', '.join(scored) or 'no model'}; give outcomes of two models or more"
+        )
     order = _order(args, data, np)
     router = train(
         rows,
@@ -146,7 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         settings=settings,
         name=Path(args.output).stem,
     )
-    router.save(args.output)
+    with files.writing(args.output, "the learned router"):
+        router.save(args.output)
     meta = {**router.meta, "output": args.output, "models": list(router.models)}
     meta["terms"] = {m: len(w) for m, w in zip(router.models, router.term_weights, strict=True)}
     if args.json:

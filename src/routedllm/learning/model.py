@@ -31,6 +31,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from routedllm.core import files
 from routedllm.core.errors import InvalidRequestError
 from routedllm.core.requests import Request
 from routedllm.core.tags import message_features
@@ -137,7 +138,8 @@ class LearnedRouter:
             "structure": {
                 "names": list(STRUCTURE),
                 "mean": [round(v, 6) for v in self.mean],
-                "scale": [round(v, 6) for v in self.scale],
+                # six decimals, or six digits for a tiny spread (it divides: never 0)
+                "scale": [round(v, 6) if v >= 1e-3 else float(f"{v:.6g}") for v in self.scale],
                 "weights": {
                     m: [round(v, 6) for v in w]
                     for m, w in zip(self.models, self.structure_weights, strict=True)
@@ -156,7 +158,13 @@ class LearnedRouter:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], origin: str = "learned router") -> LearnedRouter:
-        """Read an artifact; a wrong format, version or shape raises naming ``origin``."""
+        """Read an artifact; a wrong format, version or shape raises naming ``origin``, as
+        does a weight that is not a finite number (a router that loads always predicts)."""
+        if not isinstance(data, Mapping):
+            raise InvalidRequestError(
+                f"{origin}: not a learned router (a JSON {type(data).__name__}, not the "
+                "object routedllm train writes)"
+            )
         if data.get("format") != FORMAT:
             raise InvalidRequestError(
                 f"{origin}: not a learned router (format {data.get('format')!r}, expected "
@@ -176,33 +184,46 @@ class LearnedRouter:
                     "routedllm's: train it again with this version"
                 )
             gap = data.get("gap_points")
-            return cls(
+            router = cls(
                 models=models,
                 term_weights=tuple(
-                    {parse_term(str(t)): float(v) for t, v in data["terms"][m].items()}
+                    {parse_term(str(t)): _finite(v) for t, v in data["terms"][m].items()}
                     for m in models
                 ),
-                structure_weights=tuple(tuple(float(v) for v in st["weights"][m]) for m in models),
-                mean=tuple(float(v) for v in st["mean"]),
-                scale=tuple(float(v) for v in st["scale"]),
-                gap_points=None if gap is None else float(gap),
+                structure_weights=tuple(
+                    _vector(st["weights"][m], f"weights of {m}") for m in models
+                ),
+                mean=_vector(st["mean"], "mean"),
+                scale=_vector(st["scale"], "scale"),
+                gap_points=None if gap is None else _finite(gap),
                 meta=dict(data.get("meta") or {}),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidRequestError(f"{origin}: malformed learned router ({exc!r})") from None
+        if (
+            not models
+            or len(set(models)) != len(models)
+            or not all(isinstance(m, str) and m for m in models)
+        ):
+            raise InvalidRequestError(
+                f"{origin}: malformed learned router (models {list(models)!r}: give distinct ids)"
+            )
+        if not all(v > 0 for v in router.scale):
+            raise InvalidRequestError(
+                f"{origin}: malformed learned router (a structure scale that is not positive)"
+            )
+        return router
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedRouter:
         """Read an artifact written by :meth:`save` (``routedllm train``)."""
+        origin = files.shown(path)
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InvalidRequestError(
-                f"{path}: cannot read learned router: {exc.strerror}"
-            ) from None
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"{path}: not JSON ({exc})") from None
-        return cls.from_json(data, str(path))
+            text = files.decode(files.read_bytes(path, "learned router", _MAX_BYTES), origin, "it")
+            data = files.parse_json(text, origin)  # NaN and Infinity refused
+        except files.FileProblem as exc:
+            raise InvalidRequestError(str(exc)) from None
+        return cls.from_json(data, origin)
 
 
 def load_learned(value: LearnedRouter | str | Path | None) -> LearnedRouter | None:
@@ -210,6 +231,25 @@ def load_learned(value: LearnedRouter | str | Path | None) -> LearnedRouter | No
     if value is None or isinstance(value, LearnedRouter):
         return value
     return LearnedRouter.load(value)
+
+
+_MAX_BYTES = 256 * 2**20
+"""The largest artifact read: 20,000 terms per model is ~0.5 MB a model."""
+
+
+def _finite(value: Any) -> float:
+    """A weight as a float; a bool, a string or a value that is not finite raises."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
+
+
+def _vector(values: Any, name: str) -> tuple[float, ...]:
+    """One value per structure feature (:data:`STRUCTURE`), each finite."""
+    out = tuple(_finite(v) for v in values)
+    if len(out) != len(STRUCTURE):
+        raise ValueError(f"{name} has {len(out)} values, expected {len(STRUCTURE)}")
+    return out
 
 
 def _sigmoid(x: float) -> float:

@@ -31,6 +31,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_core import from_json
 from typing_extensions import TypedDict
 
+from routedllm.core import files
 from routedllm.core.catalog import Catalog, ModelCard
 from routedllm.core.errors import RoutedLLMError
 from routedllm.records.ledger import (
@@ -143,6 +144,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.baseline:
         catalog = Catalog.from_file(args.catalog) if args.catalog else Catalog.from_env()
         base = baseline_card(catalog, args.baseline)
+    if args.plot:
+        files.check_writable(args.plot, "a plot")  # before reading the ledger
     tally = read_report(args.ledger, baseline=base, keep_points=bool(args.plot))
     data = tally.result()
     data["ledger"] = str(args.ledger)
@@ -151,7 +154,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(render(data))
     if args.plot:
-        plot(tally.points, args.plot)
+        with files.writing(args.plot, "a plot"):
+            plot(tally.points, args.plot)
     return 0
 
 
@@ -191,6 +195,8 @@ def read_report(
     try:
         with _gc_paused():
             for first, block in iter_blocks(path, newlines=True):
+                if first == 1 and block and block[0] is not None:
+                    block[0] = _first_line(block[0], shown)
                 for start in range(0, len(block), _BATCH):
                     lines = block[start : start + _BATCH]
                     rows = _parse_batch(lines)
@@ -212,6 +218,14 @@ def read_report(
             f"{shown}: no line is a CallRecord ({skipped} skipped): not a routedllm ledger"
         )
     return tally
+
+
+def _first_line(line: bytes, shown: str) -> bytes:
+    """A ledger's first line without a UTF-8 byte-order mark (an editor's save adds one);
+    a compressed ledger is refused with what to do, not read as lines of garbage."""
+    if line.startswith(b"\x1f\x8b"):
+        raise LedgerError(f"{shown}: a gzip-compressed file: decompress it first (gunzip)")
+    return line[3:] if line.startswith(b"\xef\xbb\xbf") else line
 
 
 @contextmanager
