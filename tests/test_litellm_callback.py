@@ -516,3 +516,30 @@ async def test_a_stream_breaking_after_a_logged_failure_is_recorded_by_the_failu
     await h.async_post_call_response_headers_hook(only_one, None, None)
     await h.async_post_call_failure_hook(only_one, ConnectionError("reset"), None)
     assert len(sink.records) == 1
+
+
+async def test_a_refusal_on_a_litellm_metadata_endpoint_is_recorded_once(
+    handler: LiteLLMHandler, sink: Collect
+) -> None:
+    # The Responses API and /v1/messages carry the proxy's fields in litellm_metadata, and
+    # LiteLLM logs the refusal as a failure of the group's static deployment
+    data = {
+        "model": "routed/auto",
+        "input": "hello",
+        "litellm_call_id": "call-9",
+        "litellm_trace_id": "t-9",
+        "litellm_metadata": {"tags": []},
+    }
+    answer = await handler.async_pre_call_hook(None, None, data, "aresponses")
+    assert "send the Responses API requests to a concrete model name" in answer
+    kwargs = {
+        "litellm_call_id": "call-9",
+        "litellm_params": {"metadata": {}},
+        "standard_logging_object": {"model": "kimi-k2.5", "model_id": "abc", "trace_id": "t-9"},
+        "exception": Exception("400: {'error': 'routedllm: routed/auto routes chat ...'}"),
+    }
+    await handler.async_log_failure_event(kwargs, None, None, None)
+    handler.log_failure_event(kwargs, None, None, None)
+    [record] = sink.records
+    assert (record.model, record.route, record.run_id) == ("routed/auto", "routed/auto", "t-9")
+    assert record.outcome == "InvalidRequestError"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -511,7 +512,23 @@ def test_non_chat_endpoints_on_a_routed_group_get_a_clear_400(proxy: Proxy) -> N
         client.embeddings.create(model="routed/auto", input="hello")
     with pytest.raises(openai.BadRequestError, match="routes chat completions only"):
         client.completions.create(model="routed/auto", prompt="hello")
+    # the Responses API and /v1/messages keep their fields in litellm_metadata: still one
+    # record under the routed group, none under the group's static deployment
+    trace = str(uuid.uuid4())
+    with pytest.raises(openai.BadRequestError, match="send the Responses API requests to a"):
+        client.responses.create(
+            model="routed/auto", input="hello", extra_body={"litellm_trace_id": trace}
+        )
+    messages = {"model": "routed/auto", "max_tokens": 8, "litellm_trace_id": trace}
+    messages["messages"] = [{"role": "user", "content": "hello"}]
+    auth = {"Authorization": f"Bearer {proxy.key}"}
+    raw = httpx.post(f"{proxy.url}/v1/messages", json=messages, headers=auth, timeout=30)
+    assert raw.status_code == 400 and "send /v1/messages requests to a" in raw.text
     assert proxy.upstream.requests[before:] == []
+    records = proxy.records(trace, 2)
+    assert [(r.model, r.route, r.outcome) for r in records] == [
+        ("routed/auto", "routed/auto", "InvalidRequestError")
+    ] * 2
 
 
 def test_a_clients_own_fallbacks_come_first(proxy: Proxy) -> None:

@@ -95,6 +95,10 @@ class _RecentSet:
                 self._items.popitem(last=False)
             return new
 
+    def __contains__(self, item: object) -> bool:
+        with self._lock:
+            return item in self._items
+
 
 class _AttemptCounter:
     """Attempts seen per call (by trace id), for the last ``size`` calls; thread-safe.
@@ -185,6 +189,7 @@ class LiteLLMHandler(CustomLogger):
         self._warned = _RecentSet(_WARNED_TAGS)
         self._attempts = _AttemptCounter(_RECENT_ATTEMPTS)
         self._unlogged_streams = _Pending(_RECENT_ATTEMPTS)  # call id -> (model, started)
+        self._rejected = _RecentSet(_RECENT_ATTEMPTS)  # call ids routedllm refused
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The proxy runs a proxy hook only when the instance's own class defines it.
@@ -382,12 +387,20 @@ class LiteLLMHandler(CustomLogger):
         deliver(self.sinks, [self._numbered(record)])
 
     def _refused(self, data: Mapping[str, Any], group: str, outcome: str, reason: str) -> None:
-        """Record a request refused before any model answered: once, under its routed group."""
-        metadata = data.get("metadata")
+        """Record a request refused before any model answered: once, under its routed group.
+
+        The call is remembered, so that LiteLLM's own failure event for it (which some
+        endpoints, such as the Responses API, log under the group's deployment) is not
+        recorded a second time.
+        """
+        metadata = _metadata_bucket(data)
         if isinstance(metadata, dict):  # LiteLLM logs the rejection too: say what rejected it
             routed = metadata.setdefault(META_KEY, {})
             if isinstance(routed, dict):
                 routed.update(group=group, rejected=outcome)
+        call = _str(data.get("litellm_call_id"))
+        if call is not None:
+            self._rejected.add(call)
         meta = _mapping(metadata)
         record = build_record(
             self.catalog,
@@ -399,7 +412,7 @@ class LiteLLMHandler(CustomLogger):
             run_id=_trace(data),
             outcome=outcome,
             error=self._error_text(reason, data),
-            **_routing(meta, meta.get("tags"), None),
+            **{**_routing(meta, meta.get("tags"), None), "route": group},
         )
         deliver(self.sinks, [record])
 
@@ -491,12 +504,13 @@ class LiteLLMHandler(CustomLogger):
         slo = _mapping(kwargs.get("standard_logging_object"))
         error = kwargs.get("exception")
         proxy_error = type(error).__name__ == "ProxyException"
-        if _routed(kwargs).get("rejected") or _is_cooldown(error):
+        call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
+        rejected = _routed(kwargs).get("rejected") or (call is not None and call in self._rejected)
+        if rejected or _is_cooldown(error):
             return  # recorded once, under the routed group, when it was refused
         if not slo.get("model_id") or proxy_error:
             return
         record = self.record(kwargs, response_obj, start_time, end_time, ok=False)
-        call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
         if self._recorded.add((call, record.run_id, record.attempt)):
             deliver(self.sinks, [self._numbered(record)])
 
@@ -743,6 +757,18 @@ def _truncated(error: str | None) -> bool:
     """True for LiteLLM's error for a stream that closed without a finish reason: cut short,
     recorded as ``truncated`` (as the LangChain path records it), not as any other error."""
     return error is not None and _NO_FINISH in error
+
+
+def _metadata_bucket(data: Mapping[str, Any]) -> Any:
+    """The metadata dict LiteLLM keeps a proxy request's own fields in: ``litellm_metadata``
+    on the newer endpoints (the Responses API, ``/v1/messages``), else ``metadata``."""
+    bucket = data.get("litellm_metadata")
+    if isinstance(bucket, dict):
+        return bucket
+    metadata = data.get("metadata")
+    if metadata is None and isinstance(data, dict):
+        metadata = data["metadata"] = {}
+    return metadata
 
 
 def _routed(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
