@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,6 +200,7 @@ def test_sync_completion_records_each_attempt_once(
     ]
     assert [r.input_tokens for r in records] == [0, 0, 25] and records[0].cost_usd == 0.0
     assert len({r.run_id for r in records}) == 1
+    assert [r.attempt for r in records] == [1, 2, 3]
 
 
 async def test_stream_has_time_to_first_token(
@@ -273,7 +275,8 @@ async def test_a_rejection_is_recorded_once_with_its_reason(
     [record] = sink.records
     assert record.outcome == "InvalidRequestError" and record.model == "routed/haiku"
     assert record.route == "routed/haiku" and record.run_id == "t-1"
-    assert record.cost_usd is None and record.input_tokens == 0
+    # no request was sent: a known $0, not an unpriced call
+    assert record.cost_usd == 0.0 and record.input_tokens == 0
     assert "unknown routed model group 'routed/haiku'" in record.error
 
 
@@ -470,6 +473,7 @@ async def test_a_failed_request_releases_its_hold_and_a_cooled_chain_is_recorded
     assert budgets.budget("global").status().reserved_usd == 0
     [record] = sink.records
     assert (record.model, record.outcome, record.run_id) == ("routed/code", "cooldown", "t-9")
+    assert record.cost_usd == 0.0  # no model was called
     # the skips themselves are no attempt of any model
     await h.async_post_call_failure_deployment_hook({"model": "gpt-4o"}, error, "acompletion")
     assert len(sink.records) == 1
@@ -516,3 +520,73 @@ async def test_a_stream_breaking_after_a_logged_failure_is_recorded_by_the_failu
     await h.async_post_call_response_headers_hook(only_one, None, None)
     await h.async_post_call_failure_hook(only_one, ConnectionError("reset"), None)
     assert len(sink.records) == 1
+
+
+async def test_a_refusal_on_a_litellm_metadata_endpoint_is_recorded_once(
+    handler: LiteLLMHandler, sink: Collect
+) -> None:
+    # The Responses API and /v1/messages carry the proxy's fields in litellm_metadata, and
+    # LiteLLM logs the refusal as a failure of the group's static deployment
+    data = {
+        "model": "routed/auto",
+        "input": "hello",
+        "litellm_call_id": "call-9",
+        "litellm_trace_id": "t-9",
+        "litellm_metadata": {"tags": []},
+    }
+    answer = await handler.async_pre_call_hook(None, None, data, "aresponses")
+    assert "send the Responses API requests to a concrete model name" in answer
+    kwargs = {
+        "litellm_call_id": "call-9",
+        "litellm_params": {"metadata": {}},
+        "standard_logging_object": {"model": "kimi-k2.5", "model_id": "abc", "trace_id": "t-9"},
+        "exception": Exception("400: {'error': 'routedllm: routed/auto routes chat ...'}"),
+    }
+    await handler.async_log_failure_event(kwargs, None, None, None)
+    handler.log_failure_event(kwargs, None, None, None)
+    [record] = sink.records
+    assert (record.model, record.route, record.run_id) == ("routed/auto", "routed/auto", "t-9")
+    assert record.outcome == "InvalidRequestError"
+
+
+async def test_attempts_are_counted_per_request_within_a_trace(
+    handler: LiteLLMHandler, sink: Collect
+) -> None:
+    # a conversation's requests may share one litellm_trace_id: each request's own
+    # attempts count from 1, and its retries and fallbacks (one call id) go on from there
+    def event(call: str) -> dict[str, Any]:
+        return {
+            "litellm_call_id": call,
+            "litellm_params": {"metadata": {}},
+            "standard_logging_object": {
+                "model": "gpt-4o",
+                "model_id": "abc",
+                "trace_id": "conversation-1",
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+            },
+        }
+
+    for call in ("call-a", "call-a", "call-b"):
+        await handler.async_log_success_event(event(call), None, None, None)
+    assert [r.attempt for r in sink.records] == [1, 2, 1]
+    assert {r.run_id for r in sink.records} == {"conversation-1"}
+
+
+async def test_two_router_calls_in_one_trace_each_count_from_one(
+    handler: LiteLLMHandler, sink: Collect, upstream: Upstream, catalog: Catalog
+) -> None:
+    rr = router(catalog, upstream)
+    chain = failing_chain(rr, upstream, "routed/summarization", SUMMARY)
+    for _ in range(2):
+        await rr.acompletion("routed/summarization", SUMMARY, litellm_trace_id="conv-2")
+    records = await await_records(sink, 5)
+    by_time = sorted(records, key=lambda r: r.ts)
+    assert [(r.model, r.attempt) for r in by_time] == [
+        (chain[0], 1),
+        (chain[1], 2),
+        (chain[2], 3),
+        (chain[0], 1),  # the second call: its 429 was scripted once, so chain[1] answers
+        (chain[1], 2),
+    ]
+    assert {r.run_id for r in records} == {"conv-2"}

@@ -133,6 +133,7 @@ def test_the_ledger_of_a_faulty_run_is_true(proxy: Proxy) -> None:
         [refused] = _ledger(proxy, trace, 1)
         assert refused.model == "routed/chinese" and refused.outcome == "cooldown"
         assert refused.route == "routed/chinese" and refused.input_tokens == 0
+        assert refused.cost_usd == 0.0  # nothing was sent: not an unpriced call in reports
         assert "cooldown" in (refused.error or "")
 
     # 5. the ledger holds nothing else: no phantom record under any model

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -432,7 +433,7 @@ def test_unroutable_request_is_rejected_with_the_reason(proxy: Proxy) -> None:
     assert proxy.chat_requests()[before:] == []
     [record] = proxy.records(trace, 1)  # no model was called: one record says why
     assert record.model == "routed/poetry" and record.outcome == "InvalidRequestError"
-    assert record.cost_usd is None and "unknown routed model group" in record.error
+    assert record.cost_usd == 0.0 and "unknown routed model group" in record.error
 
 
 def test_master_key_is_required(proxy: Proxy) -> None:
@@ -485,7 +486,7 @@ def test_tagged_over_long_prompt_is_refused_naming_the_window(proxy: Proxy) -> N
     [record] = proxy.records(trace, 1)  # recorded once, under the group asked for
     assert record.model == "routed/auto" and record.route == "routed/auto"
     assert record.outcome == "NoEligibleModelError" and "no eligible model" in record.error
-    assert record.input_tokens == 0 and record.cost_usd is None
+    assert record.input_tokens == 0 and record.cost_usd == 0.0
 
 
 def test_routed_group_and_unknown_tags_in_the_headers(proxy: Proxy) -> None:
@@ -511,7 +512,23 @@ def test_non_chat_endpoints_on_a_routed_group_get_a_clear_400(proxy: Proxy) -> N
         client.embeddings.create(model="routed/auto", input="hello")
     with pytest.raises(openai.BadRequestError, match="routes chat completions only"):
         client.completions.create(model="routed/auto", prompt="hello")
+    # the Responses API and /v1/messages keep their fields in litellm_metadata: still one
+    # record under the routed group, none under the group's static deployment
+    trace = str(uuid.uuid4())
+    with pytest.raises(openai.BadRequestError, match="send the Responses API requests to a"):
+        client.responses.create(
+            model="routed/auto", input="hello", extra_body={"litellm_trace_id": trace}
+        )
+    messages = {"model": "routed/auto", "max_tokens": 8, "litellm_trace_id": trace}
+    messages["messages"] = [{"role": "user", "content": "hello"}]
+    auth = {"Authorization": f"Bearer {proxy.key}"}
+    raw = httpx.post(f"{proxy.url}/v1/messages", json=messages, headers=auth, timeout=30)
+    assert raw.status_code == 400 and "send /v1/messages requests to a" in raw.text
     assert proxy.upstream.requests[before:] == []
+    records = proxy.records(trace, 2)
+    assert [(r.model, r.route, r.outcome) for r in records] == [
+        ("routed/auto", "routed/auto", "InvalidRequestError")
+    ] * 2
 
 
 def test_a_clients_own_fallbacks_come_first(proxy: Proxy) -> None:
@@ -572,3 +589,16 @@ def test_a_strict_json_schema_routes_and_is_passed_on(proxy: Proxy) -> None:
         records = _check_call(proxy, trace, body, streamed=stream, before=before)
         assert all(r.body["response_format"] == SCHEMA for r in proxy.chat_requests()[before:])
         assert CATALOG.get(records[-1].model).capabilities.json_schema is True
+
+
+def test_requests_sharing_a_trace_id_each_number_their_attempts_from_one(proxy: Proxy) -> None:
+    # a client may send one litellm_trace_id for a conversation's requests
+    trace = str(uuid.uuid4())
+    _, image_chain = _expected_chain(_ask(proxy, IMAGE, trace=trace)[2])
+    _, code_chain = _expected_chain(_ask(proxy, CODE, trace=trace)[2])
+    assert len(image_chain) > 1  # the image's first choice fails: retried, then a fallback
+    records = sorted(proxy.records(trace, len(image_chain) + len(code_chain)), key=lambda r: r.ts)
+    assert [(r.model, r.attempt) for r in records] == [
+        *((m, i) for i, m in enumerate(image_chain, 1)),
+        *((m, i) for i, m in enumerate(code_chain, 1)),
+    ]

@@ -183,7 +183,7 @@ def test_an_in_memory_budget_refuses_once_spent_with_a_record(proxy: Proxy) -> N
     assert f"budget tag:{TEAM}: run spend cap ${CAP_USD:.6f} reached" in message
     [record] = proxy.records(trace, 1)
     assert record.outcome == "BudgetExceeded" and record.model == "routed/auto"
-    assert record.cost_usd is None and f"tag:{TEAM}" in (record.error or "")
+    assert record.cost_usd == 0.0 and f"tag:{TEAM}" in (record.error or "")
     spent = 0.0
     for done, header in answered:
         [ok] = proxy.records(done, 1)

@@ -95,23 +95,33 @@ class _RecentSet:
                 self._items.popitem(last=False)
             return new
 
+    def __contains__(self, item: object) -> bool:
+        with self._lock:
+            return item in self._items
+
 
 class _AttemptCounter:
     """Attempts seen per call (by trace id), for the last ``size`` calls; thread-safe.
 
     LiteLLM's own counters do not say how many retries an earlier model of the fallback
     walk used (a timeout is not retried, a 429 is), so attempts are counted as recorded.
+    A trace may hold many requests (a client's ``litellm_trace_id`` for a conversation):
+    the count starts again at a request's first attempt, one whose LiteLLM call id is
+    new to the trace while LiteLLM's walk counters say it is no retry or fallback.
     """
 
     def __init__(self, size: int) -> None:
-        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._counts: OrderedDict[str, tuple[int, str | None]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def next(self, call: str) -> int:
+    def next(self, trace: str, call: str | None = None, first: bool = False) -> int:
         with self._lock:
-            count = self._counts[call] = self._counts.get(call, 0) + 1
-            self._counts.move_to_end(call)
+            count, last = self._counts.get(trace, (0, None))
+            restart = first and call is not None and last is not None and call != last
+            count = 1 if restart else count + 1
+            self._counts[trace] = (count, call if call is not None else last)
+            self._counts.move_to_end(trace)
             if len(self._counts) > self._size:
                 self._counts.popitem(last=False)
             return count
@@ -185,6 +195,7 @@ class LiteLLMHandler(CustomLogger):
         self._warned = _RecentSet(_WARNED_TAGS)
         self._attempts = _AttemptCounter(_RECENT_ATTEMPTS)
         self._unlogged_streams = _Pending(_RECENT_ATTEMPTS)  # call id -> (model, started)
+        self._rejected = _RecentSet(_RECENT_ATTEMPTS)  # call ids routedllm refused
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The proxy runs a proxy hook only when the instance's own class defines it.
@@ -379,15 +390,23 @@ class LiteLLMHandler(CustomLogger):
             error=self._error_text(text or error, data),
             **_routing(meta, meta.get("tags"), None),
         )
-        deliver(self.sinks, [self._numbered(record)])
+        deliver(self.sinks, [self._numbered(record, data)])
 
     def _refused(self, data: Mapping[str, Any], group: str, outcome: str, reason: str) -> None:
-        """Record a request refused before any model answered: once, under its routed group."""
-        metadata = data.get("metadata")
+        """Record a request refused before any model answered: once, under its routed group.
+
+        The call is remembered, so that LiteLLM's own failure event for it (which some
+        endpoints, such as the Responses API, log under the group's deployment) is not
+        recorded a second time.
+        """
+        metadata = _metadata_bucket(data)
         if isinstance(metadata, dict):  # LiteLLM logs the rejection too: say what rejected it
             routed = metadata.setdefault(META_KEY, {})
             if isinstance(routed, dict):
                 routed.update(group=group, rejected=outcome)
+        call = _str(data.get("litellm_call_id"))
+        if call is not None:
+            self._rejected.add(call)
         meta = _mapping(metadata)
         record = build_record(
             self.catalog,
@@ -399,9 +418,9 @@ class LiteLLMHandler(CustomLogger):
             run_id=_trace(data),
             outcome=outcome,
             error=self._error_text(reason, data),
-            **_routing(meta, meta.get("tags"), None),
+            **{**_routing(meta, meta.get("tags"), None), "route": group},
         )
-        deliver(self.sinks, [record])
+        deliver(self.sinks, [_sent_nothing(record)])
 
     def _warn_ignored(self, names: Iterable[str]) -> None:
         """Log each tag name that is not a task tag once (a typo routes as if untagged)."""
@@ -474,7 +493,7 @@ class LiteLLMHandler(CustomLogger):
         self, kwargs: Mapping[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> CallRecord:
         """Record a success event (the sync and async methods' shared part); the record."""
-        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time))
+        record = self._numbered(self.record(kwargs, response_obj, start_time, end_time), kwargs)
         deliver(self.sinks, [record])
         return record
 
@@ -491,14 +510,15 @@ class LiteLLMHandler(CustomLogger):
         slo = _mapping(kwargs.get("standard_logging_object"))
         error = kwargs.get("exception")
         proxy_error = type(error).__name__ == "ProxyException"
-        if _routed(kwargs).get("rejected") or _is_cooldown(error):
+        call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
+        rejected = _routed(kwargs).get("rejected") or (call is not None and call in self._rejected)
+        if rejected or _is_cooldown(error):
             return  # recorded once, under the routed group, when it was refused
         if not slo.get("model_id") or proxy_error:
             return
         record = self.record(kwargs, response_obj, start_time, end_time, ok=False)
-        call = _str(kwargs.get("litellm_call_id")) or _str(slo.get("litellm_call_id"))
         if self._recorded.add((call, record.run_id, record.attempt)):
-            deliver(self.sinks, [self._numbered(record)])
+            deliver(self.sinks, [self._numbered(record, kwargs)])
 
     async def async_post_call_failure_deployment_hook(
         self,
@@ -520,13 +540,22 @@ class LiteLLMHandler(CustomLogger):
         self._recorded.add(
             (_str(request_data.get("litellm_call_id")), record.run_id, record.attempt)
         )
-        deliver(self.sinks, [self._numbered(record)])
+        deliver(self.sinks, [self._numbered(record, request_data)])
 
-    def _numbered(self, record: CallRecord) -> CallRecord:
-        """``record`` with its attempt number in its call: 1 for the first request sent."""
+    def _numbered(self, record: CallRecord, call: Mapping[str, Any]) -> CallRecord:
+        """``record`` with its attempt number in its call: 1 for the first request sent.
+
+        Each request of a trace counts from 1: a client may send one ``litellm_trace_id``
+        for many requests (a conversation). ``record.attempt`` is LiteLLM's walk counters'
+        figure (1: neither a retry nor a fallback), ``call`` the event's arguments.
+        """
         if record.run_id is None:
             return record
-        return record.model_copy(update={"attempt": self._attempts.next(record.run_id)})
+        call_id = _str(call.get("litellm_call_id")) or _str(
+            _mapping(call.get("standard_logging_object")).get("litellm_call_id")
+        )
+        attempt = self._attempts.next(record.run_id, call_id, first=record.attempt == 1)
+        return record.model_copy(update={"attempt": attempt})
 
     def record(
         self,
@@ -580,7 +609,7 @@ class LiteLLMHandler(CustomLogger):
             fields["outcome"] = (
                 _str(routed.get("rejected"))
                 or (TRUNCATED if _truncated(text) else None)
-                or _str(info.get("error_class"))
+                or _error_class(_str(info.get("error_class")))
                 or (type(error).__name__ if error is not None else "error")
             )
             fields["error"] = self._error_text(text or error, kwargs)
@@ -739,10 +768,43 @@ def _is_cooldown(error: Any) -> bool:
     )
 
 
+def _error_class(name: str | None) -> str | None:
+    """LiteLLM's error class for a failure event, in the names the deployment hook records:
+    a stream that stalled after its first chunk says ``APITimeoutError`` (the OpenAI SDK's
+    class), LiteLLM's own exception, as every other timed-out attempt, is ``Timeout``."""
+    return "Timeout" if name == "APITimeoutError" else name
+
+
 def _truncated(error: str | None) -> bool:
     """True for LiteLLM's error for a stream that closed without a finish reason: cut short,
     recorded as ``truncated`` (as the LangChain path records it), not as any other error."""
     return error is not None and _NO_FINISH in error
+
+
+def _sent_nothing(record: CallRecord) -> CallRecord:
+    """``record`` at a known $0: no request left the proxy, so nothing can be billed (a
+    routed group has no price, and would otherwise read as an unpriced call in reports)."""
+    base = record.baseline_cost_usd
+    return record.model_copy(
+        update={
+            "input_cost_usd": 0.0,
+            "output_cost_usd": 0.0,
+            "cost_usd": 0.0,
+            "savings_usd": None if base is None else base,
+        }
+    )
+
+
+def _metadata_bucket(data: Mapping[str, Any]) -> Any:
+    """The metadata dict LiteLLM keeps a proxy request's own fields in: ``litellm_metadata``
+    on the newer endpoints (the Responses API, ``/v1/messages``), else ``metadata``."""
+    bucket = data.get("litellm_metadata")
+    if isinstance(bucket, dict):
+        return bucket
+    metadata = data.get("metadata")
+    if metadata is None and isinstance(data, dict):
+        metadata = data["metadata"] = {}
+    return metadata
 
 
 def _routed(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
