@@ -27,6 +27,7 @@ from routedllm.testing.faults import (
     empty_deltas_forever,
     error_body,
     keepalive_forever,
+    no_choices,
     no_finish,
     trickle,
 )
@@ -59,9 +60,10 @@ REFUSED = CannedResponse(
     (("content-type", "application/json"),),
 )
 SPECS = {
-    # the code chain starts deepseek-v4-flash, gpt-4o: each stall falls back to gpt-4o
+    # the code chain starts deepseek-v4-flash, gpt-4o: each stall falls back to gpt-4o (the
+    # tests below use up the script in order)
     "deepseek-v4-flash": ModelSpec(
-        script=[*(f for f, _ in STALLS), empty_deltas_forever(0.2), no_finish()],
+        script=[*(f for f, _ in STALLS), empty_deltas_forever(0.2), no_finish(), no_choices()],
         reply="def add(a, b):\n    return a + b\n",
         chunk_delay_s=0.01,
     ),
@@ -182,6 +184,18 @@ def test_a_stream_without_a_finish_reason_is_recorded_as_truncated(proxy: Proxy)
     assert not record.ok and record.input_tokens is None  # it may have been billed: unknown
 
 
+def test_a_200_without_choices_falls_back(proxy: Proxy) -> None:
+    trace, before = str(uuid.uuid4()), len(proxy.chat_requests())
+    response = _post(proxy, "routed/code", stream=False, trace=trace)
+    assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"]
+    assert "Done." in response.text  # the fallback's answer, not the empty one
+    assert [r.model for r in proxy.chat_requests()[before:]] == ["deepseek-v4-flash", "gpt-4o"]
+    empty, answer = proxy.records(trace, 2)
+    assert empty.model == "deepseek-v4-flash" and not empty.ok
+    assert "without choices" in (empty.error or "")
+    assert answer.ok and answer.model == "gpt-4o" and answer.attempt == 2
+
+
 @pytest.mark.parametrize(
     ("model", "stream"),
     [("claude-3.5-sonnet", False), ("gpt-4o-mini", True), ("qwen3-32b", True)],
@@ -243,11 +257,18 @@ CONTENT = b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n'
 EMPTY = b'data: {"choices":[{"delta":{"content":""}}]}\n\n'
 
 
-async def _read(upstream: _Upstream, *, stream: bool) -> bytes:
+async def _send(
+    upstream: httpx.AsyncBaseTransport, *, stream: bool, path: str = "/v1/chat"
+) -> httpx.Response:
     transport = DeadlineTransport(upstream, timeout_s=0.4, stream_s=0.2)
     async with httpx.AsyncClient(transport=transport) as client:
-        response = await client.post("http://upstream.test/v1/chat", json={"stream": stream})
-        return await response.aread()
+        response = await client.post(f"http://upstream.test{path}", json={"stream": stream})
+        await response.aread()
+        return response
+
+
+async def _read(upstream: _Upstream, *, stream: bool) -> bytes:
+    return (await _send(upstream, stream=stream)).content
 
 
 @pytest.mark.parametrize(
@@ -257,15 +278,17 @@ async def _read(upstream: _Upstream, *, stream: bool) -> bytes:
         (_Upstream([EMPTY] * 100), True),  # empty deltas only
         (_Upstream([b"{"] * 100), False),  # a plain body trickled
         (_Upstream([b"{}"], head_s=5.0), False),  # no head at all
+        (_Upstream([b"{"] * 100), False),  # trickled, and read whole to be checked: below
     ],
-    ids=["keepalive", "empty-deltas", "trickle", "no-head"],
+    ids=["keepalive", "empty-deltas", "trickle", "no-head", "trickle-checked"],
 )
 async def test_the_deadline_transport_ends_a_stalled_attempt(
-    upstream: _Upstream, stream: bool
+    upstream: _Upstream, stream: bool, request: pytest.FixtureRequest
 ) -> None:
+    path = CHAT if request.node.callspec.id == "trickle-checked" else "/v1/chat"
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout, match="routedllm: the upstream did not send"):
-        await _read(upstream, stream=stream)
+        await _send(upstream, stream=stream, path=path)
     assert time.monotonic() - started < 1.5
 
 
@@ -274,6 +297,69 @@ async def test_a_started_stream_and_a_prompt_answer_run_to_their_end() -> None:
     body = await _read(_Upstream([CONTENT, *[KEEPALIVE] * 8]), stream=True)
     assert body.startswith(CONTENT) and body.count(KEEPALIVE) == 8
     assert await _read(_Upstream([b"{}"]), stream=False) == b"{}"
+
+
+CHAT = "/v1/chat/completions"
+ANSWER = {"id": "c-1", "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}}]}
+
+
+class _Answers(httpx.AsyncBaseTransport):
+    """Answers 200 with ``body`` (JSON unless bytes), gzip-encoded when ``gzip``."""
+
+    def __init__(self, body: Any, gzip: bool = False) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.headers = [("content-type", "application/json")]
+        if gzip:
+            import gzip as gzip_module
+
+            raw = gzip_module.compress(raw)
+            self.headers.append(("content-encoding", "gzip"))
+        self.raw = raw
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers=self.headers, stream=_Paced([self.raw], 0.0), request=request
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"id": "c-1", "choices": []}, 502, "without choices"),
+        ({"id": "c-1"}, 502, "without choices"),
+        ({"id": "c-1", "choices": None}, 502, "without choices"),
+        ({"id": "c-1", "choices": [{"index": 0}]}, 502, "carry no message"),
+        (b'{"id": "c-1", "choices": [{', 502, "not a JSON object"),
+        (
+            {"error": {"message": "overloaded", "type": "server_error", "code": None}},
+            502,
+            "overloaded",
+        ),
+        ({"error": {"message": "bad key", "code": "401"}}, 401, "bad key"),
+        ({**ANSWER, "error": {"message": "late failure"}}, 502, "late failure"),
+    ],
+    ids=["empty", "missing", "null", "no-message", "not-json", "error", "error-401", "both"],
+)
+async def test_a_plain_200_without_a_completion_is_an_upstream_error(
+    body: Any, status: int, says: str
+) -> None:
+    response = await _send(_Answers(body), stream=False, path=CHAT)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert (
+        error["message"].startswith("routedllm: the upstream answered") and says in error["message"]
+    )
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["identity", "gzip"])
+async def test_a_usable_completion_and_other_responses_pass_unchanged(gzip: bool) -> None:
+    response = await _send(_Answers(ANSWER, gzip=gzip), stream=False, path=CHAT)
+    assert response.status_code == 200 and response.json() == ANSWER
+    # a stream, or another endpoint, is not read here: passed on as it came
+    empty = b'{"choices": []}'
+    for stream, path in ((True, CHAT), (False, "/v1/embeddings")):
+        passed = await _send(_Answers(empty), stream=stream, path=path)
+        assert passed.status_code == 200 and passed.content == empty
 
 
 def test_truncated_streams_scrubbed_errors_and_the_model_group_in_the_handler(

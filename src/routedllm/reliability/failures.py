@@ -16,6 +16,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import openai
@@ -44,6 +45,20 @@ class UpstreamErrorBody(openai.APIError):
         message = body.get("message") or "a 200 response whose body is an error object"
         request = _http_module().Request("POST", url or "http://upstream/chat/completions")
         super().__init__(str(message), request, body=body)
+
+
+def completion_problem(data: object) -> str | None:
+    """Why a 200 chat-completion body is no usable completion, or None when it is one: not
+    a JSON object, no choices, or a choice without a message. An error object in the body
+    is not judged here (see :class:`UpstreamErrorBody`); check it first."""
+    if not isinstance(data, Mapping):
+        return f"a 200 response that is not a JSON object ({data!r:.40})"
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return "a 200 response without choices (no completion in it)"
+    if not all(isinstance(c, Mapping) and isinstance(c.get("message"), Mapping) for c in choices):
+        return "a 200 response whose choices carry no message"
+    return None
 
 
 def _http_module() -> Any:

@@ -78,7 +78,11 @@ from routedllm.reliability.attempts import Attempt, AttemptLoop, CapabilityMemor
 from routedllm.reliability.breaker import CircuitBreaker
 from routedllm.reliability.budget import Budget
 from routedllm.reliability.deadlines import Flight, enter, flight, install, leave, resumed
-from routedllm.reliability.failures import MalformedResponseError, UpstreamErrorBody
+from routedllm.reliability.failures import (
+    MalformedResponseError,
+    UpstreamErrorBody,
+    completion_problem,
+)
 from routedllm.reliability.secrets import Scrubber
 
 AUTO = "auto"
@@ -1092,16 +1096,12 @@ def _check_body(data: object, cast_to: Any, response: Any) -> None:
         return
     if cast_to is not ChatCompletion:
         return
-    if not isinstance(data, Mapping):
-        raise MalformedResponseError(f"a 200 response that is not a JSON object ({data!r:.40})")
-    if data.get("error"):
+    if isinstance(data, Mapping) and data.get("error"):
         request = getattr(response, "request", None)
         raise UpstreamErrorBody(data["error"], str(getattr(request, "url", "")) or None)
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise MalformedResponseError("a 200 response without choices (no completion in it)")
-    if not all(isinstance(c, Mapping) and isinstance(c.get("message"), Mapping) for c in choices):
-        raise MalformedResponseError("a 200 response whose choices carry no message")
+    problem = completion_problem(data)
+    if problem is not None:
+        raise MalformedResponseError(problem)
 
 
 class _GatewayClient(openai.OpenAI):

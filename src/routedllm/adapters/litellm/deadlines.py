@@ -16,11 +16,20 @@ bound: the deadline plus at most one read timeout). A passed deadline raises
 The bound is put in the request's ``client``: an ``openai.AsyncOpenAI`` whose transport
 (LiteLLM's own, aiohttp by default) is wrapped by :class:`DeadlineTransport`, one client
 per deployment. This module imports httpx and openai, which litellm requires.
+
+The same transport turns a plain chat completion's 200 that holds no completion (``choices``
+empty, missing or null, a choice without a message, a body that is not JSON) into a 502,
+and a 200 whose body is an error object into the error's own status (502 when it has none):
+LiteLLM cannot fail a call from its success hook, so this is where such an answer becomes a
+fault the router retries and falls back on, as the LangChain chat model does. The body is
+read once, under the attempt's deadline; one that shows a choice with a message and no
+``"error"`` key is passed on unparsed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import weakref
@@ -28,6 +37,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+
+from routedllm.reliability.failures import completion_problem
 
 # a data event that carries an answer: text, reasoning, a tool call or a finish reason
 _CONTENT = re.compile(
@@ -37,6 +48,11 @@ _CONTENT = re.compile(
 )
 _STREAM = re.compile(rb'"stream"\s*:\s*true')
 _TAIL = 64  # bytes kept between chunks, so a marker split across two reads is still seen
+# a plain completion that is certainly usable: a choice with a message, and no "error" key
+_A_CHOICE = re.compile(rb'"choices"\s*:\s*\[\s*\{')
+_A_MESSAGE = re.compile(rb'"message"\s*:\s*\{')
+_AN_ERROR = re.compile(rb'"error"\s*:')
+_CHAT_PATH = "/chat/completions"
 
 
 class DeadlineTransport(httpx.AsyncBaseTransport):
@@ -55,6 +71,12 @@ class DeadlineTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._inner.handle_async_request(request)
+                if (
+                    not stream
+                    and response.status_code == 200
+                    and request.url.path.endswith(_CHAT_PATH)
+                ):
+                    return await _checked(request, response)
         except TimeoutError:
             raise _passed(request, budget, stream) from None
         response.stream = _DeadlineBody(response.stream, request, deadline, budget, stream)
@@ -95,6 +117,64 @@ class _DeadlineBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+async def _checked(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+    """A plain chat completion's 200, read whole (the caller bounds it by the deadline):
+    passed on as it came, or a fault LiteLLM retries and falls back on (see the module
+    docstring)."""
+    try:
+        body = await response.aread()  # decoded: gzip and the like are undone here, once
+    finally:
+        await response.aclose()
+    status, error = _fault_in(body)
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    if error is None:
+        return httpx.Response(
+            200,
+            headers=[*headers, ("content-length", str(len(body)))],
+            stream=httpx.ByteStream(body),
+            request=request,
+            extensions=response.extensions,
+        )
+    return httpx.Response(status, json={"error": error}, request=request)
+
+
+def _fault_in(body: bytes) -> tuple[int, dict[str, Any] | None]:
+    """The status and error object a plain 200 chat completion's ``body`` stands for:
+    ``(200, None)`` when it is a usable completion."""
+    if _A_CHOICE.search(body) and _A_MESSAGE.search(body) and not _AN_ERROR.search(body):
+        return 200, None  # the common case: no parse here (the SDK parses it once)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, nested past the decoder
+        data = body[:40]
+    if isinstance(data, Mapping) and data.get("error"):
+        return _error_body(data["error"])
+    problem = completion_problem(data)
+    if problem is None:
+        return 200, None
+    message = (
+        f"routedllm: the upstream answered {problem}; read as a 502, so another attempt is made"
+    )
+    return 502, {"message": message, "type": "upstream_error", "param": None, "code": 502}
+
+
+def _error_body(error: object) -> tuple[int, dict[str, Any]]:
+    """A 200 whose body is an error object: its numeric ``code`` as the status when it is
+    an HTTP error status (a 401 stays the caller's error), else 502."""
+    inner = dict(error) if isinstance(error, Mapping) else {"message": str(error)}
+    code = inner.get("code")
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    text = inner.get("message") or "no message"
+    inner["message"] = f"routedllm: the upstream answered 200 with an error object: {text}"
+    return status, inner
 
 
 def _passed(request: httpx.Request, budget: float, stream: bool) -> httpx.ReadTimeout:
