@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from routedllm.records.schema import encodings
+from routedllm.records.schema import CallRecord, encodings
 from routedllm.testing import ModelSpec, Upstream
 from routedllm.testing.faults import (
     empty_deltas_forever,
@@ -156,22 +156,23 @@ def test_a_stalled_upstream_is_cut_by_its_deadline_and_falls_back(proxy: Proxy) 
 
     # empty deltas for ever: LiteLLM has started the stream (its first chunk), so it cannot
     # fall back; the deadline still ends it, and the attempt is a timeout, not an answer
-    trace, started = str(uuid.uuid4()), time.monotonic()
-    response = _post(proxy, "routed/code", stream=True, trace=trace)
-    assert time.monotonic() - started < STREAM_TIMEOUT_S + 2.5
-    assert "error" in response.text
-    [stalled] = proxy.records(trace, 1)
-    assert stalled.model == "deepseek-v4-flash" and stalled.outcome == "Timeout"
-
+    _stalled_stream(proxy, "routed/code", "deepseek-v4-flash")
     # a stream that stalls after its first chunk: LiteLLM's per-read limit ends it, and
     # the attempt is a Timeout as every other (not the SDK's APITimeoutError)
+    stalled = _stalled_stream(proxy, "gemini-1.5-pro", "gemini-1.5-pro")
+    assert stalled.output_tokens is None  # it may have been billed for what it sent
+
+
+def _stalled_stream(proxy: Proxy, asked: str, called: str) -> CallRecord:
+    """A stream to ``asked`` that stalls once started: ended within the stream timeout with
+    an error to the client, and one ``Timeout`` record under ``called``."""
     trace, started = str(uuid.uuid4()), time.monotonic()
-    response = _post(proxy, "gemini-1.5-pro", stream=True, trace=trace)
+    response = _post(proxy, asked, stream=True, trace=trace)
     assert time.monotonic() - started < STREAM_TIMEOUT_S + 2.5
     assert "error" in response.text
     [stalled] = proxy.records(trace, 1)
-    assert stalled.model == "gemini-1.5-pro" and stalled.outcome == "Timeout"
-    assert stalled.output_tokens is None  # it may have been billed for what it sent
+    assert stalled.model == called and stalled.outcome == "Timeout"
+    return stalled
 
 
 def test_a_stream_without_a_finish_reason_is_recorded_as_truncated(proxy: Proxy) -> None:
