@@ -45,8 +45,9 @@ class LearnedPick:
             rows = np.stack([self.predicted[row_id] for row_id in data.ids])
         except KeyError as exc:  # rows other than those predicted: a caller's mistake
             raise InvalidRequestError(f"{self.name}: no prediction for row {exc}") from None
-        best = rows.max(axis=1)
-        pick = (rows >= (best - self.gap - 1e-12)[:, None]).argmax(axis=1)  # cheapest first
+        from routedllm.learning.train import value_choice  # the rule the Router applies
+
+        pick = value_choice(rows, range(len(self.models)), self.gap)  # columns: cheapest first
         ids = np.asarray([space.index(m) for m in self.models], dtype=np.int32)
         return Choice(ids[pick])
 
